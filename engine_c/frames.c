@@ -1,0 +1,153 @@
+/*
+ * frames.c - physical memory: frame descriptors and the buddy allocator.
+ *
+ * Like mm/page_alloc.c: free memory is kept in blocks of 2^order frames,
+ * order 0..SS_MAX_ORDER, each block aligned to its size, on one free list
+ * per order.  Allocation takes the first block of the smallest order that
+ * fits and splits it, keeping the lower half and putting the upper halves
+ * back (expand()); freeing merges a block with its buddy while the buddy is
+ * a free block of the same order.  Lists are LIFO, so the engine is
+ * deterministic and recently freed frames are reused first.
+ *
+ * Only the head frame of a free block is marked (F_BUDDY, order, links); the
+ * other frames of the block are all-zero descriptors.
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+size_t ss_frame_size(void)
+{
+	return sizeof(struct frame);
+}
+
+static void list_add(struct ss_machine *m, uint32_t pfn, unsigned int order)
+{
+	struct frame *f = &m->frames[pfn];
+	f->flags = F_BUDDY;
+	f->order = (uint8_t)order;
+	f->state = SS_FRAME_FREE;
+	f->prev = NIL;
+	f->next = m->free_head[order];
+	if (f->next != NIL)
+		m->frames[f->next].prev = pfn;
+	m->free_head[order] = pfn;
+	m->nr_free_blocks[order]++;
+}
+
+static void list_del(struct ss_machine *m, uint32_t pfn, unsigned int order)
+{
+	struct frame *f = &m->frames[pfn];
+	if (f->prev != NIL)
+		m->frames[f->prev].next = f->next;
+	else
+		m->free_head[order] = f->next;
+	if (f->next != NIL)
+		m->frames[f->next].prev = f->prev;
+	memset(f, 0, sizeof(*f));
+	m->nr_free_blocks[order]--;
+}
+
+int frames_init(struct ss_machine *m)
+{
+	uint64_t n = m->cfg.phys_pages;
+	m->frames = calloc(n, sizeof(struct frame));
+	if (!m->frames)
+		return -ENOMEM;
+	for (unsigned int o = 0; o <= SS_MAX_ORDER; o++)
+		m->free_head[o] = NIL;
+	/* push in reverse so that pfn 0 heads the list */
+	uint64_t block = 1u << SS_MAX_ORDER;
+	for (uint64_t pfn = n; pfn >= block; pfn -= block)
+		list_add(m, (uint32_t)(pfn - block), SS_MAX_ORDER);
+	m->nr_free = n;
+	return 0;
+}
+
+int64_t frames_alloc(struct ss_machine *m, unsigned int order)
+{
+	unsigned int o = order;
+	while (o <= SS_MAX_ORDER && m->free_head[o] == NIL)
+		o++;
+	if (o > SS_MAX_ORDER)
+		return -ENOMEM;
+	uint32_t pfn = m->free_head[o];
+	list_del(m, pfn, o);
+	while (o > order) {
+		o--;
+		list_add(m, pfn + (1u << o), o);
+	}
+	m->nr_free -= 1u << order;
+	return pfn;
+}
+
+void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order)
+{
+	memset(&m->frames[pfn], 0, sizeof(struct frame) << order);
+	m->nr_free += 1u << order;
+	while (order < SS_MAX_ORDER) {
+		uint32_t buddy = pfn ^ (1u << order);
+		if (buddy >= m->cfg.phys_pages)
+			break;
+		struct frame *b = &m->frames[buddy];
+		if (!(b->flags & F_BUDDY) || b->order != order)
+			break;
+		list_del(m, buddy, order);
+		pfn &= ~(1u << order);
+		order++;
+	}
+	list_add(m, pfn, order);
+}
+
+/* ---- page contents: 4 KiB buffers in slots, only for written pages ---- */
+
+int data_get(struct ss_machine *m, uint32_t pfn, uint8_t **out)
+{
+	struct frame *f = &m->frames[pfn];
+	if (f->data) {
+		*out = m->data[f->data - 1];
+		return 0;
+	}
+	uint8_t *buf = calloc(1, SS_PAGE_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	uint32_t slot;
+	if (m->data_free) {
+		slot = m->data_free - 1;
+		m->data_free = m->data_next[slot];
+	} else {
+		if (m->ndata == m->cap_data) {
+			uint32_t cap = m->cap_data ? m->cap_data * 2 : 64;
+			uint8_t **d = realloc(m->data, cap * sizeof(*d));
+			if (!d)
+				goto err_buf;
+			m->data = d;
+			uint32_t *nx = realloc(m->data_next, cap * sizeof(*nx));
+			if (!nx)
+				goto err_buf;
+			m->data_next = nx;
+			m->cap_data = cap;
+		}
+		slot = m->ndata++;
+	}
+	m->data[slot] = buf;
+	f->data = slot + 1;
+	*out = buf;
+	return 0;
+err_buf:
+	free(buf);
+	return -ENOMEM;
+}
+
+void data_drop(struct ss_machine *m, uint32_t pfn)
+{
+	struct frame *f = &m->frames[pfn];
+	if (!f->data)
+		return;
+	uint32_t slot = f->data - 1;
+	free(m->data[slot]);
+	m->data[slot] = NULL;
+	m->data_next[slot] = m->data_free;
+	m->data_free = slot + 1;
+	f->data = 0;
+}

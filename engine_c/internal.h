@@ -1,0 +1,283 @@
+/*
+ * internal.h - the engine's private structures, shared by its .c files.
+ *
+ * Glossary:
+ *  frame   one 4 KiB physical page frame (struct page).  Identified by its
+ *          pfn, an index into m->frames.
+ *  inode   a shmem or guest_memfd file.  Userspace names it by an fd; an
+ *          inode outlives its fd while mappings, owners or waiters hold it.
+ *  tree    a radix tree (like the kernel's xarray) from a 64-bit index to a
+ *          non-zero 64-bit value; used for page caches and gfn tables.
+ *  owner   a guest (KVM or a recorder) that registered guest_ops.
+ *  waiter  an operation the kernel would have put to sleep on a page lock.
+ *
+ * Frame invariants (checked by ss_check()):
+ *  - a free frame is either the head of a buddy block (F_BUDDY, order,
+ *    linked on free_area[order]) or a zeroed frame inside such a block;
+ *  - a page-cache frame belongs to exactly one inode at one index, and that
+ *    inode's tree maps the index back to it;
+ *  - in a compound (huge) page the head carries F_HEAD, the lock, the dirty
+ *    bit and the reference count; tails carry F_TAIL and the same order;
+ *  - a locked page has refcount >= 2 (the cache's and the holder's).
+ */
+#ifndef SS_INTERNAL_H
+#define SS_INTERNAL_H
+
+#include "sealscope.h"
+#include <errno.h>
+#include <stdbool.h>
+
+#define NIL 0xffffffffu
+#define HPAGE_NR (1u << SS_HPAGE_ORDER)
+
+#ifndef EUCLEAN
+#define EUCLEAN 117
+#endif
+#ifndef ENOTSUPP
+#define ENOTSUPP 524
+#endif
+
+/* frame flags */
+#define F_LOCKED 0x01
+#define F_DIRTY 0x02
+#define F_UPTODATE 0x04
+#define F_HEAD 0x08
+#define F_TAIL 0x10
+#define F_BUDDY 0x20
+#define F_NEW 0x40             /* allocated by the fallocate in progress */
+
+struct frame {                 /* 32 bytes: see ss_frame_size() */
+	uint64_t index;        /* page index in its inode */
+	uint32_t next, prev;   /* free list links (pfn or NIL) */
+	uint32_t ino;          /* inode number, 0 if none */
+	int32_t refcount;      /* on the head of a compound page */
+	uint32_t data;         /* data slot + 1, 0 when the page reads as zeros */
+	uint8_t state;         /* SS_FRAME_* */
+	uint8_t order;
+	uint8_t flags;         /* F_* */
+	uint8_t mapped;        /* owners mapping this frame (bitmask) */
+};
+
+/* ---- radix tree (tree.c) ---- */
+struct tnode;
+struct tree {
+	struct tnode *root;
+	unsigned int shift;    /* of the root node; capacity 64 << shift */
+	uint64_t count;
+	uint64_t nodes;
+};
+
+void tree_init(struct tree *t);
+void tree_destroy(struct tree *t);
+int tree_clone(struct tree *dst, const struct tree *src);
+uint64_t tree_load(const struct tree *t, uint64_t index);
+int tree_store(struct tree *t, uint64_t index, uint64_t value);  /* 0, -ENOMEM */
+uint64_t tree_erase(struct tree *t, uint64_t index);             /* old value */
+/* first entry at index >= *index and <= max: its value, *index set; 0 if none */
+uint64_t tree_find(const struct tree *t, uint64_t *index, uint64_t max);
+
+/* ---- inodes ---- */
+struct reg {                   /* a registration of an owner on an inode */
+	int owner;
+};
+
+struct mapping {
+	int id;                /* map id, 0 when the slot is free */
+	uint32_t ino;
+	int64_t offset, length;
+	int prot, flags;
+};
+
+struct inode {
+	uint32_t ino;          /* 0 when the slot is free */
+	int kind;
+	int fd;                /* -1 once closed */
+	char name[256];
+	int64_t size;
+	int64_t keep_end;      /* pages may exist up to here (KEEP_SIZE) */
+	uint32_t seals;
+	uint64_t flags;
+	struct tree cache;     /* index -> pfn + 1 */
+	uint64_t nr_pages;
+	int nregs;
+	struct reg regs[SS_MAX_REGS];
+	int maps, shared_maps;
+	int pending;           /* waiters on this inode */
+};
+
+/* ---- owners ---- */
+struct memslot {
+	int slot;
+	uint32_t ino;
+	uint64_t gfn, index, npages;
+};
+
+struct owner {
+	int id;
+	int kind;
+	char name[64];
+	int nslots;
+	struct memslot *slots;
+	struct tree gfns;      /* gfn -> (pfn + 1) << 1 | huge */
+	uint64_t nmapped, nzapped, ncallbacks;
+};
+
+/* ---- waiters ---- */
+enum wkind {
+	W_REMOVE,              /* punch / truncate sleeping on a page lock */
+	W_GETLOCK,             /* get_lock_pfn sleeping on a page lock */
+	W_FAULT,               /* a guest fault sleeping on a page lock */
+	W_BLOCKED,             /* an op sleeping on i_rwsem behind a removal */
+};
+
+struct waiter {
+	enum wkind kind;
+	uint64_t seq;          /* the event that went to sleep */
+	int op;
+	uint32_t ino;
+	uint64_t start, end;   /* W_REMOVE: [start, end) pages */
+	uint64_t resume;       /* W_REMOVE: where the removal goes on */
+	uint64_t index;        /* W_GETLOCK / W_FAULT */
+	int alloc;
+	int owner;             /* W_FAULT */
+	uint64_t gfn;          /* W_FAULT */
+	uint64_t pfn;          /* head of the page it sleeps on */
+	int64_t args[3];       /* W_BLOCKED */
+	uint8_t *buf;          /* W_BLOCKED pwrite data */
+};
+
+/* ---- events ---- */
+struct evrec {
+	struct ss_event e;
+	uint64_t cb_first, t_first;
+};
+
+struct ss_machine {
+	struct ss_config cfg;
+	struct frame *frames;
+	uint32_t free_head[SS_MAX_ORDER + 1];
+	uint64_t nr_free_blocks[SS_MAX_ORDER + 1];
+	uint64_t nr_free;
+
+	struct inode *inodes;  /* slot i holds ino i + 1 */
+	int ninodes, cap_inodes;
+	uint32_t *fdtab;       /* fd -> ino, 0 if free */
+	int nfds;
+
+	struct mapping *maps;
+	int nmaps;
+
+	struct owner owners[SS_MAX_OWNERS];
+	int nowners;
+
+	struct waiter *waiters;
+	int nwaiters, cap_waiters;
+
+	uint8_t **data;        /* data slots, 4096 bytes each */
+	uint32_t ndata, cap_data, data_free; /* data_free: first free slot + 1 */
+	uint32_t *data_next;
+
+	struct evrec *events;
+	uint64_t nevents, cap_events;
+	struct ss_callback *cbs;
+	uint64_t ncbs, cap_cbs;
+	struct ss_touch *touches;
+	uint64_t ntouches, cap_touches;
+	struct evrec *cur;     /* the event being built, NULL when none */
+};
+
+/* frames.c */
+int frames_init(struct ss_machine *m);
+/* allocate 1 << order frames; the pfn of the first, or -ENOMEM */
+int64_t frames_alloc(struct ss_machine *m, unsigned int order);
+void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order);
+static inline uint32_t frame_head(const struct ss_machine *m, uint32_t pfn)
+{
+	const struct frame *f = &m->frames[pfn];
+	if (f->flags & F_TAIL)
+		return pfn & ~((1u << f->order) - 1);
+	return pfn;
+}
+
+/* data.c: page contents */
+int data_get(struct ss_machine *m, uint32_t pfn, uint8_t **out);  /* allocate */
+void data_drop(struct ss_machine *m, uint32_t pfn);
+
+/* events.c */
+void ev_begin(struct ss_machine *m, int op, int fd, int64_t a0, int64_t a1,
+	      int64_t a2, int64_t a3);
+int64_t ev_end(struct ss_machine *m, int64_t result);
+void ev_hazard(struct ss_machine *m, int hazard, uint64_t raw);
+void ev_callback(struct ss_machine *m, int fn, int owner, uint64_t start, uint64_t end);
+void ev_touch(struct ss_machine *m, int what, int fd, int owner, uint64_t index,
+	      uint64_t npages, uint64_t pfn);
+void events_free(struct ss_machine *m);
+int events_clone(struct ss_machine *dst, const struct ss_machine *src);
+
+/* files.c */
+struct inode *inode_get(struct ss_machine *m, uint32_t ino);
+struct inode *fd_inode(struct ss_machine *m, int fd);
+int inode_fd(const struct inode *in);
+void inode_put_maybe(struct ss_machine *m, struct inode *in);
+
+/* pagecache.c */
+uint64_t inode_limit(const struct inode *in);  /* pages allowed: max(size, keep_end) */
+int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
+		     uint64_t *pfn_out, bool *new_out);
+/* remove [start, end) (pages) from *resume on; 0 when done, SS_PENDING when
+ * a locked page waits (*wait_pfn its head, *resume its index) */
+int cache_remove_range(struct ss_machine *m, struct inode *in, uint64_t start,
+		       uint64_t end, uint64_t *resume, uint64_t *wait_pfn);
+void cache_zero_edges(struct ss_machine *m, struct inode *in, int64_t lstart, int64_t lend);
+void mark_falloc(struct ss_machine *m, uint32_t head);
+void clear_falloc(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
+void undo_new_pages(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
+void cache_free_all(struct ss_machine *m, struct inode *in);
+int cache_invalidate_range(struct ss_machine *m, struct inode *in, uint64_t start,
+			   uint64_t end_incl);
+void page_free_frames(struct ss_machine *m, uint32_t head);
+
+/* guest.c */
+void callback_invalidate(struct ss_machine *m, struct inode *in, uint64_t start,
+			 uint64_t end_incl);
+void callback_fallocate(struct ss_machine *m, struct inode *in, uint64_t start,
+			uint64_t end);
+void callback_gmem_invalidate(struct ss_machine *m, struct inode *in, uint64_t start,
+			      uint64_t end);
+int waiter_add(struct ss_machine *m, const struct waiter *w);
+int waiter_block(struct ss_machine *m, struct inode *in, int op, int64_t a0, int64_t a1,
+		 int64_t a2, const void *buf);
+int removal_start(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end,
+		  uint64_t seq);
+void waiters_run(struct ss_machine *m);
+void waiters_free(struct ss_machine *m);
+int waiters_clone(struct ss_machine *dst, const struct ss_machine *src);
+int do_register(struct ss_machine *m, struct inode *in, int owner);
+/* files.c / rw.c workers (no event of their own) */
+int do_add_seals(struct ss_machine *m, struct inode *in, unsigned int seals);
+int do_ftruncate(struct ss_machine *m, struct inode *in, int64_t length, uint64_t seq);
+int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offset,
+		 int64_t len, uint64_t seq);
+int64_t do_pwrite(struct ss_machine *m, struct inode *in, const void *buf, int64_t count,
+		  int64_t offset);
+int do_get_lock_pfn(struct ss_machine *m, struct inode *in, uint64_t index, int alloc,
+		    uint64_t *pfn, int *order);
+int do_put_unlock(struct ss_machine *m, uint32_t pfn);
+
+/* owners.c */
+/* unmap the owner's gfns bound to ino's pages [start, end) */
+void owner_zap(struct ss_machine *m, struct owner *o, uint32_t ino, uint64_t start, uint64_t end);
+void owner_map(struct ss_machine *m, struct owner *o, const struct memslot *s,
+	       uint64_t gfn, uint64_t pfn, int order, int *map_order);
+/* the mapping of gfn: pfn + 1, 0 if none; *order of the mapping */
+uint64_t owner_lookup(const struct owner *o, uint64_t gfn, int *order);
+int fault_finish(struct ss_machine *m, int owner, uint64_t gfn, uint64_t pfn, int order);
+void owners_free(struct ss_machine *m);
+int owners_clone(struct ss_machine *dst, const struct ss_machine *src);
+
+static inline bool is_rfc(const struct ss_machine *m)
+{
+	return m->cfg.profile == SS_PROFILE_RFC_V2;
+}
+
+#endif /* SS_INTERNAL_H */

@@ -1,0 +1,423 @@
+/*
+ * machine.c - a simulated machine: creation, deep copy, and the read-only
+ * views (file and owner information, runs of alike pages and frames).
+ *
+ * Views never walk holes page by page: a file's runs come from the cache
+ * tree's find-next, free memory from buddy blocks, so a 1 TiB file with a
+ * few resident pages is a few runs.
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+struct ss_machine *ss_machine_new(const struct ss_config *cfg)
+{
+	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
+	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||
+	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED)) ||
+	    cfg->phys_pages < (1u << SS_MAX_ORDER) || cfg->phys_pages > SS_MAX_PHYS_PAGES ||
+	    (cfg->phys_pages & ((1u << SS_MAX_ORDER) - 1)))
+		return NULL;
+	struct ss_machine *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->cfg = *cfg;
+	if (frames_init(m)) {
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+void ss_machine_free(struct ss_machine *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < m->ninodes; i++)
+		if (m->inodes[i].ino)
+			tree_destroy(&m->inodes[i].cache);
+	for (uint32_t i = 0; i < m->ndata; i++)
+		free(m->data[i]);
+	owners_free(m);
+	waiters_free(m);
+	events_free(m);
+	free(m->data);
+	free(m->data_next);
+	free(m->inodes);
+	free(m->fdtab);
+	free(m->maps);
+	free(m->frames);
+	free(m);
+}
+
+void ss_machine_config(const struct ss_machine *m, struct ss_config *out)
+{
+	*out = m->cfg;
+}
+
+static void *dup_mem(const void *p, size_t n)
+{
+	if (!n || !p)
+		return NULL;
+	void *q = malloc(n);
+	if (q)
+		memcpy(q, p, n);
+	return q;
+}
+
+struct ss_machine *ss_machine_clone(const struct ss_machine *src)
+{
+	struct ss_machine *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	*m = *src;
+	/* nothing shared with src from here on: reset owned pointers first */
+	m->frames = NULL;
+	m->inodes = NULL;
+	m->fdtab = NULL;
+	m->maps = NULL;
+	m->data = NULL;
+	m->data_next = NULL;
+	m->events = NULL;
+	m->cbs = NULL;
+	m->touches = NULL;
+	m->waiters = NULL;
+	m->nwaiters = m->cap_waiters = 0;
+	m->cur = NULL;
+	for (int i = 0; i < m->nowners; i++) {
+		m->owners[i].slots = NULL;
+		tree_init(&m->owners[i].gfns);
+	}
+	int ninodes = m->ninodes;
+	m->ninodes = 0;
+	uint32_t ndata = m->ndata;
+	m->ndata = 0;
+	m->nevents = m->ncbs = m->ntouches = 0;
+
+	m->frames = dup_mem(src->frames, src->cfg.phys_pages * sizeof(struct frame));
+	if (!m->frames)
+		goto err;
+	if (src->cap_inodes) {
+		m->inodes = calloc((size_t)src->cap_inodes, sizeof(struct inode));
+		if (!m->inodes)
+			goto err;
+		for (int i = 0; i < ninodes; i++) {
+			m->inodes[i] = src->inodes[i];
+			tree_init(&m->inodes[i].cache);
+			m->ninodes = i + 1;
+			if (src->inodes[i].ino && tree_clone(&m->inodes[i].cache, &src->inodes[i].cache))
+				goto err;
+		}
+	}
+	if (src->nfds && !(m->fdtab = dup_mem(src->fdtab, (size_t)src->nfds * sizeof(uint32_t))))
+		goto err;
+	if (src->nmaps && !(m->maps = dup_mem(src->maps, (size_t)src->nmaps * sizeof(struct mapping))))
+		goto err;
+	if (src->cap_data) {
+		m->data = calloc(src->cap_data, sizeof(uint8_t *));
+		m->data_next = dup_mem(src->data_next, src->cap_data * sizeof(uint32_t));
+		if (!m->data || !m->data_next)
+			goto err;
+		for (uint32_t i = 0; i < ndata; i++) {
+			m->ndata = i + 1;
+			if (src->data[i] && !(m->data[i] = dup_mem(src->data[i], SS_PAGE_SIZE)))
+				goto err;
+		}
+	}
+	if (owners_clone(m, src) || waiters_clone(m, src))
+		goto err;
+	if (events_clone(m, src))
+		goto err;
+	m->nevents = src->nevents;
+	m->ncbs = src->ncbs;
+	m->ntouches = src->ntouches;
+	return m;
+err:
+	ss_machine_free(m);
+	return NULL;
+}
+
+/* ---- information ---- */
+
+int ss_file_info(const struct ss_machine *cm, int fd, struct ss_file_info *out)
+{
+	struct ss_machine *m = (struct ss_machine *)cm;
+	struct inode *in = fd_inode(m, fd);
+	if (!in)
+		return -EBADF;
+	memset(out, 0, sizeof(*out));
+	out->fd = fd;
+	out->kind = in->kind;
+	memcpy(out->name, in->name, sizeof(out->name));
+	out->size = in->size;
+	out->seals = in->seals;
+	out->flags = in->flags;
+	for (int i = 0; i < in->nregs; i++)
+		out->owners |= 1u << in->regs[i].owner;
+	out->nr_pages = in->nr_pages;
+	out->mappings = in->maps;
+	out->writable_maps = in->shared_maps;
+	for (int i = 0; i < m->nwaiters; i++)
+		if (m->waiters[i].ino == in->ino)
+			out->pending++;
+	return 0;
+}
+
+int ss_file_list(const struct ss_machine *m, int *fds, int max)
+{
+	int n = 0;
+	for (int fd = 0; fd < m->nfds && n < max; fd++)
+		if (m->fdtab[fd])
+			fds[n++] = fd;
+	return n;
+}
+
+int ss_owner_count(const struct ss_machine *m)
+{
+	return m->nowners;
+}
+
+int ss_owner_info(const struct ss_machine *m, int owner, struct ss_owner_info *out)
+{
+	if (owner < 0 || owner >= m->nowners)
+		return -ENOENT;
+	const struct owner *o = &m->owners[owner];
+	memset(out, 0, sizeof(*out));
+	out->id = o->id;
+	out->kind = o->kind;
+	memcpy(out->name, o->name, sizeof(out->name));
+	out->nmemslots = o->nslots;
+	out->nmapped = o->nmapped;
+	out->nzapped = o->nzapped;
+	out->ncallbacks = o->ncallbacks;
+	return 0;
+}
+
+int ss_owner_memslots(const struct ss_machine *cm, int owner, struct ss_memslot *out, int max)
+{
+	struct ss_machine *m = (struct ss_machine *)cm;
+	if (owner < 0 || owner >= m->nowners)
+		return -ENOENT;
+	const struct owner *o = &m->owners[owner];
+	int n = 0;
+	for (int i = 0; i < o->nslots && n < max; i++) {
+		struct inode *in = inode_get(m, o->slots[i].ino);
+		out[n].slot = o->slots[i].slot;
+		out[n].fd = in ? in->fd : -1;
+		out[n].gfn = o->slots[i].gfn;
+		out[n].index = o->slots[i].index;
+		out[n].npages = o->slots[i].npages;
+		n++;
+	}
+	return n;
+}
+
+int ss_owner_gfn_runs(const struct ss_machine *m, int owner, uint64_t start,
+		      struct ss_gfn_run *out, int max)
+{
+	if (owner < 0 || owner >= m->nowners)
+		return -ENOENT;
+	const struct owner *o = &m->owners[owner];
+	uint64_t k = start, v;
+	int n = 0;
+	while (n <= max && (v = tree_find(&o->gfns, &k, UINT64_MAX))) {
+		uint64_t cnt = (v & 1) ? HPAGE_NR : 1;
+		uint64_t pfn = (v >> 1) - 1;
+		int order = (v & 1) ? SS_HPAGE_ORDER : 0;
+		if (n && out[n - 1].order == order && out[n - 1].gfn + out[n - 1].npages == k &&
+		    out[n - 1].pfn + out[n - 1].npages == pfn) {
+			out[n - 1].npages += cnt;
+		} else {
+			if (n == max)
+				break;
+			out[n].gfn = k;
+			out[n].npages = cnt;
+			out[n].pfn = pfn;
+			out[n].order = order;
+			n++;
+		}
+		k += cnt;
+		if (!k)
+			break;
+	}
+	return n;
+}
+
+static int count_waiters(const struct ss_machine *m, uint64_t head)
+{
+	int n = 0;
+	for (int i = 0; i < m->nwaiters; i++)
+		if (m->waiters[i].kind != W_BLOCKED && m->waiters[i].pfn == head)
+			n++;
+	return n;
+}
+
+static void page_attrs(const struct ss_machine *m, uint64_t pfn, struct ss_page_run *r)
+{
+	uint32_t head = frame_head(m, (uint32_t)pfn);
+	const struct frame *hf = &m->frames[head];
+	r->state = SS_PG_PRESENT;
+	r->order = (hf->flags & F_HEAD) ? hf->order : 0;
+	r->locked = !!(hf->flags & F_LOCKED);
+	r->dirty = !!(hf->flags & F_DIRTY);
+	r->refcount = hf->refcount;
+	r->mapped_by = m->frames[pfn].mapped;
+	r->waiters = m->nwaiters ? count_waiters(m, head) : 0;
+}
+
+static bool same_attrs(const struct ss_page_run *a, const struct ss_page_run *b)
+{
+	return a->state == b->state && a->order == b->order && a->locked == b->locked &&
+	       a->dirty == b->dirty && a->refcount == b->refcount &&
+	       a->mapped_by == b->mapped_by && a->waiters == b->waiters;
+}
+
+int ss_file_runs(const struct ss_machine *cm, int fd, uint64_t start, uint64_t end,
+		 struct ss_page_run *out, int max, uint64_t *next)
+{
+	struct ss_machine *m = (struct ss_machine *)cm;
+	struct inode *in = fd_inode(m, fd);
+	if (!in)
+		return -EBADF;
+	int n = 0;
+	uint64_t idx = start;
+	while (idx < end && n < max) {
+		uint64_t at = idx;
+		uint64_t v = tree_find(&in->cache, &at, end - 1);
+		if (!v) {
+			memset(&out[n], 0, sizeof(out[n]));
+			out[n].start = idx;
+			out[n].end = end;
+			n++;
+			idx = end;
+			break;
+		}
+		if (at > idx) {
+			memset(&out[n], 0, sizeof(out[n]));
+			out[n].start = idx;
+			out[n].end = at;
+			n++;
+			idx = at;
+			if (n == max)
+				break;
+		}
+		struct ss_page_run *r = &out[n];
+		memset(r, 0, sizeof(*r));
+		r->start = at;
+		r->pfn = v - 1;
+		page_attrs(m, v - 1, r);
+		uint64_t i = at + 1;
+		while (i < end) {
+			uint64_t w = tree_load(&in->cache, i);
+			if (w != v + (i - at))
+				break;
+			struct ss_page_run t;
+			page_attrs(m, w - 1, &t);
+			if (!same_attrs(r, &t))
+				break;
+			i++;
+		}
+		r->end = i;
+		n++;
+		idx = i;
+	}
+	*next = idx;
+	return n;
+}
+
+int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
+		 struct ss_frame_run *out, int max, uint64_t *next)
+{
+	uint64_t total = m->cfg.phys_pages;
+	if (end > total)
+		end = total;
+	uint64_t pfn = start;
+	int n = 0;
+	while (pfn < end) {
+		const struct frame *f = &m->frames[pfn];
+		struct ss_frame_run r = { .start = pfn, .fd = -1 };
+		uint64_t len = 1;
+		if (f->state == SS_FRAME_FREE) {
+			/* find the buddy block holding pfn */
+			uint64_t head = pfn;
+			for (unsigned int o = 0; o <= SS_MAX_ORDER; o++) {
+				uint64_t h = pfn & ~((1ULL << o) - 1);
+				if ((m->frames[h].flags & F_BUDDY) && m->frames[h].order >= o &&
+				    h + (1ULL << m->frames[h].order) > pfn) {
+					head = h;
+					break;
+				}
+			}
+			r.state = SS_FRAME_FREE;
+			r.order = m->frames[head].order;
+			len = head + (1ULL << r.order) - pfn;
+		} else {
+			r.state = f->state;
+			r.order = f->order;
+			const struct inode *in = (f->ino && f->ino <= (uint32_t)m->ninodes)
+						 ? &m->inodes[f->ino - 1] : NULL;
+			r.fd = in ? in->fd : -1;
+			r.index = f->index;
+		}
+		if (pfn + len > end)
+			len = end - pfn;
+		if (n) {
+			struct ss_frame_run *l = &out[n - 1];
+			bool merge = l->state == r.state && l->order == r.order && l->end == pfn &&
+				     (r.state == SS_FRAME_FREE ||
+				      (l->fd == r.fd && m->frames[pfn - 1].ino == f->ino &&
+				       l->index + (pfn - l->start) == r.index));
+			if (merge) {
+				l->end = pfn + len;
+				pfn += len;
+				continue;
+			}
+		}
+		if (n == max)
+			break;
+		r.end = pfn + len;
+		out[n++] = r;
+		pfn += len;
+	}
+	*next = pfn;
+	return n;
+}
+
+void ss_phys_info(const struct ss_machine *m, struct ss_phys_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->total = m->cfg.phys_pages;
+	out->free = m->nr_free;
+	out->used = m->cfg.phys_pages - m->nr_free;
+	for (int o = 0; o <= SS_MAX_ORDER; o++)
+		out->free_by_order[o] = m->nr_free_blocks[o];
+}
+
+int ss_waiters(const struct ss_machine *cm, struct ss_waiter_info *out, int max)
+{
+	struct ss_machine *m = (struct ss_machine *)cm;
+	int n = 0;
+	for (int i = 0; i < m->nwaiters && n < max; i++) {
+		struct inode *in = inode_get(m, m->waiters[i].ino);
+		out[n].seq = m->waiters[i].seq;
+		out[n].op = m->waiters[i].op;
+		out[n].fd = in ? in->fd : -1;
+		out[n].pfn = m->waiters[i].kind == W_BLOCKED ? UINT64_MAX : m->waiters[i].pfn;
+		n++;
+	}
+	return n;
+}
+
+uint64_t ss_memory_bytes(const struct ss_machine *m)
+{
+	uint64_t b = sizeof(*m) + m->cfg.phys_pages * sizeof(struct frame);
+	for (int i = 0; i < m->ninodes; i++)
+		b += sizeof(struct inode) + m->inodes[i].cache.nodes * (8 + 8 + 64 * 8);
+	for (int i = 0; i < m->nowners; i++)
+		b += m->owners[i].gfns.nodes * (8 + 8 + 64 * 8) +
+		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot);
+	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
+	b += m->cap_events * sizeof(struct evrec) + m->cap_cbs * sizeof(struct ss_callback) +
+	     m->cap_touches * sizeof(struct ss_touch);
+	return b;
+}

@@ -1,0 +1,265 @@
+/*
+ * pagecache.c - a file's pages: allocation (with transparent huge pages),
+ * removal (punch, truncate) with the RFC's per-page invalidation, and the
+ * explicit invalidation that frees nothing.
+ *
+ * A file's cache is a tree from page index to pfn + 1.  A huge page is 512
+ * entries pointing at 512 consecutive frames; its head frame holds the lock,
+ * the dirty bit and the reference count (the cache holds one reference per
+ * page, a get_lock_pfn holder one more).
+ *
+ * Removal follows shmem_undo_range() of 5.15 with the RFC's hook: for each
+ * page in the range, the owners' invalidate_page_range(start', end') runs
+ * with start' = max(start, page index) and end' = min(end, page index +
+ * pages) - 1 (inclusive), then the page goes (a huge page only partly in the
+ * range is split first and only its subpages inside go).  A locked page is
+ * skipped and waited for: the caller gets SS_PENDING.
+ */
+#include "internal.h"
+#include <string.h>
+
+uint64_t inode_limit(const struct inode *in)
+{
+	uint64_t sz = ((uint64_t)in->size + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT;
+	uint64_t k = (uint64_t)in->keep_end;
+	return sz > k ? sz : k;
+}
+
+static unsigned int alloc_order(struct ss_machine *m, struct inode *in, uint64_t index)
+{
+	if (in->kind != SS_KIND_MEMFD || m->cfg.thp == SS_THP_NEVER)
+		return 0;
+	uint64_t h = index & ~(uint64_t)(HPAGE_NR - 1);
+	if (h + HPAGE_NR > ((uint64_t)SS_MAX_FILESIZE >> SS_PAGE_SHIFT))
+		return 0;
+	if (m->cfg.thp == SS_THP_WITHIN_SIZE &&
+	    (((uint64_t)in->size + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT) < h + HPAGE_NR)
+		return 0;
+	uint64_t i = h;
+	if (tree_find(&in->cache, &i, h + HPAGE_NR - 1))
+		return 0;
+	return SS_HPAGE_ORDER;
+}
+
+int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
+		     uint64_t *pfn_out, bool *new_out)
+{
+	uint64_t v = tree_load(&in->cache, index);
+	if (v) {
+		*pfn_out = v - 1;
+		*new_out = false;
+		return 0;
+	}
+	unsigned int order = alloc_order(m, in, index);
+	int64_t p = order ? frames_alloc(m, order) : -ENOMEM;
+	if (p < 0) {
+		order = 0;
+		p = frames_alloc(m, 0);
+		if (p < 0)
+			return (int)p;
+	}
+	uint64_t nr = 1ULL << order;
+	uint64_t base = index & ~(nr - 1);
+	for (uint64_t i = 0; i < nr; i++) {
+		struct frame *f = &m->frames[p + i];
+		f->state = SS_FRAME_CACHE;
+		f->ino = in->ino;
+		f->index = base + i;
+		f->order = (uint8_t)order;
+		f->flags = order ? (i ? F_TAIL : F_HEAD) : 0;
+		if (tree_store(&in->cache, base + i, (uint64_t)p + i + 1)) {
+			while (i--)
+				tree_erase(&in->cache, base + i);
+			frames_free(m, (uint32_t)p, order);
+			return -ENOMEM;
+		}
+	}
+	m->frames[p].refcount = 1;
+	in->nr_pages += nr;
+	if ((int64_t)(base + nr) > in->keep_end &&
+	    base + nr > (((uint64_t)in->size + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT))
+		in->keep_end = (int64_t)(base + nr);
+	ev_touch(m, SS_T_ALLOC, inode_fd(in), -1, base, nr, (uint64_t)p);
+	*pfn_out = (uint64_t)p + (index - base);
+	*new_out = true;
+	return 0;
+}
+
+/* Drop the cache's reference on the page at head; free it if it was last. */
+static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
+{
+	struct frame *hf = &m->frames[head];
+	uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
+	uint64_t base = hf->index;
+	for (uint64_t i = 0; i < nr; i++) {
+		tree_erase(&in->cache, base + i);
+		data_drop(m, head + (uint32_t)i);
+	}
+	in->nr_pages -= nr;
+	hf->refcount--;
+	if (hf->refcount > 0) {
+		for (uint64_t i = 0; i < nr; i++)
+			m->frames[head + i].state = SS_FRAME_ORPHAN;
+		ev_touch(m, SS_T_ORPHAN, inode_fd(in), -1, base, nr, head);
+		return;
+	}
+	ev_touch(m, SS_T_FREE, inode_fd(in), -1, base, nr, head);
+	frames_free(m, head, (unsigned int)(nr > 1 ? hf->order : 0));
+}
+
+void page_free_frames(struct ss_machine *m, uint32_t head)
+{
+	struct frame *hf = &m->frames[head];
+	unsigned int order = (hf->flags & F_HEAD) ? hf->order : 0;
+	ev_touch(m, SS_T_FREE, -1, -1, hf->index, 1ULL << order, head);
+	for (uint32_t i = 0; i < (1u << order); i++)
+		data_drop(m, head + i);
+	frames_free(m, head, order);
+}
+
+/* split_huge_page(): 512 order-0 pages, each with the cache's reference */
+static void page_split(struct ss_machine *m, struct inode *in, uint32_t head)
+{
+	struct frame *hf = &m->frames[head];
+	uint8_t keep = hf->flags & (F_DIRTY | F_UPTODATE);
+	for (uint32_t i = 0; i < HPAGE_NR; i++) {
+		struct frame *f = &m->frames[head + i];
+		f->order = 0;
+		f->flags = keep;
+		f->refcount = 1;
+	}
+	ev_touch(m, SS_T_SPLIT, inode_fd(in), -1, hf->index, HPAGE_NR, head);
+}
+
+static void page_zero(struct ss_machine *m, struct inode *in, uint64_t index,
+		      unsigned int from, unsigned int to)
+{
+	uint64_t v = tree_load(&in->cache, index);
+	if (!v || from >= to)
+		return;
+	struct frame *f = &m->frames[v - 1];
+	if (f->data)
+		memset(m->data[f->data - 1] + from, 0, to - from);
+	ev_touch(m, SS_T_ZERO, inode_fd(in), -1, index, 1, v - 1);
+}
+
+/* zero the partial pages at the byte edges of [lstart, lend) */
+void cache_zero_edges(struct ss_machine *m, struct inode *in, int64_t lstart, int64_t lend)
+{
+	uint64_t s = (uint64_t)lstart, e = (uint64_t)lend;
+	unsigned int ps = s & (SS_PAGE_SIZE - 1), pe = e & (SS_PAGE_SIZE - 1);
+	if ((s >> SS_PAGE_SHIFT) == (e >> SS_PAGE_SHIFT)) {
+		if (ps || pe)
+			page_zero(m, in, s >> SS_PAGE_SHIFT, ps, pe ? pe : SS_PAGE_SIZE);
+		return;
+	}
+	if (ps)
+		page_zero(m, in, s >> SS_PAGE_SHIFT, ps, SS_PAGE_SIZE);
+	if (pe)
+		page_zero(m, in, e >> SS_PAGE_SHIFT, 0, pe);
+}
+
+int cache_remove_range(struct ss_machine *m, struct inode *in, uint64_t start,
+		       uint64_t end, uint64_t *resume, uint64_t *wait_pfn)
+{
+	uint64_t idx = *resume;
+	bool waiting = false;
+	uint64_t v;
+	if (idx >= end)
+		return 0;
+	while ((v = tree_find(&in->cache, &idx, end - 1))) {
+		uint32_t head = frame_head(m, (uint32_t)(v - 1));
+		struct frame *hf = &m->frames[head];
+		uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
+		uint64_t hidx = hf->index;
+		uint64_t next = hidx + nr;
+		if (hf->flags & F_LOCKED) {
+			if (!waiting) {
+				*wait_pfn = head;
+				*resume = hidx;
+				ev_touch(m, SS_T_WAIT, inode_fd(in), -1, hidx, nr, head);
+			}
+			waiting = true;
+		} else {
+			uint64_t s = hidx > start ? hidx : start;
+			uint64_t e = next < end ? next : end;
+			if (in->kind == SS_KIND_MEMFD)
+				callback_invalidate(m, in, s, e - 1);
+			if (nr > 1 && (s != hidx || e != next)) {
+				page_split(m, in, head);
+				for (uint64_t i = s; i < e; i++)
+					page_remove(m, in, head + (uint32_t)(i - hidx));
+			} else {
+				page_remove(m, in, head);
+			}
+		}
+		if (next >= end || next == 0)
+			break;
+		idx = next;
+	}
+	if (!waiting)
+		*resume = end;
+	return waiting ? SS_PENDING : 0;
+}
+
+void cache_free_all(struct ss_machine *m, struct inode *in)
+{
+	uint64_t idx = 0, v;
+	while ((v = tree_find(&in->cache, &idx, UINT64_MAX))) {
+		uint32_t head = frame_head(m, (uint32_t)(v - 1));
+		page_remove(m, in, head);
+		idx = 0;
+	}
+}
+
+int cache_invalidate_range(struct ss_machine *m, struct inode *in, uint64_t start,
+			   uint64_t end_incl)
+{
+	uint64_t idx = start, v;
+	int n = 0;
+	while ((v = tree_find(&in->cache, &idx, end_incl))) {
+		uint32_t head = frame_head(m, (uint32_t)(v - 1));
+		struct frame *hf = &m->frames[head];
+		uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
+		uint64_t last = hf->index + nr - 1;
+		uint64_t s = hf->index > start ? hf->index : start;
+		uint64_t e = last < end_incl ? last : end_incl;
+		callback_invalidate(m, in, s, e);
+		n++;
+		if (last >= end_incl)
+			break;
+		idx = last + 1;
+	}
+	return n;
+}
+
+/* ---- pages of a fallocate in progress (F_NEW on their heads) ---- */
+
+void mark_falloc(struct ss_machine *m, uint32_t head)
+{
+	m->frames[head].flags |= F_NEW;
+}
+
+void clear_falloc(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end)
+{
+	uint64_t idx = start, v;
+	while (idx < end && (v = tree_find(&in->cache, &idx, end - 1))) {
+		uint32_t head = frame_head(m, (uint32_t)(v - 1));
+		struct frame *hf = &m->frames[head];
+		hf->flags &= (uint8_t)~F_NEW;
+		idx = (hf->flags & F_HEAD) ? hf->index + (1ULL << hf->order) : idx + 1;
+	}
+}
+
+void undo_new_pages(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end)
+{
+	uint64_t idx = start, v;
+	while (idx < end && (v = tree_find(&in->cache, &idx, end - 1))) {
+		uint32_t head = frame_head(m, (uint32_t)(v - 1));
+		struct frame *hf = &m->frames[head];
+		uint64_t next = (hf->flags & F_HEAD) ? hf->index + (1ULL << hf->order) : idx + 1;
+		if (hf->flags & F_NEW)
+			page_remove(m, in, head);
+		idx = next;
+	}
+}

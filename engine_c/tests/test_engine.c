@@ -1,0 +1,388 @@
+/*
+ * test_engine.c - C unit tests of the engine, run plain and under
+ * AddressSanitizer + UndefinedBehaviorSanitizer (make ctest).
+ *
+ * Every operation goes through OK()/ERR(), which also runs the invariant
+ * checker, so each test checks the machine after every step.
+ */
+#include "../sealscope.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures, checks;
+static const char *cur_test;
+
+#define FAILF(...) do { failures++; fprintf(stderr, "FAIL %s:%d (%s): ", __FILE__, __LINE__, cur_test); \
+	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
+
+static void check(struct ss_machine *m, int line)
+{
+	char msg[512];
+	checks++;
+	if (ss_check(m, msg, sizeof(msg))) {
+		failures++;
+		fprintf(stderr, "FAIL line %d (%s): invariant: %s\n", line, cur_test, msg);
+	}
+}
+
+#define EXPECT(m, expr, want) do { long long _r = (long long)(expr); check(m, __LINE__); \
+	if (_r != (long long)(want)) FAILF("%s = %lld, want %lld", #expr, _r, (long long)(want)); } while (0)
+#define TRUE(cond) do { if (!(cond)) FAILF("%s", #cond); } while (0)
+
+static struct ss_machine *mk(int profile, int thp, uint32_t variants, uint64_t pages)
+{
+	struct ss_config c = { .profile = profile, .thp = thp, .variants = variants, .phys_pages = pages };
+	struct ss_machine *m = ss_machine_new(&c);
+	if (!m) {
+		fprintf(stderr, "machine_new failed\n");
+		exit(2);
+	}
+	check(m, 0);
+	return m;
+}
+
+static struct ss_event last_event(struct ss_machine *m)
+{
+	struct ss_event e;
+	ss_event_get(m, ss_event_count(m), &e);
+	return e;
+}
+
+static struct ss_callback callback(struct ss_machine *m, uint64_t seq, uint32_t i)
+{
+	struct ss_callback c = { 0 };
+	ss_event_callbacks(m, seq, i, &c, 1);
+	return c;
+}
+
+static void test_config(void)
+{
+	cur_test = "config";
+	struct ss_config bad = { .profile = 0, .thp = 0, .phys_pages = 1000 };
+	TRUE(ss_machine_new(&bad) == NULL);
+	bad.phys_pages = 1024;
+	bad.thp = 7;
+	TRUE(ss_machine_new(&bad) == NULL);
+	TRUE(ss_machine_new(NULL) == NULL);
+	TRUE(ss_frame_size() <= 64);
+}
+
+static void test_seal_guest_lifecycle(void)
+{
+	cur_test = "lifecycle";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 4096);
+	int fd = ss_memfd_create(m, "vm0", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, fd, 3);
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_GUEST), 0);
+	EXPECT(m, ss_get_seals(m, fd), SS_F_SEAL_GUEST);
+	EXPECT(m, ss_ftruncate(m, fd, 4097), -EINVAL);
+	EXPECT(m, ss_ftruncate(m, fd, 8 * 4096), 0);
+	int kvm = ss_owner_create(m, SS_OWNER_KVM, "kvm0");
+	EXPECT(m, kvm, 0);
+	EXPECT(m, ss_memslot_create(m, kvm, fd, 0x100, 0, 8), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 4 * 4096), 0);
+	struct ss_event e = last_event(m);
+	EXPECT(m, e.ncallbacks, 1);
+	struct ss_callback c = callback(m, e.seq, 0);
+	EXPECT(m, c.fn, SS_CB_FALLOCATE);
+	EXPECT(m, c.start, 0);
+	EXPECT(m, c.end, 4);
+	uint64_t pfn = 0;
+	int order = -1;
+	EXPECT(m, ss_fault(m, kvm, 0x101, &pfn, &order), 0);
+	EXPECT(m, order, 0);
+	struct ss_page_run runs[8];
+	uint64_t next;
+	int n = ss_file_runs(m, fd, 0, 8, runs, 8, &next);
+	EXPECT(m, n, 4);  /* [0,1) [1,2) mapped [2,4) [4,8) hole */
+	EXPECT(m, runs[1].mapped_by, 1);
+	EXPECT(m, runs[1].pfn, pfn);
+	EXPECT(m, runs[3].state, SS_PG_HOLE);
+	/* punch two pages: one invalidate per page, inclusive end */
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 4096, 2 * 4096), 0);
+	e = last_event(m);
+	EXPECT(m, e.ncallbacks, 2);
+	c = callback(m, e.seq, 0);
+	EXPECT(m, c.fn, SS_CB_INVALIDATE);
+	EXPECT(m, c.start, 1);
+	EXPECT(m, c.end, 1);
+	c = callback(m, e.seq, 1);
+	EXPECT(m, c.start, 2);
+	EXPECT(m, c.end, 2);
+	struct ss_owner_info oi;
+	ss_owner_info(m, kvm, &oi);
+	EXPECT(m, oi.nmapped, 0);
+	EXPECT(m, oi.nzapped, 1);
+	/* userspace locked out */
+	char buf[16];
+	EXPECT(m, ss_pread(m, fd, buf, 16, 0), -EPERM);
+	EXPECT(m, ss_pread(m, fd, buf, 16, 8 * 4096), 0);
+	EXPECT(m, ss_pwrite(m, fd, "x", 1, 0), -EPERM);
+	EXPECT(m, ss_mmap(m, fd, 0, 4096, SS_PROT_READ, SS_MAP_SHARED), -EPERM);
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 1, 4096), -EINVAL);
+	ss_machine_free(m);
+}
+
+static void test_seal_refusals(void)
+{
+	cur_test = "seal refusals";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_ftruncate(m, fd, 8192), 0);
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_GUEST), -EBUSY);
+	EXPECT(m, ss_ftruncate(m, fd, 0), 0);
+	int map = ss_mmap(m, fd, 0, 4096, SS_PROT_READ, SS_MAP_PRIVATE);
+	EXPECT(m, map, 1);
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_GUEST), -EBUSY);
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_WRITE), 0);  /* private maps don't count */
+	EXPECT(m, ss_munmap(m, map), 0);
+	EXPECT(m, ss_add_seals(m, fd, 0x40), -EINVAL);
+	int nos = ss_memfd_create(m, "b", 0);
+	EXPECT(m, ss_get_seals(m, nos), SS_F_SEAL_SEAL);
+	EXPECT(m, ss_add_seals(m, nos, SS_F_SEAL_GUEST), -EPERM);
+	EXPECT(m, ss_add_seals(m, 99, SS_F_SEAL_GUEST), -EBADF);
+	/* shared read-only mapping blocks F_SEAL_WRITE */
+	int c = ss_memfd_create(m, "c", SS_MFD_ALLOW_SEALING);
+	map = ss_mmap(m, c, 0, 4096, SS_PROT_READ, SS_MAP_SHARED);
+	EXPECT(m, ss_add_seals(m, c, SS_F_SEAL_WRITE), -EBUSY);
+	EXPECT(m, ss_munmap(m, map), 0);
+	EXPECT(m, ss_add_seals(m, c, SS_F_SEAL_WRITE), 0);
+	EXPECT(m, ss_fallocate(m, c, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, 4096), -EPERM);
+	ss_machine_free(m);
+}
+
+static void test_register(void)
+{
+	cur_test = "register";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	int k0 = ss_owner_create(m, SS_OWNER_KVM, "k0");
+	int r1 = ss_owner_create(m, SS_OWNER_RECORDER, "r1");
+	EXPECT(m, ss_register_guest(m, fd, -1), -EINVAL);
+	EXPECT(m, ss_register_guest(m, fd, k0), 0);
+	EXPECT(m, last_event(m).hazard, SS_HAZ_UNSEALED_REGISTER);
+	EXPECT(m, ss_register_guest(m, fd, k0), 0);
+	EXPECT(m, ss_register_guest(m, fd, r1), -EPERM);
+	ss_machine_free(m);
+
+	m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, SS_VAR_MULTI_OWNER, 1024);
+	fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	k0 = ss_owner_create(m, SS_OWNER_KVM, "k0");
+	r1 = ss_owner_create(m, SS_OWNER_RECORDER, "r1");
+	EXPECT(m, ss_ftruncate(m, fd, 4 * 4096), 0);
+	EXPECT(m, ss_register_guest(m, fd, k0), 0);
+	EXPECT(m, ss_register_guest(m, fd, r1), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 4096), 0);
+	EXPECT(m, last_event(m).ncallbacks, 2);
+	EXPECT(m, ss_fallocate(m, fd, 3, 0, 4096), 0);
+	EXPECT(m, last_event(m).ncallbacks, 2);
+	EXPECT(m, ss_unregister_guest(m, fd, r1), 0);
+	EXPECT(m, ss_unregister_guest(m, fd, r1), -ENOENT);
+	ss_machine_free(m);
+}
+
+static void test_get_lock_and_wait(void)
+{
+	cur_test = "locks and waits";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	int rec = ss_owner_create(m, SS_OWNER_RECORDER, "rec");
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_GUEST), 0);
+	EXPECT(m, ss_ftruncate(m, fd, 4 * 4096), 0);
+	EXPECT(m, ss_register_guest(m, fd, rec), 0);
+	uint64_t pfn = 0, pfn2 = 0;
+	int order = 0;
+	EXPECT(m, ss_get_lock_pfn(m, fd, 4, 1, &pfn, &order), -EINVAL);
+	EXPECT(m, last_event(m).hazard, SS_HAZ_ERRNO_AS_PFN);
+	EXPECT(m, last_event(m).raw, (uint64_t)(int64_t)-EINVAL);
+	EXPECT(m, ss_get_lock_pfn(m, fd, 1, 0, &pfn, &order), -EFAULT);
+	EXPECT(m, last_event(m).hazard, SS_HAZ_NULL_PAGE);
+	EXPECT(m, ss_get_lock_pfn(m, fd, 1, 1, &pfn, &order), 0);
+	EXPECT(m, ss_get_lock_pfn(m, fd, 1, 1, &pfn2, &order), SS_PENDING);
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_WRITE), -EBUSY);  /* pinned */
+	/* punch meets the locked page: waits */
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, 4 * 4096), SS_PENDING);
+	uint64_t punch_seq = last_event(m).seq;
+	struct ss_file_info fi;
+	ss_file_info(m, fd, &fi);
+	EXPECT(m, fi.nr_pages, 1);
+	/* ftruncate sleeps behind the punch on i_rwsem */
+	EXPECT(m, ss_ftruncate(m, fd, 8 * 4096), SS_PENDING);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn + 1), -EINVAL);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	/* put wakes: get_lock (FIFO first) takes the lock, punch still waits */
+	struct ss_event e = last_event(m);
+	EXPECT(m, e.op, SS_OP_WAKE);
+	EXPECT(m, e.out[0], pfn);
+	ss_file_info(m, fd, &fi);
+	EXPECT(m, fi.size, 4 * 4096);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	/* now the punch finishes, then the truncate */
+	uint64_t nev = ss_event_count(m);
+	struct ss_event w1, w2;
+	ss_event_get(m, nev - 1, &w1);
+	ss_event_get(m, nev, &w2);
+	EXPECT(m, w1.op, SS_OP_WAKE);
+	EXPECT(m, w1.wakes_seq, punch_seq);
+	EXPECT(m, w1.ncallbacks, 1);
+	EXPECT(m, w2.wakes_op, SS_OP_FTRUNCATE);
+	ss_file_info(m, fd, &fi);
+	EXPECT(m, fi.nr_pages, 0);
+	EXPECT(m, fi.size, 8 * 4096);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), -EINVAL);
+	EXPECT(m, last_event(m).hazard, SS_HAZ_VM_BUG_ON_PAGE);
+	ss_machine_free(m);
+}
+
+static void test_huge(void)
+{
+	cur_test = "huge";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_WITHIN_SIZE, 0, 4096);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	int rec = ss_owner_create(m, SS_OWNER_RECORDER, "rec");
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_GUEST), 0);
+	EXPECT(m, ss_ftruncate(m, fd, 4 << 20), 0);
+	EXPECT(m, ss_register_guest(m, fd, rec), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 4 << 20), 0);
+	struct ss_file_info fi;
+	ss_file_info(m, fd, &fi);
+	EXPECT(m, fi.nr_pages, 1024);
+	uint64_t pfn;
+	int order;
+	EXPECT(m, ss_get_lock_pfn(m, fd, 700, 0, &pfn, &order), 0);
+	EXPECT(m, order, 9);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	/* punch pages [100, 600): first huge page split (clamped [100, 511]),
+	 * second clamped [512, 599] */
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 100 * 4096, 500 * 4096), 0);
+	struct ss_event e = last_event(m);
+	EXPECT(m, e.ncallbacks, 2);
+	struct ss_callback c = callback(m, e.seq, 0);
+	EXPECT(m, c.start, 100);
+	EXPECT(m, c.end, 511);
+	c = callback(m, e.seq, 1);
+	EXPECT(m, c.start, 512);
+	EXPECT(m, c.end, 599);
+	ss_file_info(m, fd, &fi);
+	EXPECT(m, fi.nr_pages, 1024 - 500);
+	EXPECT(m, ss_get_lock_pfn(m, fd, 50, 0, &pfn, &order), 0);
+	EXPECT(m, order, 0);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	/* within_size: past i_size no huge page */
+	EXPECT(m, ss_close(m, fd), 0);
+	ss_machine_free(m);
+}
+
+static void test_enomem_undo(void)
+{
+	cur_test = "enomem";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", 0);
+	int rec = ss_owner_create(m, SS_OWNER_RECORDER, "rec");
+	EXPECT(m, ss_register_guest(m, fd, rec), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 10 * 4096), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 2000 * 4096), -ENOMEM);
+	EXPECT(m, last_event(m).ncallbacks, 0);
+	struct ss_file_info fi;
+	ss_file_info(m, fd, &fi);
+	EXPECT(m, fi.nr_pages, 10);
+	EXPECT(m, fi.size, 10 * 4096);
+	struct ss_phys_info pi;
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.free, 1014);
+	ss_machine_free(m);
+}
+
+static void test_rw_and_clone(void)
+{
+	cur_test = "rw clone";
+	struct ss_machine *m = mk(SS_PROFILE_GMEM, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_pwrite(m, fd, "hello", 5, 4094), 5);
+	char buf[8] = { 0 };
+	EXPECT(m, ss_pread(m, fd, buf, 8, 4094), 5);
+	TRUE(!memcmp(buf, "hello", 5));
+	struct ss_machine *c = ss_machine_clone(m);
+	TRUE(c != NULL);
+	check(c, __LINE__);
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 4095, 2), 0);
+	EXPECT(m, ss_pread(m, fd, buf, 8, 4094), 5);
+	TRUE(!memcmp(buf, "h\0\0lo", 5));
+	EXPECT(c, ss_pread(c, fd, buf, 8, 4094), 5);
+	TRUE(!memcmp(buf, "hello", 5));
+	EXPECT(c, ss_event_count(c) + 1, ss_event_count(m));
+	/* F_SEAL_EXEC on an executable memfd implies write seals */
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_EXEC), 0);
+	EXPECT(m, ss_get_seals(m, fd), 0x3e);
+	ss_machine_free(c);
+	ss_machine_free(m);
+}
+
+static void test_gmem(void)
+{
+	cur_test = "gmem";
+	struct ss_machine *m = mk(SS_PROFILE_GMEM, SS_THP_ALWAYS, 0, 4096);
+	EXPECT(m, ss_gmem_create(m, 4095, 0), -EINVAL);
+	EXPECT(m, ss_gmem_create(m, 4096, 4), -EINVAL);
+	int fd = ss_gmem_create(m, 1 << 20, SS_GMEM_FLAG_MMAP);
+	EXPECT(m, fd, 3);
+	char b[4];
+	EXPECT(m, ss_pread(m, fd, b, 4, 0), -ESPIPE);
+	EXPECT(m, ss_ftruncate(m, fd, 0), -EINVAL);
+	EXPECT(m, ss_add_seals(m, fd, 0), -EINVAL);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 4096), -EOPNOTSUPP);
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_KEEP_SIZE, 0, 100), -EINVAL);
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_KEEP_SIZE, 0, 2 << 20), -EINVAL);
+	EXPECT(m, ss_mmap(m, fd, 0, 4096, SS_PROT_READ, SS_MAP_PRIVATE), -EINVAL);
+	EXPECT(m, ss_mmap(m, fd, 8 << 20, 4096, SS_PROT_READ, SS_MAP_SHARED), 1);
+	int kvm = ss_owner_create(m, SS_OWNER_KVM, "kvm");
+	EXPECT(m, ss_memslot_create(m, kvm, fd, 0, 0, 256), 0);
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_KEEP_SIZE, 0, 1 << 20), 0);
+	uint64_t pfn;
+	int order;
+	EXPECT(m, ss_fault(m, kvm, 10, &pfn, &order), 0);
+	EXPECT(m, order, 0);
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, 2 << 20), 0);
+	struct ss_event e = last_event(m);
+	EXPECT(m, e.ncallbacks, 1);
+	struct ss_callback c = callback(m, e.seq, 0);
+	EXPECT(m, c.fn, SS_CB_GMEM_INVALIDATE);
+	EXPECT(m, c.start, 0);
+	EXPECT(m, c.end, 256);
+	ss_machine_free(m);
+}
+
+static void test_big_sparse(void)
+{
+	cur_test = "sparse";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "big", 0);
+	EXPECT(m, ss_ftruncate(m, fd, 1LL << 40), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, (1LL << 40) - 4096, 4096), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0x7ffffffffffff000LL, 4096), -EFBIG);
+	struct ss_page_run runs[4];
+	uint64_t next;
+	EXPECT(m, ss_file_runs(m, fd, 0, 1ULL << 28, runs, 4, &next), 2);
+	EXPECT(m, runs[0].end, (1ULL << 28) - 1);
+	TRUE(ss_memory_bytes(m) < 2 * 1024 * 1024);
+	EXPECT(m, ss_ftruncate(m, fd, 0), 0);
+	ss_machine_free(m);
+}
+
+int main(void)
+{
+	test_config();
+	test_seal_guest_lifecycle();
+	test_seal_refusals();
+	test_register();
+	test_get_lock_and_wait();
+	test_huge();
+	test_enomem_undo();
+	test_rw_and_clone();
+	test_gmem();
+	test_big_sparse();
+	printf("%d checks, %d failures\n", checks, failures);
+	return failures ? 1 : 0;
+}

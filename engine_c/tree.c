@@ -1,0 +1,220 @@
+/*
+ * tree.c - a radix tree from 64-bit indexes to non-zero 64-bit values.
+ *
+ * Modelled on the kernel's xarray: 64 slots a node, a bitmap of occupied
+ * slots in every node so that searches skip empty subtrees in one step
+ * (ctz), and nodes freed as soon as they empty.  Memory grows with the
+ * entries, never with the largest index: a single entry at index 2^40
+ * costs one node per level (7 nodes).
+ *
+ * Invariants: a node's bitmap has a bit set exactly for its non-zero slots;
+ * count == popcount(bitmap); no node in the tree is empty.
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+struct tnode {
+	uint64_t bitmap;
+	uint8_t shift;         /* 0 for a leaf */
+	uint64_t slots[64];
+};
+
+static struct tnode *node_new(unsigned int shift)
+{
+	struct tnode *n = calloc(1, sizeof(*n));
+	if (n)
+		n->shift = (uint8_t)shift;
+	return n;
+}
+
+static bool covers(unsigned int shift, uint64_t index)
+{
+	return shift >= 58 || index < (64ULL << shift);
+}
+
+void tree_init(struct tree *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+static void node_destroy(struct tnode *n)
+{
+	if (n->shift) {
+		uint64_t b = n->bitmap;
+		while (b) {
+			int i = __builtin_ctzll(b);
+			b &= b - 1;
+			node_destroy((struct tnode *)(uintptr_t)n->slots[i]);
+		}
+	}
+	free(n);
+}
+
+void tree_destroy(struct tree *t)
+{
+	if (t->root)
+		node_destroy(t->root);
+	tree_init(t);
+}
+
+static struct tnode *node_clone(const struct tnode *n)
+{
+	struct tnode *c = malloc(sizeof(*c));
+	if (!c)
+		return NULL;
+	memcpy(c, n, sizeof(*c));
+	if (n->shift) {
+		uint64_t b = n->bitmap;
+		while (b) {
+			int i = __builtin_ctzll(b);
+			b &= b - 1;
+			struct tnode *k = node_clone((const struct tnode *)(uintptr_t)n->slots[i]);
+			if (!k) {
+				/* undo: free what was copied so far */
+				c->bitmap &= ~(~0ULL << i);
+				node_destroy(c);
+				return NULL;
+			}
+			c->slots[i] = (uint64_t)(uintptr_t)k;
+		}
+	}
+	return c;
+}
+
+int tree_clone(struct tree *dst, const struct tree *src)
+{
+	*dst = *src;
+	if (!src->root)
+		return 0;
+	dst->root = node_clone(src->root);
+	return dst->root ? 0 : -ENOMEM;
+}
+
+uint64_t tree_load(const struct tree *t, uint64_t index)
+{
+	const struct tnode *n = t->root;
+	if (!n || !covers(n->shift, index))
+		return 0;
+	for (;;) {
+		unsigned int off = (index >> n->shift) & 63;
+		if (!(n->bitmap & (1ULL << off)))
+			return 0;
+		if (!n->shift)
+			return n->slots[off];
+		n = (const struct tnode *)(uintptr_t)n->slots[off];
+	}
+}
+
+int tree_store(struct tree *t, uint64_t index, uint64_t value)
+{
+	if (!t->root) {
+		unsigned int shift = 0;
+		while (!covers(shift, index))
+			shift += 6;
+		t->root = node_new(shift);
+		if (!t->root)
+			return -ENOMEM;
+		t->shift = shift;
+		t->nodes++;
+	}
+	while (!covers(t->root->shift, index)) {
+		struct tnode *r = node_new(t->root->shift + 6u);
+		if (!r)
+			return -ENOMEM;
+		r->slots[0] = (uint64_t)(uintptr_t)t->root;
+		r->bitmap = 1;
+		t->root = r;
+		t->shift = r->shift;
+		t->nodes++;
+	}
+	struct tnode *n = t->root;
+	while (n->shift) {
+		unsigned int off = (index >> n->shift) & 63;
+		if (!(n->bitmap & (1ULL << off))) {
+			struct tnode *c = node_new(n->shift - 6u);
+			if (!c)
+				return -ENOMEM;
+			n->slots[off] = (uint64_t)(uintptr_t)c;
+			n->bitmap |= 1ULL << off;
+			t->nodes++;
+		}
+		n = (struct tnode *)(uintptr_t)n->slots[off];
+	}
+	unsigned int off = index & 63;
+	if (!(n->bitmap & (1ULL << off)))
+		t->count++;
+	n->bitmap |= 1ULL << off;
+	n->slots[off] = value;
+	return 0;
+}
+
+uint64_t tree_erase(struct tree *t, uint64_t index)
+{
+	struct tnode *path[12];
+	unsigned int offs[12];
+	int depth = 0;
+	struct tnode *n = t->root;
+	if (!n || !covers(n->shift, index))
+		return 0;
+	for (;;) {
+		unsigned int off = (index >> n->shift) & 63;
+		if (!(n->bitmap & (1ULL << off)))
+			return 0;
+		path[depth] = n;
+		offs[depth] = off;
+		depth++;
+		if (!n->shift)
+			break;
+		n = (struct tnode *)(uintptr_t)n->slots[off];
+	}
+	uint64_t old = n->slots[offs[depth - 1]];
+	t->count--;
+	while (depth > 0) {
+		depth--;
+		n = path[depth];
+		n->bitmap &= ~(1ULL << offs[depth]);
+		n->slots[offs[depth]] = 0;
+		if (n->bitmap)
+			break;
+		free(n);
+		t->nodes--;
+		if (depth == 0) {
+			t->root = NULL;
+			t->shift = 0;
+		}
+	}
+	return old;
+}
+
+static uint64_t node_find(const struct tnode *n, uint64_t base, uint64_t *index, uint64_t max)
+{
+	unsigned int s = n->shift;
+	uint64_t from = *index;
+	unsigned int off = from > base ? (unsigned int)((from - base) >> s) : 0;
+	if (off > 63)
+		return 0;
+	uint64_t b = n->bitmap & (~0ULL << off);
+	while (b) {
+		unsigned int i = (unsigned int)__builtin_ctzll(b);
+		b &= b - 1;
+		uint64_t cbase = base + ((uint64_t)i << s);
+		if (cbase > max)
+			return 0;
+		if (!s) {
+			*index = cbase;
+			return n->slots[i];
+		}
+		uint64_t v = node_find((const struct tnode *)(uintptr_t)n->slots[i], cbase, index, max);
+		if (v)
+			return v;
+	}
+	return 0;
+}
+
+uint64_t tree_find(const struct tree *t, uint64_t *index, uint64_t max)
+{
+	if (!t->root || *index > max || !covers(t->root->shift, *index))
+		return 0;
+	return node_find(t->root, 0, index, max);
+}
