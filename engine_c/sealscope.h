@@ -318,6 +318,8 @@ int ss_waiters(const struct ss_machine *m, struct ss_waiter_info *out, int max);
 
 /* events: seq 1..ss_event_count() */
 uint64_t ss_event_count(const struct ss_machine *m);
+/* the live event counter, for callers that read it after every call */
+const uint64_t *ss_event_counter(const struct ss_machine *m);
 int ss_event_get(const struct ss_machine *m, uint64_t seq, struct ss_event *out);
 int ss_event_callbacks(const struct ss_machine *m, uint64_t seq, uint32_t first,
 		       struct ss_callback *out, int max);

@@ -1,0 +1,54 @@
+"""The sealscope engine's Python face (the contract: docs/engine-python-face.md).
+
+The only public module of ``app.engine``: the compiled cffi module
+``app.engine._sealscope`` and the ``_*`` helpers are private.  Every result
+is a frozen dataclass with the kernel's spellings; every failure of the
+simulated kernel is an ``EngineError``; unknown enum names are ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from app.engine._errors import BadFdError, EngineError, InvariantError, NotFoundError
+from app.engine._machine import Machine
+from app.engine._names import OP_ARGS
+from app.engine._types import (
+    Callback,
+    Config,
+    Event,
+    FileInfo,
+    FrameRun,
+    GfnRun,
+    Memslot,
+    OwnerInfo,
+    PageRun,
+    PfnResult,
+    PhysInfo,
+    Touch,
+    Waiter,
+)
+
+PAGE_SIZE = 4096
+OPS = tuple(OP_ARGS)  # event op names
+
+__all__ = [
+    "OPS",
+    "PAGE_SIZE",
+    "BadFdError",
+    "Callback",
+    "Config",
+    "EngineError",
+    "Event",
+    "FileInfo",
+    "FrameRun",
+    "GfnRun",
+    "InvariantError",
+    "Machine",
+    "Memslot",
+    "NotFoundError",
+    "OwnerInfo",
+    "PageRun",
+    "PfnResult",
+    "PhysInfo",
+    "Touch",
+    "Waiter",
+]

@@ -1,0 +1,316 @@
+"""Machine: one simulated kernel, entered by one thread at a time.
+
+Every method takes the machine's lock for the whole call, so the C engine
+is never entered twice at once and the events a method reads back are the
+ones its own call recorded.  Return codes cross into Python in one place,
+``_check``, which raises EngineError with the rule's words.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+from app.engine._errors import make_error
+from app.engine._lib import ffi, lib
+from app.engine._messages import Ctx, explain
+from app.engine._names import (
+    FALLOC_MODES,
+    GMEM_FLAGS,
+    HAZARDS,
+    MAP_FLAGS,
+    MFD_FLAGS,
+    OWNER_KINDS,
+    PROFILES,
+    PROTS,
+    SEALS,
+    THP,
+    VARIANTS,
+    bits,
+    errno_name,
+    i32,
+    i64,
+    lookup,
+    u32,
+    u64,
+)
+from app.engine._types import Callback, Config, Memslot, PfnResult, PhysInfo
+from app.engine._views import Views
+
+READ_CAP = 1 << 30  # the most bytes one pread copies into Python
+_PHYS_ERRNOS = ("ENOMEM", "ENOSPC", "EINVAL")  # words that may cite the frame count
+
+Names = Iterable[str | int] | str | int
+
+
+_tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
+_event_count = lib.ss_event_count
+_get_lock_pfn = lib.ss_get_lock_pfn
+_put_unlock_pfn = lib.ss_put_unlock_pfn
+
+
+def _c_config(config: Config) -> Any:
+    c = ffi.new("struct ss_config *")
+    c.profile = PROFILES[config.profile]
+    c.thp = THP[config.thp]
+    c.variants = sum(VARIANTS[v] for v in config.variants)
+    c.phys_pages = config.phys_pages
+    return c
+
+
+class Machine(Views):
+    """One simulated machine (see docs/engine-python-face.md)."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else Config()
+        m = lib.ss_machine_new(_c_config(self.config))
+        if m == ffi.NULL:
+            raise MemoryError(f"the engine could not build a machine for {self.config}")
+        self._adopt(m)
+
+    def _adopt(self, m: Any) -> None:
+        self._m = ffi.gc(m, lib.ss_machine_free)
+        self._lock = threading.Lock()
+        self._init_buffers()
+        self._u64 = ffi.new("uint64_t *")
+        self._counter = lib.ss_event_counter(self._m)
+        self._int = ffi.new("int *")
+
+    def clone(self) -> Machine:
+        """A deep copy with its own lock (for snapshots)."""
+        with self._lock:
+            m = lib.ss_machine_clone(self._m)
+        if m == ffi.NULL:
+            raise MemoryError("the engine could not clone the machine")
+        twin = Machine.__new__(Machine)
+        twin.config = self.config
+        twin._adopt(m)
+        return twin
+
+    def __repr__(self) -> str:
+        return f"Machine({self.config!r})"
+
+    # ---- the one place return codes cross ----
+    def _check(
+        self, op: str, rc: int, before: int, args: dict[str, int], fd: int | None = None
+    ) -> int:
+        """rc when >= 0; else raise EngineError for the call (lock held)."""
+        if rc >= 0:
+            return rc
+        self._raise(op, -rc, before, args, fd)
+
+    def _raise(
+        self, op: str, err: int, before: int, args: dict[str, int], fd: int | None
+    ) -> NoReturn:
+        seq = self._reader.find(self._m, before, op)
+        hazard = None
+        if seq is not None:
+            e = self._reader.raw(self._m, seq)
+            hazard = HAZARDS.get(e.hazard) if e is not None else None
+        name = errno_name(err)
+        ctx = Ctx(
+            op=op,
+            name=name,
+            args={**args, **({"fd": fd} if fd is not None else {})},
+            file=self._file_info(fd) if fd is not None else None,
+            profile=self.config.profile,
+            phys=self._phys_locked() if name in _PHYS_ERRNOS else None,
+            hazard=hazard,
+            nowners=int(lib.ss_owner_count(self._m)),
+        )
+        raise make_error(op, err, explain(ctx), hazard, seq)
+
+    def _phys_locked(self) -> PhysInfo:
+        lib.ss_phys_info(self._m, self._pinfo)
+        p = self._pinfo
+        return PhysInfo(p.total, p.free, p.used, {})
+
+    def _seq(self, before: int, op: str) -> int:
+        # every engine operation opens its event first: it is before + 1
+        return before + 1
+
+    def _count(self) -> int:
+        return int(lib.ss_event_count(self._m))
+
+    # ---- syscall-like, bytes ----
+    def memfd_create(self, name: str, flags: Names = ()) -> int:
+        raw = name.encode("utf-8")
+        if b"\0" in raw:
+            raise ValueError("a memfd name cannot contain NUL")
+        f = u32(bits(flags, MFD_FLAGS, "memfd flag"))
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_memfd_create(self._m, raw, f)
+            return self._check("memfd_create", rc, before, {"flags": f, "name_len": len(raw)})
+
+    def gmem_create(self, size: int, flags: Names = ()) -> int:
+        s, f = i64(size), u64(bits(flags, GMEM_FLAGS, "guest_memfd flag"))
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_gmem_create(self._m, s, f)
+            return self._check("KVM_CREATE_GUEST_MEMFD", rc, before, {"size": s, "flags": f})
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        fd, n = i32(fd), i64(length)
+        with self._lock:
+            before = self._count()
+            self._check("ftruncate", lib.ss_ftruncate(self._m, fd, n), before, {"length": n}, fd)
+
+    def add_seals(self, fd: int, seals: Names) -> None:
+        fd, s = i32(fd), u32(bits(seals, SEALS[self.config.profile], "seal"))
+        with self._lock:
+            before = self._count()
+            self._check("F_ADD_SEALS", lib.ss_add_seals(self._m, fd, s), before, {"seals": s}, fd)
+
+    def get_seals(self, fd: int) -> int:
+        fd = i32(fd)
+        with self._lock:
+            before = self._count()
+            return self._check("F_GET_SEALS", lib.ss_get_seals(self._m, fd), before, {}, fd)
+
+    def fallocate(self, fd: int, mode: Names, offset: int, length: int) -> bool:
+        """True when pending: a punch waits on a page locked by get_lock_pfn."""
+        fd, md = i32(fd), i32(bits(mode, FALLOC_MODES, "fallocate mode"))
+        off, n = i64(offset), i64(length)
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_fallocate(self._m, fd, md, off, n)
+            args = {"mode": md, "offset": off, "len": n}
+            return self._check("fallocate", rc, before, args, fd) == lib.SS_PENDING
+
+    def pread(self, fd: int, offset: int, count: int) -> bytes:
+        fd, off, n = i32(fd), i64(offset), i64(count)
+        with self._lock:
+            room = 0  # the engine copies at most min(count, size - offset)
+            if off >= 0 and n > 0 and lib.ss_file_info(self._m, fd, self._finfo) == 0:
+                room = max(0, min(n, self._finfo.size - off))
+            if room > READ_CAP:
+                raise ValueError(f"pread of {room} bytes is more than one call copies ({READ_CAP})")
+            buf = ffi.new("char[]", max(room, 1))
+            before = self._count()
+            got = lib.ss_pread(self._m, fd, buf, n, off)
+            got = self._check("pread", got, before, {"count": n, "offset": off}, fd)
+            if got > room:
+                raise AssertionError(f"ss_pread returned {got} bytes into a {room}-byte buffer")
+            return ffi.buffer(buf, got)[:]
+
+    def pwrite(self, fd: int, offset: int, data: bytes) -> int:
+        """Bytes written; 0 when pending (queued behind a sleeping operation)."""
+        fd, off = i32(fd), i64(offset)
+        view = ffi.from_buffer(bytes(data) if isinstance(data, memoryview) else data)
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_pwrite(self._m, fd, view, len(view), off)
+            n = self._check("pwrite", rc, before, {"count": len(view), "offset": off}, fd)
+            if n == lib.SS_PENDING and self._reader.slept(self._m, self._seq(before, "pwrite")):
+                return 0  # queued behind a sleeping operation of this file
+            return n
+
+    def mmap(self, fd: int, offset: int, length: int, prot: Names, flags: Names) -> int:
+        """A map id (>= 1)."""
+        fd, off, n = i32(fd), i64(offset), i64(length)
+        p, f = i32(bits(prot, PROTS, "prot")), i32(bits(flags, MAP_FLAGS, "map flag"))
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_mmap(self._m, fd, off, n, p, f)
+            args = {"offset": off, "length": n, "prot": p, "flags": f}
+            return self._check("mmap", rc, before, args, fd)
+
+    def munmap(self, map_id: int) -> None:
+        mid = i32(map_id)
+        with self._lock:
+            before = self._count()
+            self._check("munmap", lib.ss_munmap(self._m, mid), before, {"map_id": mid})
+
+    def close(self, fd: int) -> None:
+        fd = i32(fd)
+        with self._lock:
+            before = self._count()
+            self._check("close", lib.ss_close(self._m, fd), before, {}, fd)
+
+    # ---- the guest interface, page indexes ----
+    def owner_create(self, kind: str, name: str) -> int:
+        k, raw = lookup(kind, OWNER_KINDS, "owner kind"), name.encode("utf-8")
+        if b"\0" in raw:
+            raise ValueError("an owner name cannot contain NUL")
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_owner_create(self._m, k, raw)
+            return self._check("owner_create", rc, before, {"kind": k})
+
+    def register_guest(self, fd: int, owner: int | None) -> None:
+        """memfd_register_guest; owner None is "no owner" (EINVAL)."""
+        fd, o = i32(fd), -1 if owner is None else i32(owner)
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_register_guest(self._m, fd, o)
+            self._check("memfd_register_guest", rc, before, {"owner": o}, fd)
+
+    def unregister_guest(self, fd: int, owner: int) -> None:
+        fd, o = i32(fd), i32(owner)
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_unregister_guest(self._m, fd, o)
+            self._check("memfd_unregister_guest", rc, before, {"owner": o}, fd)
+
+    def _pfn_result(
+        self, op: str, rc: int, before: int, args: dict[str, int], fd: int | None
+    ) -> PfnResult:
+        self._check(op, rc, before, args, fd)
+        seq = self._seq(before, op)
+        if rc == lib.SS_PENDING:
+            return PfnResult(None, None, True, seq)
+        return PfnResult(int(self._u64[0]), int(self._int[0]), False, seq)
+
+    def get_lock_pfn(self, fd: int, index: int, alloc: bool) -> PfnResult:
+        # the hot path of the API: checks inlined, the counter read in place
+        if type(fd) is not int or not -(1 << 31) <= fd < (1 << 31):
+            fd = i32(fd)
+        ix = index if type(index) is int and 0 <= index < (1 << 64) else u64(index)
+        a = 1 if alloc else 0
+        with self._lock:
+            rc = _get_lock_pfn(self._m, fd, ix, a, self._u64, self._int)
+            # get_lock_pfn makes exactly one event (it wakes nobody): the last
+            seq = self._counter[0]
+            if rc == 0:  # the hot path: no dicts, no lookups
+                return _tuple_new(PfnResult, (self._u64[0], self._int[0], False, seq))
+            return self._pfn_result("get_lock_pfn", rc, seq - 1, {"index": ix, "alloc": a}, fd)
+
+    def put_unlock_pfn(self, pfn: int) -> None:
+        p = pfn if type(pfn) is int and 0 <= pfn < (1 << 64) else u64(pfn)
+        with self._lock:
+            rc = _put_unlock_pfn(self._m, p)
+            if rc:  # a failure makes one event and wakes nobody: the last
+                before = _event_count(self._m) - 1
+                self._check("put_unlock_pfn", rc, before, {"pfn": p})
+
+    def invalidate(self, fd: int, start: int, end: int) -> list[Callback]:
+        """Run the owners' invalidate_page_range over [start, end]; the callbacks made."""
+        fd, s, e = i32(fd), u64(start), u64(end)
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_invalidate(self._m, fd, s, e)
+            self._check("invalidate", rc, before, {"start": s, "end": e}, fd)
+            seq = self._seq(before, "invalidate")
+            ev = self._reader.raw(self._m, seq)
+            n = ev.ncallbacks if ev is not None else 0
+            return self._reader.callbacks(self._m, seq, n)
+
+    def memslot_create(self, owner: int, fd: int, gfn: int, index: int, npages: int) -> Memslot:
+        o, fd = i32(owner), i32(fd)
+        g, ix, n = u64(gfn), u64(index), u64(npages)
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_memslot_create(self._m, o, fd, g, ix, n)
+            args = {"owner": o, "gfn": g, "index": ix, "npages": n}
+            slot = self._check("memslot", rc, before, args, fd)
+        return Memslot(slot, fd, g, ix, n)
+
+    def fault(self, owner: int, gfn: int) -> PfnResult:
+        """The guest touched gfn: the owner maps it via get_lock_pfn / put_unlock_pfn."""
+        o, g = i32(owner), u64(gfn)
+        with self._lock:
+            before = self._count()
+            rc = lib.ss_fault(self._m, o, g, self._u64, self._int)
+            return self._pfn_result("fault", rc, before, {"owner": o, "gfn": g}, None)

@@ -1,0 +1,187 @@
+"""The engine's results: frozen dataclasses with the kernel's spellings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+_PHYS_MIN, _PHYS_MAX, _PHYS_STEP = 1024, 1 << 26, 1024
+_PROFILES = ("rfc-v2", "guest-memfd")
+_THP = ("never", "always", "within_size")
+_VARIANTS = ("multi_owner", "mmap_shared")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """What a machine simulates; invalid values raise ValueError."""
+
+    profile: str = "rfc-v2"
+    phys_pages: int = 262144
+    thp: str = "never"
+    variants: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.profile not in _PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r} (one of {', '.join(_PROFILES)})")
+        if self.thp not in _THP:
+            raise ValueError(f"unknown thp mode {self.thp!r} (one of {', '.join(_THP)})")
+        pages = self.phys_pages
+        if (
+            isinstance(pages, bool)
+            or not isinstance(pages, int)
+            or not _PHYS_MIN <= pages <= _PHYS_MAX
+            or pages % _PHYS_STEP
+        ):
+            raise ValueError(
+                f"phys_pages must be a multiple of {_PHYS_STEP} in "
+                f"{_PHYS_MIN}..{_PHYS_MAX}, got {pages!r}"
+            )
+        variants = self.variants
+        if isinstance(variants, str):
+            variants = frozenset([variants])
+        variants = frozenset(variants)
+        for v in variants:
+            if v not in _VARIANTS:
+                raise ValueError(f"unknown variant {v!r} (known: {', '.join(_VARIANTS)})")
+        object.__setattr__(self, "variants", variants)
+
+
+class PfnResult(NamedTuple):
+    """The answer of get_lock_pfn / fault.  A NamedTuple, not a frozen
+    dataclass: it is made on the hot path, where a frozen dataclass's
+    __init__ alone costs more than the engine call (bench/engine.py)."""
+
+    pfn: int | None
+    order: int | None
+    pending: bool
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    fd: int
+    kind: str
+    name: str
+    size: int
+    seals: list[str]
+    seals_value: int
+    flags: list[str]
+    owners: list[int]
+    nr_pages: int
+    mappings: int
+    writable_maps: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageRun:
+    """Alike pages [start, end) of a file."""
+
+    start: int
+    end: int
+    state: str
+    pfn: int | None
+    order: int | None
+    locked: bool
+    refcount: int
+    dirty: bool
+    mapped_by: list[int]
+    waiters: int
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRun:
+    """Alike frames [start, end)."""
+
+    start: int
+    end: int
+    state: str
+    fd: int | None
+    index: int | None
+    order: int
+
+
+@dataclass(frozen=True, slots=True)
+class PhysInfo:
+    total: int
+    free: int
+    used: int
+    free_by_order: dict[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    fn: str
+    owner_id: int
+    start: int
+    end: int
+    end_inclusive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    what: str
+    fd: int | None
+    owner: int | None
+    index: int
+    npages: int
+    pfn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    op: str
+    fd: int | None
+    args: dict[str, int]
+    ok: bool
+    errno: str | None
+    errno_value: int | None
+    result: int | None
+    pending: bool
+    hazard: str | None
+    raw: int | None
+    wakes_seq: int | None
+    callbacks: list[Callback]
+    touches: list[Touch]
+    # beyond the contract: what the op handed back besides its result
+    # (get_lock_pfn, fault and their wakes: {"pfn", "order"}), and for a
+    # wake the op that had been sleeping
+    out: dict[str, int] = field(default_factory=dict)
+    wakes_op: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Memslot:
+    slot: int
+    fd: int
+    gfn: int
+    index: int
+    npages: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerInfo:
+    id: int
+    kind: str
+    name: str
+    memslots: list[Memslot]
+    nmapped: int
+    nzapped: int
+    ncallbacks: int
+
+
+@dataclass(frozen=True, slots=True)
+class GfnRun:
+    gfn: int
+    npages: int
+    pfn: int
+    order: int
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    seq: int
+    op: str
+    fd: int | None
+    pfn: int
