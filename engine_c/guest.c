@@ -71,14 +71,22 @@ int do_register(struct ss_machine *m, struct inode *in, int owner)
 		return -EINVAL;
 	if (in->kind != SS_KIND_MEMFD)
 		return -EINVAL;
+	bool multi = m->cfg.variants & SS_VAR_MULTI_OWNER;
 	for (int i = 0; i < in->nregs; i++)
-		if (in->regs[i].owner == owner)
-			return 0;  /* the same owner again: its ops replace the old */
-	if (in->nregs && !(m->cfg.variants & SS_VAR_MULTI_OWNER))
+		if (in->regs[i].owner == owner) {
+			/* the same owner again: its ops replace the old (the RFC);
+			 * the thread's suggestion counts its users */
+			if (multi)
+				in->regs[i].users++;
+			return 0;
+		}
+	if (in->nregs && !multi)
 		return -EPERM;
 	if (in->nregs == SS_MAX_REGS)
 		return -ENOSPC;
-	in->regs[in->nregs++].owner = owner;
+	in->regs[in->nregs].owner = owner;
+	in->regs[in->nregs].users = 1;
+	in->nregs++;
 	return 0;
 }
 
@@ -107,6 +115,8 @@ int ss_unregister_guest(struct ss_machine *m, int fd, int owner)
 	for (int i = 0; i < in->nregs; i++) {
 		if (in->regs[i].owner != owner)
 			continue;
+		if (--in->regs[i].users > 0)
+			return (int)ev_end(m, in->regs[i].users);
 		memmove(&in->regs[i], &in->regs[i + 1], (size_t)(in->nregs - i - 1) * sizeof(in->regs[0]));
 		in->nregs--;
 		owner_zap(m, &m->owners[owner], in->ino, 0, UINT64_MAX);
@@ -266,6 +276,8 @@ int waiter_add(struct ss_machine *m, const struct waiter *w)
 	}
 	m->waiters[m->nwaiters++] = *w;
 	inode_count_waiter(m, w, 1);
+	if (m->cur)
+		m->cur->e.pending = 1;
 	return 0;
 }
 
@@ -349,6 +361,21 @@ static int waiter_try(struct ss_machine *m, int i)
 		case W_FAULT: {
 			uint64_t p = 0;
 			int ord = 0;
+			if (w->kind == W_FAULT) {
+				/* another fault of the same gfn may have mapped it
+				 * while this one slept: KVM finds the spte present */
+				int mo = 0;
+				uint64_t v = owner_lookup(&m->owners[w->owner], w->gfn, &mo);
+				if (v) {
+					if (m->cur) {
+						m->cur->e.out[0] = (int64_t)(v - 1);
+						m->cur->e.out[1] = mo;
+						m->cur->e.raw = v - 1;
+					}
+					r = 0;
+					break;
+				}
+			}
 			r = do_get_lock_pfn(m, in, w->index, w->alloc, &p, &ord);
 			if (r == SS_PENDING) {
 				w->pfn = p;
@@ -365,13 +392,16 @@ static int waiter_try(struct ss_machine *m, int i)
 		}
 		case W_BLOCKED:
 			r = run_blocked(m, in, w, seq);
-			if (r == SS_PENDING)
+			if (r == SS_PENDING && w->op != SS_OP_PWRITE)
 				r = 0;  /* it runs on as a waiter of its own */
 			break;
 		}
 	}
+	bool again = r == SS_PENDING && w->kind != W_BLOCKED;  /* a pwrite of 1 byte is done */
+	if (again && m->cur)
+		m->cur->e.pending = 1;  /* woke, did some, sleeps again */
 	ev_end(m, r);
-	if (r == SS_PENDING)
+	if (again)
 		return 0;
 	inode_count_waiter(m, w, -1);
 	free(w->buf);

@@ -75,10 +75,14 @@ int tree_store(struct tree *t, uint64_t index, uint64_t value);  /* 0, -ENOMEM *
 uint64_t tree_erase(struct tree *t, uint64_t index);             /* old value */
 /* first entry at index >= *index and <= max: its value, *index set; 0 if none */
 uint64_t tree_find(const struct tree *t, uint64_t *index, uint64_t max);
+/* how many entries from index on (below end) hold value, value + 1, ...:
+ * scans whole leaves at a time */
+uint64_t tree_consecutive(const struct tree *t, uint64_t index, uint64_t value, uint64_t end);
 
 /* ---- inodes ---- */
 struct reg {                   /* a registration of an owner on an inode */
 	int owner;
+	int users;             /* variant multi_owner: registrations - unregistrations */
 };
 
 struct mapping {

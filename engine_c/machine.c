@@ -306,13 +306,11 @@ int ss_file_runs(const struct ss_machine *cm, int fd, uint64_t start, uint64_t e
 		r->start = at;
 		r->pfn = v - 1;
 		page_attrs(m, v - 1, r);
+		uint64_t span = tree_consecutive(&in->cache, at, v, end);
 		uint64_t i = at + 1;
-		while (i < end) {
-			uint64_t w = tree_load(&in->cache, i);
-			if (w != v + (i - at))
-				break;
+		while (i < at + span) {
 			struct ss_page_run t;
-			page_attrs(m, w - 1, &t);
+			page_attrs(m, v - 1 + (i - at), &t);
 			if (!same_attrs(r, &t))
 				break;
 			i++;

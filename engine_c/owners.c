@@ -238,8 +238,10 @@ int ss_fault(struct ss_machine *m, int owner, uint64_t gfn, uint64_t *pfn, int *
 	if (v) {
 		*pfn = v - 1;
 		*order = mo;
-		m->cur->e.out[0] = (int64_t)(v - 1);
-		m->cur->e.out[1] = mo;
+		if (m->cur) {
+			m->cur->e.out[0] = (int64_t)(v - 1);
+			m->cur->e.out[1] = mo;
+		}
 		return (int)ev_end(m, 0);
 	}
 	uint64_t p = 0;

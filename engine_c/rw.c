@@ -128,12 +128,15 @@ static int do_mmap(struct ss_machine *m, struct inode *in, int64_t offset, int64
 	int type = flags & (SS_MAP_SHARED | SS_MAP_PRIVATE);
 	if (prot & ~(SS_PROT_READ | SS_PROT_WRITE))
 		return -EINVAL;
-	if (length == 0 || !type)
+	/* do_mmap()'s order: length, its rounding, the offset, then the type */
+	if (length == 0)
 		return -EINVAL;
 	if (length < 0 || length > (1LL << 47))
 		return -ENOMEM;
 	if (offset < 0 || offset > SS_MAX_FILESIZE - length)
 		return -EOVERFLOW;
+	if (!type)
+		return -EINVAL;
 	/* MAP_SHARED | MAP_PRIVATE is MAP_SHARED_VALIDATE */
 	bool shared = type & SS_MAP_SHARED;
 	if (type == (SS_MAP_SHARED | SS_MAP_PRIVATE) && (flags & 0x80000))

@@ -181,6 +181,7 @@ struct ss_event {
 	uint64_t wakes_seq;      /* SS_OP_WAKE: the event that was waiting */
 	int wakes_op;            /* SS_OP_WAKE: the op that was waiting */
 	int64_t out[2];          /* outputs: get_lock_pfn / fault: pfn, order */
+	int pending;             /* the op went to sleep: a waiter names this seq */
 	uint32_t ncallbacks;
 	uint32_t ntouches;
 };
@@ -282,6 +283,8 @@ int ss_close(struct ss_machine *m, int fd);
 int ss_owner_create(struct ss_machine *m, int kind, const char *name);
 /* owner < 0 means "no owner" (-EINVAL) */
 int ss_register_guest(struct ss_machine *m, int fd, int owner);
+/* variant multi_owner: drop one use; returns the uses left (0: unregistered,
+ * its mappings of the file zapped) */
 int ss_unregister_guest(struct ss_machine *m, int fd, int owner);
 /* returns 0 with *pfn and *order, -errno, or SS_PENDING (waits; the wake
  * event carries the pfn) */
@@ -307,7 +310,7 @@ int ss_owner_memslots(const struct ss_machine *m, int owner, struct ss_memslot *
 /* gfn runs from gfn >= start; returns count (at most max) */
 int ss_owner_gfn_runs(const struct ss_machine *m, int owner, uint64_t start,
 		      struct ss_gfn_run *out, int max);
-/* runs over [start, end) clamped to what exists; returns the count (at
+/* runs over [start, end) (a hole runs to end); returns the count (at
  * most max); *next is where the next call should start (== end when done) */
 int ss_file_runs(const struct ss_machine *m, int fd, uint64_t start, uint64_t end,
 		 struct ss_page_run *out, int max, uint64_t *next);

@@ -218,3 +218,30 @@ uint64_t tree_find(const struct tree *t, uint64_t *index, uint64_t max)
 		return 0;
 	return node_find(t->root, 0, index, max);
 }
+
+uint64_t tree_consecutive(const struct tree *t, uint64_t index, uint64_t value, uint64_t end)
+{
+	uint64_t n = 0;
+	while (index + n < end) {
+		uint64_t at = index + n;
+		const struct tnode *nd = t->root;
+		if (!nd || !covers(nd->shift, at))
+			break;
+		while (nd->shift) {
+			unsigned int off = (at >> nd->shift) & 63;
+			if (!(nd->bitmap & (1ULL << off)))
+				return n;
+			nd = (const struct tnode *)(uintptr_t)nd->slots[off];
+		}
+		unsigned int off = at & 63;
+		while (off < 64 && index + n < end) {
+			if (!(nd->bitmap & (1ULL << off)) || nd->slots[off] != value + n)
+				return n;
+			n++;
+			off++;
+		}
+		if (index + n == 0)  /* wrapped */
+			break;
+	}
+	return n;
+}

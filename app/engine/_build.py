@@ -137,6 +137,7 @@ struct ss_event {
     uint64_t wakes_seq;
     int wakes_op;
     int64_t out[2];
+    int pending;
     uint32_t ncallbacks;
     uint32_t ntouches;
     ...;
@@ -166,7 +167,7 @@ struct ss_frame_run {
 struct ss_file_info {
     int fd;
     int kind;
-    char name[256];
+    char name[...];
     int64_t size;
     uint32_t seals;
     uint64_t flags;
@@ -181,7 +182,7 @@ struct ss_file_info {
 struct ss_owner_info {
     int id;
     int kind;
-    char name[64];
+    char name[...];
     int nmemslots;
     uint64_t nmapped;
     uint64_t nzapped;
@@ -212,7 +213,7 @@ struct ss_waiter_info {
 
 struct ss_phys_info {
     uint64_t total, free, used;
-    uint64_t free_by_order[11];
+    uint64_t free_by_order[...];
     ...;
 };
 

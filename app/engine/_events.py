@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.engine._lib import ffi, lib
-from app.engine._names import CALLBACKS, HAZARDS, OP_ARGS, OPS, PENDING_OPS, TOUCHES, errno_name
+from app.engine._names import CALLBACKS, HAZARDS, OP_ARGS, OPS, TOUCHES, errno_name
 from app.engine._types import Callback, Event, Touch
 
 CHUNK = 256  # callbacks / touches fetched per C call
@@ -19,27 +19,11 @@ class EventReader:
         self._ev = ffi.new("struct ss_event *")
         self._cbs = ffi.new("struct ss_callback[]", CHUNK)
         self._touches = ffi.new("struct ss_touch[]", CHUNK)
-        self._scan = ffi.new("struct ss_event *")
-        self._woken: set[int] = set()  # seqs that some wake event names
-        self._scanned = 0  # events scanned for _woken so far
 
     def slept(self, m: Any, seq: int) -> bool:
-        """Whether the event went to sleep: it waits now, or a wake names it."""
-        count = int(lib.ss_event_count(m))
-        e = self._scan  # not self._ev: callers may be reading that one
-        for s in range(self._scanned + 1, count + 1):
-            if lib.ss_event_get(m, s, e) == 0 and e.op == lib.SS_OP_WAKE:
-                self._woken.add(int(e.wakes_seq))
-        self._scanned = count
-        if seq in self._woken:
-            return True
-        n = 64
-        while True:
-            buf = ffi.new("struct ss_waiter_info[]", n)
-            got = lib.ss_waiters(m, buf, n)
-            if got < n:
-                return any(w.seq == seq for w in buf[0 : max(got, 0)])
-            n *= 4
+        """Whether the event went to sleep (the engine flags it on the event)."""
+        e = self.raw(m, seq)
+        return bool(e is not None and e.pending)
 
     def callbacks(self, m: Any, seq: int, n: int) -> list[Callback]:
         out: list[Callback] = []
@@ -89,9 +73,7 @@ class EventReader:
         names = OP_ARGS.get(op, ())
         args = {name: int(e.args[i]) for i, name in enumerate(names)}
         result = int(e.result)
-        pending = op in PENDING_OPS and result == lib.SS_PENDING
-        if pending and op == "pwrite":
-            pending = self.slept(m, seq)
+        pending = bool(e.pending)
         ok = result >= 0
         hazard = HAZARDS.get(e.hazard, f"hazard{e.hazard}")
         ncb, nt = e.ncallbacks, e.ntouches

@@ -97,10 +97,6 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
 # "1 byte written": the waiters and later wake events tell them apart.
-PENDING_OPS = frozenset(
-    {"ftruncate", "fallocate", "F_ADD_SEALS", "pwrite", "get_lock_pfn", "fault"}
-)
-
 HAZARDS = {
     lib.SS_HAZ_NONE: None,
     lib.SS_HAZ_NULL_PAGE: "null_page",

@@ -178,8 +178,12 @@ static void test_register(void)
 	EXPECT(m, last_event(m).ncallbacks, 2);
 	EXPECT(m, ss_fallocate(m, fd, 3, 0, 4096), 0);
 	EXPECT(m, last_event(m).ncallbacks, 2);
+	EXPECT(m, ss_register_guest(m, fd, r1), 0);       /* a second user */
+	EXPECT(m, ss_unregister_guest(m, fd, r1), 1);     /* one user left */
 	EXPECT(m, ss_unregister_guest(m, fd, r1), 0);
 	EXPECT(m, ss_unregister_guest(m, fd, r1), -ENOENT);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 4096), 0);
+	EXPECT(m, last_event(m).ncallbacks, 1);
 	ss_machine_free(m);
 }
 
