@@ -1,0 +1,83 @@
+"""Views (page runs, frame runs) and the event log, as JSON and as a live SSE stream."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import Header, Query
+from sse_starlette import EventSourceResponse
+
+from app.api import new_router
+from app.deps import FdPath, RegistryDep, SessionId
+from app.models.common import INT64_MAX, UINT64_MAX
+from app.models.views import Events, Pages, Phys
+from app.service import views
+
+router = new_router("views")
+Index = Annotated[int, Query(ge=0, le=UINT64_MAX)]
+Limit = Annotated[int, Query(ge=1, le=views.MAX_RUNS, description="most runs answered")]
+After = Annotated[int, Query(ge=0, le=INT64_MAX, description="events with a larger seq")]
+
+
+@router.get("/sessions/{sid}/files/{fd}/pages", name="pages")
+async def pages(
+    reg: RegistryDep,
+    sid: SessionId,
+    fd: FdPath,
+    start: Index = 0,
+    end: Index | None = None,
+    limit: Limit = 1000,
+) -> Pages:
+    """Runs of alike pages over [start, end) (page indexes); `next` when there are more."""
+    return await views.pages(reg, sid, fd, start, end, limit)
+
+
+@router.get("/sessions/{sid}/phys", name="phys")
+async def phys(
+    reg: RegistryDep,
+    sid: SessionId,
+    start: Index = 0,
+    end: Index | None = None,
+    limit: Limit = 1000,
+) -> Phys:
+    """The frame allocator: totals, free blocks per order, runs of alike frames."""
+    return await views.phys(reg, sid, start, end, limit)
+
+
+@router.get("/sessions/{sid}/events", name="events")
+async def events(
+    reg: RegistryDep,
+    sid: SessionId,
+    after: After = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> Events:
+    """Engine events with seq > after. An event's `seq` counts engine events (an op may
+    make several: a put_unlock_pfn that wakes a punch adds a "wake"); `op_seq` is the
+    op of the session's log that made it."""
+    return await views.events(reg, sid, after, limit)
+
+
+@router.get(
+    "/sessions/{sid}/events/stream",
+    name="events_stream",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE"}},
+)
+async def events_stream(
+    reg: RegistryDep,
+    sid: SessionId,
+    after: After = 0,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> EventSourceResponse:
+    """The events as `text/event-stream`, live: each message's data is one event (as in
+    /events), its id the event seq; reconnecting with Last-Event-ID resumes after it.
+    Other messages: "rewind" (events after data.event_seq are void) and "end" (the
+    session was deleted or the service stops)."""
+    reg.get(sid)  # 404 before the stream starts
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        after = min(int(last_event_id), INT64_MAX)
+    stop = anyio.Event()
+    return EventSourceResponse(
+        views.stream(reg, sid, after, stop), shutdown_event=stop, shutdown_grace_period=2
+    )

@@ -1,0 +1,202 @@
+"""One error shape for the whole API, and the handlers that produce it.
+
+EngineError (the simulated kernel said no) -> 409, or 404 for EBADF and ENOENT (no
+such fd, owner or mapping);
+ServiceError (unknown session / owner / mapping, limits, bad traces) -> its status;
+RequestValidationError -> 422 with a clear message and FastAPI's `detail`;
+ValueError from the engine (an enum name it does not know) -> 422;
+anything else -> logged, and answered 409 EIO rather than 500.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.engine import EngineError
+
+log = logging.getLogger("sealscope.errors")
+
+
+class ServiceError(Exception):
+    """A failure of the service itself (not of the simulated kernel)."""
+
+    status = 409
+    errno_name: str | None = None
+
+    def __init__(
+        self, message: str, *, op: str | None = None, limit: str | None = None, status: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.op = op
+        self.limit = limit
+        if status:
+            self.status = status
+
+    def body(self) -> dict[str, Any]:
+        name = self.errno_name
+        body: dict[str, Any] = {
+            "errno": name,
+            "errno_value": getattr(errno_mod, name) if name else None,
+            "op": self.op,
+            "message": self.message,
+        }
+        if self.limit:
+            body["limit"] = self.limit
+        return body
+
+
+class NotFound(ServiceError):
+    status = 404
+    errno_name = "ENOENT"
+
+
+class Conflict(ServiceError):
+    status = 409
+    errno_name = "ERANGE"
+
+
+class BadTrace(ServiceError):
+    """A trace refused whole: the message names the first bad op and why."""
+
+    status = 422
+    errno_name = "EINVAL"
+
+
+class TooLarge(ServiceError):
+    status = 413
+    errno_name = "E2BIG"
+
+
+class TooMany(ServiceError):
+    status = 429
+    errno_name = "EAGAIN"
+
+
+class Unavailable(ServiceError):
+    status = 503
+    errno_name = "EIO"
+
+
+def engine_error_body(exc: EngineError) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "errno": exc.name,
+        "errno_value": exc.errno,
+        "op": exc.op,
+        "message": exc.message,
+    }
+    if getattr(exc, "hazard", None):
+        body["hazard"] = exc.hazard
+    if getattr(exc, "seq", None) is not None:
+        body["seq"] = exc.seq
+    return body
+
+
+def engine_status(exc: EngineError) -> int:
+    """404 for what does not exist (an fd: EBADF; an owner: ENOENT; a mapping: munmap's
+    EINVAL), 409 for every other refusal of the simulated kernel."""
+    if exc.name in ("EBADF", "ENOENT") or (exc.op == "munmap" and exc.name == "EINVAL"):
+        return 404
+    return 409
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """Validation error parts made JSON-safe and short (inputs can be anything)."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**64 else str(value)
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    if isinstance(value, bytes):
+        return _clean(value.decode("utf-8", "replace"), depth)
+    if depth < 3 and isinstance(value, list | tuple):
+        return [_clean(v, depth + 1) for v in list(value)[:20]]
+    if depth < 3 and isinstance(value, dict):
+        return {str(k)[:100]: _clean(v, depth + 1) for k, v in list(value.items())[:20]}
+    return _clean(repr(value), depth)
+
+
+def validation_body(exc: RequestValidationError, op: str | None) -> dict[str, Any]:
+    detail = [
+        {k: _clean(v) for k, v in err.items() if k in ("type", "loc", "msg", "input", "ctx")}
+        for err in list(exc.errors())[:50]
+    ]
+    parts = []
+    for err in detail[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    message = "; ".join(parts) or "the request does not fit the schema"
+    return {
+        "errno": "EINVAL",
+        "errno_value": errno_mod.EINVAL,
+        "op": op,
+        "message": message,
+        "detail": detail,
+    }
+
+
+def _op_of(request: Request) -> str | None:
+    route = request.scope.get("route")
+    return getattr(route, "name", None)
+
+
+def install(app: FastAPI) -> None:
+    """Register every handler on the app."""
+
+    @app.exception_handler(EngineError)
+    async def _engine(request: Request, exc: EngineError) -> JSONResponse:
+        return JSONResponse(engine_error_body(exc), status_code=engine_status(exc))
+
+    @app.exception_handler(ServiceError)
+    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_body(exc, _op_of(request)), status_code=422)
+
+    @app.exception_handler(ValueError)
+    async def _value(request: Request, exc: ValueError) -> JSONResponse:
+        if isinstance(exc, EngineError):  # an EngineError that is also a ValueError
+            return JSONResponse(engine_error_body(exc), status_code=engine_status(exc))
+        body = {
+            "errno": "EINVAL",
+            "errno_value": errno_mod.EINVAL,
+            "op": _op_of(request),
+            "message": str(exc)[:500] or "invalid value",
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "ENOENT", 405: "EOPNOTSUPP", 413: "E2BIG", 429: "EAGAIN"}
+        name = names.get(exc.status_code)
+        body = {
+            "errno": name,
+            "errno_value": getattr(errno_mod, name) if name else None,
+            "op": _op_of(request),
+            "message": str(exc.detail),
+        }
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _last_resort(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, EngineError):
+            return JSONResponse(engine_error_body(exc), status_code=engine_status(exc))
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        body = {
+            "errno": "EIO",
+            "errno_value": errno_mod.EIO,
+            "op": _op_of(request),
+            "message": f"internal error ({type(exc).__name__}); see the service log",
+        }
+        return JSONResponse(body, status_code=409)

@@ -1,0 +1,21 @@
+"""The HTML pages and htmx fragments: the second router over the service layer.
+
+`routes()` gives the pages (/, /s/{sid}, ...) and /static, for the app's route list
+(flat, like the API's); the JSON twin of each page is under /api/v1 (app.api), named
+by each answer's `Link: rel="alternate"` header.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from app.resources import static_dir
+
+
+def routes() -> list[BaseRoute]:
+    from app.pages import actions, home, session
+
+    out: list[BaseRoute] = [r for m in (home, session, actions) for r in m.router.routes]
+    out.append(Mount("/static", StaticFiles(directory=static_dir()), name="static"))
+    return out

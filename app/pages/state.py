@@ -1,0 +1,137 @@
+"""The state of a session view, as named by its URL's query string.
+
+Every view (zoom, pan, the selected page or frame, the op previewed, the
+walkthrough) is a URL, so a link can be shared. Bad values are ignored, not
+refused: a page should always render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+U64 = 2**64 - 1
+PAGE = 4096
+_SIZE = re.compile(r"^\s*(\d+)\s*(k|m|g|t|p|pages?)?(i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": PAGE}
+
+
+def to_int(raw: str | None, lo: int = 0, hi: int = U64) -> int | None:
+    """A decimal (or 0x hex) integer in [lo, hi], else None."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        value = int(raw, 16) if raw.lower().startswith("0x") else int(raw, 10)
+    except ValueError:
+        return None
+    return value if lo <= value <= hi else None
+
+
+def parse_size(raw: str) -> int:
+    """Bytes from "65536", "64K", "64KiB", "2M", "1T" or "16p" (pages); ValueError if not."""
+    m = _SIZE.match(raw or "")
+    if not m:
+        if raw.strip().lstrip("-").isdigit():
+            return int(raw)  # negative: let the kernel answer
+        raise ValueError(f"{raw[:40]!r} is not a size (try 65536, 64K, 2M, 1T or 16p)")
+    unit = (m.group(2) or "").lower()[:1]
+    return int(m.group(1)) * _UNITS.get(unit, 1)
+
+
+@dataclass(frozen=True)
+class ViewState:
+    sid: str
+    fd: int | None = None
+    start: int | None = None  # page window of the file [start, end)
+    end: int | None = None
+    fstart: int | None = None  # frame window [fstart, fend)
+    fend: int | None = None
+    page: int | None = None  # the selected page (of fd)
+    frame: int | None = None  # the selected frame (pfn)
+    at: int | None = None  # previewing the state after op `at` (None: live)
+    walk: str | None = None  # a guided walkthrough's name
+    log: int | None = None  # the newest op the timeline shows (None: the newest)
+
+    KEYS = ("fd", "start", "end", "fstart", "fend", "page", "frame", "at", "walk", "log")
+
+    @classmethod
+    def from_query(cls, sid: str, q: Mapping[str, str]) -> ViewState:
+        def n(key: str) -> int | None:
+            return to_int(q.get(key))
+
+        walk = q.get("walk") or None
+        if walk is not None and not re.fullmatch(r"[a-z0-9-]{1,64}", walk):
+            walk = None
+        return cls(
+            sid=sid,
+            fd=to_int(q.get("fd"), -(2**31), 2**31 - 1),
+            start=n("start"),
+            end=n("end"),
+            fstart=n("fstart"),
+            fend=n("fend"),
+            page=n("page"),
+            frame=n("frame"),
+            at=n("at"),
+            walk=walk,
+            log=n("log"),
+        )
+
+    def but(self, **changes: object) -> ViewState:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def params(self, **changes: object) -> dict[str, str]:
+        values = dataclasses.asdict(self) | changes
+        return {k: str(values[k]) for k in self.KEYS if values.get(k) is not None}
+
+    def url(self, **changes: object) -> str:
+        """/s/{sid}?query with `changes` applied (None drops a key)."""
+        query = urlencode(self.params(**changes))
+        return self.base + ("?" + query if query else "")
+
+    @property
+    def base(self) -> str:
+        return f"/s/{quote(self.sid, safe='')}"
+
+    @property
+    def api(self) -> str:
+        return f"/api/v1/sessions/{quote(self.sid, safe='')}"
+
+
+def window(
+    start: int | None, end: int | None, total: int, min_width: int = 8
+) -> tuple[int, int, bool]:
+    """The window [s, e) inside [0, total), at least min_width wide; whole=True when it
+    is the whole range."""
+    if total <= 0:
+        return 0, 0, True
+    s = min(start or 0, total - 1)
+    e = total if end is None else max(min(end, total), s + 1)
+    if e - s < min_width:
+        e = min(total, s + min_width)
+        s = max(0, e - min_width)
+    return s, e, (s, e) == (0, total)
+
+
+def zooms(s: int, e: int, total: int, min_width: int = 8) -> dict[str, tuple[int, int] | None]:
+    """Windows for the zoom and pan controls (None: the whole range)."""
+    w = e - s
+    c = s + w // 2
+
+    def clamp(a: int, b: int) -> tuple[int, int] | None:
+        b = min(b, total)
+        a = max(0, min(a, b - 1))
+        if b - a < min_width:
+            a, b = max(0, min(a, total - min_width)), min(total, max(b, a + min_width))
+        return None if (a, b) == (0, total) else (a, b)
+
+    half = max(min_width, w // 2)
+    return {
+        "in": clamp(c - half // 2, c - half // 2 + half),
+        "out": clamp(c - w, c + w),
+        "left": clamp(max(0, s - w // 2), max(0, s - w // 2) + w),
+        "right": clamp(min(e + w // 2, total) - w, min(e + w // 2, total)),
+    }

@@ -1,0 +1,157 @@
+"""The timeline: every op of the log with its result or errno, and each owner callback
+it caused as an arrow from the file to the owner, its range's end made explicit."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.engine import Callback, Event
+from app.pages.maps import span
+from app.pages.rules import hazard
+
+MAX_CALLBACKS = 8
+MAX_TOUCHES = 6
+BYTE_KEYS = ("offset", "len", "length", "size", "count")
+
+
+@dataclass(slots=True)
+class CallbackRow:
+    fn: str
+    owner: str
+    owner_label: str
+    notation: str  # "[1, 1]" or "[0, 4)"
+    inclusive: bool
+    pages: str  # "page 1" / "pages 0-3"
+    npages: int
+
+
+@dataclass(slots=True)
+class EventRow:
+    seq: int
+    op: str
+    ok: bool
+    errno: str | None
+    errno_value: int | None
+    result: str
+    pending: bool
+    hazard: str | None
+    file: str | None
+    callbacks: list[CallbackRow]
+    more_callbacks: int
+    touches: list[str]
+    more_touches: int
+
+
+@dataclass(slots=True)
+class OpRow:
+    n: int
+    op: str
+    args: str
+    errno: str | None
+    events: list[EventRow] = field(default_factory=list)
+
+
+def callback_row(cb: Callback, owners: dict[int, str]) -> CallbackRow:
+    last = cb.end if cb.end_inclusive else cb.end - 1
+    notation = f"[{cb.start}, {cb.end}{']' if cb.end_inclusive else ')'}"
+    n = max(0, last - cb.start + 1)
+    pages = "no page" if n == 0 else ("page " if n == 1 else "pages ") + span(cb.start, last + 1)
+    label = owners.get(cb.owner_id, f"owner {cb.owner_id}")
+    return CallbackRow(cb.fn, str(cb.owner_id), label, notation, cb.end_inclusive, pages, n)
+
+
+def _touch(t: Any, owners: dict[int, str]) -> str:
+    n = t.npages
+    if t.what in ("map", "zap"):
+        who = owners.get(t.owner, f"owner {t.owner}")
+        verb = "maps" if t.what == "map" else "zaps"
+        return f"{who} {verb} gfn {span(t.index, t.index + n)} → pfn {span(t.pfn, t.pfn + n)}"
+    return f"{t.what} page {span(t.index, t.index + n)} (pfn {span(t.pfn, t.pfn + n)})"
+
+
+def _result(ev: Event) -> str:
+    if not ev.ok:
+        return f"{ev.errno} ({ev.errno_value})"
+    if ev.pending:
+        return "sleeps on a page lock"
+    if ev.op == "wake":
+        return f"wakes #{ev.wakes_seq} {ev.wakes_op or ''}".rstrip()
+    out = getattr(ev, "out", None) or {}
+    if "pfn" in out:
+        return f"pfn {out['pfn']}, order {out.get('order')}"
+    if ev.op in ("memfd_create", "KVM_CREATE_GUEST_MEMFD"):
+        return f"fd {ev.result}"
+    if ev.op == "owner_create":
+        return f"owner {ev.result}"
+    if ev.op == "mmap":
+        return f"map {ev.result}"
+    return "ok" if ev.result in (0, None) else str(ev.result)
+
+
+def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> EventRow:
+    cbs = [callback_row(c, owners) for c in ev.callbacks[:MAX_CALLBACKS]]
+    touches = [_touch(t, owners) for t in ev.touches[:MAX_TOUCHES]]
+    return EventRow(
+        seq=ev.seq,
+        op=ev.op,
+        ok=ev.ok,
+        errno=ev.errno,
+        errno_value=ev.errno_value,
+        result=_result(ev),
+        pending=ev.pending,
+        hazard=hazard(ev.hazard) if ev.hazard else None,
+        file=None if ev.fd is None else files.get(ev.fd, f"fd {ev.fd}"),
+        callbacks=cbs,
+        more_callbacks=len(ev.callbacks) - len(cbs),
+        touches=touches,
+        more_touches=len(ev.touches) - len(touches),
+    )
+
+
+def _value(key: str, value: Any) -> str:
+    if isinstance(value, list):
+        return "|".join(str(v) for v in value) or "0"
+    if key == "data_b64" and isinstance(value, str):
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return "?"
+        text = data[:24].decode("utf-8", "replace")
+        return repr(text) + ("…" if len(data) > 24 else "") + f" ({len(data)} bytes)"
+    if key in BYTE_KEYS and isinstance(value, int) and value and value % 4096 == 0:
+        pages = value // 4096
+        return f"{value} ({pages} page{'s' if pages != 1 else ''})"
+    if isinstance(value, str) and len(value) > 40:
+        return repr(value[:40] + "…")
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def args_text(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_value(k, v)}" for k, v in list(args.items())[:8])
+
+
+def op_rows(
+    ops: list[Any],
+    first: int,
+    op_events: list[int],
+    events: list[Event],
+    owners: dict[int, str],
+    files: dict[int, str],
+) -> list[OpRow]:
+    """Rows for ops[first-1:] (1-based op numbers), newest first; `events` covers them."""
+    rows: list[OpRow] = []
+    by_seq = {e.seq: e for e in events}
+    for n in range(first, first + len(ops)):
+        op = ops[n - first]
+        row = OpRow(n, str(op.op.get("op")), args_text(op.op.get("args", {})), op.errno)
+        lo = op_events[n - 2] if n >= 2 else 0
+        for seq in range(lo + 1, op_events[n - 1] + 1):
+            ev = by_seq.get(seq)
+            if ev is not None:
+                row.events.append(event_row(ev, owners, files))
+        rows.append(row)
+    rows.reverse()
+    return rows

@@ -1,0 +1,284 @@
+"""Everything the session view shows, read from one Machine in one go.
+
+`load` takes the session lock once and reads the live machine, or replays the
+log into a fresh machine up to op `at` (a preview: the session does not change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.engine import FileInfo, Machine, OwnerInfo, PageRun, PhysInfo, Waiter
+from app.pages.maps import (
+    PROBE,
+    Track,
+    fetch_runs,
+    frame_track,
+    marker,
+    more_frames,
+    more_pages,
+    page_track,
+    span,
+)
+from app.pages.state import ViewState, window, zooms
+from app.pages.timeline import CallbackRow, OpRow, callback_row, op_rows
+from app.registry import Registry, Session
+
+TIMELINE = 40
+TABLE_ROWS = 64
+MAX_GFN_RUNS = 64
+FRAME_KEYS = ("fstart", "fend")
+
+
+@dataclass
+class FileView:
+    info: FileInfo
+    label: str
+    pages: int
+    owners: list[str]  # "kvm0 (owner 0)"
+
+
+@dataclass
+class PageDetail:
+    fd: int
+    index: int
+    run: PageRun
+    pfn: int | None
+    mapped: list[str]  # "kvm0 maps gfn 256 (slot 0)"
+
+
+@dataclass
+class FrameDetail:
+    pfn: int
+    words: str
+
+
+@dataclass
+class OwnerView:
+    info: OwnerInfo
+    files: list[str]
+    runs: list[Any]
+    more: bool
+    zaps: list[str] = field(default_factory=list)
+    zap_op: int | None = None
+    received: list[tuple[str | None, CallbackRow]] = field(default_factory=list)
+
+
+@dataclass
+class View:
+    state: ViewState
+    profile: str
+    thp: str
+    seq: int  # ops in the session's log
+    shown: int  # ops applied in what is shown (seq, or `at` in a preview)
+    event_seq: int
+    live_events: int  # the live machine's event count (where the event stream starts)
+    files: list[FileView]
+    file: FileView | None
+    pages: Track | None
+    page_zoom: dict[str, str | None]
+    frames: Track
+    frame_zoom: dict[str, str | None]
+    phys: PhysInfo
+    owners: list[OwnerView]
+    rows: list[OpRow]
+    older: int | None
+    page: PageDetail | None
+    frame: FrameDetail | None
+    waiters: list[Waiter]
+    table: list[PageRun]
+
+    @property
+    def preview(self) -> bool:
+        return self.shown < self.seq
+
+
+async def load(reg: Registry, state: ViewState) -> View:
+    s = reg.get(state.sid)
+    async with s.lock:
+        seq = s.seq
+        if state.at is None or state.at >= seq:
+            return build(s, s.machine, s.ops, s.op_events, state.but(at=None), seq)
+        m = await reg.call(s.machine_at, state.at)
+        ops, op_events = s.ops[: state.at], s.op_events[: state.at]
+        live = s.machine.event_count
+    return build(s, m, ops, op_events, state, seq, live)
+
+
+def _frame(m: Machine, pfn: int, names: dict[int, str]) -> tuple[FrameDetail, int | None, int]:
+    """The frame's words, and the (fd, index) it holds if any."""
+    runs, _ = m.frame_runs(pfn, pfn + 1, 1)
+    if not runs:
+        return FrameDetail(pfn, "past the last frame"), None, -1
+    r = runs[0]
+    if r.state == "cache" and r.fd is not None and r.index is not None:
+        index = r.index + pfn - r.start
+        who = names.get(r.fd, f"fd {r.fd}")
+        return FrameDetail(pfn, f"holds page {index:,} of {who} (order {r.order})"), r.fd, index
+    if r.state == "free":
+        return FrameDetail(pfn, f"free, in a buddy block of order {r.order}"), None, -1
+    return FrameDetail(pfn, "out of the page cache, still referenced (orphan)"), None, -1
+
+
+def _page(m: Machine, fd: int, index: int, owners: list[OwnerInfo]) -> PageDetail | None:
+    runs, _ = m.page_runs(fd, index, index + 1, 1)
+    if not runs:
+        return None
+    r = runs[0]
+    pfn = None if r.pfn is None else r.pfn + index - r.start
+    mapped = []
+    for o in owners:
+        slots = [s for s in o.memslots if s.fd == fd and s.index <= index < s.index + s.npages]
+        where = ", ".join(f"gfn {s.gfn + index - s.index:,} (slot {s.slot})" for s in slots)
+        if o.id in r.mapped_by:
+            mapped.append(f"{o.name} (owner {o.id}) at {where or 'a gfn'}")
+        elif where:
+            mapped.append(f"not {o.name}: its {where} is not faulted in")
+    return PageDetail(fd, index, r, pfn, mapped)
+
+
+def _owners(m: Machine, infos: list[OwnerInfo], files: list[FileView]) -> list[OwnerView]:
+    names = {o.id: o.name for o in infos}
+    fnames = {f.info.fd: f.label for f in files}
+    recent = m.events(max(0, m.event_count - 200))
+    out = []
+    for o in infos:
+        runs = m.gfn_runs(o.id, 0, MAX_GFN_RUNS + 1)
+        ov = OwnerView(
+            info=o,
+            files=[f.label for f in files if o.id in f.info.owners],
+            runs=runs[:MAX_GFN_RUNS],
+            more=len(runs) > MAX_GFN_RUNS,
+        )
+        for ev in reversed(recent):
+            zaps = [t for t in ev.touches if t.what == "zap" and t.owner == o.id]
+            if zaps:
+                ov.zap_op = ev.seq
+                ov.zaps = [
+                    f"gfn {span(t.index, t.index + t.npages)} → pfn {span(t.pfn, t.pfn + t.npages)}"
+                    for t in zaps[:16]
+                ]
+                break
+        got = [(ev.fd, c) for ev in recent for c in ev.callbacks if c.owner_id == o.id]
+        ov.received = [
+            (None if fd is None else fnames.get(fd, f"fd {fd}"), callback_row(c, names))
+            for fd, c in got[-8:]
+        ][::-1]
+        out.append(ov)
+    return out
+
+
+def _zoom_urls(
+    st: ViewState, z: dict[str, tuple[int, int] | None], s: int, e: int, total: int, frames: bool
+) -> dict[str, str | None]:
+    """Zoom and pan links; None where the control would not change the window. The page
+    map's whole window is its default (no start/end); the frame map's is explicit, as
+    its default window is the part of memory in use."""
+    a, b = FRAME_KEYS if frames else ("start", "end")
+    out: dict[str, str | None] = {}
+    for name, win in (*z.items(), ("whole", None)):
+        lo, hi = win or (0, total)
+        same = (lo, hi) == (s, e) or not total
+        keys = (lo, hi) if frames else (win or (None, None))
+        out[name] = None if same else st.url(**{a: keys[0], b: keys[1]})
+    return out
+
+
+def _frame_window(m: Machine, st: ViewState, total: int, pfn: int | None) -> tuple[int, int]:
+    """The frame map's window: as asked, else from frame 0 to past the frames in use
+    (a power of two, at least 64), so a few pages in use are not lost in the machine."""
+    if st.fstart is not None or st.fend is not None:
+        fs, fe, _ = window(st.fstart, st.fend, total, 16)
+        return fs, fe
+    runs, nxt = m.frame_runs(0, total, PROBE)
+    used = total if nxt < total else max((r.end for r in runs if r.state != "free"), default=0)
+    used = max(used, (pfn or 0) + 1)
+    return 0, min(total, max(64, 1 << (used + used // 4).bit_length()))
+
+
+def build(
+    s: Session,
+    m: Machine,
+    ops: list[Any],
+    op_events: list[int],
+    st: ViewState,
+    seq: int,
+    live: int | None = None,
+) -> View:
+    infos = m.owners()
+    onames = {o.id: o.name for o in infos}
+    files = [
+        FileView(
+            f,
+            f"{f.name} (fd {f.fd})",
+            -(-f.size // 4096),
+            [f"{onames.get(o, '?')} (owner {o})" for o in f.owners],
+        )
+        for f in m.files()
+    ]
+    fnames = {f.info.fd: f.label for f in files}
+    phys = m.phys()
+    frame = None
+    if st.frame is not None and st.frame < phys.total:
+        frame, ffd, findex = _frame(m, st.frame, fnames)
+        if ffd is not None:
+            end = 2**64 if st.end is None else st.end
+            inside = ffd == st.fd and (st.start or 0) <= findex < end
+            st = st.but(fd=ffd, page=findex, frame=None)  # from now on, a page selection
+            st = st if inside else st.but(start=None, end=None)
+    file = next((f for f in files if f.info.fd == st.fd), files[0] if files else None)
+    st = st.but(fd=None if file is None else file.info.fd)
+    pages, page, table = None, None, []
+    zoom: dict[str, str | None] = {}
+    if file is not None:
+        total, fd = file.pages, file.info.fd
+        ps, pe, _ = window(st.start, st.end, total)
+
+        def fetch(a: int, b: int, n: int) -> tuple[list[Any], int]:
+            return m.page_runs(fd, a, b, n)
+
+        runs = fetch_runs(fetch, ps, pe, more_pages) if total else []
+        pages = page_track(runs, ps, pe, total, onames)
+        table = [r for r in runs if r.state != "more"][:TABLE_ROWS]
+        zoom = _zoom_urls(st, zooms(ps, pe, total), ps, pe, total, False)
+        if st.page is not None and st.page < total:
+            page = _page(m, fd, st.page, infos)
+            pages.marker = marker(st.page, ps, pe)
+            if frame is None and page is not None and page.pfn is not None:
+                frame, _, _ = _frame(m, page.pfn, fnames)
+    fs, fe = _frame_window(m, st, phys.total, frame.pfn if frame else None)
+    frames = frame_track(fetch_runs(m.frame_runs, fs, fe, more_frames), fs, fe, phys.total, fnames)
+    if frame is not None:
+        frames.marker = marker(frame.pfn, fs, fe)
+    shown = len(ops)
+    newest = min(st.log or shown, shown)
+    first = max(1, newest - TIMELINE + 1)
+    rows: list[OpRow] = []
+    if newest:
+        lo = op_events[first - 2] if first >= 2 else 0
+        events = m.events(lo, max(1, op_events[newest - 1] - lo))
+        rows = op_rows(ops[first - 1 : newest], first, op_events, events, onames, fnames)
+    return View(
+        state=st,
+        profile=s.config.profile,
+        thp=s.config.thp,
+        seq=seq,
+        shown=shown,
+        event_seq=m.event_count,
+        live_events=m.event_count if live is None else live,
+        files=files,
+        file=file,
+        pages=pages,
+        page_zoom=zoom,
+        frames=frames,
+        frame_zoom=_zoom_urls(st, zooms(fs, fe, phys.total, 16), fs, fe, phys.total, True),
+        phys=phys,
+        owners=_owners(m, infos, files),
+        rows=rows,
+        older=first - 1 if first > 1 else None,
+        page=page,
+        frame=frame,
+        waiters=m.waiters(),
+        table=table,
+    )

@@ -1,0 +1,269 @@
+"""The session registry: the service's only global mutable state, owned by the app.
+
+A Session is one Machine plus its op log (in memory and in the store), in-memory
+snapshots for fast rewinds, a lock so the engine is never entered twice, and a
+change signal for live event streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import anyio
+
+from app.engine import Config, Machine
+from app.errors import NotFound
+from app.service.replay import replay
+from app.settings import Settings
+from app.store import Store, StoredOp, StoredSession
+
+log = logging.getLogger("sealscope.registry")
+T = TypeVar("T")
+
+
+class Budget:
+    """Bytes of snapshots all sessions may hold together (settings.snapshot_total)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()  # snapshots are taken in worker threads
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self.used + size > self.limit:
+                return False
+            self.used += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+
+
+class Session:
+    def __init__(
+        self,
+        sid: str,
+        config: Config,
+        settings: Settings,
+        created: float,
+        budget: Budget | None = None,
+    ) -> None:
+        self.id = sid
+        self.config = config
+        self.machine = Machine(config)
+        self.created = created
+        self.active = created
+        self.ops: list[StoredOp] = []
+        self.op_events: list[int] = []  # engine event count after each op
+        self.snapshots: dict[int, Machine] = {}
+        self.snap_bytes: dict[int, int] = {}
+        self.snap_every = max(1, settings.snapshot_every)
+        self.snap_budget = settings.snapshot_budget
+        self.budget = budget or Budget(settings.snapshot_total)
+        self.lock = asyncio.Lock()
+        self.snapping = False  # a snapshot task is on its way
+        self.closed = False
+        self.rewinds: list[int] = []  # the event count each rewind went back to
+        self._changed = asyncio.Event()
+        self.published = 0  # engine events of logged ops, as live streams may see them
+        # Events that may be huge (a punch of a million pages makes a million callbacks)
+        # are read in a worker thread: those of long ops, and all of a replayed past.
+        self.big: list[tuple[int, int]] = []  # (first, last) event seqs of long ops
+        self.unknown_upto = 0
+
+    @property
+    def seq(self) -> int:
+        """Operations in the log so far."""
+        return len(self.ops)
+
+    def op_seq_of(self, event_seq: int) -> int | None:
+        """The op (1-based) whose call produced engine event `event_seq`."""
+        i = bisect.bisect_left(self.op_events, event_seq)
+        return i + 1 if i < len(self.op_events) else None
+
+    # -- the log ------------------------------------------------------------------------
+    def push(self, op: StoredOp) -> None:
+        self.ops.append(op)
+        self.op_events.append(op.events)
+
+    def load(self, ops: list[StoredOp]) -> list[str]:
+        """Replay a stored log into this (fresh) session; returns the differences."""
+        diffs: list[str] = []
+        for op in ops:
+            diffs += replay(self.machine, [op], strict=False)
+            self.record(op._replace(events=self.machine.event_count))
+        return diffs
+
+    def record(self, op: StoredOp) -> None:
+        """push, then maybe a snapshot (replays)."""
+        self.push(op)
+        self.snapshot_maybe()
+
+    def snapshot_due(self) -> bool:
+        return self.seq - max(self.snapshots, default=0) >= self.snap_every
+
+    def snapshot_maybe(self) -> None:
+        if self.snapshot_due():
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        """Keep a clone of the machine as it is after op `seq`, thinning out (every other
+        older one goes, the spacing doubles) to stay within the session's byte budget
+        and the service's."""
+        n = self.seq
+        if n == 0 or n in self.snapshots:
+            return
+        size = self.machine.memory_bytes()
+        while self.snapshots and size * (len(self.snapshots) + 1) > self.snap_budget:
+            self.snap_every *= 2
+            keys = sorted(self.snapshots)
+            self.drop_snapshots(set(keys[-2::-2] or keys).__contains__)
+        if size <= self.snap_budget and self.budget.take(size):
+            self.snapshots[n] = self.machine.clone()
+            self.snap_bytes[n] = size
+
+    def drop_snapshots(self, which: Callable[[int], bool] = lambda k: True) -> None:
+        for k in [k for k in self.snapshots if which(k)]:
+            del self.snapshots[k]
+            self.budget.give(self.snap_bytes.pop(k))
+
+    def machine_at(self, n: int) -> Machine:
+        """A new machine in the state after op n (the nearest snapshot, then replay)."""
+        base = max((k for k in self.snapshots if k <= n), default=0)
+        m = self.snapshots[base].clone() if base else Machine(self.config)
+        replay(m, self.ops[base:n], strict=False)
+        return m
+
+    def truncate(self, n: int, machine: Machine) -> None:
+        """Forget ops after n; `machine` is the state after op n."""
+        del self.ops[n:]
+        del self.op_events[n:]
+        self.drop_snapshots(lambda k: k > n)
+        self.machine = machine
+        self.big = [b for b in self.big if b[1] <= machine.event_count]
+        self.unknown_upto = max(self.unknown_upto, machine.event_count)
+        self.rewinds.append(machine.event_count)
+
+    def mark_big(self, first: int, last: int) -> None:
+        if last >= first:
+            self.big.append((first, last))
+
+    def small_events(self, after: int, limit: int) -> bool:
+        """Whether events (after, after + limit] are known to be small."""
+        if after < self.unknown_upto:
+            return False
+        i = bisect.bisect_right(self.big, (after + limit, 2**63))
+        return i == 0 or self.big[i - 1][1] <= after
+
+    # -- change signal for event streams --------------------------------------------------
+    def notify(self) -> None:
+        self.published = self.machine.event_count
+        ev, self._changed = self._changed, asyncio.Event()
+        ev.set()
+
+    def changed(self) -> asyncio.Event:
+        return self._changed
+
+
+class Registry:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.sessions: dict[str, Session] = {}
+        self.budget = Budget(settings.snapshot_total)
+        self.closing = False
+        self._expiry: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def get(self, sid: str) -> Session:
+        session = self.sessions.get(sid)
+        if session is None or session.closed:
+            raise NotFound(f"no session {sid[:64]!r}", op="session")
+        session.active = time.time()
+        return session
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Background work owned by the registry (kept referenced until it ends)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def call(self, fn: Callable[..., T], *args: Any, heavy: bool = True) -> T:
+        """Run engine work in the threadpool, or inline on the event loop when it is known
+        to be short (most single ops: tens of microseconds, less than the thread hop)
+        and settings.engine_threads is off. Never two at once on one machine: the
+        session lock and the Machine's own lock see to that."""
+        if heavy or self.settings.engine_threads:
+            return await anyio.to_thread.run_sync(fn, *args)
+        return fn(*args)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.store.open()
+        stored = await anyio.to_thread.run_sync(self.store.load)
+        now = time.time()
+        for s in stored:
+            if now - s.active > self.settings.session_ttl:
+                await self.store.delete(s.id)
+                continue
+            session = await anyio.to_thread.run_sync(self._rebuild, s)
+            if session.seq < len(s.ops):
+                await self.store.truncate(s.id, session.seq, s.active)
+            self.sessions[s.id] = session
+        if stored:
+            log.info("rebuilt %d sessions", len(self.sessions))
+        self._expiry = asyncio.create_task(self._expire_loop())
+
+    def _rebuild(self, s: StoredSession) -> Session:
+        config = Config(s.profile, s.phys_pages, s.thp, frozenset(s.variants))
+        session = Session(s.id, config, self.settings, s.created, self.budget)
+        session.active = s.active
+        try:
+            diffs = session.load(s.ops)
+        except Exception:
+            log.exception("session %s: replay stopped at op %d", s.id[:8], session.seq + 1)
+            session.machine = session.machine_at(session.seq)
+            diffs = []
+        for d in diffs[:10]:
+            log.warning("session %s: replay differs from the log: %s", s.id[:8], d)
+        session.published = session.unknown_upto = session.machine.event_count
+        return session
+
+    async def stop(self) -> None:
+        self.closing = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for session in self.sessions.values():
+            session.notify()
+        await self.store.close()
+
+    async def remove(self, session: Session) -> None:
+        session.closed = True
+        self.sessions.pop(session.id, None)
+        session.drop_snapshots()
+        session.notify()
+        await asyncio.shield(self.store.delete(session.id))
+
+    async def _expire_loop(self) -> None:
+        period = min(60.0, max(0.05, self.settings.session_ttl / 4))
+        while True:
+            await asyncio.sleep(period)
+            await self.expire()
+
+    async def expire(self) -> int:
+        cutoff = time.time() - self.settings.session_ttl
+        old = [s for s in self.sessions.values() if s.active < cutoff and not s.lock.locked()]
+        for s in old:
+            log.info("session %s expired", s.id[:8])
+            await self.remove(s)
+        return len(old)

@@ -1,0 +1,82 @@
+"""Running one op of a session: the lock, the limits, the engine call, the durable log.
+
+An op is logged iff the engine recorded it (its event count moved), failures included:
+they are events too, and a replay must reproduce the same event seqs. The op is on disk
+before the caller gets its answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+from pydantic import BaseModel
+
+from app.errors import TooMany, Unavailable
+from app.registry import Registry, Session
+from app.service.ops import OPS
+from app.service.replay import apply
+from app.store import StoredOp
+
+log = logging.getLogger("sealscope.runner")
+
+
+async def execute(reg: Registry, sid: str, name: str, args: BaseModel) -> BaseModel | None:
+    """Run op `name` on session `sid`; its answer, or the exception the op raised."""
+    spec = OPS[name]
+    session = reg.get(sid)
+    async with session.lock:
+        reg.get(sid)  # still there
+        if session.seq >= reg.settings.max_ops:
+            raise TooMany(
+                f"the session reached the limit max_ops={reg.settings.max_ops} operations",
+                op=name,
+                limit="max_ops",
+            )
+        if spec.check is not None:
+            spec.check(reg.settings, session.machine, args)
+        # Once the engine is entered, the op is logged even if the request is cancelled.
+        with anyio.CancelScope(shield=True):
+            heavy = spec.heavy is not None and spec.heavy(session.machine, args)
+            first = session.machine.event_count + 1
+            out = await reg.call(apply, session.machine, spec, args, heavy=heavy)
+            if heavy:
+                session.mark_big(first, session.machine.event_count)
+            if out.recorded:
+                op = StoredOp(
+                    session.seq + 1,
+                    name,
+                    args.model_dump_json(),
+                    out.errno,
+                    session.machine.event_count,
+                )
+                await _log(reg, session, op)
+    if out.error is not None:
+        raise out.error
+    return out.result
+
+
+async def _log(reg: Registry, session: Session, op: StoredOp) -> None:
+    session.push(op)
+    try:
+        await reg.store.append(session.id, op, time.time())
+    except Exception as exc:
+        log.exception("session %s: op %d not stored; undoing it", session.id[:8], op.seq)
+        machine = await reg.call(session.machine_at, op.seq - 1)
+        session.truncate(op.seq - 1, machine)
+        session.notify()
+        raise Unavailable("the op log could not be written; the op was undone", op=op.name) from exc
+    session.notify()
+    if session.snapshot_due() and not session.snapping:
+        session.snapping = True  # off the request's path: it answers first
+        reg.spawn(_snapshot(reg, session))
+
+
+async def _snapshot(reg: Registry, session: Session) -> None:
+    try:
+        async with session.lock:
+            if not session.closed and session.snapshot_due():
+                await reg.call(session.snapshot)
+    finally:
+        session.snapping = False

@@ -1,0 +1,230 @@
+"""The durable store: SQLite (WAL) holding each session's configuration and op log.
+
+Writes are group-committed: each is queued with a future that resolves once its
+transaction has committed, so a request answers only after its op is in the database.
+With synchronous=NORMAL (the default: a commit is a write(2), some 30 us; it survives
+SIGKILL, not a power cut) each write commits inline, on the event loop. With
+synchronous=FULL (an fsync per commit: 0.3 ms to milliseconds) one flusher task commits
+whatever is queued in one transaction in a worker thread while the next batch gathers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import anyio
+
+log = logging.getLogger("sealscope.store")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,
+    phys_pages INTEGER NOT NULL,
+    thp TEXT NOT NULL,
+    variants TEXT NOT NULL,
+    created REAL NOT NULL,
+    active REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ops (
+    sid TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    op TEXT NOT NULL,          -- the API's op name
+    args TEXT NOT NULL,        -- its arguments, a JSON object
+    errno TEXT,                -- how it ended (NULL: success)
+    events INTEGER NOT NULL,   -- engine event count after it
+    ts REAL NOT NULL,
+    PRIMARY KEY (sid, seq)
+) WITHOUT ROWID;
+"""
+
+Write = Callable[[sqlite3.Connection], None]
+
+
+class StoredOp(NamedTuple):
+    """One op of a log. All atoms (args is JSON text), so the garbage collector stops
+    tracking these: logs of millions of ops cost no GC pauses."""
+
+    seq: int
+    name: str
+    args: str  # a JSON object
+    errno: str | None  # how it ended (None: success)
+    events: int  # the engine event count after it
+
+    def args_dict(self) -> dict[str, Any]:
+        value = json.loads(self.args)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def op(self) -> dict[str, Any]:
+        """The op as a trace has it: {"op": name, "args": {...}}."""
+        return {"op": self.name, "args": self.args_dict()}
+
+
+@dataclass
+class StoredSession:
+    id: str
+    profile: str
+    phys_pages: int
+    thp: str
+    variants: list[str]
+    created: float
+    active: float
+    ops: list[StoredOp] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, path: Path, sync: str = "normal") -> None:
+        self.path = path
+        self.sync = "FULL" if sync.lower() == "full" else "NORMAL"
+        self._conn: sqlite3.Connection | None = None
+        self._queue: list[tuple[Write, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+        self._flushing = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.sync}")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect()
+        self._conn.executescript(SCHEMA)
+        self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def close(self) -> None:
+        if self._flusher is not None:  # what was queued still goes to disk
+            self._closing = True
+            self._wake.set()
+            await self._flusher
+            self._flusher = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- reading (at start-up) --------------------------------------------------------
+    def load(self) -> list[StoredSession]:
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                "SELECT id, profile, phys_pages, thp, variants, created, active FROM sessions"
+            ).fetchall()
+            out = {
+                r[0]: StoredSession(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
+                for r in rows
+            }
+            for sid, seq, op, args, errno, events, ts in conn.execute(
+                "SELECT sid, seq, op, args, errno, events, ts FROM ops ORDER BY sid, seq"
+            ):
+                if sid in out:
+                    s = out[sid]
+                    s.ops.append(StoredOp(seq, op, args, errno, events))
+                    s.active = max(s.active, ts)
+            return list(out.values())
+        finally:
+            conn.close()
+
+    # -- writing: each resolves after its commit ------------------------------------------
+    async def submit(self, write: Write) -> None:
+        if self._flusher is None or self._closing:
+            raise RuntimeError("the store is closed")
+        if self.sync == "NORMAL" and not self._queue and not self._flushing:
+            err = self._commit([write])[0]  # a commit costs less than a task switch
+            if err is not None:
+                raise err
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, fut))
+        self._wake.set()
+        await fut
+
+    async def create_session(self, s: StoredSession, ops: list[StoredOp], ts: float) -> None:
+        row = (s.id, s.profile, s.phys_pages, s.thp, json.dumps(s.variants), s.created, ts)
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            _insert_ops(c, s.id, ops, ts)
+
+        await self.submit(write)
+
+    async def append(self, sid: str, op: StoredOp, ts: float) -> None:
+        await self.submit(lambda c: _insert_ops(c, sid, [op], ts))
+
+    async def truncate(self, sid: str, n: int, ts: float) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM ops WHERE sid = ? AND seq > ?", (sid, n))
+            c.execute("UPDATE sessions SET active = ? WHERE id = ?", (ts, sid))
+
+        await self.submit(write)
+
+    async def delete(self, sid: str) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM ops WHERE sid = ?", (sid,))
+            c.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+
+        await self.submit(write)
+
+    # -- the flusher --------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                await self._flush()
+            if self._closing:
+                return
+
+    async def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        writes = [w for w, _ in batch]
+        self._flushing = True
+        try:
+            if self.sync == "FULL":
+                errors = await anyio.to_thread.run_sync(self._commit, writes)
+            else:
+                errors = self._commit(writes)
+        finally:
+            self._flushing = False
+        for (_, fut), err in zip(batch, errors, strict=True):
+            if fut.done():
+                continue
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
+
+    def _commit(self, writes: list[Write]) -> list[Exception | None]:
+        """One transaction for all; if it fails, one each, to fail only the culprit."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for write in writes:
+                write(conn)
+            conn.execute("COMMIT")
+            return [None] * len(writes)
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if len(writes) == 1:
+                log.error("store write failed: %s", exc)
+                return [RuntimeError(f"the store could not write: {exc}")]
+        return [self._commit([w])[0] for w in writes]
+
+
+def _insert_ops(c: sqlite3.Connection, sid: str, ops: list[StoredOp], ts: float) -> None:
+    c.executemany(
+        "INSERT INTO ops VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(sid, o.seq, o.name, o.args, o.errno, o.events, ts) for o in ops],
+    )

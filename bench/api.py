@@ -1,0 +1,246 @@
+"""Throughput and latency of the REST service against a bare FastAPI endpoint.
+
+    .venv/bin/python bench/api.py [--seconds 5] [--clients 1,16,64] [--engine-threads]
+
+Starts two uvicorn processes on free ports: the real app (`python -m app serve`, its
+store in a temporary directory) and a bare FastAPI app with one pydantic-validated POST
+and one GET. Each client is a keep-alive HTTP/1.1 connection (a minimal asyncio client,
+so the load generator stays light) driving its own session with a mixed workload:
+fallocate, punch, get_lock_pfn / put_unlock_pfn, fault, and reads of views (pages,
+file, events). Prints ops/s, p50 / p99 latency, and the ratio to the bare endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
+
+BARE = """
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+class Body(BaseModel):
+    fd: int = 3
+    offset: int
+    len: int
+
+class Answer(BaseModel):
+    fd: int
+    size: int
+    pending: bool
+
+bare_app = FastAPI()
+
+@bare_app.post("/bare/{sid}/{fd}")
+async def post(sid: str, fd: int, body: Body) -> Answer:
+    return Answer(fd=fd, size=body.offset + body.len, pending=False)
+
+@bare_app.get("/bare/{sid}/{fd}")
+async def get(sid: str, fd: int) -> Answer:
+    return Answer(fd=fd, size=0, pending=False)
+"""
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def open(self) -> Conn:
+        self.r, self.w = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(data)}\r\n"
+        if body is not None:
+            head += "content-type: application/json\r\n"
+        self.w.write(head.encode() + b"\r\n" + data)
+        status_line = await self.r.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while (line := await self.r.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        raw = await self.r.readexactly(length) if length else b""
+        return status, json.loads(raw) if raw else None
+
+    def close(self) -> None:
+        self.w.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(cmd: list[str], port: int, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{cmd} did not start")
+
+
+async def setup_session(c: Conn) -> tuple[str, str]:
+    _, s = await c.call("POST", "/api/v1/sessions", {"phys_pages": 65536})
+    b = f"/api/v1/sessions/{s['id']}"
+    await c.call("POST", f"{b}/memfds", {"name": "vm0", "flags": ["MFD_ALLOW_SEALING"]})
+    await c.call("POST", f"{b}/files/3/fcntl", {"cmd": "F_ADD_SEALS", "seals": ["F_SEAL_GUEST"]})
+    await c.call("POST", f"{b}/files/3/ftruncate", {"length": 1 << 26})
+    _, o = await c.call("POST", f"{b}/owners", {"name": "kvm0", "kind": "kvm"})
+    await c.call("POST", f"{b}/files/3/register_guest", {"owner_id": o["owner_id"]})
+    await c.call("POST", f"{b}/owners/0/memslots", {"fd": 3, "gfn": 0, "npages": 1 << 14})
+    return b, o["owner_id"]
+
+
+async def app_client(port: int, until: float, lat: list[float]) -> int:
+    c = await Conn(port).open()
+    b, owner = await setup_session(c)
+    i = n = 0
+    while time.perf_counter() < until:
+        page = (i * 7) % 1024
+        steps: list[tuple[str, str, Any]] = [
+            ("POST", f"{b}/files/3/fallocate", {"mode": [], "offset": page * 4096, "len": 16384}),
+            ("POST", f"{b}/owners/{owner}/fault", {"gfn": page + 1}),
+            ("POST", f"{b}/files/3/get_lock_pfn", {"index": page + 2, "alloc": True}),
+            ("PUT_UNLOCK", "", None),
+            ("POST", f"{b}/files/3/fallocate", {"mode": PUNCH, "offset": page * 4096, "len": 8192}),
+            ("GET", f"{b}/files/3/pages?start={page}&end={page + 64}", None),
+            ("GET", f"{b}/files/3", None),
+            ("GET", f"{b}/events?after={max(0, n * 1 - 8)}&limit=8", None),
+        ]
+        pfn = None
+        for method, path, body in steps:
+            if method == "PUT_UNLOCK":
+                method, path, body = "POST", f"{b}/put_unlock_pfn", {"pfn": pfn}
+            t0 = time.perf_counter()
+            status, answer = await c.call(method, path, body)
+            lat.append(time.perf_counter() - t0)
+            if status >= 500 or status == 429:
+                raise RuntimeError(f"{method} {path}: {status} {answer}")
+            if path.endswith("get_lock_pfn"):
+                pfn = answer["pfn"]
+            n += 1
+        i += 1
+    await c.call("DELETE", b)
+    c.close()
+    return n
+
+
+async def bare_client(port: int, until: float, lat: list[float]) -> int:
+    c = await Conn(port).open()
+    n = 0
+    while time.perf_counter() < until:
+        for k in range(8):
+            t0 = time.perf_counter()
+            if k < 5:
+                await c.call("POST", "/bare/abc/3", {"offset": n, "len": 4096})
+            else:
+                await c.call("GET", "/bare/abc/3")
+            lat.append(time.perf_counter() - t0)
+            n += 1
+    c.close()
+    return n
+
+
+async def level(kind: str, port: int, clients: int, seconds: float) -> dict[str, float]:
+    lat: list[float] = []
+    fn = app_client if kind == "app" else bare_client
+    until = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    counts = await asyncio.gather(*(fn(port, until, lat) for _ in range(clients)))
+    wall = time.perf_counter() - t0
+    lat.sort()
+    return {
+        "ops_s": sum(counts) / wall,
+        "p50_ms": statistics.median(lat) * 1e3,
+        "p99_ms": lat[int(len(lat) * 0.99)] * 1e3,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--clients", default="1,16,64")
+    ap.add_argument("--engine-threads", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="sealscope-bench-"))
+    (tmp / "bare.py").write_text(BARE)
+    env = {
+        **os.environ,
+        "SEALSCOPE_DATA": str(tmp / "data"),
+        "SEALSCOPE_RATE": "0",
+        "SEALSCOPE_ENGINE_THREADS": "1" if args.engine_threads else "0",
+    }
+    app_port, bare_port = free_port(), free_port()
+    py = sys.executable
+    procs = [
+        start([py, "-m", "app", "serve", "--port", str(app_port)], app_port, env, ROOT),
+        start(
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(tmp),
+                "bare:bare_app",
+                "--port",
+                str(bare_port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            bare_port,
+            env,
+            ROOT,
+        ),
+    ]
+    try:
+        print(
+            f"engine calls {'in threads' if args.engine_threads else 'inline'}; "
+            f"{args.seconds:g} s per run; {os.cpu_count()} cores shared with the clients"
+        )
+        print(
+            f"{'clients':>7} | {'bare ops/s':>10} {'p50':>7} {'p99':>7} | "
+            f"{'app ops/s':>10} {'p50':>7} {'p99':>7} | ratio"
+        )
+        for n in (int(x) for x in args.clients.split(",")):
+            bare = asyncio.run(level("bare", bare_port, n, args.seconds))
+            app = asyncio.run(level("app", app_port, n, args.seconds))
+            print(
+                f"{n:>7} | {bare['ops_s']:>10.0f} {bare['p50_ms']:>6.2f}ms {bare['p99_ms']:>5.2f}ms"
+                f" | {app['ops_s']:>10.0f} {app['p50_ms']:>6.2f}ms {app['p99_ms']:>5.2f}ms"
+                f" | {app['ops_s'] / bare['ops_s']:.2f}"
+            )
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+/* sealscope: the small script behind the pages (htmx does the requests).
+ * - keyboard shortcuts: any element with data-key="<key>" is clicked (or focused);
+ * - the maps: hover readout, drag across the page map to pick a range, click to select
+ *   a page or a frame (through the #ctx form, so the URL names the selection);
+ * - the help dialog, the share link, the trace file picker, the time slider's output.
+ */
+(function () {
+  "use strict";
+  var PAGE = 4096;
+
+  function $(sel, root) { return (root || document).querySelector(sel); }
+  function typing(el) {
+    return el && el.closest && el.closest("input, textarea, select, [contenteditable=true]");
+  }
+
+  // -- the #ctx form: the view's state, submitted by htmx (hx-get, hx-push-url) --------
+  function setParam(form, name, value) {
+    var input = form.querySelector('[name="' + name + '"]');
+    if (!input) {
+      input = document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      form.appendChild(input);
+    }
+    input.value = value === null || value === undefined ? "" : String(value);
+  }
+  function go(changes) {
+    var form = $("#ctx");
+    if (!form) return;
+    Object.keys(changes).forEach(function (k) { setParam(form, k, changes[k]); });
+    if (window.htmx) { window.htmx.trigger(form, "submit"); } else { form.submit(); }
+  }
+  // empty fields stay out of the URL
+  document.addEventListener("htmx:configRequest", function (e) {
+    if (e.detail.verb !== "get") return;
+    var p = e.detail.parameters;
+    Object.keys(p).forEach(function (k) { if (p[k] === "") delete p[k]; });
+  });
+
+  // -- keyboard --------------------------------------------------------------------------
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "Escape") {
+      var open = $("dialog[open]");
+      if (open) { open.close(); return; }
+    }
+    if (typing(e.target) || $("dialog[open]")) return;
+    var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (key === "=") key = "+"; // the + key without shift
+    var el = document.querySelector('[data-key="' + (key === '"' ? '\\"' : key) + '"]');
+    if (!el || el.matches(".disabled, :disabled")) return;
+    e.preventDefault();
+    if (el.hasAttribute("data-focus")) { el.focus(); if (el.select) el.select(); return; }
+    el.click();
+  });
+
+  // -- help, share, import ---------------------------------------------------------------
+  document.addEventListener("click", function (e) {
+    var t = e.target.closest ? e.target : null;
+    if (!t) return;
+    if (t.closest("[data-help-open]")) { var d = $("#help"); if (d && !d.open) d.showModal(); }
+    if (t.closest("[data-copy-share]")) {
+      var url = location.href;
+      if (navigator.clipboard) navigator.clipboard.writeText(url).catch(function () {});
+      var s = $("[data-share]"); if (s) { s.value = url; s.select(); }
+    }
+    if (t.closest("[data-zoom-range]")) {
+      var r = range();
+      if (r) go({ start: r[0], end: r[1] + 1, page: "" });
+    }
+  });
+  document.addEventListener("change", function (e) {
+    var input = e.target;
+    if (!input.matches || !input.matches("[data-trace-file]") || !input.files.length) return;
+    var reader = new FileReader();
+    reader.onload = function () {
+      var text = input.form.querySelector("textarea[name=trace]");
+      if (text) text.value = String(reader.result);
+    };
+    reader.readAsText(input.files[0]);
+  });
+  document.addEventListener("input", function (e) {
+    var t = e.target;
+    if (t.matches && t.matches(".tt-slider")) {
+      var out = t.form.querySelector(".tt-out");
+      if (out) out.textContent = t.value + " / " + t.max;
+    }
+    if (t.matches && t.matches("[data-range-from], [data-range-to]")) { picked = true; drawPick(); }
+  });
+
+  // -- the maps --------------------------------------------------------------------------
+  function indexAt(track, x) {
+    var r = track.getBoundingClientRect();
+    var s = Number(track.dataset.start), e = Number(track.dataset.end);
+    var f = Math.min(Math.max((x - r.left) / r.width, 0), 0.999999);
+    return Math.min(e - 1, Math.floor(s + f * (e - s)));
+  }
+  function range() {
+    var a = $("[data-range-from]"), b = $("[data-range-to]");
+    if (!a || !b || a.value === "" || b.value === "") return null;
+    var lo = Number(a.value), hi = Number(b.value);
+    return hi >= lo ? [lo, hi] : null;
+  }
+  var picked = false; // the range is drawn once the user picks one
+  function drawPick() {
+    var track = $('.track[data-kind="pages"]'), r = picked ? range() : null;
+    var hint = $("[data-range-bytes]");
+    if (hint) {
+      hint.textContent = r ? "bytes: offset " + r[0] * PAGE + ", len " + (r[1] - r[0] + 1) * PAGE +
+        " (" + (r[1] - r[0] + 1) + " page" + (r[1] > r[0] ? "s" : "") + ")" : "";
+    }
+    if (!track) return;
+    var pick = track.querySelector(".pick");
+    var s = Number(track.dataset.start), e = Number(track.dataset.end);
+    if (!pick || !r || r[1] < s || r[0] >= e) { if (pick) pick.hidden = true; return; }
+    var lo = Math.max(r[0], s), hi = Math.min(r[1] + 1, e);
+    pick.style.left = ((lo - s) / (e - s)) * 100 + "%";
+    pick.style.width = ((hi - lo) / (e - s)) * 100 + "%";
+    pick.hidden = false;
+  }
+  function describe(track, ev) {
+    var i = indexAt(track, ev.clientX), bar = ev.target.closest(".b");
+    var pages = track.dataset.kind === "pages";
+    var text = (pages ? "page " : "frame ") + i.toLocaleString("en");
+    if (bar && bar.dataset.p) {
+      text += " · pfn " + (Number(bar.dataset.p) + i - Number(bar.dataset.s)).toLocaleString("en");
+    }
+    if (bar && bar.title) text += " — " + bar.title;
+    return text;
+  }
+
+  var drag = null;
+  document.addEventListener("pointerdown", function (e) {
+    var track = e.target.closest && e.target.closest(".track");
+    if (!track || e.button !== 0) return;
+    drag = { track: track, x: e.clientX, from: indexAt(track, e.clientX), moved: false };
+    track.setPointerCapture(e.pointerId);
+    e.preventDefault();
+  });
+  document.addEventListener("pointermove", function (e) {
+    var track = drag ? drag.track : e.target.closest && e.target.closest(".track");
+    if (!track) return;
+    var hover = $('[data-hover="' + track.dataset.kind + '"]');
+    if (hover) hover.textContent = describe(track, e);
+    if (!drag || track.dataset.kind !== "pages") return;
+    if (Math.abs(e.clientX - drag.x) > 3) drag.moved = true;
+    if (!drag.moved) return;
+    var i = indexAt(track, e.clientX);
+    var a = $("[data-range-from]"), b = $("[data-range-to]");
+    if (a && b) {
+      a.value = Math.min(drag.from, i);
+      b.value = Math.max(drag.from, i);
+      picked = true;
+      drawPick();
+    }
+  });
+  document.addEventListener("pointerup", function (e) {
+    if (!drag) return;
+    var d = drag;
+    drag = null;
+    if (d.moved && d.track.dataset.kind === "pages") return;
+    var i = indexAt(d.track, e.clientX);
+    if (d.track.dataset.kind === "pages") {
+      go({ page: i, frame: "" });
+    } else {
+      go({ frame: i, page: "" });
+    }
+  });
+
+  // -- live: the event stream refreshes #view (the #live element's hx-trigger) ----------
+  // Skip a refresh the view already shows (an action's answer carries the new view),
+  // and hold it while the user drags or types in the view; a rewind always refreshes.
+  var seen = 0, forced = false, held = false;
+  document.addEventListener("sse:message", function (e) {
+    seen = Math.max(seen, Number(e.detail && e.detail.lastEventId) || 0);
+  });
+  document.addEventListener("sse:rewind", function () { forced = true; });
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (!e.detail.elt || e.detail.elt.id !== "live") return;
+    var view = $("#view"), active = document.activeElement;
+    var busy = drag || (view && typing(active) && view.contains(active));
+    if (busy) { held = true; e.preventDefault(); return; }
+    var shown = view ? Number(view.dataset.events) : -1;
+    var preview = view && view.dataset.shown !== view.dataset.seq;
+    if (!forced && !preview && shown >= seen) { e.preventDefault(); return; }
+    forced = false;
+  });
+  function release() {
+    if (!held) return;
+    held = false;
+    var live = $("#live");
+    if (live && window.htmx) window.htmx.trigger(live, "sse:message", {});
+  }
+  document.addEventListener("pointerup", function () { setTimeout(release, 0); });
+  document.addEventListener("focusout", function () { setTimeout(release, 0); });
+
+  // -- after every swap ------------------------------------------------------------------
+  function settle() {
+    drawPick();
+    var s = $("[data-share]");
+    if (s) s.value = location.href;
+  }
+  document.addEventListener("htmx:afterSettle", settle);
+  document.addEventListener("htmx:pushedIntoHistory", settle);
+  document.addEventListener("htmx:replacedInHistory", settle);
+  document.addEventListener("DOMContentLoaded", settle);
+  // a failure htmx does not swap (network, 5xx): say so where results go
+  function failed(e) {
+    var box = $("#result [role=status]");
+    if (box) box.textContent = "The request failed (" + ((e.detail.xhr && e.detail.xhr.status) || "network") + "); try again.";
+  }
+  document.addEventListener("htmx:sendError", failed);
+  document.addEventListener("htmx:responseError", failed);
+})();

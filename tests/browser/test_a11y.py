@@ -1,0 +1,78 @@
+"""Accessibility (axe-core from static/vendor, injected by Playwright) on the main
+pages, light and dark: no serious or critical violations. And the screenshots of the
+main views, both colour schemes, for a person to look at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser
+
+from tests.browser.conftest import ROOT
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (ROOT / "static" / "vendor" / "axe.min.js").is_file(),
+        reason="static/vendor/axe.min.js is missing: run `make static/vendor`",
+    ),
+]
+AXE = """async () => {
+  const r = await axe.run(document, {resultTypes: ["violations"]});
+  return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 4).map(n => n.target.join(" "))}));
+}"""
+
+
+def populated(rest: httpx.Client) -> str:
+    """A session with a guest-sealed file, an owner, pages, a mapping, a refusal."""
+    sid = rest.post("/sessions", json={}).json()["id"]
+    s = f"/sessions/{sid}"
+    for method, path, body in [
+        ("POST", "/memfds", {"name": "vm0", "flags": ["MFD_ALLOW_SEALING"]}),
+        ("POST", "/files/3/fcntl", {"cmd": "F_ADD_SEALS", "seals": ["F_SEAL_GUEST"]}),
+        ("POST", "/files/3/ftruncate", {"length": 1 << 20}),
+        ("POST", "/owners", {"name": "kvm0", "kind": "kvm"}),
+        ("POST", "/files/3/register_guest", {"owner_id": "0"}),
+        ("POST", "/files/3/fallocate", {"mode": [], "offset": 0, "len": 65536}),
+        ("POST", "/owners/0/memslots", {"fd": 3, "gfn": 256, "index": 0, "npages": 256}),
+        ("POST", "/owners/0/fault", {"gfn": 257}),
+        ("POST", "/files/3/get_lock_pfn", {"index": 9, "alloc": True}),
+        ("POST", "/files/3/pread", {"offset": 0, "count": 8}),
+        ("POST", "/files/3/fallocate", {"mode": ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"],
+                                         "offset": 4096, "len": 8192}),
+    ]:  # fmt: skip
+        rest.request(method, s + path, json=body)
+    return sid
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_serious_violations(
+    browser: Browser, server: str, rest: httpx.Client, artifacts: Path, scheme: str
+) -> None:
+    sid = populated(rest)
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, color_scheme=scheme)
+    page = context.new_page()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, path in [
+        ("home", "/"),
+        ("session", f"/s/{sid}?page=1"),
+        ("preview", f"/s/{sid}?at=4"),
+        ("walk", None),
+    ]:
+        if path is None:
+            page.goto(server + "/")
+            page.locator('form[action="/walk/punch-invalidates-per-page"] button').click()
+            page.wait_for_url("**walk=*")
+        else:
+            page.goto(server + path)
+        page.add_script_tag(url="/static/vendor/axe.min.js")
+        bad = [v for v in page.evaluate(AXE) if v["impact"] in ("serious", "critical")]
+        if bad:
+            found[name] = bad
+        page.screenshot(path=artifacts / f"{name}-{scheme}.png", full_page=True)
+    context.close()
+    assert not found, "\n".join(f"{k}: {v}" for k, v in found.items())

@@ -1,0 +1,116 @@
+"""The page layer's pure parts: URL state, sizes, windows, run fetching and layout."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.engine import FrameRun, PageRun
+from app.pages.maps import (
+    BINS,
+    DASH,
+    PER_BIN,
+    PROBE,
+    fetch_runs,
+    frame_track,
+    more_pages,
+    page_track,
+)
+from app.pages.render import human_bytes
+from app.pages.state import ViewState, parse_size, to_int, window, zooms
+
+
+def present(a: int, b: int, pfn: int = 0, **kw: object) -> PageRun:
+    base = {"order": 0, "locked": False, "refcount": 1, "dirty": False, "mapped_by": []}
+    return PageRun(a, b, "present", pfn, **(base | kw), waiters=0)  # type: ignore[arg-type]
+
+
+def hole(a: int, b: int) -> PageRun:
+    return PageRun(a, b, "hole", None, None, False, 0, False, [], 0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "size"),
+    [("4096", 4096), ("64K", 65536), ("64KiB", 65536), ("2M", 2**21), ("1T", 2**40),
+     ("16p", 65536), (" 3 pages ", 12288), ("-1", -1), ("0x10", None), ("lots", None)],
+)  # fmt: skip
+def test_parse_size(raw: str, size: int | None) -> None:
+    if size is None:
+        with pytest.raises(ValueError, match="is not a size"):
+            parse_size(raw)
+    else:
+        assert parse_size(raw) == size
+
+
+def test_to_int_bounds() -> None:
+    assert to_int("0x1f") == 31 and to_int("12") == 12
+    assert to_int("-1") is None and to_int("1e3") is None and to_int(None) is None
+    assert to_int(str(2**64)) is None
+
+
+def test_view_state_round_trips_through_its_url() -> None:
+    st = ViewState("abc", fd=3, start=10, end=20, page=12, at=4, walk="kvm-fault-and-zap")
+    url = st.url()
+    assert url == "/s/abc?fd=3&start=10&end=20&page=12&at=4&walk=kvm-fault-and-zap"
+    query = dict(p.split("=") for p in url.split("?")[1].split("&"))
+    assert ViewState.from_query("abc", query) == st
+    assert st.url(at=None, page=None) == "/s/abc?fd=3&start=10&end=20&walk=kvm-fault-and-zap"
+    assert ViewState.from_query("abc", {"walk": "<x>"}).walk is None
+
+
+def test_windows_and_zooms() -> None:
+    assert window(None, None, 100) == (0, 100, True)
+    assert window(98, 99, 100) == (92, 100, False)  # at least 8 wide
+    assert window(500, None, 100) == (92, 100, False)
+    assert window(None, None, 0) == (0, 0, True)
+    z = zooms(0, 1024, 1024)
+    assert z["in"] == (256, 768) and z["out"] is None and z["left"] is None
+    assert zooms(256, 768, 1024)["right"] == (512, 1024)
+
+
+def test_bytes() -> None:
+    assert [human_bytes(n) for n in (0, 4096, 6144, 2**40, 5000)] == [
+        "0 B", "4 KiB", "6 KiB", "1 TiB", "4.9 KiB",
+    ]  # fmt: skip
+
+
+def test_few_runs_are_all_drawn_each_page_in_cells() -> None:
+    runs = [present(0, 1, 7), hole(1, 3), present(3, 4, 9, locked=True, mapped_by=[0])]
+    t = page_track(runs, 0, 4, 4, {0: "kvm0"})
+    assert t.cells and [b.cls for b in t.bars] == ["present", "hole", "present locked mapped"]
+    assert t.bars[2].title == (
+        "page 3: present, pfn 9, order 0, refcount 1, locked, mapped by kvm0"
+    )
+    assert (t.bars[1].left, t.bars[1].width) == ("25", "50")
+
+
+def test_many_runs_pool_into_a_bounded_number_of_bars() -> None:
+    total = 2**28
+    runs = [r for i in range(5000) for r in (present(i * 50000, i * 50000 + 1, i),
+                                             hole(i * 50000 + 1, (i + 1) * 50000))]  # fmt: skip
+    t = page_track(runs, 0, total, total, {})
+    assert len(t.bars) <= 2 * BINS + 1 and not t.cells
+    assert any("mixed present" in b.cls for b in t.bars)
+
+
+def test_fetch_reads_a_sample_of_a_dense_window() -> None:
+    calls: list[tuple[int, int, int]] = []
+    runs = [present(i, i + 1, i) if i % 2 == 0 else hole(i, i + 1) for i in range(100000)]
+
+    def fetch(a: int, b: int, n: int) -> tuple[list[PageRun], int]:
+        calls.append((a, b, n))
+        got = [r for r in runs[a:b]][:n]
+        return got, (got[-1].end if len(got) == n else b)
+
+    out = fetch_runs(fetch, 0, 100000, more_pages)
+    assert len(out) <= PROBE + BINS * (PER_BIN + 1)
+    assert sum(1 for r in out if r.state == "more") > 100
+    assert len(calls) <= BINS + 1
+    t = page_track(out, 0, 100000, 100000, {})
+    assert all(0 <= float(b.left) <= 100 for b in t.bars) and t.sampled
+
+
+def test_frame_track_names_the_file() -> None:
+    runs = [FrameRun(0, 4, "cache", 3, 8, 0), FrameRun(4, 1024, "free", None, None, 2)]
+    t = frame_track(runs, 0, 1024, 1024, {3: "vm0 (fd 3)"})
+    assert t.bars[0].cls == "used fd3"
+    assert t.bars[0].title == f"frame 0{DASH}3: vm0 (fd 3), page 8{DASH}11, order 0"
