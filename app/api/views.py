@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import Header, Query
+from fastapi import Header, Path, Query
 from sse_starlette import EventSourceResponse
 
 from app.api import new_router
 from app.deps import FdPath, RegistryDep, SessionId
 from app.models.common import INT64_MAX, UINT64_MAX
-from app.models.views import Events, Pages, Phys
+from app.models.views import EventCallbacks, Events, Pages, Phys
 from app.service import views
 
 router = new_router("views")
@@ -56,6 +56,18 @@ async def events(
     make several: a put_unlock_pfn that wakes a punch adds a "wake"); `op_seq` is the
     op of the session's log that made it."""
     return await views.events(reg, sid, after, limit)
+
+
+@router.get("/sessions/{sid}/events/{seq}/callbacks", name="event_callbacks")
+async def event_callbacks(
+    reg: RegistryDep,
+    sid: SessionId,
+    seq: Annotated[int, Path(ge=1, le=INT64_MAX)],
+    first: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    count: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> EventCallbacks:
+    """One event's callbacks, a page at a time (a punch of many pages makes many)."""
+    return await views.event_callbacks(reg, sid, seq, first, count)
 
 
 @router.get(

@@ -9,6 +9,10 @@ from app.engine._names import CALLBACKS, HAZARDS, OP_ARGS, OPS, TOUCHES, errno_n
 from app.engine._types import Callback, Event, Touch
 
 CHUNK = 256  # callbacks / touches fetched per C call
+# callbacks and touches decoded per event unless asked otherwise: a punch of
+# a million present pages makes a million callbacks, far more than a reader
+# wants at once (page them with Machine.event_callbacks)
+MAX_ITEMS = 4096
 PFN_OPS = ("get_lock_pfn", "fault")  # ops whose event carries out = {pfn, order}
 
 
@@ -25,10 +29,11 @@ class EventReader:
         e = self.raw(m, seq)
         return bool(e is not None and e.pending)
 
-    def callbacks(self, m: Any, seq: int, n: int) -> list[Callback]:
+    def callbacks(self, m: Any, seq: int, n: int, first: int = 0) -> list[Callback]:
         out: list[Callback] = []
         while len(out) < n:
-            got = lib.ss_event_callbacks(m, seq, len(out), self._cbs, CHUNK)
+            want = min(CHUNK, n - len(out))
+            got = lib.ss_event_callbacks(m, seq, first + len(out), self._cbs, want)
             if got <= 0:
                 break
             for c in self._cbs[0:got]:
@@ -40,10 +45,11 @@ class EventReader:
                 )
         return out
 
-    def touches(self, m: Any, seq: int, n: int) -> list[Touch]:
+    def touches(self, m: Any, seq: int, n: int, first: int = 0) -> list[Touch]:
         out: list[Touch] = []
         while len(out) < n:
-            got = lib.ss_event_touches(m, seq, len(out), self._touches, CHUNK)
+            want = min(CHUNK, n - len(out))
+            got = lib.ss_event_touches(m, seq, first + len(out), self._touches, want)
             if got <= 0:
                 break
             for t in self._touches[0:got]:
@@ -65,7 +71,7 @@ class EventReader:
             return None
         return self._ev
 
-    def event(self, m: Any, seq: int) -> Event | None:
+    def event(self, m: Any, seq: int, max_items: int = MAX_ITEMS) -> Event | None:
         e = self.raw(m, seq)
         if e is None:
             return None
@@ -95,10 +101,12 @@ class EventReader:
             hazard=hazard,
             raw=int(e.raw) if e.hazard or (gives_pfn and ok and not pending) else None,
             wakes_seq=int(e.wakes_seq) if e.wakes_seq else None,
-            callbacks=self.callbacks(m, seq, ncb) if ncb else [],
-            touches=self.touches(m, seq, nt) if nt else [],
+            callbacks=self.callbacks(m, seq, min(ncb, max_items)) if ncb else [],
+            touches=self.touches(m, seq, min(nt, max_items)) if nt else [],
             out=out,
             wakes_op=wakes_op,
+            ncallbacks=int(ncb),
+            ntouches=int(nt),
         )
 
     def find(self, m: Any, after: int, op: str) -> int | None:

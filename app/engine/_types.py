@@ -149,6 +149,11 @@ class Event:
     # wake the op that had been sleeping
     out: dict[str, int] = field(default_factory=dict)
     wakes_op: str | None = None
+    # how many callbacks and touches the event has in all: the lists above
+    # hold at most `max_items` of each (Machine.events); page the rest with
+    # Machine.event_callbacks / event_touches
+    ncallbacks: int = 0
+    ntouches: int = 0
 
 
 @dataclass(frozen=True, slots=True)

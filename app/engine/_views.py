@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from app.engine._errors import InvariantError, make_error
-from app.engine._events import EventReader
+from app.engine._events import MAX_ITEMS, EventReader
 from app.engine._lib import ffi, lib
 from app.engine._names import (
     FRAME_STATES,
@@ -25,6 +25,7 @@ from app.engine._names import (
     names_of,
 )
 from app.engine._types import (
+    Callback,
     Config,
     Event,
     FileInfo,
@@ -34,6 +35,7 @@ from app.engine._types import (
     OwnerInfo,
     PageRun,
     PhysInfo,
+    Touch,
     Waiter,
 )
 
@@ -290,18 +292,44 @@ class Views:
         with self._lock:
             return int(lib.ss_event_count(self._m))
 
-    def events(self, after: int = 0, limit: int | None = None) -> list[Event]:
-        """Events with seq > after, oldest first, at most limit."""
+    def events(
+        self, after: int = 0, limit: int | None = None, max_items: int = MAX_ITEMS
+    ) -> list[Event]:
+        """Events with seq > after, oldest first, at most limit; each with at most
+        max_items callbacks and touches (Event.ncallbacks / ntouches count all)."""
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ValueError(f"after must be an int >= 0, got {after!r}")
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 0:
+            raise ValueError(f"max_items must be an int >= 0, got {max_items!r}")
         with self._lock:
             last = int(lib.ss_event_count(self._m))
             if limit is not None:
                 last = min(last, after + limit)
-            out = [self._reader.event(self._m, s) for s in range(after + 1, last + 1)]
+            r, m = self._reader, self._m
+            out = [r.event(m, s, max_items) for s in range(after + 1, last + 1)]
         return [e for e in out if e is not None]
+
+    def event_callbacks(self, seq: int, first: int = 0, count: int = MAX_ITEMS) -> list[Callback]:
+        """Callbacks [first, first + count) of event seq (none past its end)."""
+        seq, first, count = _page_args(seq, first, count)
+        with self._lock:
+            e = self._reader.raw(self._m, seq)
+            if e is None:
+                raise LookupError(f"no event {seq}")
+            n = max(0, min(count, int(e.ncallbacks) - first))
+            return self._reader.callbacks(self._m, seq, n, first) if n else []
+
+    def event_touches(self, seq: int, first: int = 0, count: int = MAX_ITEMS) -> list[Touch]:
+        """Touches [first, first + count) of event seq (none past its end)."""
+        seq, first, count = _page_args(seq, first, count)
+        with self._lock:
+            e = self._reader.raw(self._m, seq)
+            if e is None:
+                raise LookupError(f"no event {seq}")
+            n = max(0, min(count, int(e.ntouches) - first))
+            return self._reader.touches(self._m, seq, n, first) if n else []
 
     def check(self) -> None:
         """Raise InvariantError when the engine's state is inconsistent."""
@@ -314,3 +342,10 @@ class Views:
     def memory_bytes(self) -> int:
         with self._lock:
             return int(lib.ss_memory_bytes(self._m))
+
+
+def _page_args(seq: int, first: int, count: int) -> tuple[int, int, int]:
+    for name, v in (("seq", seq), ("first", first), ("count", count)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+    return seq, min(first, 1 << 32), count

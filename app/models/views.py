@@ -169,6 +169,12 @@ class EventOut(BaseModel):
     wakes_seq: int | None
     callbacks: list[CallbackOut]
     touches: list[TouchOut]
+    callbacks_total: int = Field(
+        0,
+        description="callbacks the event made in all; `callbacks` holds the first "
+        "4096 (page the rest with …/events/{seq}/callbacks)",
+    )
+    touches_total: int = Field(0, description="touches in all; `touches` holds the first 4096")
     model_config = examples(
         {
             "seq": 3,
@@ -186,6 +192,33 @@ class EventOut(BaseModel):
             "wakes_seq": None,
             "callbacks": [],
             "touches": [],
+            "callbacks_total": 0,
+            "touches_total": 0,
+        }
+    )
+
+
+class EventCallbacks(BaseModel):
+    """A page of one event's callbacks: [first, first + len(callbacks)) of total."""
+
+    seq: int
+    total: int
+    first: int
+    callbacks: list[CallbackOut]
+    model_config = examples(
+        {
+            "seq": 7,
+            "total": 1,
+            "first": 0,
+            "callbacks": [
+                {
+                    "fn": "invalidate_page_range",
+                    "owner_id": "0",
+                    "start": 3,
+                    "end": 3,
+                    "end_inclusive": True,
+                }
+            ],
         }
     )
 

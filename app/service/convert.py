@@ -112,4 +112,6 @@ def event_out(ev: Event, op_seq: int | None) -> EventOut:
             )
             for t in ev.touches
         ],
+        callbacks_total=ev.ncallbacks,
+        touches_total=ev.ntouches,
     )

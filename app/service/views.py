@@ -10,11 +10,20 @@ from typing import Any
 
 import anyio
 
+from app.errors import NotFound
 from app.models.files import File
 from app.models.guest import OwnerDetail
-from app.models.views import EventOut, Events, FrameExtent, PageExtent, Pages, Phys
+from app.models.views import (
+    EventCallbacks,
+    EventOut,
+    Events,
+    FrameExtent,
+    PageExtent,
+    Pages,
+    Phys,
+)
 from app.registry import Registry, Session
-from app.service.convert import event_out, fd_arg, file_out, owner_arg, owner_detail
+from app.service.convert import callback_out, event_out, fd_arg, file_out, owner_arg, owner_detail
 
 MAX_RUNS = 10000
 
@@ -82,6 +91,20 @@ async def events(reg: Registry, sid: str, after: int, limit: int) -> Events:
     s = reg.get(sid)
     async with s.lock:
         return Events(events=await _read(s, after, limit), last_seq=s.machine.event_count)
+
+
+async def event_callbacks(
+    reg: Registry, sid: str, seq: int, first: int, count: int
+) -> EventCallbacks:
+    s = reg.get(sid)
+    async with s.lock:
+        if not 1 <= seq <= s.machine.event_count:
+            raise NotFound(f"no event {seq} in this session", op="events")
+        total = s.machine.events(seq - 1, 1, max_items=0)[0].ncallbacks
+        cbs = s.machine.event_callbacks(seq, first, count)
+    return EventCallbacks(
+        seq=seq, total=total, first=first, callbacks=[callback_out(c) for c in cbs]
+    )
 
 
 async def _read(s: Session, after: int, limit: int) -> list[EventOut]:
