@@ -87,6 +87,8 @@ chromium:
 
 test: venv static/vendor chromium
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app
 	$(MAKE) --no-print-directory ctest
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 

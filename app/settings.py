@@ -42,6 +42,10 @@ class Settings:
     # run engine calls in the threadpool (True) or inline on the event loop (False)
     engine_threads: bool = False
     log_requests: bool = True
+    # POST /sessions/{sid}/compare: whether the real kernel may be asked at all, and the
+    # bytes its memfds may be given (fallocate and pwrite lengths, summed: an upper bound)
+    compare_kernel: bool = True
+    compare_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -44,6 +44,13 @@ static bool inode_in_use(struct ss_machine *m, struct inode *in)
 {
 	if (in->fd >= 0 || in->maps || in->nregs || in->pending)
 		return true;
+	for (int i = 0; i < m->nwaiters; i++)
+		if (m->waiters[i].ino == in->ino)
+			return true;
+	/* a page locked by get_lock_pfn keeps its file: the final truncate
+	 * (evict) sleeps on the page lock until put_unlock_pfn */
+	if (inode_has_locked(m, in))
+		return true;
 	for (int o = 0; o < m->nowners; o++)
 		for (int s = 0; s < m->owners[o].nslots; s++)
 			if (m->owners[o].slots[s].ino == in->ino)
@@ -56,6 +63,10 @@ void inode_put_maybe(struct ss_machine *m, struct inode *in)
 	if (inode_in_use(m, in))
 		return;
 	cache_free_all(m, in);
+	/* pages still referenced (a guest_memfd page KVM holds) left the cache
+	 * as orphans; the inode record stays until the last one is freed */
+	if (in->orphans)
+		return;
 	tree_destroy(&in->cache);
 	memset(in, 0, sizeof(*in));
 	in->fd = -1;
@@ -176,7 +187,23 @@ int ss_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags)
 
 /* ---- seals ---- */
 
-static bool has_pins(struct ss_machine *m, struct inode *in)
+bool inode_has_locked(struct ss_machine *m, struct inode *in)
+{
+	uint64_t idx = 0, v;
+	while ((v = tree_find(&in->cache, &idx, UINT64_MAX))) {
+		uint32_t head = frame_head(m, (uint32_t)(v - 1));
+		struct frame *hf = &m->frames[head];
+		if (hf->flags & F_LOCKED)
+			return true;
+		uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
+		idx = hf->index + nr;
+		if (!idx)
+			break;
+	}
+	return false;
+}
+
+bool inode_has_pins(struct ss_machine *m, struct inode *in)
 {
 	uint64_t idx = 0, v;
 	while ((v = tree_find(&in->cache, &idx, UINT64_MAX))) {
@@ -207,7 +234,7 @@ int do_add_seals(struct ss_machine *m, struct inode *in, unsigned int seals)
 	if ((seals & SS_F_SEAL_WRITE) && !(in->seals & SS_F_SEAL_WRITE)) {
 		if (in->shared_maps)
 			return -EBUSY;
-		if (has_pins(m, in))
+		if (inode_has_pins(m, in))
 			return -EBUSY;
 	}
 	if (is_rfc(m) && (seals & SS_F_SEAL_GUEST)) {
@@ -226,6 +253,9 @@ int ss_add_seals(struct ss_machine *m, int fd, unsigned int seals)
 	struct inode *in = fd_inode(m, fd);
 	if (!in)
 		return (int)ev_end(m, -EBADF);
+	/* checked before memfd_add_seals() takes the inode lock */
+	if (seals & ~(is_rfc(m) ? SEALS_RFC : SEALS_GMEM))
+		return (int)ev_end(m, -EINVAL);
 	if (in->pending)
 		return (int)ev_end(m, waiter_block(m, in, SS_OP_ADD_SEALS, seals, 0, 0, NULL));
 	return (int)ev_end(m, do_add_seals(m, in, seals));
@@ -348,8 +378,8 @@ static int fallocate_alloc(struct ss_machine *m, struct inode *in, int mode,
 	return 0;
 }
 
-int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offset,
-		 int64_t len, uint64_t seq)
+/* what vfs_fallocate() and the file system check before the inode lock */
+static int fallocate_precheck(struct inode *in, int mode, int64_t offset, int64_t len)
 {
 	if (offset < 0 || len <= 0)
 		return -EINVAL;
@@ -361,11 +391,17 @@ int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offse
 	/* shmem and guest_memfd know only KEEP_SIZE and PUNCH_HOLE */
 	if (mode & ~(SS_FALLOC_FL_KEEP_SIZE | SS_FALLOC_FL_PUNCH_HOLE))
 		return -EOPNOTSUPP;
-	if (in->kind == SS_KIND_GMEM) {
-		err = gmem_fallocate_check(in, mode, offset, len);
-		if (err)
-			return err;
-	}
+	if (in->kind == SS_KIND_GMEM)
+		return gmem_fallocate_check(in, mode, offset, len);
+	return 0;
+}
+
+int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offset,
+		 int64_t len, uint64_t seq)
+{
+	int err = fallocate_precheck(in, mode, offset, len);
+	if (err)
+		return err;
 	if (mode & SS_FALLOC_FL_PUNCH_HOLE) {
 		if (in->kind == SS_KIND_MEMFD) {
 			if (in->seals & (SS_F_SEAL_WRITE | SS_F_SEAL_FUTURE_WRITE))
@@ -396,6 +432,9 @@ int ss_fallocate(struct ss_machine *m, int fd, int mode, int64_t offset, int64_t
 	struct inode *in = fd_inode(m, fd);
 	if (!in)
 		return (int)ev_end(m, -EBADF);
+	int err = fallocate_precheck(in, mode, offset, len);
+	if (err)
+		return (int)ev_end(m, err);
 	if (in->pending)
 		return (int)ev_end(m, waiter_block(m, in, SS_OP_FALLOCATE, mode, offset, len, NULL));
 	return (int)ev_end(m, do_fallocate(m, in, mode, offset, len, m->nevents));

@@ -183,6 +183,8 @@ int ss_get_lock_pfn(struct ss_machine *m, int fd, uint64_t index, int alloc,
 		ev_touch(m, SS_T_WAIT, fd, -1, index, 1, p);
 		if (waiter_add(m, &w))
 			r = -ENOMEM;
+		else
+			m->frames[p].refcount++;  /* lock_page() callers hold the page */
 	} else if (r == 0) {
 		m->cur->e.out[0] = (int64_t)p;
 		m->cur->e.out[1] = ord;
@@ -223,15 +225,17 @@ int do_put_unlock(struct ss_machine *m, uint32_t pfn)
 int ss_put_unlock_pfn(struct ss_machine *m, uint64_t pfn)
 {
 	ev_begin(m, SS_OP_PUT_UNLOCK_PFN, -1, (int64_t)pfn, 0, 0, 0);
+	uint32_t ino = pfn < m->cfg.phys_pages ? m->frames[pfn].ino : 0;
 	int r = pfn >= m->cfg.phys_pages ? -EINVAL : do_put_unlock(m, (uint32_t)pfn);
-	if (!r) {
-		struct inode *in = inode_get(m, m->frames[pfn].ino);
-		if (in && m->cur)
-			m->cur->e.fd = in->fd;
-	}
+	struct inode *in = inode_get(m, ino);
+	if (!r && in && m->cur)
+		m->cur->e.fd = in->fd;
 	ev_end(m, r);
 	if (!r)
 		waiters_run(m);
+	in = inode_get(m, ino);
+	if (!r && in && in->fd < 0)
+		inode_put_maybe(m, in);  /* a closed file waited for this page */
 	return r;
 }
 
@@ -332,40 +336,63 @@ static int64_t run_blocked(struct ss_machine *m, struct inode *in, struct waiter
 	return -EINVAL;
 }
 
-/* try one waiter: 0 still sleeping, 1 finished */
+/* a sleeper on a page lock holds a reference to the page (drop it) */
+static void drop_sleeper_ref(struct ss_machine *m, uint64_t pfn)
+{
+	uint32_t head = frame_head(m, (uint32_t)pfn);
+	struct frame *hf = &m->frames[head];
+	if (--hf->refcount == 0)
+		page_free_frames(m, head);  /* an orphan: removed while we slept */
+}
+
+static void waiter_remove(struct ss_machine *m, int i)
+{
+	inode_count_waiter(m, &m->waiters[i], -1);
+	free(m->waiters[i].buf);
+	memmove(&m->waiters[i], &m->waiters[i + 1],
+		(size_t)(m->nwaiters - i - 1) * sizeof(m->waiters[0]));
+	m->nwaiters--;
+}
+
+/* try one waiter: 0 still sleeping, 1 finished.  Works on a copy: running
+ * an operation may add waiters and move the array. */
 static int waiter_try(struct ss_machine *m, int i)
 {
-	struct waiter *w = &m->waiters[i];
-	struct inode *in = inode_get(m, w->ino);
-	if (w->kind == W_BLOCKED) {
+	struct waiter w = m->waiters[i];
+	struct inode *in = inode_get(m, w.ino);
+	bool page_sleeper = w.kind == W_GETLOCK || w.kind == W_FAULT;
+	if (w.kind == W_BLOCKED) {
 		for (int j = 0; j < i; j++)
-			if (m->waiters[j].ino == w->ino &&
+			if (m->waiters[j].ino == w.ino &&
 			    (m->waiters[j].kind == W_REMOVE || m->waiters[j].kind == W_BLOCKED))
 				return 0;
-	} else if (page_locked(m, w->pfn) && in && in->kind == SS_KIND_MEMFD) {
+	} else if (page_locked(m, w.pfn) && in && in->kind == SS_KIND_MEMFD) {
 		return 0;
 	}
 	ev_begin(m, SS_OP_WAKE, in ? in->fd : -1, 0, 0, 0, 0);
 	uint64_t seq = m->nevents;
 	if (m->cur) {
-		m->cur->e.wakes_seq = w->seq;
-		m->cur->e.wakes_op = w->op;
+		m->cur->e.wakes_seq = w.seq;
+		m->cur->e.wakes_op = w.op;
 	}
+	if (page_sleeper)
+		drop_sleeper_ref(m, w.pfn);  /* woken: look the page up again */
+	int nbefore = m->nwaiters;
 	int64_t r = -EBADF;
 	if (in) {
-		switch (w->kind) {
+		switch (w.kind) {
 		case W_REMOVE:
-			r = cache_remove_range(m, in, w->start, w->end, &w->resume, &w->pfn);
+			r = cache_remove_range(m, in, w.start, w.end, &w.resume, &w.pfn);
 			break;
 		case W_GETLOCK:
 		case W_FAULT: {
 			uint64_t p = 0;
 			int ord = 0;
-			if (w->kind == W_FAULT) {
+			if (w.kind == W_FAULT) {
 				/* another fault of the same gfn may have mapped it
 				 * while this one slept: KVM finds the spte present */
 				int mo = 0;
-				uint64_t v = owner_lookup(&m->owners[w->owner], w->gfn, &mo);
+				uint64_t v = owner_lookup(&m->owners[w.owner], w.gfn, &mo);
 				if (v) {
 					if (m->cur) {
 						m->cur->e.out[0] = (int64_t)(v - 1);
@@ -376,9 +403,10 @@ static int waiter_try(struct ss_machine *m, int i)
 					break;
 				}
 			}
-			r = do_get_lock_pfn(m, in, w->index, w->alloc, &p, &ord);
+			r = do_get_lock_pfn(m, in, w.index, w.alloc, &p, &ord);
 			if (r == SS_PENDING) {
-				w->pfn = p;
+				w.pfn = p;
+				m->frames[p].refcount++;  /* sleeps on the new page */
 				break;
 			}
 			if (r == 0 && m->cur) {
@@ -386,27 +414,45 @@ static int waiter_try(struct ss_machine *m, int i)
 				m->cur->e.out[1] = ord;
 				m->cur->e.raw = p;
 			}
-			if (r == 0 && w->kind == W_FAULT)
-				r = fault_finish(m, w->owner, w->gfn, p, ord);
+			if (r == 0 && w.kind == W_FAULT)
+				r = fault_finish(m, w.owner, w.gfn, p, ord);
 			break;
 		}
 		case W_BLOCKED:
-			r = run_blocked(m, in, w, seq);
-			if (r == SS_PENDING && w->op != SS_OP_PWRITE)
-				r = 0;  /* it runs on as a waiter of its own */
+			r = run_blocked(m, in, &w, seq);
 			break;
 		}
 	}
-	bool again = r == SS_PENDING && w->kind != W_BLOCKED;  /* a pwrite of 1 byte is done */
-	if (again && m->cur)
-		m->cur->e.pending = 1;  /* woke, did some, sleeps again */
-	ev_end(m, r);
-	if (again)
+	if (w.kind == W_BLOCKED) {
+		/* a queued op that went to sleep itself (a removal meeting a
+		 * locked page) keeps its place in the queue: it still holds the
+		 * file's lock, ahead of what was queued after it */
+		if (m->nwaiters > nbefore) {
+			struct waiter nw = m->waiters[m->nwaiters - 1];
+			m->nwaiters--;
+			free(m->waiters[i].buf);
+			m->waiters[i] = nw;   /* pending counts: -1 blocked, +1 removal */
+			inode_count_waiter(m, &w, -1);
+			if (m->cur)
+				m->cur->e.pending = 1;
+			ev_end(m, r);
+			return 0;
+		}
+		ev_end(m, r);
+		waiter_remove(m, i);
+		if (in)
+			inode_put_maybe(m, in);
+		return 1;
+	}
+	if (r == SS_PENDING) {
+		m->waiters[i] = w;  /* woke, did some, sleeps again */
+		if (m->cur)
+			m->cur->e.pending = 1;
+		ev_end(m, r);
 		return 0;
-	inode_count_waiter(m, w, -1);
-	free(w->buf);
-	memmove(&m->waiters[i], &m->waiters[i + 1], (size_t)(m->nwaiters - i - 1) * sizeof(*w));
-	m->nwaiters--;
+	}
+	ev_end(m, r);
+	waiter_remove(m, i);
 	if (in)
 		inode_put_maybe(m, in);
 	return 1;

@@ -107,6 +107,7 @@ struct inode {
 	struct reg regs[SS_MAX_REGS];
 	int maps, shared_maps;
 	int pending;           /* waiters on this inode */
+	int orphans;           /* its removed pages still referenced */
 };
 
 /* ---- owners ---- */
@@ -222,6 +223,8 @@ int events_clone(struct ss_machine *dst, const struct ss_machine *src);
 struct inode *inode_get(struct ss_machine *m, uint32_t ino);
 struct inode *fd_inode(struct ss_machine *m, int fd);
 int inode_fd(const struct inode *in);
+bool inode_has_pins(struct ss_machine *m, struct inode *in);
+bool inode_has_locked(struct ss_machine *m, struct inode *in);
 void inode_put_maybe(struct ss_machine *m, struct inode *in);
 
 /* pagecache.c */

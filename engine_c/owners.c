@@ -254,6 +254,8 @@ int ss_fault(struct ss_machine *m, int owner, uint64_t gfn, uint64_t *pfn, int *
 		ev_touch(m, SS_T_WAIT, in->fd, -1, w.index, 1, p);
 		if (waiter_add(m, &w))
 			r = -ENOMEM;
+		else
+			m->frames[p].refcount++;  /* lock_page() callers hold the page */
 		return (int)ev_end(m, r);
 	}
 	if (r < 0)

@@ -100,6 +100,7 @@ static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
 	if (hf->refcount > 0) {
 		for (uint64_t i = 0; i < nr; i++)
 			m->frames[head + i].state = SS_FRAME_ORPHAN;
+		in->orphans++;
 		ev_touch(m, SS_T_ORPHAN, inode_fd(in), -1, base, nr, head);
 		return;
 	}
@@ -111,22 +112,30 @@ void page_free_frames(struct ss_machine *m, uint32_t head)
 {
 	struct frame *hf = &m->frames[head];
 	unsigned int order = (hf->flags & F_HEAD) ? hf->order : 0;
+	struct inode *in = hf->state == SS_FRAME_ORPHAN ? inode_get(m, hf->ino) : NULL;
 	ev_touch(m, SS_T_FREE, -1, -1, hf->index, 1ULL << order, head);
 	for (uint32_t i = 0; i < (1u << order); i++)
 		data_drop(m, head + i);
 	frames_free(m, head, order);
+	if (in) {
+		in->orphans--;
+		inode_put_maybe(m, in);  /* the file may have waited for it */
+	}
 }
 
-/* split_huge_page(): 512 order-0 pages, each with the cache's reference */
+/* split_huge_page(): 512 order-0 pages, each with the cache's reference;
+ * references beyond the cache's (a sleeper on the page holds one, and
+ * sleeps on the head's pfn) stay with the head page */
 static void page_split(struct ss_machine *m, struct inode *in, uint32_t head)
 {
 	struct frame *hf = &m->frames[head];
 	uint8_t keep = hf->flags & (F_DIRTY | F_UPTODATE);
+	int32_t head_refs = hf->refcount;
 	for (uint32_t i = 0; i < HPAGE_NR; i++) {
 		struct frame *f = &m->frames[head + i];
 		f->order = 0;
 		f->flags = keep;
-		f->refcount = 1;
+		f->refcount = i ? 1 : head_refs;
 	}
 	ev_touch(m, SS_T_SPLIT, inode_fd(in), -1, hf->index, HPAGE_NR, head);
 }
@@ -195,7 +204,7 @@ int cache_remove_range(struct ss_machine *m, struct inode *in, uint64_t start,
 		}
 		if (next >= end || next == 0)
 			break;
-		idx = next;
+		idx = next > idx ? next : idx + 1;  /* always forward */
 	}
 	if (!waiting)
 		*resume = end;

@@ -64,8 +64,8 @@ static int write_check(struct ss_machine *m, struct inode *in, int64_t pos, int6
 	return 0;
 }
 
-int64_t do_pwrite(struct ss_machine *m, struct inode *in, const void *buf, int64_t count,
-		  int64_t offset)
+/* what vfs_write() checks before the file system takes the inode lock */
+static int pwrite_precheck(struct inode *in, int64_t count, int64_t offset)
 {
 	if (in->kind == SS_KIND_GMEM)
 		return -ESPIPE;
@@ -75,13 +75,22 @@ int64_t do_pwrite(struct ss_machine *m, struct inode *in, const void *buf, int64
 		return -EINVAL;
 	if (in->flags & SS_MFD_HUGETLB)
 		return -EINVAL;
+	return 0;
+}
+
+int64_t do_pwrite(struct ss_machine *m, struct inode *in, const void *buf, int64_t count,
+		  int64_t offset)
+{
+	int err = pwrite_precheck(in, count, offset);
+	if (err)
+		return err;
 	if (count > MAX_RW_COUNT)
 		count = MAX_RW_COUNT;
 	if (!count)
 		return 0;
 	const uint8_t *src = buf;
 	int64_t done = 0;
-	int err = 0;
+	err = 0;
 	while (done < count) {
 		int64_t pos = offset + done;
 		uint64_t idx = (uint64_t)pos >> SS_PAGE_SHIFT;
@@ -117,6 +126,9 @@ int64_t ss_pwrite(struct ss_machine *m, int fd, const void *buf, int64_t count, 
 		return ev_end(m, -EINVAL);
 	if (!in)
 		return ev_end(m, -EBADF);
+	int err = pwrite_precheck(in, count, offset);
+	if (err)
+		return ev_end(m, err);
 	if (in->pending && in->kind == SS_KIND_MEMFD)
 		return ev_end(m, waiter_block(m, in, SS_OP_PWRITE, offset, count, 0, buf));
 	return ev_end(m, do_pwrite(m, in, buf, count, offset));
@@ -127,6 +139,11 @@ static int do_mmap(struct ss_machine *m, struct inode *in, int64_t offset, int64
 {
 	int type = flags & (SS_MAP_SHARED | SS_MAP_PRIVATE);
 	if (prot & ~(SS_PROT_READ | SS_PROT_WRITE))
+		return -EINVAL;
+	/* ksys_mmap_pgoff() rounds a hugetlbfs length up to the huge page size:
+	 * a length that wraps to 0 there is EINVAL in do_mmap() */
+	if ((in->flags & SS_MFD_HUGETLB) && in->kind == SS_KIND_MEMFD &&
+	    (uint64_t)length > UINT64_MAX - ((1u << 21) - 1))
 		return -EINVAL;
 	/* do_mmap()'s order: length, its rounding, the offset, then the type */
 	if (length == 0)
@@ -141,8 +158,11 @@ static int do_mmap(struct ss_machine *m, struct inode *in, int64_t offset, int64
 	bool shared = type & SS_MAP_SHARED;
 	if (type == (SS_MAP_SHARED | SS_MAP_PRIVATE) && (flags & 0x80000))
 		return -EOPNOTSUPP;  /* MAP_SYNC: not supported by shmem */
-	if (in->flags & SS_MFD_HUGETLB && in->kind == SS_KIND_MEMFD)
+	if (in->flags & SS_MFD_HUGETLB && in->kind == SS_KIND_MEMFD) {
+		if (offset & ((1 << 21) - 1))
+			return -EINVAL;  /* hugetlbfs_file_mmap(): 2 MiB aligned */
 		return -ENOMEM;  /* no huge pages reserved */
+	}
 	bool counts = shared;
 	if (in->kind == SS_KIND_GMEM) {
 		if (!(in->flags & SS_GMEM_FLAG_MMAP))

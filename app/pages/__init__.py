@@ -14,8 +14,10 @@ from app.resources import static_dir
 
 
 def routes() -> list[BaseRoute]:
-    from app.pages import actions, home, session
+    from app.pages import actions, compare, home, session
 
-    out: list[BaseRoute] = [r for m in (home, session, actions) for r in m.router.routes]
+    # compare before session: /s/{sid}/{part} would take /s/{sid}/diff
+    mods = (home, compare, session, actions)
+    out: list[BaseRoute] = [r for m in mods for r in m.router.routes]
     out.append(Mount("/static", StaticFiles(directory=static_dir()), name="static"))
     return out

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from app.engine import EngineError
 from app.errors import NotFound, ServiceError, engine_error_body, engine_status
-from app.models.sessions import Scenario
+from app.models.scenarios import Scenario
 from app.pages.render import is_htmx, respond
 from app.pages.rules import hazard, rule
 from app.pages.state import ViewState

@@ -98,6 +98,7 @@ async def new(request: Request, reg: RegistryDep) -> Response:
         "profile": first(form, "profile", "rfc-v2"),
         "phys_pages": memory // PAGE,
         "thp": first(form, "thp", "never"),
+        "variants": form.get("variants", []),
     }
     return await _create(request, reg, body)
 

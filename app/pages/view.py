@@ -70,6 +70,7 @@ class View:
     state: ViewState
     profile: str
     thp: str
+    variants: list[str]
     seq: int  # ops in the session's log
     shown: int  # ops applied in what is shown (seq, or `at` in a preview)
     event_seq: int
@@ -263,6 +264,7 @@ def build(
         state=st,
         profile=s.config.profile,
         thp=s.config.thp,
+        variants=sorted(s.config.variants),
         seq=seq,
         shown=shown,
         event_seq=m.event_count,

@@ -375,8 +375,33 @@ static void test_big_sparse(void)
 	ss_machine_free(m);
 }
 
+/* a sleeper holds a reference on the huge page it sleeps on; a truncate
+ * queued before it splits the page: the reference must survive the split */
+static void test_split_keeps_sleeper_reference(void)
+{
+	cur_test = "split sleeper ref";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_WITHIN_SIZE, 0, 4096);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_ftruncate(m, fd, 4 << 20), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 4 << 20), 0);
+	uint64_t pfn, pfn2;
+	int order;
+	EXPECT(m, ss_get_lock_pfn(m, fd, 600, 0, &pfn, &order), 0);     /* huge page 1 */
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE,
+			       0, 4096), 0);                               /* split page 0 */
+	EXPECT(m, ss_ftruncate(m, fd, 3 << 20), SS_PENDING);              /* sleeps on page 1 */
+	EXPECT(m, ss_get_lock_pfn(m, fd, 512, 0, &pfn2, &order), SS_PENDING);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);  /* truncate splits page 1, then the sleeper */
+	struct ss_file_info fi;
+	ss_file_info(m, fd, &fi);
+	EXPECT(m, fi.nr_pages, 511 + 256);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn - 600 + 512), 0);
+	ss_machine_free(m);
+}
+
 int main(void)
 {
+	test_split_keeps_sleeper_reference();
 	test_config();
 	test_seal_guest_lifecycle();
 	test_seal_refusals();

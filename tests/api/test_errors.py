@@ -213,6 +213,9 @@ async def test_openapi_is_complete(client: httpx.AsyncClient) -> None:
         "/api/v1/sessions/{sid}/events/stream",
         "/api/v1/scenarios",
         "/api/v1/scenarios/{name}",
+        "/api/v1/scenarios/{name}/sessions",
+        "/api/v1/sessions/{sid}/diff",
+        "/api/v1/sessions/{sid}/compare",
     ]:
         assert path in spec["paths"], path
     r = await client.get("/docs")

@@ -61,6 +61,8 @@ def test_no_serious_violations(
         ("home", "/"),
         ("session", f"/s/{sid}?page=1"),
         ("preview", f"/s/{sid}?at=4"),
+        ("diff", f"/s/{sid}/diff"),
+        ("kernel", f"/s/{sid}/kernel"),
         ("walk", None),
     ]:
         if path is None:

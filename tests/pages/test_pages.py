@@ -34,7 +34,7 @@ async def test_home(client: httpx.AsyncClient) -> None:
     assert "script-src 'self'" in r.headers["content-security-policy"]
     for text in ("New session", "rfc-v2", "guest-memfd", "Guided walkthroughs", "Import a trace"):
         assert text in r.text
-    assert 'action="/walk/guest-seal-needs-empty"' in r.text
+    assert 'action="/walk/guest-seal-refused"' in r.text
     assert "/static/vendor/htmx.min.js" in r.text and "//unpkg" not in r.text
     assert (await client.get(twin(r))).json()["scenarios"]
 

@@ -1,0 +1,104 @@
+"""The review's alternatives side by side: one session's log replayed under two designs,
+op by op, saying where they part (answer or errno, callbacks, frames, resident pages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.engine import Config, Machine
+from app.models.compare import Aspect, Diff, DiffCell, DiffRequest, DiffRow, DiffSide, Window
+from app.registry import Registry
+from app.service.play import (
+    Played,
+    check_room,
+    design_config,
+    design_of,
+    log_of,
+    play,
+    resident,
+)
+
+
+def side(config: Config, design: str | None = None) -> DiffSide:
+    name, label = design_of(config)
+    return DiffSide(
+        design=design or name,
+        label=label,
+        profile=config.profile,
+        variants=sorted(config.variants),
+        thp=config.thp,
+    )
+
+
+def _cell(p: Played, m: Machine) -> DiffCell:
+    return DiffCell(
+        ok=p.ok,
+        errno=p.errno,
+        result=p.result,
+        callbacks=p.callbacks,
+        callbacks_total=p.callbacks_total,
+        hazard=p.hazard,
+        frames=m.phys().used,
+        pages=resident(m),
+    )
+
+
+def _differs(a: DiffCell, b: DiffCell) -> list[Aspect]:
+    out: list[Aspect] = []
+    if (a.ok, a.errno, a.result) != (b.ok, b.errno, b.result):
+        out.append("result")
+    if (a.callbacks, a.callbacks_total) != (b.callbacks, b.callbacks_total):
+        out.append("callbacks")
+    if a.frames != b.frames:
+        out.append("frames")
+    if a.pages != b.pages:
+        out.append("pages")
+    return out
+
+
+def run_diff(
+    ops: list[tuple[str, dict[str, Any]]], ca: Config, cb: Config, req: Window
+) -> tuple[list[DiffRow], int, int | None, int]:
+    """(rows, diverging, first divergence, ops compared): the log under both configs."""
+    ma, mb = Machine(ca), Machine(cb)
+    last = min(len(ops), req.first + req.limit - 1)
+    rows: list[DiffRow] = []
+    diverging, first_div = 0, None
+    for pa, pb in zip(play(ma, ops[:last]), play(mb, ops[:last]), strict=True):
+        if pa.n < req.first:
+            continue
+        a, b = _cell(pa, ma), _cell(pb, mb)
+        differs = _differs(a, b)
+        if differs:
+            diverging += 1
+            first_div = first_div or pa.n
+        if differs or not req.only_diverging:
+            rows.append(DiffRow(n=pa.n, op=pa.op, args=pa.args, a=a, b=b, differs=differs))
+    return rows, diverging, first_div, last
+
+
+async def diff(reg: Registry, sid: str, req: DiffRequest) -> Diff:
+    """The session's log under req.base and req.variant; the session does not change."""
+    return await diff_designs(reg, sid, req.base, req.variant, req)
+
+
+async def diff_designs(reg: Registry, sid: str, a: str, b: str, req: Window) -> Diff:
+    """The session's log under designs a and b ("session": its own configuration)."""
+    s = reg.get(sid)
+    async with s.lock:
+        ops = log_of(s.ops, min(len(s.ops), req.first + req.limit - 1))
+        total = s.seq
+    ca = s.config if a == "session" else design_config(a, s.config)
+    cb = s.config if b == "session" else design_config(b, s.config)
+    check_room(reg, 2, s.config.phys_pages)
+    rows, diverging, first_div, last = await reg.call(run_diff, ops, ca, cb, req)
+    return Diff(
+        a=side(ca, None if a == "session" else a),
+        b=side(cb, None if b == "session" else b),
+        ops=total,
+        compared=max(0, last - req.first + 1),
+        diverging=diverging,
+        first_divergence=first_div,
+        rows=rows,
+        next=last + 1 if last < total else None,
+    )

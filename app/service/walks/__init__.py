@@ -1,0 +1,26 @@
+"""The walkthroughs' contents, in the order the home page lists them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.service.walks.classic import FAULT_ZAP, GMEM_BASICS, PER_PAGE
+from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS
+from app.service.walks.review import GMEM_LIFECYCLE, MMAP_SHARED, MULTI
+from app.service.walks.rfc import HUGE, LIFECYCLE, SEAL_REFUSED
+
+ALL: list[dict[str, Any]] = [
+    LIFECYCLE,
+    SEAL_REFUSED,
+    LOCKED_OUT,
+    HUGE,
+    PUNCH_WAITS,
+    HAZARDS,
+    PINS,
+    GMEM_LIFECYCLE,
+    MULTI,
+    MMAP_SHARED,
+    FAULT_ZAP,
+    PER_PAGE,
+    GMEM_BASICS,
+]

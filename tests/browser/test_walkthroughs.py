@@ -1,0 +1,109 @@
+"""Walkthroughs and the side-by-side screens in a real browser: step through the RFC's
+lifecycle and the huge-page walkthrough (next, back, jump), then compare a log under
+two designs and against the kernel. Screenshots: tests/artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from app import oracle
+from app.service.scenarios import SCENARIOS
+
+pytestmark = pytest.mark.browser
+
+
+def start(page: Page, server: str, title: str, name: str) -> None:
+    page.goto(server + "/")
+    page.get_by_role("button", name=title).click()
+    page.wait_for_url(f"**walk={name}*")
+    expect(page.locator("#walk")).to_contain_text("step 0 of")
+
+
+def next_step(page: Page, n: int) -> None:
+    page.get_by_role("link", name="Next step ▶").click()
+    expect(page.locator("#walk")).to_contain_text(f"step {n} of")
+
+
+def test_step_through_the_rfc_lifecycle(page: Page, server: str, artifacts: Path) -> None:
+    sc = SCENARIOS["rfc-lifecycle"]
+    start(page, server, sc.title, sc.name)
+    walk = page.locator("#walk")
+    for n, step in enumerate(sc.steps, 1):
+        next_step(page, n)
+        now = walk.locator(".walk-now")
+        expect(now).to_contain_text(step.note)
+        expect(now.locator(".got")).to_contain_text("✓")
+        if n == 6:  # the owner's fallocate callback, end exclusive
+            expect(page.locator("#timeline")).to_contain_text("[0, 8)")
+            expect(page.locator("#timeline")).to_contain_text("exclusive")
+    # the last step is the live state: four callbacks earlier, the mappings gone now
+    expect(walk).to_contain_text("The end")
+    expect(page.locator("#owners")).to_contain_text("Zapped")
+    page.screenshot(path=artifacts / "walk-lifecycle-end.png", full_page=True)
+    # back one step, then jump to the first punch by clicking it in the list
+    page.get_by_role("link", name="◀ Back").click()
+    expect(walk).to_contain_text(f"step {len(sc.steps) - 1} of")
+    walk.locator("ol.steps li").nth(9).locator("a").click()
+    expect(walk).to_contain_text("step 10 of")
+    expect(walk.locator(".walk-now")).to_contain_text("four callbacks, one per page")
+    expect(page.locator("#timeline")).to_contain_text("[5, 5]")
+    expect(page.locator("#timetravel")).to_contain_text("Preview")
+
+
+def test_step_through_huge_pages(page: Page, server: str, artifacts: Path) -> None:
+    sc = SCENARIOS["huge-pages-split"]
+    start(page, server, sc.title, sc.name)
+    expect(page.locator("header.top")).to_contain_text("THP within_size")
+    walk = page.locator("#walk")
+    walk.locator("ol.steps li").nth(6).locator("a").click()  # get_lock_pfn(5)
+    expect(walk).to_contain_text("step 7 of")
+    expect(walk.locator(".got")).to_contain_text("pfn 5, order 9")
+    next_step(page, 8)
+    next_step(page, 9)
+    next_step(page, 10)
+    expect(walk.locator(".got")).to_contain_text("pfn 3, order 9")
+    next_step(page, 11)  # the partial punch: both huge pages split, clamped callbacks
+    timeline = page.locator("#timeline")
+    expect(timeline).to_contain_text("[256, 511]")
+    expect(timeline).to_contain_text("[512, 767]")
+    expect(timeline).to_contain_text("split")
+    page.screenshot(path=artifacts / "walk-huge-split.png", full_page=True)
+
+
+def test_side_by_side_and_the_kernel(page: Page, server: str, artifacts: Path) -> None:
+    sc = SCENARIOS["multi-owner-fanout"]
+    start(page, server, sc.title, sc.name)
+    page.locator("#walk").get_by_role("link", name="Side by side").click()
+    page.wait_for_url("**/diff")
+    diff = page.locator("#diff")
+    expect(diff).to_contain_text("the RFC as posted")
+    expect(diff).to_contain_text("7 of 16 ops differ")
+    expect(diff.locator("tr.differs")).to_have_count(7)
+    row = diff.locator("#d-7")
+    expect(row).to_contain_text("EPERM")
+    expect(row).to_contain_text("result")
+    expect(diff.locator("#d-9")).to_contain_text("fallocate → owner 1 [0, 4)")
+    page.screenshot(path=artifacts / "side-by-side.png", full_page=True)
+    # the other pair, only where they differ (htmx swaps the section)
+    page.get_by_label("Left").select_option("session")
+    page.get_by_label("Right").select_option("guest-memfd")
+    page.get_by_label("only where they differ").check()
+    page.get_by_role("button", name="Compare").click()
+    expect(diff).to_contain_text("today's guest_memfd")
+    expect(diff.locator("tr.same")).to_have_count(0)
+    expect(diff).to_contain_text("not run: unknown seal 'F_SEAL_GUEST'")
+    assert "b=guest-memfd" in page.url
+    # against the kernel
+    page.get_by_role("link", name="Against the kernel").click()
+    page.wait_for_url("**/kernel")
+    kernel = page.locator("#kernel")
+    if oracle.available()[0]:
+        expect(kernel).to_contain_text("No unexpected divergence")
+        expect(kernel.locator("tr.st-intended").first).to_contain_text("F_SEAL_GUEST")
+        expect(kernel.locator("tr.st-agree").first).to_contain_text("fd 3")
+    else:
+        expect(kernel).to_contain_text("cannot be asked here")
+    page.screenshot(path=artifacts / "kernel.png", full_page=True)
