@@ -96,6 +96,26 @@ _libc.fcntl.argtypes = [_INT, _INT, _INT]  # variadic; an int third arg is exact
 _ERRNO_NAMES = {_errno.EOPNOTSUPP: "EOPNOTSUPP", _errno.EDEADLK: "EDEADLK"}
 
 
+def call_args(op: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The method name and keyword args for a step (op, args) of a log: event
+    names map to methods, `len` stands for `length`, and pwrite takes `data`
+    (bytes or str) or `count` (that many zero bytes).  Unknown ops: ValueError.
+    Shared by every runner of such steps (the kernel here, the engine in tests)."""
+    name = _ALIASES.get(op, op)
+    if name not in _METHODS:
+        raise ValueError(f"unknown op {op!r}")
+    kw = dict(args)
+    if "len" in kw:
+        kw["length"] = kw.pop("len")
+    if name == "pwrite":
+        data = kw.pop("data", None)
+        count = kw.pop("count", None)
+        if data is None:
+            data = bytes(int(count or 0))
+        kw["data"] = data.encode() if isinstance(data, str) else bytes(data)
+    return name, kw
+
+
 class KernelError(Exception):
     """A syscall failed; `name` is the errno's name, e.g. "EBUSY"."""
 
@@ -325,19 +345,8 @@ class Kernel:
         `length`; pwrite takes `data` (bytes or str) or `count` (zero bytes).
         Unknown ops and names raise ValueError.
         """
-        name = _ALIASES.get(op, op)
-        if name not in _METHODS:
-            raise ValueError(f"unknown op {op!r}")
+        name, kw = call_args(op, args)
         fn: Callable[..., Any] = getattr(self, name)
-        kw = dict(args)
-        if "len" in kw:
-            kw["length"] = kw.pop("len")
-        if name == "pwrite":
-            data = kw.pop("data", None)
-            count = kw.pop("count", None)
-            if data is None:
-                data = bytes(int(count or 0))
-            kw["data"] = data.encode() if isinstance(data, str) else bytes(data)
         try:
             return True, fn(**kw)
         except KernelError as e:

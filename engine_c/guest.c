@@ -423,35 +423,26 @@ static int waiter_try(struct ss_machine *m, int i)
 			break;
 		}
 	}
-	if (w.kind == W_BLOCKED) {
+	bool sleeps = false;
+	if (w.kind == W_BLOCKED && m->nwaiters > nbefore) {
 		/* a queued op that went to sleep itself (a removal meeting a
 		 * locked page) keeps its place in the queue: it still holds the
 		 * file's lock, ahead of what was queued after it */
-		if (m->nwaiters > nbefore) {
-			struct waiter nw = m->waiters[m->nwaiters - 1];
-			m->nwaiters--;
-			free(m->waiters[i].buf);
-			m->waiters[i] = nw;   /* pending counts: -1 blocked, +1 removal */
-			inode_count_waiter(m, &w, -1);
-			if (m->cur)
-				m->cur->e.pending = 1;
-			ev_end(m, r);
-			return 0;
-		}
-		ev_end(m, r);
-		waiter_remove(m, i);
-		if (in)
-			inode_put_maybe(m, in);
-		return 1;
-	}
-	if (r == SS_PENDING) {
+		struct waiter nw = m->waiters[m->nwaiters - 1];
+		m->nwaiters--;
+		free(m->waiters[i].buf);
+		m->waiters[i] = nw;   /* pending counts: -1 blocked, +1 removal */
+		inode_count_waiter(m, &w, -1);
+		sleeps = true;
+	} else if (w.kind != W_BLOCKED && r == SS_PENDING) {
 		m->waiters[i] = w;  /* woke, did some, sleeps again */
-		if (m->cur)
-			m->cur->e.pending = 1;
-		ev_end(m, r);
-		return 0;
+		sleeps = true;
 	}
+	if (sleeps && m->cur)
+		m->cur->e.pending = 1;
 	ev_end(m, r);
+	if (sleeps)
+		return 0;
 	waiter_remove(m, i);
 	if (in)
 		inode_put_maybe(m, in);
