@@ -264,26 +264,33 @@ class Machine(Views):
         return PfnResult(int(self._u64[0]), int(self._int[0]), False, seq)
 
     def get_lock_pfn(self, fd: int, index: int, alloc: bool) -> PfnResult:
-        # the hot path of the API: checks inlined, the counter read in place
-        if type(fd) is not int or not -(1 << 31) <= fd < (1 << 31):
-            fd = i32(fd)
-        ix = index if type(index) is int and 0 <= index < (1 << 64) else u64(index)
+        # the hot path of the API: cffi itself refuses what does not fit the C
+        # types (OverflowError, TypeError); only then are the ints cast like C
         a = 1 if alloc else 0
+        u, o = self._u64, self._int
         with self._lock:
-            rc = _get_lock_pfn(self._m, fd, ix, a, self._u64, self._int)
+            try:
+                rc = _get_lock_pfn(self._m, fd, index, a, u, o)
+            except (OverflowError, TypeError):
+                fd, index = i32(fd), u64(index)
+                rc = _get_lock_pfn(self._m, fd, index, a, u, o)
             # get_lock_pfn makes exactly one event (it wakes nobody): the last
             seq = self._counter[0]
-            if rc == 0:  # the hot path: no dicts, no lookups
-                return _tuple_new(PfnResult, (self._u64[0], self._int[0], False, seq))
-            return self._pfn_result("get_lock_pfn", rc, seq - 1, {"index": ix, "alloc": a}, fd)
+            if rc == 0:  # no dicts, no lookups
+                return _tuple_new(PfnResult, (u[0], o[0], False, seq))
+            args = {"index": u64(index), "alloc": a}
+            return self._pfn_result("get_lock_pfn", rc, seq - 1, args, i32(fd))
 
     def put_unlock_pfn(self, pfn: int) -> None:
-        p = pfn if type(pfn) is int and 0 <= pfn < (1 << 64) else u64(pfn)
         with self._lock:
-            rc = _put_unlock_pfn(self._m, p)
+            try:
+                rc = _put_unlock_pfn(self._m, pfn)
+            except (OverflowError, TypeError):
+                pfn = u64(pfn)
+                rc = _put_unlock_pfn(self._m, pfn)
             if rc:  # a failure makes one event and wakes nobody: the last
                 before = _event_count(self._m) - 1
-                self._check("put_unlock_pfn", rc, before, {"pfn": p})
+                self._check("put_unlock_pfn", rc, before, {"pfn": u64(pfn)})
 
     def invalidate(self, fd: int, start: int, end: int) -> list[Callback]:
         """Run the owners' invalidate_page_range over [start, end]; the callbacks made."""
