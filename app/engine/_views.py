@@ -8,6 +8,7 @@ C arrays, so their cost grows with the number of runs, never with sizes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -115,13 +116,7 @@ class Views:
 
     def files(self) -> list[FileInfo]:
         with self._lock:
-            size = 64
-            while True:
-                fds = ffi.new("int[]", size)
-                n = lib.ss_file_list(self._m, fds, size)
-                if n < size:
-                    break
-                size *= 4
+            fds, n = _read_all("int", lambda buf, size: lib.ss_file_list(self._m, buf, size))
             out = [self._file_info(fd) for fd in fds[0:n]]
         return [f for f in out if f is not None]
 
@@ -274,16 +269,12 @@ class Views:
 
     def waiters(self) -> list[Waiter]:
         with self._lock:
-            size = 64
-            while True:
-                buf = ffi.new("struct ss_waiter_info[]", size)
-                n = lib.ss_waiters(self._m, buf, size)
-                if n < size:
-                    break
-                size *= 4
+            buf, n = _read_all(
+                "struct ss_waiter_info", lambda b, size: lib.ss_waiters(self._m, b, size)
+            )
             return [
                 Waiter(w.seq, OPS.get(w.op, str(w.op)), w.fd if w.fd >= 0 else None, w.pfn)
-                for w in buf[0 : max(n, 0)]
+                for w in buf[0:n]
             ]
 
     # ---- events, checks ----
@@ -313,23 +304,22 @@ class Views:
 
     def event_callbacks(self, seq: int, first: int = 0, count: int = MAX_ITEMS) -> list[Callback]:
         """Callbacks [first, first + count) of event seq (none past its end)."""
-        seq, first, count = _page_args(seq, first, count)
-        with self._lock:
-            e = self._reader.raw(self._m, seq)
-            if e is None:
-                raise LookupError(f"no event {seq}")
-            n = max(0, min(count, int(e.ncallbacks) - first))
-            return self._reader.callbacks(self._m, seq, n, first) if n else []
+        return self._event_items(seq, first, count, "ncallbacks", self._reader.callbacks)
 
     def event_touches(self, seq: int, first: int = 0, count: int = MAX_ITEMS) -> list[Touch]:
         """Touches [first, first + count) of event seq (none past its end)."""
+        return self._event_items(seq, first, count, "ntouches", self._reader.touches)
+
+    def _event_items(
+        self, seq: int, first: int, count: int, total: str, read: Callable[..., list[Any]]
+    ) -> list[Any]:
         seq, first, count = _page_args(seq, first, count)
         with self._lock:
             e = self._reader.raw(self._m, seq)
             if e is None:
                 raise LookupError(f"no event {seq}")
-            n = max(0, min(count, int(e.ntouches) - first))
-            return self._reader.touches(self._m, seq, n, first) if n else []
+            n = max(0, min(count, int(getattr(e, total)) - first))
+            return read(self._m, seq, n, first) if n else []
 
     def check(self) -> None:
         """Raise InvariantError when the engine's state is inconsistent."""
@@ -349,3 +339,14 @@ def _page_args(seq: int, first: int, count: int) -> tuple[int, int, int]:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} must be an int >= 0, got {v!r}")
     return seq, min(first, 1 << 32), count
+
+
+def _read_all(ctype: str, fill: Callable[[Any, int], int]) -> tuple[Any, int]:
+    """Call fill(buffer, size) with a growing C array until everything fits."""
+    size = 64
+    while True:
+        buf = ffi.new(f"{ctype}[]", size)
+        n = int(fill(buf, size))
+        if n < size:
+            return buf, max(n, 0)
+        size *= 4
