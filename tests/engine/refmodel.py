@@ -41,20 +41,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from app import oracle
+
 PAGE = 4096
 MAX_FILESIZE = (1 << 63) - 1
 MAX_RW_COUNT = 0x7FFFF000
 NO_END = 1 << 64  # a removal "to the end of the file"
 PENDING = 1  # what the engine's events record for an operation that sleeps
 
-MFD_FLAGS = {
-    "MFD_CLOEXEC": 0x1,
-    "MFD_ALLOW_SEALING": 0x2,
-    "MFD_HUGETLB": 0x4,
-    "MFD_NOEXEC_SEAL": 0x8,
-    "MFD_EXEC": 0x10,
-}
-GMEM_FLAGS = {"GUEST_MEMFD_FLAG_MMAP": 0x1, "GUEST_MEMFD_FLAG_INIT_SHARED": 0x2}
+# the uapi values, as the kernel oracle spells them
+MFD_FLAGS = oracle.MFD_FLAGS
+GMEM_FLAGS = oracle.GMEM_FLAGS
 SEAL_SEAL, SEAL_SHRINK, SEAL_GROW, SEAL_WRITE, SEAL_FUTURE_WRITE = 0x1, 0x2, 0x4, 0x8, 0x10
 SEAL_GUEST = SEAL_EXEC = 0x20
 _SEALS = {
