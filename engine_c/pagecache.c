@@ -272,3 +272,57 @@ void undo_new_pages(struct ss_machine *m, struct inode *in, uint64_t start, uint
 		idx = next;
 	}
 }
+
+/* ---- migration (compaction) ---- */
+
+static int migrate_check(struct ss_machine *m, uint64_t pfn, struct inode **inp)
+{
+	if (pfn >= m->cfg.phys_pages)
+		return -EINVAL;
+	uint32_t head = frame_head(m, (uint32_t)pfn);
+	struct frame *hf = &m->frames[head];
+	if (hf->state != SS_FRAME_CACHE)
+		return -ENOENT;
+	struct inode *in = inode_get(m, hf->ino);
+	if (!in)
+		return -ENOENT;
+	*inp = in;
+	if (is_rfc(m) && (in->seals & SS_F_SEAL_GUEST))
+		return -ENOTSUPP;
+	if (in->kind == SS_KIND_GMEM)
+		return -EBUSY;
+	if ((hf->flags & F_LOCKED) || hf->refcount > 1)
+		return -EBUSY;
+	uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
+	for (uint64_t i = 0; i < nr; i++)
+		if (m->frames[head + i].mapped)
+			return -EBUSY;
+	return 0;
+}
+
+int64_t ss_migrate_page(struct ss_machine *m, uint64_t pfn)
+{
+	ev_begin(m, SS_OP_MIGRATE, -1, (int64_t)pfn, 0, 0, 0);
+	struct inode *in = NULL;
+	int err = migrate_check(m, pfn, &in);
+	if (in && m->cur)
+		m->cur->e.fd = in->fd;
+	if (err)
+		return ev_end(m, err);
+	uint32_t head = frame_head(m, (uint32_t)pfn);
+	struct frame *hf = &m->frames[head];
+	unsigned int order = (hf->flags & F_HEAD) ? hf->order : 0;
+	uint64_t nr = 1ULL << order;
+	int64_t to = frames_alloc(m, order);
+	if (to < 0)
+		return ev_end(m, to);
+	for (uint64_t i = 0; i < nr; i++) {
+		struct frame *src = &m->frames[head + i];
+		m->frames[to + i] = *src;  /* index, file, flags, data, counts */
+		src->data = 0;
+		tree_store(&in->cache, src->index, (uint64_t)to + i + 1);  /* replaces */
+	}
+	ev_touch(m, SS_T_MIGRATE, in->fd, -1, hf->index, nr, (uint64_t)to);
+	frames_free(m, head, order);
+	return ev_end(m, to + (int64_t)(pfn - head));
+}

@@ -121,6 +121,7 @@ enum ss_op {
 	SS_OP_MEMSLOT,
 	SS_OP_FAULT,
 	SS_OP_WAKE,           /* a waiting operation completed */
+	SS_OP_MIGRATE,        /* page migration (compaction) of one page */
 	SS_OP__COUNT
 };
 
@@ -147,6 +148,7 @@ enum ss_op {
 #define SS_T_ORPHAN 7     /* removed from the cache, frame still referenced */
 #define SS_T_MAP 8        /* an owner mapped gfns to these frames */
 #define SS_T_ZAP 9        /* an owner unmapped gfns */
+#define SS_T_MIGRATE 10   /* a page moved to new frames (pfn: the new first) */
 
 struct ss_config {
 	int profile;             /* SS_PROFILE_* */
@@ -291,6 +293,13 @@ int ss_unregister_guest(struct ss_machine *m, int fd, int owner);
 int ss_get_lock_pfn(struct ss_machine *m, int fd, uint64_t index, int alloc,
 		    uint64_t *pfn, int *order);
 int ss_put_unlock_pfn(struct ss_machine *m, uint64_t pfn);
+/* migrate the page holding pfn to new frames (what compaction does); returns
+ * the pfn the same 4 KiB page has now.  Refused: -ENOTSUPP for a page of an
+ * F_SEAL_GUEST file (the RFC: guest pages are pinned for good), -EBUSY for a
+ * guest_memfd page (unmovable), a locked or referenced page, or a page an
+ * owner maps (no hook would tell it the page moved), -ENOENT for a frame
+ * that holds no page, -ENOMEM with no free block of the page's order */
+int64_t ss_migrate_page(struct ss_machine *m, uint64_t pfn);
 /* runs the owners' invalidate_page_range over [start, end] page by page,
  * freeing nothing; returns the number of callbacks made */
 int ss_invalidate(struct ss_machine *m, int fd, uint64_t start, uint64_t end);

@@ -17,6 +17,8 @@ from app.models.guest import (
     Invalidate,
     Memslot,
     MemslotCreate,
+    Migrated,
+    MigratePage,
     Owner,
     OwnerCreate,
     OwnerDetail,
@@ -72,6 +74,13 @@ async def get_lock_pfn(reg: RegistryDep, sid: SessionId, fd: FdPath, body: GetLo
     """Lock the page at `index` (allocating a hole with `alloc`); `pending` when it sleeps
     on a page already locked."""
     return await svc.get_lock_pfn(reg, sid, fd, body)
+
+
+@router.post("/sessions/{sid}/migrate_page", name="migrate_page")
+async def migrate_page(reg: RegistryDep, sid: SessionId, body: MigratePage) -> Migrated:
+    """Move the page holding pfn to new frames, as compaction would. Pages of an
+    F_SEAL_GUEST file refuse (ENOTSUPP): the RFC pins guest memory for good."""
+    return await svc.migrate_page(reg, sid, body)
 
 
 @router.post("/sessions/{sid}/put_unlock_pfn", name="put_unlock_pfn")

@@ -76,7 +76,7 @@ enum ss_op {
     SS_OP_GET_SEALS, SS_OP_FALLOCATE, SS_OP_PREAD, SS_OP_PWRITE, SS_OP_MMAP,
     SS_OP_MUNMAP, SS_OP_CLOSE, SS_OP_OWNER_CREATE, SS_OP_REGISTER_GUEST,
     SS_OP_UNREGISTER_GUEST, SS_OP_GET_LOCK_PFN, SS_OP_PUT_UNLOCK_PFN,
-    SS_OP_INVALIDATE, SS_OP_MEMSLOT, SS_OP_FAULT, SS_OP_WAKE, SS_OP__COUNT,
+    SS_OP_INVALIDATE, SS_OP_MEMSLOT, SS_OP_FAULT, SS_OP_WAKE, SS_OP_MIGRATE, SS_OP__COUNT,
     ...
 };
 
@@ -100,6 +100,7 @@ enum ss_op {
 #define SS_T_ORPHAN ...
 #define SS_T_MAP ...
 #define SS_T_ZAP ...
+#define SS_T_MIGRATE ...
 
 struct ss_config {
     int profile;
@@ -244,6 +245,7 @@ int ss_unregister_guest(struct ss_machine *m, int fd, int owner);
 int ss_get_lock_pfn(struct ss_machine *m, int fd, uint64_t index, int alloc,
                     uint64_t *pfn, int *order);
 int ss_put_unlock_pfn(struct ss_machine *m, uint64_t pfn);
+int64_t ss_migrate_page(struct ss_machine *m, uint64_t pfn);
 int ss_invalidate(struct ss_machine *m, int fd, uint64_t start, uint64_t end);
 int ss_memslot_create(struct ss_machine *m, int owner, int fd, uint64_t gfn,
                       uint64_t index, uint64_t npages);

@@ -292,6 +292,14 @@ class Machine(Views):
                 before = _event_count(self._m) - 1
                 self._check("put_unlock_pfn", rc, before, {"pfn": u64(pfn)})
 
+    def migrate_page(self, pfn: int) -> int:
+        """Move the page holding pfn to new frames, as compaction would; the pfn that
+        4 KiB page has now.  A guest-sealed page refuses (ENOTSUPP, the RFC's pinning)."""
+        p = u64(pfn)
+        with self._lock:
+            before = self._count()
+            return self._check("migrate_page", lib.ss_migrate_page(self._m, p), before, {"pfn": p})
+
     def invalidate(self, fd: int, start: int, end: int) -> list[Callback]:
         """Run the owners' invalidate_page_range over [start, end]; the callbacks made."""
         fd, s, e = i32(fd), u64(start), u64(end)

@@ -91,8 +91,26 @@ RULES: dict[tuple[str, str], Rule] = {
     ("owner_create", "ENOSPC"): lambda c: f"at most {lib.SS_MAX_OWNERS} owners per machine",
     ("munmap", "EINVAL"): lambda c: f"no mapping with id {c.a('map_id')}",
     ("get_lock_pfn", "EINVAL"): get_lock_pfn_einval,
+    ("migrate_page", "ENOTSUPP"): lambda c: (
+        "the page belongs to an F_SEAL_GUEST file: the RFC makes guest pages refuse "
+        "migration (ENOTSUPP), like long-term pinned memory"
+    ),
+    ("migrate_page", "EBUSY"): lambda c: (
+        "the page cannot move: it is locked or referenced (get_lock_pfn), an owner maps "
+        "it (no hook would tell the owner it moved), or it is a guest_memfd page "
+        "(unmovable)"
+    ),
+    ("migrate_page", "ENOENT"): lambda c: f"frame {c.a('pfn')} holds no page of a file",
+    ("migrate_page", "EINVAL"): lambda c: f"pfn {c.a('pfn')} is past the last frame",
 }
-for _op in ("fallocate", "pwrite", "get_lock_pfn", "fault", "KVM_CREATE_GUEST_MEMFD"):
+for _op in (
+    "fallocate",
+    "pwrite",
+    "get_lock_pfn",
+    "fault",
+    "KVM_CREATE_GUEST_MEMFD",
+    "migrate_page",
+):
     RULES[(_op, "ENOMEM")] = RULES[(_op, "ENOSPC")] = no_frames
 
 HAZARD_TEXT = {

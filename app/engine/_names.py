@@ -67,6 +67,7 @@ OPS = {
     lib.SS_OP_MEMSLOT: "memslot",
     lib.SS_OP_FAULT: "fault",
     lib.SS_OP_WAKE: "wake",
+    lib.SS_OP_MIGRATE: "migrate_page",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -93,6 +94,7 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "memslot": ("gfn", "index", "npages", "owner"),
     "fault": ("gfn", "owner"),
     "wake": (),
+    "migrate_page": ("pfn",),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
@@ -120,6 +122,7 @@ TOUCHES = {
     lib.SS_T_ORPHAN: "orphan",
     lib.SS_T_MAP: "map",
     lib.SS_T_ZAP: "zap",
+    lib.SS_T_MIGRATE: "migrate",
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
 FRAME_STATES = {

@@ -102,6 +102,18 @@ class Unlocked(BaseModel):
     model_config = examples({"pfn": 1024, "seq": 9, "wakes": [7]})
 
 
+class MigratePage(BaseModel):
+    pfn: UInt64 = Field(description="a frame of the page to move")
+    model_config = examples({"pfn": 1024})
+
+
+class Migrated(BaseModel):
+    from_pfn: int
+    pfn: int = Field(description="the frame the same 4 KiB page has now")
+    seq: int = Field(description="engine event seq of the call")
+    model_config = examples({"from_pfn": 1024, "pfn": 2048, "seq": 9})
+
+
 class Invalidate(BaseModel):
     start: UInt64
     end: UInt64 = Field(description="inclusive, like invalidate_page_range")

@@ -173,6 +173,11 @@ def put_unlock_pfn(reg: Registry, sid: str, fd: int | None, f: Form) -> Call:
     return "put_unlock_pfn", _shown(body), guest.put_unlock_pfn(reg, sid, body)
 
 
+def migrate_page(reg: Registry, sid: str, fd: int | None, f: Form) -> Call:
+    body = gm.MigratePage(pfn=_num(f, "pfn"))
+    return "migrate_page", _shown(body), guest.migrate_page(reg, sid, body)
+
+
 def memslot(reg: Registry, sid: str, fd: int | None, f: Form) -> Call:
     body = gm.MemslotCreate(
         fd=_fd(fd), gfn=_num(f, "gfn"), index=_num(f, "index"), npages=_num(f, "npages")
@@ -192,7 +197,7 @@ ACTIONS: dict[str, Action] = {
     for fn in (
         memfd_create, guest_memfd_create, seal, get_seals, ftruncate, allocate, punch,
         fallocate, invalidate, pread, pwrite, mmap, munmap, close, owner_create, register,
-        get_lock_pfn, put_unlock_pfn, memslot, fault,
+        get_lock_pfn, put_unlock_pfn, migrate_page, memslot, fault,
     )
 }  # fmt: skip
 

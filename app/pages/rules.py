@@ -67,6 +67,10 @@ RULES: dict[tuple[str, str], str] = {
     ("put_unlock_pfn", "EINVAL"): (
         f"{RFC}: put_unlock_pfn on a page that is not locked hits VM_BUG_ON_PAGE."
     ),
+    ("migrate_page", "ENOTSUPP"): (
+        f"{RFC}: guest-sealed pages are never swapped out and refuse migration — they "
+        "behave like long-term pinned memory."
+    ),
     ("fault", "EFAULT"): "KVM: the gfn is in no memslot of this owner.",
     ("memslot", "EINVAL"): "KVM: a memslot may not be empty, reach past the file's end or wrap.",
     ("memslot", "EEXIST"): "KVM: the memslot overlaps another one.",

@@ -16,6 +16,8 @@ from app.models.guest import (
     Memslot,
     MemslotArgs,
     MemslotCreate,
+    Migrated,
+    MigratePage,
     Owner,
     OwnerCreate,
     Pfn,
@@ -48,6 +50,10 @@ async def unregister_guest(reg: Registry, sid: str, fd: int, body: UnregisterGue
 async def get_lock_pfn(reg: Registry, sid: str, fd: int, body: GetLockPfn) -> Pfn:
     args = GetLockPfnArgs(fd=fd, index=body.index, alloc=body.alloc)
     return cast(Pfn, await execute(reg, sid, "get_lock_pfn", args))
+
+
+async def migrate_page(reg: Registry, sid: str, body: MigratePage) -> Migrated:
+    return cast(Migrated, await execute(reg, sid, "migrate_page", body))
 
 
 async def put_unlock_pfn(reg: Registry, sid: str, body: PutUnlockPfn) -> Unlocked:

@@ -17,6 +17,8 @@ from app.service.replay import same_errno
 
 GUEST_IFACE = ("register_guest", "unregister_guest", "get_lock_pfn", "put_unlock_pfn", "invalidate")
 SIMULATED_KVM = ("owner_create", "memslot_create", "fault")
+# the kernel's own work, not a call userspace can make on a file
+KERNEL_WORK = ("migrate_page",)
 CREATES = ("memfd_create", "guest_memfd_create")
 USERSPACE = (
     *CREATES,

@@ -14,6 +14,7 @@ from app.models.compare import Answer
 from app.service.kernel_answers import (
     CREATES,
     GUEST_IFACE,
+    KERNEL_WORK,
     R_GUEST,
     SIMULATED_KVM,
     Kind,
@@ -160,8 +161,14 @@ def kernel_op(
     t: KernelSide, profile: str, p: Played, m: Machine
 ) -> tuple[Answer | None, tuple[Kind, str] | None]:
     """The kernel's answer, or why it was not asked."""
-    if p.op in GUEST_IFACE + SIMULATED_KVM:
-        what = "the RFC's guest interface" if p.op in GUEST_IFACE else "the simulated KVM"
+    if p.op in GUEST_IFACE + SIMULATED_KVM + KERNEL_WORK:
+        what = (
+            "the RFC's guest interface"
+            if p.op in GUEST_IFACE
+            else "the simulated KVM"
+            if p.op in SIMULATED_KVM
+            else "page migration"
+        )
         return None, ("intended", f"kernel-internal ({what}): no userspace twin to ask")
     a = p.args
     if profile == "rfc-v2" and p.op == "fcntl" and "F_SEAL_GUEST" in a.get("seals", []):

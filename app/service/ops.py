@@ -41,6 +41,8 @@ from app.models.guest import (
     InvalidateArgs,
     Memslot,
     MemslotArgs,
+    Migrated,
+    MigratePage,
     Owner,
     OwnerCreate,
     Pfn,
@@ -176,6 +178,11 @@ def get_lock_pfn(m: Machine, a: GetLockPfnArgs) -> Pfn:
     return Pfn(pfn=r.pfn, order=r.order, pending=r.pending, seq=r.seq)
 
 
+def migrate_page(m: Machine, a: MigratePage) -> Migrated:
+    before = m.event_count
+    return Migrated(from_pfn=a.pfn, pfn=m.migrate_page(a.pfn), seq=before + 1)
+
+
 def put_unlock_pfn(m: Machine, a: PutUnlockPfn) -> Unlocked:
     before = m.event_count
     m.put_unlock_pfn(a.pfn)
@@ -260,6 +267,7 @@ OPS: dict[str, OpSpec] = {
         OpSpec("unregister_guest", UnregisterGuestArgs, unregister_guest),
         OpSpec("get_lock_pfn", GetLockPfnArgs, get_lock_pfn),
         OpSpec("put_unlock_pfn", PutUnlockPfn, put_unlock_pfn, heavy=_sleepers),
+        OpSpec("migrate_page", MigratePage, migrate_page),
         OpSpec("invalidate", InvalidateArgs, invalidate, heavy=lambda m, a: a.end - a.start >= BIG),
         OpSpec("memslot_create", MemslotArgs, memslot_create),
         OpSpec("fault", FaultArgs, fault, heavy=_sleepers),

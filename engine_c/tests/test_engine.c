@@ -399,8 +399,39 @@ static void test_split_keeps_sleeper_reference(void)
 	ss_machine_free(m);
 }
 
+static void test_migrate(void)
+{
+	cur_test = "migrate";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_pwrite(m, fd, "moved", 5, 4096), 5);
+	struct ss_page_run r;
+	uint64_t next;
+	ss_file_runs(m, fd, 1, 2, &r, 1, &next);
+	int64_t to = ss_migrate_page(m, r.pfn);
+	TRUE(to >= 0 && (uint64_t)to != r.pfn);
+	check(m, __LINE__);
+	char buf[8] = { 0 };
+	EXPECT(m, ss_pread(m, fd, buf, 5, 4096), 5);
+	TRUE(!memcmp(buf, "moved", 5));
+	EXPECT(m, ss_migrate_page(m, r.pfn), -ENOENT);      /* the old frame is free */
+	uint64_t pfn;
+	int order;
+	EXPECT(m, ss_get_lock_pfn(m, fd, 1, 0, &pfn, &order), 0);
+	EXPECT(m, ss_migrate_page(m, pfn), -EBUSY);           /* locked */
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	int g = ss_memfd_create(m, "g", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_add_seals(m, g, SS_F_SEAL_GUEST), 0);
+	EXPECT(m, ss_ftruncate(m, g, 4096), 0);
+	EXPECT(m, ss_fallocate(m, g, 0, 0, 4096), 0);
+	ss_file_runs(m, g, 0, 1, &r, 1, &next);
+	EXPECT(m, ss_migrate_page(m, r.pfn), -524);           /* ENOTSUPP */
+	ss_machine_free(m);
+}
+
 int main(void)
 {
+	test_migrate();
 	test_split_keeps_sleeper_reference();
 	test_config();
 	test_seal_guest_lifecycle();

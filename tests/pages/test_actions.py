@@ -92,6 +92,19 @@ async def test_invalidate_and_the_lock_dance(client: httpx.AsyncClient) -> None:
     assert r.status_code == 409 and "VM_BUG_ON_PAGE" in r.text
 
 
+async def test_migrating_a_guest_sealed_page_is_refused_with_the_rule(
+    client: httpx.AsyncClient,
+) -> None:
+    sid = await session(client)
+    await guest_file(client, sid)
+    r = await act(client, sid, "get_lock_pfn", index="0", alloc="1")
+    assert "pfn 0, order 0" in r.text
+    r = await act(client, sid, "put_unlock_pfn", pfn="0")
+    r = await act(client, sid, "migrate_page", pfn="0")
+    assert r.status_code == 409 and "ENOTSUPP" in r.text
+    assert "refuse migration" in r.text
+
+
 @pytest.mark.parametrize(
     ("op", "form", "words"),
     [
