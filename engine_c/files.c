@@ -187,13 +187,15 @@ int ss_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags)
 
 /* ---- seals ---- */
 
-bool inode_has_locked(struct ss_machine *m, struct inode *in)
+/* whether any page of the file (a huge page counts once, by its head)
+ * matches: a walk of the cache tree that skips holes */
+static bool any_page(struct ss_machine *m, struct inode *in, bool (*match)(const struct frame *))
 {
 	uint64_t idx = 0, v;
 	while ((v = tree_find(&in->cache, &idx, UINT64_MAX))) {
 		uint32_t head = frame_head(m, (uint32_t)(v - 1));
-		struct frame *hf = &m->frames[head];
-		if (hf->flags & F_LOCKED)
+		const struct frame *hf = &m->frames[head];
+		if (match(hf))
 			return true;
 		uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
 		idx = hf->index + nr;
@@ -203,20 +205,24 @@ bool inode_has_locked(struct ss_machine *m, struct inode *in)
 	return false;
 }
 
+static bool is_locked(const struct frame *hf)
+{
+	return hf->flags & F_LOCKED;
+}
+
+static bool is_pinned(const struct frame *hf)
+{
+	return hf->refcount > 1;  /* a reference beyond the page cache's */
+}
+
+bool inode_has_locked(struct ss_machine *m, struct inode *in)
+{
+	return any_page(m, in, is_locked);
+}
+
 bool inode_has_pins(struct ss_machine *m, struct inode *in)
 {
-	uint64_t idx = 0, v;
-	while ((v = tree_find(&in->cache, &idx, UINT64_MAX))) {
-		uint32_t head = frame_head(m, (uint32_t)(v - 1));
-		struct frame *hf = &m->frames[head];
-		if (hf->refcount > 1)
-			return true;
-		uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
-		idx = hf->index + nr;
-		if (!idx)
-			break;
-	}
-	return false;
+	return any_page(m, in, is_pinned);
 }
 
 int do_add_seals(struct ss_machine *m, struct inode *in, unsigned int seals)
