@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,19 +56,28 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            state: dict[str, Any] = scope.get("state") or {}
-            path: str = scope.get("path", "")
-            session = state.get("session")
-            if session is None and path.startswith(SESSIONS):
-                session = path[len(SESSIONS) :].split("/", 1)[0][:8] or None
-            line = {
-                "method": scope.get("method"),
-                "path": scope.get("path"),
-                "status": status or 500,
-                "ms": round((time.perf_counter() - t0) * 1000, 3),
-                "session": session,  # the id's first 8 characters: the id is a secret
-            }
-            access.info(json.dumps(line))
+            if access.isEnabledFor(logging.INFO):
+                access.info(_line(scope, status, time.perf_counter() - t0))
+
+
+def _line(scope: Scope, status: int, seconds: float) -> str:
+    """The request's log line, a JSON object (built by hand: json.dumps of a dict cost a
+    quarter of the request log)."""
+    state: dict[str, Any] = scope.get("state") or {}
+    path: str = scope.get("path", "")
+    session = state.get("session")
+    if session is None and path.startswith(SESSIONS):
+        session = path[len(SESSIONS) :].split("/", 1)[0][:8] or None
+    # the session: the id's first 8 characters (the id is a secret)
+    return (
+        f'{{"method": {_str(scope.get("method"))}, "path": {_str(path)}, '
+        f'"status": {status or 500}, "ms": {round(seconds * 1000, 3)!r}, '
+        f'"session": {_str(session)}}}'
+    )
+
+
+def _str(value: object) -> str:
+    return "null" if value is None else encode_basestring_ascii(str(value))
 
 
 class RateLimit:

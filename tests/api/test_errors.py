@@ -168,8 +168,15 @@ async def test_access_log_is_one_json_line(
         with caplog.at_level(logging.INFO, logger="sealscope.access"):
             sid = await new_session(c)
             await c.get(f"{API}/{sid}/files/9")
+            await c.get("/api/v1/x%22%5C%0A%C3%A9%00")  # quote, backslash, newline, é, NUL
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "sealscope.access"]
-    assert [(x["method"], x["status"]) for x in lines] == [("POST", 201), ("GET", 404)]
+    assert all("\n" not in r.getMessage() for r in caplog.records)  # one line each
+    assert [(x["method"], x["status"]) for x in lines] == [
+        ("POST", 201),
+        ("GET", 404),
+        ("GET", 404),
+    ]
+    assert lines[2]["path"] == '/api/v1/x"\\\né\x00' and lines[2]["session"] is None
     assert lines[1]["session"] == sid[:8] and lines[0]["session"] == sid[:8]
     assert all(isinstance(x["ms"], float) for x in lines)
 
