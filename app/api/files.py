@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import Response
+from fastapi import Request, Response
 
 from app.api import new_router
-from app.deps import FdPath, MapPath, RegistryDep, SessionId
+from app.deps import FdPath, MapPath, SessionId, registry
 from app.models.files import (
     Fallocate,
     FallocateAnswer,
@@ -30,64 +30,64 @@ FILE = "/sessions/{sid}/files/{fd}"
 
 
 @router.post("/sessions/{sid}/memfds", status_code=201, name="memfd_create")
-async def memfd_create(reg: RegistryDep, sid: SessionId, body: MemfdCreate) -> File:
+async def memfd_create(request: Request, sid: SessionId, body: MemfdCreate) -> File:
     """memfd_create(name, flags)."""
-    return await svc.memfd_create(reg, sid, body)
+    return await svc.memfd_create(registry(request), sid, body)
 
 
 @router.post("/sessions/{sid}/guest_memfds", status_code=201, name="guest_memfd_create")
-async def guest_memfd_create(reg: RegistryDep, sid: SessionId, body: GuestMemfdCreate) -> File:
+async def guest_memfd_create(request: Request, sid: SessionId, body: GuestMemfdCreate) -> File:
     """KVM_CREATE_GUEST_MEMFD(size, flags) (profile guest-memfd)."""
-    return await svc.guest_memfd_create(reg, sid, body)
+    return await svc.guest_memfd_create(registry(request), sid, body)
 
 
 @router.get(FILE, name="file")
-async def get_file(reg: RegistryDep, sid: SessionId, fd: FdPath) -> File:
-    return await views.file(reg, sid, fd)
+async def get_file(request: Request, sid: SessionId, fd: FdPath) -> File:
+    return await views.file(registry(request), sid, fd)
 
 
 @router.post(FILE + "/ftruncate", name="ftruncate")
-async def ftruncate(reg: RegistryDep, sid: SessionId, fd: FdPath, body: Ftruncate) -> File:
-    return await svc.ftruncate(reg, sid, fd, body)
+async def ftruncate(request: Request, sid: SessionId, fd: FdPath, body: Ftruncate) -> File:
+    return await svc.ftruncate(registry(request), sid, fd, body)
 
 
 @router.post(FILE + "/fcntl", name="fcntl")
-async def fcntl(reg: RegistryDep, sid: SessionId, fd: FdPath, body: Fcntl) -> Seals:
+async def fcntl(request: Request, sid: SessionId, fd: FdPath, body: Fcntl) -> Seals:
     """F_ADD_SEALS (with `seals`) or F_GET_SEALS; answers the seals after the call."""
-    return await svc.fcntl(reg, sid, fd, body)
+    return await svc.fcntl(registry(request), sid, fd, body)
 
 
 @router.post(FILE + "/fallocate", name="fallocate")
 async def fallocate(
-    reg: RegistryDep, sid: SessionId, fd: FdPath, body: Fallocate
+    request: Request, sid: SessionId, fd: FdPath, body: Fallocate
 ) -> FallocateAnswer:
     """Allocate, or punch with ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]. A punch
     meeting a page locked by get_lock_pfn sleeps: `pending` is true until the unlock."""
-    return await svc.fallocate(reg, sid, fd, body)
+    return await svc.fallocate(registry(request), sid, fd, body)
 
 
 @router.post(FILE + "/pread", name="pread")
-async def pread(reg: RegistryDep, sid: SessionId, fd: FdPath, body: Pread) -> PreadAnswer:
-    return await svc.pread(reg, sid, fd, body)
+async def pread(request: Request, sid: SessionId, fd: FdPath, body: Pread) -> PreadAnswer:
+    return await svc.pread(registry(request), sid, fd, body)
 
 
 @router.post(FILE + "/pwrite", name="pwrite")
-async def pwrite(reg: RegistryDep, sid: SessionId, fd: FdPath, body: Pwrite) -> PwriteAnswer:
-    return await svc.pwrite(reg, sid, fd, body)
+async def pwrite(request: Request, sid: SessionId, fd: FdPath, body: Pwrite) -> PwriteAnswer:
+    return await svc.pwrite(registry(request), sid, fd, body)
 
 
 @router.post(FILE + "/mmap", status_code=201, name="mmap")
-async def mmap(reg: RegistryDep, sid: SessionId, fd: FdPath, body: Mmap) -> Mapping:
-    return await svc.mmap(reg, sid, fd, body)
+async def mmap(request: Request, sid: SessionId, fd: FdPath, body: Mmap) -> Mapping:
+    return await svc.mmap(registry(request), sid, fd, body)
 
 
 @router.delete("/sessions/{sid}/mappings/{map_id}", status_code=204, name="munmap")
-async def munmap(reg: RegistryDep, sid: SessionId, map_id: MapPath) -> Response:
-    await svc.munmap(reg, sid, map_id)
+async def munmap(request: Request, sid: SessionId, map_id: MapPath) -> Response:
+    await svc.munmap(registry(request), sid, map_id)
     return Response(status_code=204)
 
 
 @router.post(FILE + "/close", status_code=204, name="close")
-async def close(reg: RegistryDep, sid: SessionId, fd: FdPath) -> Response:
-    await svc.close(reg, sid, fd)
+async def close(request: Request, sid: SessionId, fd: FdPath) -> Response:
+    await svc.close(registry(request), sid, fd)
     return Response(status_code=204)

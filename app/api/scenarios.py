@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Path, Request
 
 from app.api import new_router
-from app.deps import RegistryDep
+from app.deps import registry
 from app.models.scenarios import Scenario, ScenarioList, ScenarioStart
 from app.models.sessions import Session
 from app.service import scenarios as svc
@@ -31,12 +31,10 @@ async def scenario(name: Name) -> Scenario:
 
 
 @router.post("/scenarios/{name}/sessions", status_code=201, name="scenario_start")
-async def start(
-    reg: RegistryDep, request: Request, name: Name, body: ScenarioStart | None = None
-) -> Session:
+async def start(request: Request, name: Name, body: ScenarioStart | None = None) -> Session:
     """A new session with the walkthrough's settings, its first `steps` steps played
     (default 0: ready for step 1, whose REST call is steps[0].request)."""
     body = body or ScenarioStart()
-    out = await svc.start(reg, name, body.steps)
+    out = await svc.start(registry(request), name, body.steps)
     request.state.session = out.id[:8]
     return out

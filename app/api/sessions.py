@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Path, Request, Response
 
 from app.api import new_router
-from app.deps import RegistryDep, SessionId
+from app.deps import SessionId, registry
 from app.models.sessions import Rewind, Session, SessionCreate, SessionDetail, Trace
 from app.service import sessions as svc
 
@@ -15,45 +15,43 @@ router = new_router("sessions")
 
 
 @router.post("/sessions", status_code=201, name="session_create")
-async def create_session(
-    reg: RegistryDep, request: Request, body: SessionCreate | None = None
-) -> Session:
+async def create_session(request: Request, body: SessionCreate | None = None) -> Session:
     """A new machine. With `trace`, its configuration and every op replayed; a bad
     trace is refused whole (422 / 409) with a message naming the first bad op."""
-    out = await svc.create(reg, body or SessionCreate())
+    out = await svc.create(registry(request), body or SessionCreate())
     request.state.session = out.id[:8]
     return out
 
 
 @router.get("/sessions/{sid}", name="session")
-async def get_session(reg: RegistryDep, sid: SessionId) -> SessionDetail:
+async def get_session(request: Request, sid: SessionId) -> SessionDetail:
     """The session, with its files, owners, frames in use and sleeping operations.
     `seq` counts the ops of its log; `event_seq` the engine events."""
-    return await svc.get(reg, sid)
+    return await svc.get(registry(request), sid)
 
 
 @router.delete("/sessions/{sid}", status_code=204, name="session_delete")
-async def delete_session(reg: RegistryDep, sid: SessionId) -> Response:
-    await svc.delete(reg, sid)
+async def delete_session(request: Request, sid: SessionId) -> Response:
+    await svc.delete(registry(request), sid)
     return Response(status_code=204)
 
 
 @router.get("/sessions/{sid}/trace", name="trace")
-async def get_trace(reg: RegistryDep, sid: SessionId) -> Trace:
+async def get_trace(request: Request, sid: SessionId) -> Trace:
     """The op log, replayable: POST it as {"trace": ...} to /api/v1/sessions."""
-    return await svc.trace(reg, sid)
+    return await svc.trace(registry(request), sid)
 
 
 @router.post("/sessions/{sid}/rewind", name="rewind")
-async def rewind(reg: RegistryDep, sid: SessionId, body: Rewind) -> SessionDetail:
+async def rewind(request: Request, sid: SessionId, body: Rewind) -> SessionDetail:
     """Back to the state after op `seq` (0 .. the session's seq), for good: the ops
     after it leave the log. Live event streams get a "rewind" message."""
-    return await svc.rewind(reg, sid, body.seq)
+    return await svc.rewind(registry(request), sid, body.seq)
 
 
 @router.get("/sessions/{sid}/at/{n}", name="at")
 async def at(
-    reg: RegistryDep, sid: SessionId, n: Annotated[int, Path(ge=0, le=2**63 - 1)]
+    request: Request, sid: SessionId, n: Annotated[int, Path(ge=0, le=2**63 - 1)]
 ) -> SessionDetail:
     """A preview of the state after op n; the session does not change."""
-    return await svc.at(reg, sid, n)
+    return await svc.at(registry(request), sid, n)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import Header, Path, Query
+from fastapi import Header, Path, Query, Request
 from sse_starlette import EventSourceResponse
 
 from app.api import new_router
-from app.deps import FdPath, RegistryDep, SessionId
+from app.deps import FdPath, SessionId, registry
 from app.models.common import INT64_MAX, UINT64_MAX
 from app.models.views import EventCallbacks, Events, Pages, Phys
 from app.service import views
@@ -22,7 +22,7 @@ After = Annotated[int, Query(ge=0, le=INT64_MAX, description="events with a larg
 
 @router.get("/sessions/{sid}/files/{fd}/pages", name="pages")
 async def pages(
-    reg: RegistryDep,
+    request: Request,
     sid: SessionId,
     fd: FdPath,
     start: Index = 0,
@@ -30,24 +30,24 @@ async def pages(
     limit: Limit = 1000,
 ) -> Pages:
     """Runs of alike pages over [start, end) (page indexes); `next` when there are more."""
-    return await views.pages(reg, sid, fd, start, end, limit)
+    return await views.pages(registry(request), sid, fd, start, end, limit)
 
 
 @router.get("/sessions/{sid}/phys", name="phys")
 async def phys(
-    reg: RegistryDep,
+    request: Request,
     sid: SessionId,
     start: Index = 0,
     end: Index | None = None,
     limit: Limit = 1000,
 ) -> Phys:
     """The frame allocator: totals, free blocks per order, runs of alike frames."""
-    return await views.phys(reg, sid, start, end, limit)
+    return await views.phys(registry(request), sid, start, end, limit)
 
 
 @router.get("/sessions/{sid}/events", name="events")
 async def events(
-    reg: RegistryDep,
+    request: Request,
     sid: SessionId,
     after: After = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
@@ -55,19 +55,19 @@ async def events(
     """Engine events with seq > after. An event's `seq` counts engine events (an op may
     make several: a put_unlock_pfn that wakes a punch adds a "wake"); `op_seq` is the
     op of the session's log that made it."""
-    return await views.events(reg, sid, after, limit)
+    return await views.events(registry(request), sid, after, limit)
 
 
 @router.get("/sessions/{sid}/events/{seq}/callbacks", name="event_callbacks")
 async def event_callbacks(
-    reg: RegistryDep,
+    request: Request,
     sid: SessionId,
     seq: Annotated[int, Path(ge=1, le=INT64_MAX)],
     first: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     count: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> EventCallbacks:
     """One event's callbacks, a page at a time (a punch of many pages makes many)."""
-    return await views.event_callbacks(reg, sid, seq, first, count)
+    return await views.event_callbacks(registry(request), sid, seq, first, count)
 
 
 @router.get(
@@ -77,7 +77,7 @@ async def event_callbacks(
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE"}},
 )
 async def events_stream(
-    reg: RegistryDep,
+    request: Request,
     sid: SessionId,
     after: After = 0,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
@@ -86,10 +86,13 @@ async def events_stream(
     /events), its id the event seq; reconnecting with Last-Event-ID resumes after it.
     Other messages: "rewind" (events after data.event_seq are void) and "end" (the
     session was deleted or the service stops)."""
+    reg = registry(request)
     reg.get(sid)  # 404 before the stream starts
     if last_event_id is not None and last_event_id.strip().isdigit():
         after = min(int(last_event_id), INT64_MAX)
     stop = anyio.Event()
     return EventSourceResponse(
-        views.stream(reg, sid, after, stop), shutdown_event=stop, shutdown_grace_period=2
+        views.stream(registry(request), sid, after, stop),
+        shutdown_event=stop,
+        shutdown_grace_period=2,
     )
