@@ -1,4 +1,8 @@
-"""The engine's results: frozen dataclasses with the kernel's spellings."""
+"""The engine's results: immutable records with the kernel's spellings.
+
+The ones made in bulk (page and frame runs, gfn runs, events, callbacks, touches) are
+NamedTuples: a frozen dataclass costs ~1.7 us to build against ~0.35 us, which was half
+the cost of reading a view of many runs."""
 
 from __future__ import annotations
 
@@ -73,8 +77,7 @@ class FileInfo:
     pending: int
 
 
-@dataclass(frozen=True, slots=True)
-class PageRun:
+class PageRun(NamedTuple):
     """Alike pages [start, end) of a file."""
 
     start: int
@@ -89,15 +92,14 @@ class PageRun:
     waiters: int
 
 
-@dataclass(frozen=True, slots=True)
-class FrameRun:
+class FrameRun(NamedTuple):
     """Alike frames [start, end)."""
 
     start: int
     end: int
     state: str
     fd: int | None
-    index: int | None
+    index: int | None  # type: ignore[assignment]  # a field shadowing tuple.index
     order: int
 
 
@@ -109,8 +111,7 @@ class PhysInfo:
     free_by_order: dict[int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Callback:
+class Callback(NamedTuple):
     fn: str
     owner_id: int
     start: int
@@ -118,18 +119,16 @@ class Callback:
     end_inclusive: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
+class Touch(NamedTuple):
     what: str
     fd: int | None
     owner: int | None
-    index: int
+    index: int  # type: ignore[assignment]  # a field shadowing tuple.index
     npages: int
     pfn: int
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     seq: int
     op: str
     fd: int | None
@@ -147,7 +146,7 @@ class Event:
     # beyond the contract: what the op handed back besides its result
     # (get_lock_pfn, fault and their wakes: {"pfn", "order"}), and for a
     # wake the op that had been sleeping
-    out: dict[str, int] = field(default_factory=dict)
+    out: dict[str, int]
     wakes_op: str | None = None
     # how many callbacks and touches the event has in all: the lists above
     # hold at most `max_items` of each (Machine.events); page the rest with
@@ -176,8 +175,7 @@ class OwnerInfo:
     ncallbacks: int
 
 
-@dataclass(frozen=True, slots=True)
-class GfnRun:
+class GfnRun(NamedTuple):
     gfn: int
     npages: int
     pfn: int

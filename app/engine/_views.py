@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from app.engine._errors import InvariantError, make_error
@@ -45,8 +44,15 @@ PAGE = lib.SS_PAGE_SIZE
 U64_MAX = (1 << 64) - 1
 
 
+_OWNER_IDS = [
+    tuple(i for i in range(lib.SS_MAX_OWNERS) if mask >> i & 1)
+    for mask in range(1 << lib.SS_MAX_OWNERS)
+]
+
+
 def _owner_ids(mask: int) -> list[int]:
-    return [i for i in range(lib.SS_MAX_OWNERS) if mask >> i & 1]
+    """The owner ids of a bitmask (read off a table: a run of pages has one)."""
+    return list(_OWNER_IDS[mask & ((1 << lib.SS_MAX_OWNERS) - 1)])
 
 
 def _index(name: str, value: int | None, default: int) -> int:
@@ -223,7 +229,7 @@ class Views:
                 size_pages = -(-info.size // PAGE) if info is not None else 0
                 last = out.pop()
                 if size_pages > last.start:
-                    out.append(replace(last, end=size_pages))
+                    out.append(last._replace(end=size_pages))
                 cur = max(size_pages, last.start)
         return out, cur
 

@@ -11,7 +11,6 @@ The cost follows the number of runs shown, never the file's size:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,7 +91,7 @@ def fetch_runs(fetch: Fetch, s: int, e: int, more: Callable[[int, int], Any]) ->
             continue
         got, nx = fetch(cur, b, PER_BIN)
         if got and out and out[-1].end == got[0].start and same(out[-1], got[0]):
-            out[-1] = dataclasses.replace(out[-1], end=got[0].end)
+            out[-1] = out[-1]._replace(end=got[0].end)
             got = got[1:]
         out.extend(got)
         if nx < b:
