@@ -120,7 +120,8 @@ class RateLimit:
 
 
 class BodyLimit:
-    """Refuse bodies over `max_body_bytes`: by Content-Length, or as they stream in."""
+    """Refuse bodies over `max_body_bytes`: by Content-Length, or, for a chunked body,
+    as it streams in."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -134,12 +135,15 @@ class BodyLimit:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    length = int(value)
                 except ValueError:
-                    too_big = False
-                if too_big:
+                    break  # count what comes
+                if length > self.limit:
                     await _error(send, 413, "max_body_bytes", msg, "E2BIG")
                     return
+                # the server holds the body to its Content-Length: nothing to count
+                await self.app(scope, receive, send)
+                return
         if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
             await self.app(scope, receive, send)
             return

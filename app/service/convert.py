@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.engine import Callback, Event, FileInfo, Machine, OwnerInfo
 from app.errors import NotFound
 from app.models.files import File
@@ -27,21 +29,26 @@ def owner_arg(m: Machine, owner_id: str, op: str) -> int:
     raise NotFound(f"no owner {owner_id[:64]!r}", op=op)
 
 
+def file_fields(info: FileInfo) -> dict[str, Any]:
+    """A File's fields (for File and the answers that extend it)."""
+    return {
+        "fd": info.fd,
+        "kind": info.kind,
+        "name": info.name,
+        "size": info.size,
+        "seals": list(info.seals),
+        "flags": list(info.flags),
+        "owners": [str(o) for o in info.owners],
+        "nr_pages": info.nr_pages,
+        "mappings": info.mappings,
+        "seals_value": info.seals_value,
+        "writable_maps": info.writable_maps,
+        "waiters": info.pending,
+    }
+
+
 def file_out(info: FileInfo) -> File:
-    return File(
-        fd=info.fd,
-        kind=info.kind,  # type: ignore[arg-type]
-        name=info.name,
-        size=info.size,
-        seals=list(info.seals),
-        flags=list(info.flags),
-        owners=[str(o) for o in info.owners],
-        nr_pages=info.nr_pages,
-        mappings=info.mappings,
-        seals_value=info.seals_value,
-        writable_maps=info.writable_maps,
-        waiters=info.pending,
-    )
+    return File(**file_fields(info))
 
 
 def owner_out(info: OwnerInfo) -> Owner:

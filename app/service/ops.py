@@ -52,7 +52,7 @@ from app.models.guest import (
     UnregisterGuestArgs,
 )
 from app.models.views import Callbacks
-from app.service.convert import callback_out, fd_arg, file_out, owner_arg
+from app.service.convert import callback_out, fd_arg, file_fields, file_out, owner_arg
 from app.settings import MAX_LFS_FILESIZE, Settings
 
 Handler = Callable[[Machine, Any], BaseModel | None]
@@ -124,7 +124,7 @@ def fcntl(m: Machine, a: FcntlArgs) -> Seals:
 def fallocate(m: Machine, a: FallocateArgs) -> FallocateAnswer:
     pending = m.fallocate(fd_arg(a.fd), a.mode, a.offset, a.len)
     seq = m.event_count
-    return FallocateAnswer(**file_out(m.file(a.fd)).model_dump(), pending=pending, seq=seq)
+    return FallocateAnswer(**file_fields(m.file(a.fd)), pending=pending, seq=seq)
 
 
 def pread(m: Machine, a: PreadArgs) -> PreadAnswer:
