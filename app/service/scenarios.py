@@ -27,6 +27,7 @@ _ROUTES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "munmap": ("DELETE", "/mappings/{map_id}", ("map_id",)),
     "owner_create": ("POST", "/owners", ()),
     "put_unlock_pfn": ("POST", "/put_unlock_pfn", ()),
+    "migrate_page": ("POST", "/migrate_page", ()),
     "memslot_create": ("POST", "/owners/{owner_id}/memslots", ("owner_id",)),
     "fault": ("POST", "/owners/{owner_id}/fault", ("owner_id",)),
 }

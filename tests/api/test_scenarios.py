@@ -24,6 +24,7 @@ TOPICS = {
     "guest_memfd": "guest-memfd-lifecycle",
     "multi_owner": "multi-owner-fanout",
     "mmap_shared": "mmap-shared",
+    "migration": "guest-pages-stay-put",
 }
 
 

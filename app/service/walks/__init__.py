@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.service.walks.classic import FAULT_ZAP, GMEM_BASICS, PER_PAGE
-from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS
+from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS, STAY_PUT
 from app.service.walks.review import GMEM_LIFECYCLE, MMAP_SHARED, MULTI
 from app.service.walks.rfc import HUGE, LIFECYCLE, SEAL_REFUSED
 
@@ -17,6 +17,7 @@ ALL: list[dict[str, Any]] = [
     PUNCH_WAITS,
     HAZARDS,
     PINS,
+    STAY_PUT,
     GMEM_LIFECYCLE,
     MULTI,
     MMAP_SHARED,

@@ -129,6 +129,11 @@ def put_unlock(note: str, pfn: int, **kw: Any) -> Step:
     return step("put_unlock_pfn", {"pfn": pfn}, note, **kw)
 
 
+def migrate(note: str, pfn: int, **kw: Any) -> Step:
+    """Compaction moving the page that holds pfn (beyond the RFC's API: the mm's side)."""
+    return step("migrate_page", {"pfn": pfn}, note, **kw)
+
+
 def invalidate(note: str, start: int, end: int, fd: int = 3, **kw: Any) -> Step:
     return step("invalidate", {"fd": fd, "start": start, "end": end}, note, **kw)
 

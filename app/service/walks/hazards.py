@@ -6,12 +6,15 @@ from __future__ import annotations
 from app.service.walks._dsl import (
     fal,
     fallocate,
+    fault,
     ftruncate,
     get_lock,
     get_seals,
     inv,
     invalidate,
     memfd,
+    memslot,
+    migrate,
     mmap,
     owner,
     pread,
@@ -212,6 +215,64 @@ PINS = {
             4096,
             errno="EPERM",
             rule="punch: F_SEAL_WRITE or F_SEAL_FUTURE_WRITE is EPERM",
+        ),
+    ],
+}
+
+
+R_MIGRATE = (
+    "guest-sealed pages are never swapped out and refuse migration (ENOTSUPP): they behave "
+    "like long-term pinned memory"
+)
+
+STAY_PUT = {
+    "name": "guest-pages-stay-put",
+    "title": "Guest pages stay put: migration is ENOTSUPP",
+    "summary": "Compaction moves an ordinary memfd page to another frame; a page of an "
+    "F_SEAL_GUEST file refuses (ENOTSUPP). The RFC has no hook to tell the owner a page "
+    "moved, so it pins guest memory for good: the owner's gfn -> pfn stays true.",
+    "profile": "rfc-v2",
+    "topics": ["migration", "pins"],
+    "steps": [
+        memfd("an ordinary memfd (fd 3), no seals", "plain", expect={"fd": 3}),
+        ftruncate("4 pages of size", 16384),
+        fallocate(
+            "fallocate the 4 pages: frames 0-3",
+            0,
+            16384,
+            expect={"nr_pages": 4},
+            look="Pages: fd 3 [0, 4) on frames 0-3",
+        ),
+        migrate(
+            "compaction moves page 0 (frame 0) to a free frame",
+            0,
+            expect={"from_pfn": 0, "pfn": 4},
+            look="fd 3 page 0 now on frame 4; frame 0 is free",
+        ),
+        memfd("the guest's memfd (fd 4)", expect={"fd": 4}),
+        seal("F_SEAL_GUEST while it is empty", GUEST, fd=4, expect={"seals": [GUEST]}),
+        ftruncate("4 pages of size", 16384, fd=4),
+        owner("a simulated KVM", expect={"owner_id": "0"}),
+        register("memfd_register_guest: owner 0 takes fd 4", 0, fd=4, expect={"owners": ["0"]}),
+        memslot("memslot: gfn 0.. maps fd 4 pages 0..", 0, 4, fd=4),
+        fault(
+            "the guest touches gfn 0: get_lock_pfn allocates page 0 (the frame 0 just freed)",
+            0,
+            expect={"pfn": 0, "order": 0},
+            look="Owner 0: gfn 0 -> pfn 0",
+        ),
+        migrate(
+            "compaction tries to move the guest's page 0: ENOTSUPP",
+            0,
+            errno="ENOTSUPP",
+            rule=R_MIGRATE,
+            look="fd 4 page 0 still on frame 0, and KVM's gfn 0 -> pfn 0 still true",
+            twin="today: guest_memfd's mapping is unmovable, so migration fails (EBUSY here)",
+        ),
+        migrate(
+            "the ordinary memfd's page still moves",
+            4,
+            expect={"from_pfn": 4},
         ),
     ],
 }
