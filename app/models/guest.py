@@ -110,8 +110,10 @@ class MigratePage(BaseModel):
 class Migrated(BaseModel):
     from_pfn: int
     pfn: int = Field(description="the frame the same 4 KiB page has now")
+    fd: int = Field(description="the file whose page moved")
+    index: int = Field(description="that page's index in the file")
     seq: int = Field(description="engine event seq of the call")
-    model_config = examples({"from_pfn": 1024, "pfn": 2048, "seq": 9})
+    model_config = examples({"from_pfn": 1024, "pfn": 2048, "fd": 3, "index": 0, "seq": 9})
 
 
 class Invalidate(BaseModel):

@@ -83,6 +83,15 @@ class ViewState:
     def but(self, **changes: object) -> ViewState:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    def follow(self, fd: object) -> ViewState:
+        """The view on file `fd` (a walkthrough step's file), its page window and selected
+        page reset; unchanged when fd is not an fd or is the file shown already."""
+        if isinstance(fd, bool) or not isinstance(fd, int) or fd == self.fd:
+            return self
+        if not -(2**31) <= fd < 2**31:
+            return self
+        return self.but(fd=fd, start=None, end=None, page=None)
+
     def params(self, **changes: object) -> dict[str, str]:
         values = dataclasses.asdict(self) | changes
         return {k: str(values[k]) for k in self.KEYS if values.get(k) is not None}

@@ -180,7 +180,10 @@ def get_lock_pfn(m: Machine, a: GetLockPfnArgs) -> Pfn:
 
 def migrate_page(m: Machine, a: MigratePage) -> Migrated:
     before = m.event_count
-    return Migrated(from_pfn=a.pfn, pfn=m.migrate_page(a.pfn), seq=before + 1)
+    pfn = m.migrate_page(a.pfn)
+    frame = m.frame_runs(pfn, pfn + 1, 1)[0][0]  # the page's new frame: in the page cache
+    assert frame.fd is not None and frame.index is not None, frame
+    return Migrated(from_pfn=a.pfn, pfn=pfn, fd=frame.fd, index=frame.index, seq=before + 1)
 
 
 def put_unlock_pfn(m: Machine, a: PutUnlockPfn) -> Unlocked:

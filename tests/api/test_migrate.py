@@ -24,6 +24,7 @@ async def test_migrate_moves_ordinary_pages_and_refuses_guest_pages(
     assert r.status_code == 200, r.text
     moved = r.json()
     assert moved["from_pfn"] == old and moved["pfn"] != old
+    assert (moved["fd"], moved["index"]) == (fd, 0)
     now = (await client.get(f"{base}/files/{fd}/pages")).json()["extents"][0]["pfn"]
     assert now == moved["pfn"]
     r = await client.post(f"{base}/files/{fd}/pread", json={"offset": 0, "count": 5})
@@ -48,3 +49,24 @@ async def test_migrate_moves_ordinary_pages_and_refuses_guest_pages(
     assert [op["op"] for op in trace["ops"]].count("migrate_page") == 3
     replayed = await client.post("/api/v1/sessions", json={"trace": trace})
     assert replayed.status_code == 201, replayed.text
+
+
+@pytest.mark.anyio
+async def test_migrating_a_huge_page_names_the_4k_page_asked_for(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"phys_pages": 4096, "thp": "always"}
+    sid = (await client.post("/api/v1/sessions", json=body)).json()["id"]
+    base = f"/api/v1/sessions/{sid}"
+    fd = (await client.post(f"{base}/memfds", json={"name": "huge"})).json()["fd"]
+    await client.post(f"{base}/files/{fd}/ftruncate", json={"length": 2 << 20})
+    r = await client.post(f"{base}/files/{fd}/fallocate", json={"offset": 0, "len": 2 << 20})
+    assert r.status_code == 200, r.text
+    head = (await client.get(f"{base}/files/{fd}/pages")).json()["extents"][0]
+    assert head["order"] == 9
+    r = await client.post(f"{base}/migrate_page", json={"pfn": head["pfn"] + 5})
+    assert r.status_code == 200, r.text
+    moved = r.json()
+    assert (moved["fd"], moved["index"]) == (fd, 5)
+    now = (await client.get(f"{base}/files/{fd}/pages")).json()["extents"][0]
+    assert now["order"] == 9 and moved["pfn"] == now["pfn"] + 5 and now["pfn"] != head["pfn"]

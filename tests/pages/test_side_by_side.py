@@ -36,6 +36,27 @@ async def test_a_step_says_what_to_expect_and_what_came(client: httpx.AsyncClien
     assert 'aria-current="step"' in text
 
 
+async def test_step_links_show_the_file_the_step_names(client: httpx.AsyncClient) -> None:
+    """guest-pages-stay-put works on fd 3, then on fd 4 (from step 5): a link to a step
+    shows that step's file, its page window reset."""
+    sid, _ = await walk(client, "guest-pages-stay-put")
+    r = await client.get(f"/s/{sid}?walk=guest-pages-stay-put&at=4&fd=3&start=0&end=4")
+    text = r.text.replace("&amp;", "&")
+    nav = text.split('class="walk-nav"')[1].split("</nav>")[0]
+    nxt = re.search(r'href="([^"]+)"[^>]*>Next step', nav)
+    back = re.search(r'href="([^"]+)"[^>]*>◀ Back', nav)
+    assert nxt and back
+    assert "fd=4" in nxt.group(1) and "at=5" in nxt.group(1) and "start=" not in nxt.group(1)
+    assert "fd=3&start=0&end=4" in back.group(1) and "at=3" in back.group(1)
+    jumps = re.findall(r'<li class="[^"]*"[^>]*>\s*<a href="([^"]+)"', text)
+    assert len(jumps) == 13
+    assert all("fd=3" in j for j in jumps[:4]) and all("fd=4" in j for j in jumps[4:12])
+    assert "fd=3" in jumps[12]  # the last step moves fd 3's page again
+    # the page map of the step shown is fd 4's
+    r = await client.get(nxt.group(1))
+    assert "Pages of vm0 (fd 4)" in r.text
+
+
 async def test_a_walk_with_settings_and_a_twin(client: httpx.AsyncClient) -> None:
     sid, loc = await walk(client, "huge-pages-split")
     s = await api(client, "GET", f"/sessions/{sid}")

@@ -246,7 +246,7 @@ STAY_PUT = {
         migrate(
             "compaction moves page 0 (frame 0) to a free frame",
             0,
-            expect={"from_pfn": 0, "pfn": 4},
+            expect={"from_pfn": 0, "pfn": 4, "fd": 3, "index": 0},
             look="fd 3 page 0 now on frame 4; frame 0 is free",
         ),
         memfd("the guest's memfd (fd 4)", expect={"fd": 4}),
@@ -272,7 +272,7 @@ STAY_PUT = {
         migrate(
             "the ordinary memfd's page still moves",
             4,
-            expect={"from_pfn": 4},
+            expect={"from_pfn": 4, "fd": 3, "index": 0},
         ),
     ],
 }
