@@ -40,22 +40,25 @@ int inode_fd(const struct inode *in)
 	return in->fd;
 }
 
-static bool inode_in_use(struct ss_machine *m, struct inode *in)
+/* references to the file besides the page locks get_lock_pfn holds */
+static bool inode_held(struct ss_machine *m, struct inode *in)
 {
 	if (in->fd >= 0 || in->maps || in->nregs || in->pending)
 		return true;
 	for (int i = 0; i < m->nwaiters; i++)
 		if (m->waiters[i].ino == in->ino)
 			return true;
-	/* a page locked by get_lock_pfn keeps its file: the final truncate
-	 * (evict) sleeps on the page lock until put_unlock_pfn */
-	if (inode_has_locked(m, in))
-		return true;
 	for (int o = 0; o < m->nowners; o++)
 		for (int s = 0; s < m->owners[o].nslots; s++)
 			if (m->owners[o].slots[s].ino == in->ino)
 				return true;
 	return false;
+}
+
+static bool inode_in_use(struct ss_machine *m, struct inode *in)
+{
+	/* a page locked by get_lock_pfn is never freed under its holder */
+	return inode_held(m, in) || inode_has_locked(m, in);
 }
 
 void inode_put_maybe(struct ss_machine *m, struct inode *in)
@@ -70,6 +73,20 @@ void inode_put_maybe(struct ss_machine *m, struct inode *in)
 	tree_destroy(&in->cache);
 	memset(in, 0, sizeof(*in));
 	in->fd = -1;
+}
+
+/* the op that drops the file's last reference (close, munmap) runs its final
+ * truncate (evict): every page it can lock goes at once, then it sleeps on the
+ * lock of each page get_lock_pfn holds (SS_PENDING) and finishes the removal
+ * when put_unlock_pfn drops it; the file goes with its last page */
+int inode_release(struct ss_machine *m, struct inode *in)
+{
+	if (inode_held(m, in))
+		return 0;
+	if (inode_has_locked(m, in))
+		return removal_start(m, in, 0, UINT64_MAX, m->nevents);
+	inode_put_maybe(m, in);
+	return 0;
 }
 
 static int fd_alloc(struct ss_machine *m, uint32_t ino)
@@ -456,6 +473,5 @@ int ss_close(struct ss_machine *m, int fd)
 		return (int)ev_end(m, -EBADF);
 	m->fdtab[fd] = 0;
 	in->fd = -1;
-	inode_put_maybe(m, in);
-	return (int)ev_end(m, 0);
+	return (int)ev_end(m, inode_release(m, in));
 }

@@ -226,7 +226,5 @@ int ss_munmap(struct ss_machine *m, int map_id)
 			in->shared_maps--;
 	}
 	memset(mp, 0, sizeof(*mp));
-	if (in)
-		inode_put_maybe(m, in);
-	return (int)ev_end(m, 0);
+	return (int)ev_end(m, in ? inode_release(m, in) : 0);
 }

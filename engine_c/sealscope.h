@@ -278,6 +278,9 @@ int64_t ss_pread(struct ss_machine *m, int fd, void *buf, int64_t count, int64_t
 int64_t ss_pwrite(struct ss_machine *m, int fd, const void *buf, int64_t count, int64_t offset);
 /* returns a map id >= 1 */
 int ss_mmap(struct ss_machine *m, int fd, int64_t offset, int64_t length, int prot, int flags);
+/* munmap and close return 0, -errno, or SS_PENDING: the file's last reference
+ * went and its final truncate sleeps on a page get_lock_pfn holds (the pages it
+ * could lock are gone; the rest go at put_unlock_pfn) */
 int ss_munmap(struct ss_machine *m, int map_id);
 int ss_close(struct ss_machine *m, int fd);
 

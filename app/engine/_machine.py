@@ -217,17 +217,23 @@ class Machine(Views):
             args = {"offset": off, "length": n, "prot": p, "flags": f}
             return self._check("mmap", rc, before, args, fd)
 
-    def munmap(self, map_id: int) -> None:
+    def munmap(self, map_id: int) -> bool:
+        """True when it sleeps: the file's last reference went and its final truncate
+        waits on a page get_lock_pfn holds (as close)."""
         mid = i32(map_id)
         with self._lock:
             before = self._count()
-            self._check("munmap", lib.ss_munmap(self._m, mid), before, {"map_id": mid})
+            rc = self._check("munmap", lib.ss_munmap(self._m, mid), before, {"map_id": mid})
+            return rc == lib.SS_PENDING
 
-    def close(self, fd: int) -> None:
+    def close(self, fd: int) -> bool:
+        """True when it sleeps: the last reference went, and the final truncate freed the
+        pages it could lock and waits for the ones get_lock_pfn holds (they go, and the
+        file with them, at put_unlock_pfn)."""
         fd = i32(fd)
         with self._lock:
             before = self._count()
-            self._check("close", lib.ss_close(self._m, fd), before, {}, fd)
+            return self._check("close", lib.ss_close(self._m, fd), before, {}, fd) == lib.SS_PENDING
 
     # ---- the guest interface, page indexes ----
     def owner_create(self, kind: str, name: str) -> int:

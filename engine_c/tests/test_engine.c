@@ -429,8 +429,48 @@ static void test_migrate(void)
 	ss_machine_free(m);
 }
 
+/* the last close's final truncate: the pages it can lock go at once, then it
+ * sleeps on the page get_lock_pfn holds; put_unlock_pfn finishes it */
+static void test_last_close_waits_on_locked_page(void)
+{
+	cur_test = "last close waits";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_pwrite(m, fd, "x", 1, 4096), 1);
+	EXPECT(m, ss_pwrite(m, fd, "y", 1, 3 * 4096), 1);
+	uint64_t pfn;
+	int order;
+	EXPECT(m, ss_get_lock_pfn(m, fd, 0, 1, &pfn, &order), 0);
+	int map = ss_mmap(m, fd, 0, 4096, SS_PROT_READ, SS_MAP_SHARED);
+	TRUE(map >= 1);
+	EXPECT(m, ss_close(m, fd), 0);            /* the mapping still holds the file */
+	struct ss_phys_info pi;
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 3);
+	EXPECT(m, ss_munmap(m, map), SS_PENDING); /* the last reference: evict sleeps */
+	uint64_t evict_seq = last_event(m).seq;
+	TRUE(last_event(m).pending);
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 1);                    /* pages 1 and 3 went at once */
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	struct ss_event w = last_event(m);
+	EXPECT(m, w.op, SS_OP_WAKE);
+	EXPECT(m, w.wakes_seq, evict_seq);
+	EXPECT(m, w.result, 0);
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 0);
+	/* a close with no page locked frees everything at once */
+	fd = ss_memfd_create(m, "b", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_pwrite(m, fd, "z", 1, 0), 1);
+	EXPECT(m, ss_close(m, fd), 0);
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 0);
+	ss_machine_free(m);
+}
+
 int main(void)
 {
+	test_last_close_waits_on_locked_page();
 	test_migrate();
 	test_split_keeps_sleeper_reference();
 	test_config();

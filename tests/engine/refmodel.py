@@ -262,12 +262,24 @@ class Model:
         )
 
     def _put_inode(self, ino: Inode) -> None:
-        if ino in self.inodes and not self._in_use(ino):
+        """The file goes if nothing holds it, nor a page lock (never freed under it)."""
+        if ino in self.inodes and not self._in_use(ino) and not self._locked(ino):
             for idx in sorted(ino.pages):
                 self._drop(ino, idx)
             for page in self.orphans:
                 page.dead = page.dead or page.home is ino
             self.inodes.remove(ino)
+
+    def _locked(self, ino: Inode) -> bool:
+        return any(p.locked for p in ino.pages.values())
+
+    def _release(self, ino: Inode, op: str) -> int | Waiter:
+        """The last reference went (close, munmap): the final truncate frees what it can
+        lock and sleeps on each page get_lock_pfn holds; the file goes with the last."""
+        if ino in self.inodes and not self._in_use(ino) and self._locked(ino):
+            return self._removal(ino, 0, 2**64, op)
+        self._put_inode(ino)
+        return 0
 
     def _drop(self, ino: Inode, idx: int) -> None:
         page = ino.pages.pop(idx)
@@ -327,14 +339,14 @@ class Model:
 
         return self._call("KVM_CREATE_GUEST_MEMFD", run)  # type: ignore[return-value]
 
-    def close(self, fd: int) -> None:
-        def run() -> None:
+    def close(self, fd: int) -> bool:
+        def run() -> bool:
             ino = self._file(fd)
             del self.fds[fd]
             ino.fd = None
-            self._put_inode(ino)
+            return self._finish(self._release(ino, "close")) == PENDING
 
-        self._call("close", run)
+        return self._call("close", run)  # type: ignore[return-value]
 
     # ---- sleeping: the i_rwsem queue and page locks ----
     def _blocked(self, op: str, ino: Inode, call: Callable[[], int | Waiter]) -> bool:
@@ -719,16 +731,16 @@ class Model:
 
         return self._call("mmap", run)  # type: ignore[return-value]
 
-    def munmap(self, map_id: int) -> None:
-        def run() -> None:
+    def munmap(self, map_id: int) -> bool:
+        def run() -> bool:
             if map_id not in self.maps:
                 raise ModelError("EINVAL")
             ino, counts = self.maps.pop(map_id)
             ino.maps -= 1
             ino.shared_maps -= counts
-            self._put_inode(ino)
+            return self._finish(self._release(ino, "munmap")) == PENDING
 
-        self._call("munmap", run)
+        return self._call("munmap", run)  # type: ignore[return-value]
 
     # ---- owners and the guest interface ----
     def owner_create(self, kind: str, name: str) -> int:
@@ -848,6 +860,8 @@ class Model:
 
         self._call("put_unlock_pfn", run)
         self._run_waiters()
+        for ino in [i for i in self.inodes if i.fd is None]:
+            self._put_inode(ino)  # a closed file waited for its page
 
     def invalidate(self, fd: int, start: int, end: int) -> list[tuple[str, int, int, int]]:
         def run() -> list[tuple[str, int, int, int]]:

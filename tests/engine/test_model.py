@@ -621,6 +621,34 @@ def test_truncate_sleeping_on_a_locked_page_passes_the_checker() -> None:
     assert m.phys().free == RFC.phys_pages
 
 
+def test_last_close_frees_what_it_can_lock_and_sleeps_on_the_rest() -> None:
+    """Found by a longer run of these properties (fixed in files.c): a close that drops a
+    file's last reference kept every page until the locked one was put; the kernel's
+    final truncate frees the pages it can lock at once and sleeps on the locked one.
+    The model, for its part, had taken the locked page out of the page cache."""
+    for op in ("close", "munmap"):
+        m, model = Machine(RFC), Model("rfc-v2", RFC.phys_pages)
+        for x in (m, model):
+            fd = x.memfd_create("m", ["MFD_ALLOW_SEALING"])
+            x.pwrite(fd, PAGE, b"\0")
+            x.get_lock_pfn(fd, 0, True)
+            if op == "munmap":
+                mid = x.mmap(fd, 0, PAGE, ["PROT_READ"], ["MAP_SHARED"])
+                assert x.close(fd) is False  # the mapping holds the file
+                assert x.munmap(mid) is True  # the last reference: the truncate sleeps
+            else:
+                assert x.close(fd) is True
+        m.check()
+        assert m.phys().used == 1 and model.used_frames() == 1  # page 1 went at once
+        pfn = next(f.start for f in m.frame_runs()[0] if f.state == "cache")
+        seq = m.event_count
+        m.put_unlock_pfn(pfn)
+        m.check()
+        wake = m.events(seq)[-1]
+        assert (wake.op, wake.wakes_op, wake.ok) == ("wake", op, True)
+        assert m.phys().used == 0
+
+
 def test_queued_pwrite_of_one_byte_reports_one_byte() -> None:
     """Fixed in guest.c: a woken pwrite returning 1 was taken for SS_PENDING."""
     m = Machine(RFC)
