@@ -243,6 +243,10 @@ def frame_track(runs: list[FrameRun], s: int, e: int, total: int, names: dict[in
             return Bar(a, b, f"used fd{r.fd % 6}", f"{title}, order {r.order}")
         if r.state == "more":
             return Bar(a, b, "unloaded", f"frames {span(a, b)}: more runs, not read (zoom in)")
+        if r.state == "cache" and r.index is not None:  # its file is closed, still held
+            first = r.index + (a - r.start)
+            title = f"frame {span(a, b)}: a closed file's page {span(first, first + b - a)}"
+            return Bar(a, b, "closed", f"{title}, order {r.order}")
         return Bar(a, b, "orphan", f"frame {span(a, b)}: out of the cache, still referenced")
 
     def tally(r: FrameRun, n: int, pool: Pool) -> None:

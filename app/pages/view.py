@@ -119,6 +119,18 @@ def _frame(m: Machine, pfn: int, names: dict[int, str]) -> tuple[FrameDetail, in
         return FrameDetail(pfn, f"holds page {index:,} of {who} (order {r.order})"), r.fd, index
     if r.state == "free":
         return FrameDetail(pfn, f"free, in a buddy block of order {r.order}"), None, -1
+    if r.state == "cache" and r.index is not None:
+        index = r.index + pfn - r.start
+        return (
+            FrameDetail(
+                pfn,
+                f"holds page {index:,} of a closed file (order {r.order}), which something "
+                "still holds: an owner's registration or memslot, or its final truncate "
+                "sleeping on a page get_lock_pfn holds",
+            ),
+            None,
+            -1,
+        )
     return FrameDetail(pfn, "out of the page cache, still referenced (orphan)"), None, -1
 
 

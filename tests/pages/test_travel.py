@@ -3,6 +3,7 @@ walkthroughs, and the view state named by the URL (selection, zoom)."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import httpx
@@ -111,6 +112,26 @@ async def test_select_a_page_lights_its_frame_and_back(client: httpx.AsyncClient
     assert "Page 3 of vm0 (fd 3)" in back.text and "holds page 3 of vm0 (fd 3)" in back.text
     free = await client.get(f"/s/{sid}?frame=9000", headers=HX)
     assert "Frame 9,000" in free.text and "free, in a buddy block" in free.text
+
+
+async def test_a_frame_of_a_closed_file_still_being_evicted(client: httpx.AsyncClient) -> None:
+    """The last close sleeps on the page get_lock_pfn holds: that frame still holds a page
+    of the (closed) file, not an orphan; after the put it is free."""
+    sid = await session(client)
+    s = f"/sessions/{sid}"
+    await api(client, "POST", f"{s}/memfds", name="m", flags=["MFD_ALLOW_SEALING"])
+    await api(client, "POST", f"{s}/files/3/ftruncate", length=8192)
+    held = await api(client, "POST", f"{s}/files/3/get_lock_pfn", index=1, alloc=True)
+    await api(client, "POST", f"{s}/files/3/close")
+    last = (await api(client, "GET", f"{s}/events?after=0"))["events"][-1]
+    assert (last["op"], last["pending"]) == ("close", True)
+    text = html.unescape((await client.get(f"/s/{sid}?frame={held['pfn']}", headers=HX)).text)
+    assert "holds page 1 of a closed file" in text
+    assert f"frame {held['pfn']}: a closed file's page 1" in text  # the frame map
+    assert "out of the cache" not in text.split('class="legend"')[0]
+    await api(client, "POST", f"{s}/put_unlock_pfn", pfn=held["pfn"])
+    r = await client.get(f"/s/{sid}?frame={held['pfn']}", headers=HX)
+    assert "free, in a buddy block" in r.text
 
 
 async def test_zoom_down_to_single_pages(client: httpx.AsyncClient) -> None:
