@@ -40,19 +40,29 @@ int inode_fd(const struct inode *in)
 	return in->fd;
 }
 
-/* references to the file besides the page locks get_lock_pfn holds */
-static bool inode_held(struct ss_machine *m, struct inode *in)
+/* references to the file besides the page locks get_lock_pfn holds, not
+ * counting waiter `skip` (-1: count all) */
+bool inode_held_but(struct ss_machine *m, struct inode *in, int skip)
 {
-	if (in->fd >= 0 || in->maps || in->nregs || in->pending)
+	int pending = in->pending;
+	if (skip >= 0 && m->waiters[skip].ino == in->ino &&
+	    (m->waiters[skip].kind == W_REMOVE || m->waiters[skip].kind == W_BLOCKED))
+		pending--;
+	if (in->fd >= 0 || in->maps || in->nregs || pending)
 		return true;
 	for (int i = 0; i < m->nwaiters; i++)
-		if (m->waiters[i].ino == in->ino)
+		if (i != skip && m->waiters[i].ino == in->ino)
 			return true;
 	for (int o = 0; o < m->nowners; o++)
 		for (int s = 0; s < m->owners[o].nslots; s++)
 			if (m->owners[o].slots[s].ino == in->ino)
 				return true;
 	return false;
+}
+
+static bool inode_held(struct ss_machine *m, struct inode *in)
+{
+	return inode_held_but(m, in, -1);
 }
 
 static bool inode_in_use(struct ss_machine *m, struct inode *in)

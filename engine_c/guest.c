@@ -437,6 +437,20 @@ static int waiter_try(struct ss_machine *m, int i)
 	} else if (w.kind != W_BLOCKED && r == SS_PENDING) {
 		m->waiters[i] = w;  /* woke, did some, sleeps again */
 		sleeps = true;
+	} else if (in && (w.kind == W_REMOVE || w.kind == W_BLOCKED) &&
+		   !inode_held_but(m, in, i) && inode_has_locked(m, in)) {
+		/* the woken syscall held the file's last reference (the file was
+		 * closed while it slept): at its end the final truncate runs in
+		 * it, frees what it can lock and sleeps on the rest */
+		struct waiter nw = { .kind = W_REMOVE, .seq = w.seq, .op = w.op, .ino = in->ino,
+				     .start = 0, .end = UINT64_MAX };
+		if (cache_remove_range(m, in, 0, UINT64_MAX, &nw.resume, &nw.pfn) == SS_PENDING) {
+			inode_count_waiter(m, &m->waiters[i], -1);
+			free(m->waiters[i].buf);
+			m->waiters[i] = nw;
+			inode_count_waiter(m, &nw, 1);
+			sleeps = true;
+		}
 	}
 	if (sleeps && m->cur)
 		m->cur->e.pending = 1;

@@ -226,6 +226,8 @@ int inode_fd(const struct inode *in);
 bool inode_has_pins(struct ss_machine *m, struct inode *in);
 bool inode_has_locked(struct ss_machine *m, struct inode *in);
 void inode_put_maybe(struct ss_machine *m, struct inode *in);
+/* whether anything but waiter `skip` (-1: none) holds the file, page locks aside */
+bool inode_held_but(struct ss_machine *m, struct inode *in, int skip);
 /* the last reference went: evict (SS_PENDING while a locked page holds it) */
 int inode_release(struct ss_machine *m, struct inode *in);
 

@@ -459,6 +459,32 @@ static void test_last_close_waits_on_locked_page(void)
 	EXPECT(m, w.result, 0);
 	ss_phys_info(m, &pi);
 	EXPECT(m, pi.used, 0);
+	/* a punch sleeping on page 0 holds the file past its close: when it wakes
+	 * it runs the final truncate, frees page 2 and sleeps on page 3 */
+	fd = ss_memfd_create(m, "c", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_ftruncate(m, fd, 4 * 4096), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 4 * 4096), 0);
+	uint64_t p0, p3;
+	EXPECT(m, ss_get_lock_pfn(m, fd, 0, 0, &p0, &order), 0);
+	EXPECT(m, ss_get_lock_pfn(m, fd, 3, 0, &p3, &order), 0);
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, 2 * 4096),
+	       SS_PENDING);
+	uint64_t punch_seq = last_event(m).seq;
+	EXPECT(m, ss_close(m, fd), 0);            /* the sleeping punch holds the file */
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 3);
+	EXPECT(m, ss_put_unlock_pfn(m, p0), 0);
+	w = last_event(m);
+	EXPECT(m, w.wakes_seq, punch_seq);
+	TRUE(w.pending);                          /* on into the final truncate: sleeps on 3 */
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 1);
+	EXPECT(m, ss_put_unlock_pfn(m, p3), 0);
+	w = last_event(m);
+	EXPECT(m, w.wakes_seq, punch_seq);
+	TRUE(!w.pending);
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 0);
 	/* a close with no page locked frees everything at once */
 	fd = ss_memfd_create(m, "b", SS_MFD_ALLOW_SEALING);
 	EXPECT(m, ss_pwrite(m, fd, "z", 1, 0), 1);

@@ -426,9 +426,36 @@ class Model:
             ev.ok, ev.errno, ev.hazard = False, e.name, e.hazard
         finally:
             self._ev = None
+        if w.kind in ("remove", "blocked") and self._last_holder(w) and self._locked(w.ino):
+            # the woken syscall held the file's last reference (it was closed while
+            # the call slept): its final truncate frees what it can lock, sleeps on the rest
+            self._ev = ev
+            try:
+                got = self._remove(w.ino, 0, 2**64, 0)
+            finally:
+                self._ev = None
+            if got is not None:
+                i = self.waiters.index(w)
+                self.waiters[i] = Waiter(
+                    "remove", w.op, w.ino, page=got[1], start=0, end=2**64, resume=got[0]
+                )
+                ev.pending = True
+                return False
         self.waiters.remove(w)
         self._put_inode(w.ino)
         return True
+
+    def _last_holder(self, w: Waiter) -> bool:
+        """Whether waiter w is all that holds its (closed) file, page locks aside."""
+        ino = w.ino
+        return (
+            ino in self.inodes
+            and ino.fd is None
+            and ino.maps == 0
+            and not ino.owners
+            and not any(v.ino is ino and v is not w for v in self.waiters)
+            and not any(s.ino is ino for s in self.memslots)
+        )
 
     # ---- removing pages ----
     def _invalidate_cb(self, ino: Inode, start: int, end_incl: int) -> None:

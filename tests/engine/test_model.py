@@ -649,6 +649,31 @@ def test_last_close_frees_what_it_can_lock_and_sleeps_on_the_rest() -> None:
         assert m.phys().used == 0
 
 
+def test_a_syscall_asleep_past_the_close_runs_the_final_truncate() -> None:
+    """A punch sleeping on page 0 holds the file past its close (a syscall holds its file
+    until it returns): woken, it frees page 2 and sleeps on page 3 in the final truncate,
+    which a second put finishes. Engine and model alike, step by step."""
+    r = Runner(RFC, Model("rfc-v2", RFC.phys_pages, KNOWN_ENGINE_BUGS))
+    r.step("memfd_create", {"name": "m", "flags": ["MFD_ALLOW_SEALING"]})
+    r.step("ftruncate", {"fd": 3, "length": 4 * PAGE})
+    r.step("fallocate", {"fd": 3, "mode": [], "offset": 0, "length": 4 * PAGE})
+    r.step("get_lock_pfn", {"fd": 3, "index": 0, "alloc": False})
+    r.step("get_lock_pfn", {"fd": 3, "index": 3, "alloc": False})
+    r.step("fallocate", {"fd": 3, "mode": [PUNCH, KEEP], "offset": 0, "length": 2 * PAGE})
+    r.step("close", {"fd": 3})  # the sleeping punch holds the file
+    m = r.m
+    assert m.phys().used == 3
+    punch = m.events()[-2]
+    assert (punch.op, punch.pending) == ("fallocate", True)
+    r.step("put_unlock_pfn", {"which": 0})  # page 0 (the lower pfn)
+    wake = m.events()[-1]
+    assert (wake.op, wake.wakes_seq, wake.pending) == ("wake", punch.seq, True)
+    assert m.phys().used == 1  # page 2 went; the truncate sleeps on page 3
+    r.step("put_unlock_pfn", {"which": 0})
+    wake = m.events()[-1]
+    assert (wake.wakes_seq, wake.pending, m.phys().used) == (punch.seq, False, 0)
+
+
 def test_queued_pwrite_of_one_byte_reports_one_byte() -> None:
     """Fixed in guest.c: a woken pwrite returning 1 was taken for SS_PENDING."""
     m = Machine(RFC)
