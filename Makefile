@@ -34,7 +34,7 @@ BUILD_ENGINE := $(QUIET_BUILD) $(PIP) install -q --no-deps --no-build-isolation 
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help venv engine run test lint ctest pytest asan-pytest bench chromium clean distclean
+.PHONY: help venv engine run test lint ctest pytest asan-pytest soak bench chromium clean distclean
 
 help:
 	@echo "make run          serve http://$(HOST):$(PORT) (HOST=, PORT=, SEALSCOPE_DATA=$(SEALSCOPE_DATA))"
@@ -42,6 +42,7 @@ help:
 	@echo "make venv         create/update .venv (pip install -e '.[test]') and build the engine"
 	@echo "make ctest        C unit tests only;  make lint: ruff + mypy;  make bench;  make clean"
 	@echo "make asan-pytest  the engine tests against an ASan/UBSan build of the engine"
+	@echo "make soak         the property tests with SOAK=20 times their examples, fresh ones"
 
 $(VENV_STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -115,6 +116,13 @@ asan-pytest: venv
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PY) -m pytest tests/engine -p no:cacheprovider $(PYTEST_ARGS); status=$$?; \
 	echo "rebuilding the engine without sanitizers"; $(BUILD_ENGINE); exit $$status
+
+# the property tests (engine vs kernel, vs the reference model, schemathesis) with
+# SOAK times their example budgets and fresh examples each run (tests/budget.py)
+SOAK ?= 20
+soak: venv
+	SEALSCOPE_SOAK=$(SOAK) $(PY) -m pytest -q -o timeout=0 tests/engine \
+		tests/api/test_compare.py tests/api/test_live.py $(PYTEST_ARGS)
 
 bench: venv
 	@for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) "$$f" || exit 1; done

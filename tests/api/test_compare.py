@@ -7,7 +7,6 @@ with the reason, where this machine has no memfd (or no /dev/kvm)."""
 from __future__ import annotations
 
 import base64
-import os
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from app import oracle
 from app.service.scenarios import SCENARIOS
 from app.settings import Settings
 from tests.api.helpers import Server, new_session, running, with_
+from tests.budget import DERANDOMIZE, examples
 
 MEMFD_OK, MEMFD_WHY = oracle.available()
 KVM_OK, KVM_WHY = oracle.kvm_available()
@@ -231,8 +231,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @needs_memfd
 @needs_kvm
 @settings(
-    max_examples=int(os.environ.get("SEALSCOPE_EXAMPLES", "40")),
-    derandomize=True,
+    max_examples=examples(40),
+    derandomize=DERANDOMIZE,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

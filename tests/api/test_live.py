@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from typing import Any
 
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import Server
+from tests.budget import examples
 
 API = "/api/v1/sessions"
 PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
@@ -118,8 +118,8 @@ def _wait(cond: Any, timeout: float = 10) -> None:
 @pytest.mark.slow
 def test_schemathesis(server: Server) -> None:
     """Every operation of the live schema, with generated inputs: no 5xx, no answer that
-    breaks the schema. Bounded: 40 examples per operation (well under a minute);
-    SEALSCOPE_SCHEMATHESIS_EXAMPLES=N asks for N (a longer hunt)."""
+    breaks the schema. Bounded: 40 examples per operation (well under a minute; more
+    under SEALSCOPE_SOAK, see tests/budget.py)."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, Phase, given, settings
 
@@ -140,7 +140,7 @@ def test_schemathesis(server: Server) -> None:
     for op in ops:
 
         @settings(
-            max_examples=int(os.environ.get("SEALSCOPE_SCHEMATHESIS_EXAMPLES", "40")),
+            max_examples=examples(40),
             deadline=None,
             phases=[Phase.explicit, Phase.generate],
             suppress_health_check=list(HealthCheck),

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.engine import Config, EngineError, Machine
+from tests.budget import DERANDOMIZE, examples
 
 PAGE = 4096
 SEALS = ["F_SEAL_SEAL", "F_SEAL_SHRINK", "F_SEAL_GROW", "F_SEAL_WRITE", "F_SEAL_GUEST"]
@@ -60,9 +61,9 @@ def _apply(m: Machine, fd: int, kvm: int, locked: list[int], op: tuple) -> None:
 # derandomize: the same examples every run, so CI's verdict does not change
 # by chance; a new bug shows when the code changes, not at random
 @settings(
-    max_examples=300,
+    max_examples=examples(300),
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(thp=st.sampled_from(["never", "always"]), program=st.lists(ops, max_size=25))

@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.engine import Config, EngineError, Machine, PfnResult
+from tests.budget import DERANDOMIZE, examples
 from tests.engine.refmodel import MAX_FILESIZE, PAGE, Model, ModelError
 
 
@@ -51,9 +52,9 @@ class Op(NamedTuple):
 
 
 SETTINGS = settings(
-    max_examples=500,
+    max_examples=examples(500),
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -566,7 +567,7 @@ def test_rfc_v2_engine_matches_model(ops: list[Op]) -> None:
         r.step(name, args)
 
 
-@settings(SETTINGS, max_examples=150)
+@settings(SETTINGS, max_examples=examples(150))
 @given(rfc_ops())
 def test_rfc_v2_guest_sealed_engine_matches_model(ops: list[Op]) -> None:
     """The same, on a memfd sealed with F_SEAL_GUEST before anything else."""
@@ -575,7 +576,7 @@ def test_rfc_v2_guest_sealed_engine_matches_model(ops: list[Op]) -> None:
         r.step(name, args)
 
 
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=examples(100))
 @given(rfc_ops(npages=1100))
 def test_rfc_v2_thp_within_size_keeps_invariants(ops: list[Op]) -> None:
     r = rfc_runner(Config(profile="rfc-v2", phys_pages=4096, thp="within_size"))
@@ -583,7 +584,7 @@ def test_rfc_v2_thp_within_size_keeps_invariants(ops: list[Op]) -> None:
         r.step(name, args)
 
 
-@settings(SETTINGS, max_examples=200)
+@settings(SETTINGS, max_examples=examples(200))
 @given(gmem_ops())
 def test_guest_memfd_engine_matches_model(ops: list[Op]) -> None:
     config = Config(profile="guest-memfd", phys_pages=1024)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from app import oracle
 from app.engine import Config, EngineError, Machine
+from tests.budget import DERANDOMIZE, examples
 from tests.engine.kernel_adapter import EngineRunner
 
 MEMFD_OK, MEMFD_WHY = oracle.available()
@@ -40,7 +41,7 @@ ALLOC_CAP = 4 << 20  # bytes a log may ask fallocate to allocate
 
 SETTINGS = settings(
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -231,7 +232,7 @@ needs_noexec_0 = pytest.mark.skipif(
 
 @needs_memfd
 @needs_noexec_0
-@settings(SETTINGS, max_examples=200)
+@settings(SETTINGS, max_examples=examples(200))
 @given(log_strategy(kvm=False))
 def test_random_memfd_logs_match_the_kernel(log: list[Op]) -> None:
     replay([Op("memfd_create", {"name": "p", "flags": ["MFD_ALLOW_SEALING"]}), *log])
@@ -240,7 +241,7 @@ def test_random_memfd_logs_match_the_kernel(log: list[Op]) -> None:
 @needs_memfd
 @needs_noexec_0
 @pytest.mark.skipif(not KVM_OK, reason=f"no usable /dev/kvm with guest_memfd: {KVM_WHY}")
-@settings(SETTINGS, max_examples=200)
+@settings(SETTINGS, max_examples=examples(200))
 @given(log_strategy(kvm=True))
 def test_random_logs_with_guest_memfd_match_the_kernel(log: list[Op]) -> None:
     setup = [
