@@ -75,10 +75,11 @@ def _touch(t: Any, owners: dict[int, str]) -> str:
 def _result(ev: Event) -> str:
     if not ev.ok:
         return f"{ev.errno} ({ev.errno_value})"
+    if ev.op == "wake":
+        woke = f"wakes #{ev.wakes_seq} {ev.wakes_op or ''}".rstrip()
+        return f"{woke}, which sleeps again on a page lock" if ev.pending else woke
     if ev.pending:
         return "sleeps on a page lock"
-    if ev.op == "wake":
-        return f"wakes #{ev.wakes_seq} {ev.wakes_op or ''}".rstrip()
     out = getattr(ev, "out", None) or {}
     if "pfn" in out:
         return f"pfn {out['pfn']}, order {out.get('order')}"

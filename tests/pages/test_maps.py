@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine import FrameRun, PageRun
+from app.engine import Config, FrameRun, Machine, PageRun
 from app.pages.maps import (
     BINS,
     DASH,
@@ -17,6 +17,7 @@ from app.pages.maps import (
 )
 from app.pages.render import human_bytes
 from app.pages.state import ViewState, parse_size, to_int, window, zooms
+from app.pages.timeline import event_row
 
 
 def present(a: int, b: int, pfn: int = 0, **kw: object) -> PageRun:
@@ -114,3 +115,21 @@ def test_frame_track_names_the_file() -> None:
     t = frame_track(runs, 0, 1024, 1024, {3: "vm0 (fd 3)"})
     assert t.bars[0].cls == "used fd3"
     assert t.bars[0].title == f"frame 0{DASH}3: vm0 (fd 3), page 8{DASH}11, order 0"
+
+
+def test_a_wake_that_sleeps_again_says_both() -> None:
+    """A punch asleep past its file's close wakes, then sleeps in the final truncate."""
+    m = Machine(Config(phys_pages=1024))
+    fd = m.memfd_create("m", ["MFD_ALLOW_SEALING"])
+    m.ftruncate(fd, 4 * 4096)
+    m.fallocate(fd, [], 0, 4 * 4096)
+    p0 = m.get_lock_pfn(fd, 0, False).pfn
+    m.get_lock_pfn(fd, 3, False)
+    assert m.fallocate(fd, ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"], 0, 8192)
+    punch = m.event_count
+    m.close(fd)
+    assert p0 is not None
+    m.put_unlock_pfn(p0)
+    row = event_row(m.events()[-1], {}, {})
+    assert row.result == f"wakes #{punch} fallocate, which sleeps again on a page lock"
+    assert row.pending and "wait page 3" in " ".join(row.touches)

@@ -132,6 +132,7 @@ async def test_a_frame_of_a_closed_file_still_being_evicted(client: httpx.AsyncC
     await api(client, "POST", f"{s}/put_unlock_pfn", pfn=held["pfn"])
     r = await client.get(f"/s/{sid}?frame={held['pfn']}", headers=HX)
     assert "free, in a buddy block" in r.text
+    assert f"wakes #{last['seq']} close" in r.text  # the timeline
 
 
 async def test_zoom_down_to_single_pages(client: httpx.AsyncClient) -> None:
