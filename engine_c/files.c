@@ -452,10 +452,12 @@ int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offse
 			return 0;
 		return removal_start(m, in, start, end, seq);
 	}
-	if (in->flags & SS_MFD_HUGETLB)
-		return -ENOSPC;  /* no hugetlb pages reserved on this machine */
+	/* shmem_fallocate and hugetlbfs_fallocate both refuse growth past a
+	 * F_SEAL_GROW before they allocate anything */
 	if ((in->seals & SS_F_SEAL_GROW) && offset + len > in->size)
 		return -EPERM;
+	if (in->flags & SS_MFD_HUGETLB)
+		return -ENOSPC;  /* no hugetlb pages reserved on this machine */
 	return fallocate_alloc(m, in, mode, offset, len);
 }
 

@@ -609,10 +609,10 @@ class Model:
             if start >= end:
                 return 0
             return self._removal(ino, start, end, op)
+        if ino.seals & SEAL_GROW and end_byte > ino.size:
+            raise ModelError("EPERM")  # before any allocation, hugetlbfs too
         if ino.flags & MFD_FLAGS["MFD_HUGETLB"]:
             raise ModelError("ENOSPC")
-        if ino.seals & SEAL_GROW and end_byte > ino.size:
-            raise ModelError("EPERM")
         start, end = offset // PAGE, -(-end_byte // PAGE)
         new: list[int] = []
         used = self.used_frames()

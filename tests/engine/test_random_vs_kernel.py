@@ -271,3 +271,16 @@ def test_hugetlb_mmap_unaligned_offset_is_einval() -> None:
         Op("mmap", {"fd": 3, "offset": PAGE, "length": PAGE, "prot": [R], "flags": ["MAP_SHARED"]}),
     ]
     replay(log, skip_known=False)
+
+
+@needs_memfd
+def test_hugetlb_fallocate_checks_f_seal_grow_before_allocating() -> None:
+    """Found by a soak of these logs (fixed): hugetlbfs_fallocate() refuses growth past
+    F_SEAL_GROW (EPERM) before it looks for huge pages (ENOSPC on this machine)."""
+    log = [
+        Op("memfd_create", {"name": "p", "flags": ["MFD_HUGETLB", "MFD_ALLOW_SEALING"]}),
+        Op("F_ADD_SEALS", {"fd": 3, "seals": ["F_SEAL_GROW"]}),
+        Op("fallocate", {"fd": 3, "mode": [], "offset": 0, "len": PAGE}),
+        Op("fallocate", {"fd": 3, "mode": ["FALLOC_FL_KEEP_SIZE"], "offset": 0, "len": PAGE}),
+    ]
+    replay(log, skip_known=False)
