@@ -1,6 +1,7 @@
 """Throughput and latency of the REST service against a bare FastAPI endpoint.
 
-    .venv/bin/python bench/api.py [--rounds 5] [--seconds 2] [--clients 1,16,64] [--engine-threads]
+    .venv/bin/python bench/api.py [--rounds 9] [--seconds 1.5] [--clients 1,16,64]
+                                  [--engine-threads]
 
 Starts two uvicorn processes on free ports: the real app (`python -m app serve`, its
 store in a temporary directory) and a bare FastAPI app with one pydantic-validated POST
@@ -192,8 +193,8 @@ def pct(lat: list[float], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=2.0, help="length of one timed run")
-    ap.add_argument("--rounds", type=int, default=5, help="bare/app run pairs per level")
+    ap.add_argument("--seconds", type=float, default=1.5, help="length of one timed run")
+    ap.add_argument("--rounds", type=int, default=9, help="bare/app run pairs per level")
     ap.add_argument("--clients", default="1,16,64")
     ap.add_argument("--engine-threads", action="store_true")
     args = ap.parse_args()

@@ -69,6 +69,28 @@ def test_group_commit(tmp_path: Path, sync: str) -> None:
     asyncio.run(run())
 
 
+def test_one_store_one_service(tmp_path: Path) -> None:
+    """The open store holds its file: a second one on the same path fails to open, and
+    loads (at start-up) go through the open connection."""
+
+    async def run() -> None:
+        store = Store(tmp_path / "db.sqlite")
+        await store.open()
+        await store.create_session(
+            StoredSession("a", "rfc-v2", 4096, "never", [], 0.0, 0.0), [], 1.0
+        )
+        other = Store(tmp_path / "db.sqlite")
+        with pytest.raises(RuntimeError, match="in use by another sealscope process"):
+            await other.open()
+        assert [s.id for s in store.load()] == ["a"]
+        await store.close()
+        await other.open()  # free again
+        assert [s.id for s in other.load()] == ["a"]
+        await other.close()
+
+    asyncio.run(run())
+
+
 def test_which_events_may_be_huge() -> None:
     s = Session("s", Config(phys_pages=4096), Settings(), 0.0)
     s.mark_big(5, 7)

@@ -339,8 +339,13 @@ def test_out_of_range_ints_wrap_like_a_c_cast() -> None:
 def test_results_are_frozen() -> None:
     m = Machine()
     info = m.file(memfd(m))
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(AttributeError):  # a NamedTuple
         info.size = 1  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):  # a frozen dataclass
+        m.config.phys_pages = 1  # type: ignore[misc]
+    runs, _ = m.frame_runs()
+    with pytest.raises(AttributeError):
+        runs[0].end = 0  # type: ignore[misc]
 
 
 def test_page_runs_grow_with_runs_not_with_the_file() -> None:
