@@ -252,12 +252,13 @@ class Model:
         """Pages a get_lock_pfn caller holds (locked, or referenced in guest-memfd)."""
         return [p for p in self.live_pages() if p.refs]
 
-    def _in_use(self, ino: Inode) -> bool:
+    def _in_use(self, ino: Inode, but: Waiter | None = None) -> bool:
+        """Whether anything holds the file (page locks aside), waiter `but` not counted."""
         return (
             ino.fd is not None
             or ino.maps > 0
             or bool(ino.owners)
-            or any(w.ino is ino for w in self.waiters)
+            or any(w.ino is ino and w is not but for w in self.waiters)
             or any(s.ino is ino for s in self.memslots)
         )
 
@@ -426,7 +427,8 @@ class Model:
             ev.ok, ev.errno, ev.hazard = False, e.name, e.hazard
         finally:
             self._ev = None
-        if w.kind in ("remove", "blocked") and self._last_holder(w) and self._locked(w.ino):
+        last = w.ino in self.inodes and not self._in_use(w.ino, but=w)
+        if w.kind in ("remove", "blocked") and last and self._locked(w.ino):
             # the woken syscall held the file's last reference (it was closed while
             # the call slept): its final truncate frees what it can lock, sleeps on the rest
             self._ev = ev
@@ -444,18 +446,6 @@ class Model:
         self.waiters.remove(w)
         self._put_inode(w.ino)
         return True
-
-    def _last_holder(self, w: Waiter) -> bool:
-        """Whether waiter w is all that holds its (closed) file, page locks aside."""
-        ino = w.ino
-        return (
-            ino in self.inodes
-            and ino.fd is None
-            and ino.maps == 0
-            and not ino.owners
-            and not any(v.ino is ino and v is not w for v in self.waiters)
-            and not any(s.ino is ino for s in self.memslots)
-        )
 
     # ---- removing pages ----
     def _invalidate_cb(self, ino: Inode, start: int, end_incl: int) -> None:
