@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.engine import Callback, Event, FileInfo, Machine, OwnerInfo
+from app.engine import Memslot as SlotInfo
 from app.errors import NotFound
 from app.models.files import File
 from app.models.guest import GfnRun, Memslot, Owner, OwnerDetail
@@ -63,22 +64,18 @@ def owner_detail(m: Machine, info: OwnerInfo, start: int, max_runs: int) -> Owne
         owner_id=str(info.id),
         name=info.name,
         kind=info.kind,  # type: ignore[arg-type]
-        memslots=[
-            Memslot(
-                slot=s.slot,
-                owner_id=str(info.id),
-                fd=s.fd,
-                gfn=s.gfn,
-                index=s.index,
-                npages=s.npages,
-            )
-            for s in info.memslots
-        ],
+        memslots=[memslot_out(s, str(info.id)) for s in info.memslots],
         mapped=[GfnRun(gfn=r.gfn, npages=r.npages, pfn=r.pfn, order=r.order) for r in runs],
         next_gfn=runs[-1].gfn + runs[-1].npages if more and runs else None,
         nmapped=info.nmapped,
         nzapped=info.nzapped,
         ncallbacks=info.ncallbacks,
+    )
+
+
+def memslot_out(s: SlotInfo, owner_id: str) -> Memslot:
+    return Memslot(
+        slot=s.slot, owner_id=owner_id, fd=s.fd, gfn=s.gfn, index=s.index, npages=s.npages
     )
 
 

@@ -52,7 +52,14 @@ from app.models.guest import (
     UnregisterGuestArgs,
 )
 from app.models.views import Callbacks
-from app.service.convert import callback_out, fd_arg, file_fields, file_out, owner_arg
+from app.service.convert import (
+    callback_out,
+    fd_arg,
+    file_fields,
+    file_out,
+    memslot_out,
+    owner_arg,
+)
 from app.settings import MAX_LFS_FILESIZE, Settings
 
 Handler = Callable[[Machine, Any], BaseModel | None]
@@ -201,10 +208,7 @@ def invalidate(m: Machine, a: InvalidateArgs) -> Callbacks:
 
 def memslot_create(m: Machine, a: MemslotArgs) -> Memslot:
     owner = owner_arg(m, a.owner_id, "memslot")
-    s = m.memslot_create(owner, fd_arg(a.fd), a.gfn, a.index, a.npages)
-    return Memslot(
-        slot=s.slot, owner_id=a.owner_id, fd=s.fd, gfn=s.gfn, index=s.index, npages=s.npages
-    )
+    return memslot_out(m.memslot_create(owner, fd_arg(a.fd), a.gfn, a.index, a.npages), a.owner_id)
 
 
 def fault(m: Machine, a: FaultArgs) -> FaultAnswer:
