@@ -67,16 +67,51 @@ void ev_hazard(struct ss_machine *m, int hazard, uint64_t raw)
 	m->cur->e.raw = raw;
 }
 
+/* Whether callback {fn, owner, start, end} continues run r. */
+static bool run_continues(const struct cbrun *r, int fn, int owner, uint64_t start,
+			  uint64_t end)
+{
+	if (r->fn != fn || r->owner != owner || start <= r->start ||
+	    end - start != r->end - r->start)
+		return false;
+	if (r->count == 1)
+		return true;  /* the second callback sets the step */
+	return start - r->start == r->step * r->count;
+}
+
 void ev_callback(struct ss_machine *m, int fn, int owner, uint64_t start, uint64_t end)
 {
-	if (!m->cur || grow((void **)&m->cbs, &m->cap_cbs, m->ncbs + 1, sizeof(*m->cbs)))
+	struct evrec *r = m->cur;
+	if (!r)
 		return;
-	struct ss_callback *c = &m->cbs[m->ncbs++];
+	r->e.ncallbacks++;
+	if (r->cb_full)
+		return;
+	if (r->cb_runs) {
+		struct cbrun *l = &m->cbs[m->ncbs - 1];
+		if (run_continues(l, fn, owner, start, end)) {
+			if (l->count == 1)
+				l->step = start - l->start;
+			l->count++;
+			r->e.callbacks_kept++;
+			return;
+		}
+	}
+	if (r->cb_runs >= SS_EV_KEEP ||
+	    grow((void **)&m->cbs, &m->cap_cbs, m->ncbs + 1, sizeof(*m->cbs))) {
+		r->cb_full = true;  /* counted, not kept: the kept ones stay a prefix */
+		return;
+	}
+	struct cbrun *c = &m->cbs[m->ncbs++];
 	c->fn = fn;
 	c->owner = owner;
 	c->start = start;
 	c->end = end;
-	m->cur->e.ncallbacks++;
+	c->step = 0;
+	c->count = 1;
+	c->first = r->e.ncallbacks - 1;
+	r->cb_runs++;
+	r->e.callbacks_kept++;
 }
 
 void ev_touch(struct ss_machine *m, int what, int fd, int owner, uint64_t index,
@@ -85,24 +120,27 @@ void ev_touch(struct ss_machine *m, int what, int fd, int owner, uint64_t index,
 	struct evrec *r = m->cur;
 	if (!r || !npages)
 		return;
-	if (r->e.ntouches) {
-		struct ss_touch *l = &m->touches[m->ntouches - 1];
-		if (l->what == what && l->fd == fd && l->owner == owner &&
-		    l->index + l->npages == index && l->pfn + l->npages == pfn) {
-			l->npages += npages;
-			return;
-		}
-	}
-	if (grow((void **)&m->touches, &m->cap_touches, m->ntouches + 1, sizeof(*m->touches)))
+	struct ss_touch *l = &r->t_last;
+	if (r->e.ntouches && l->what == what && l->fd == fd && l->owner == owner &&
+	    l->index + l->npages == index && l->pfn + l->npages == pfn) {
+		l->npages += npages;
+		if (!r->t_full)
+			m->touches[m->ntouches - 1].npages += npages;
 		return;
-	struct ss_touch *t = &m->touches[m->ntouches++];
-	t->what = what;
-	t->fd = fd;
-	t->owner = owner;
-	t->index = index;
-	t->npages = npages;
-	t->pfn = pfn;
+	}
+	*l = (struct ss_touch){ .what = what, .fd = fd, .owner = owner, .index = index,
+				.npages = npages, .pfn = pfn };
 	r->e.ntouches++;
+	if (r->t_full)
+		return;
+	if (r->t_kept >= SS_EV_KEEP ||
+	    grow((void **)&m->touches, &m->cap_touches, m->ntouches + 1, sizeof(*m->touches))) {
+		r->t_full = true;
+		return;
+	}
+	m->touches[m->ntouches++] = *l;
+	r->t_kept++;
+	r->e.touches_kept++;
 }
 
 void events_free(struct ss_machine *m)
@@ -131,7 +169,7 @@ int events_clone(struct ss_machine *dst, const struct ss_machine *src)
 	dst->cap_touches = src->ntouches;
 	dst->cur = NULL;
 	if (dup_array((void **)&dst->events, src->events, src->nevents, sizeof(struct evrec)) ||
-	    dup_array((void **)&dst->cbs, src->cbs, src->ncbs, sizeof(struct ss_callback)) ||
+	    dup_array((void **)&dst->cbs, src->cbs, src->ncbs, sizeof(struct cbrun)) ||
 	    dup_array((void **)&dst->touches, src->touches, src->ntouches, sizeof(struct ss_touch)))
 		return -ENOMEM;
 	return 0;
@@ -161,9 +199,28 @@ int ss_event_callbacks(const struct ss_machine *m, uint64_t seq, uint32_t first,
 	if (seq < 1 || seq > m->nevents || max < 0)
 		return -ENOENT;
 	const struct evrec *r = &m->events[seq - 1];
+	if (first >= r->e.callbacks_kept || !max)
+		return 0;
+	/* the last run starting at or before first */
+	const struct cbrun *runs = &m->cbs[r->cb_first];
+	uint32_t lo = 0, hi = r->cb_runs;
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (runs[mid].first <= first)
+			lo = mid;
+		else
+			hi = mid;
+	}
 	int n = 0;
-	for (uint64_t i = first; i < r->e.ncallbacks && n < max; i++)
-		out[n++] = m->cbs[r->cb_first + i];
+	uint64_t i = first;
+	for (uint32_t k = lo; k < r->cb_runs && n < max; k++) {
+		const struct cbrun *c = &runs[k];
+		for (uint64_t j = i - c->first; j < c->count && n < max; j++, i++) {
+			uint64_t d = j * c->step;
+			out[n++] = (struct ss_callback){ .fn = c->fn, .owner = c->owner,
+							 .start = c->start + d, .end = c->end + d };
+		}
+	}
 	return n;
 }
 
@@ -174,7 +231,7 @@ int ss_event_touches(const struct ss_machine *m, uint64_t seq, uint32_t first,
 		return -ENOENT;
 	const struct evrec *r = &m->events[seq - 1];
 	int n = 0;
-	for (uint64_t i = first; i < r->e.ntouches && n < max; i++)
+	for (uint64_t i = first; i < r->e.touches_kept && n < max; i++)
 		out[n++] = m->touches[r->t_first + i];
 	return n;
 }

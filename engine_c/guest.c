@@ -250,9 +250,9 @@ int ss_invalidate(struct ss_machine *m, int fd, uint64_t start, uint64_t end)
 	if (start > end)
 		return (int)ev_end(m, -EINVAL);
 	if (in->kind == SS_KIND_GMEM) {
-		uint64_t before = m->ncbs;
+		uint32_t before = m->cur ? m->cur->e.ncallbacks : 0;
 		callback_gmem_invalidate(m, in, start, end == UINT64_MAX ? end : end + 1);
-		return (int)ev_end(m, (int64_t)(m->ncbs - before));
+		return (int)ev_end(m, m->cur ? (int64_t)(m->cur->e.ncallbacks - before) : 0);
 	}
 	if (!is_rfc(m))
 		return (int)ev_end(m, -EINVAL);

@@ -152,9 +152,30 @@ struct waiter {
 };
 
 /* ---- events ---- */
+
+/*
+ * Callbacks are stored as runs: callback k of a run (k < count) is
+ * {fn, owner, start + k * step, end + k * step}, so a punch of a million
+ * contiguous pages is one record.  An event keeps at most SS_EV_KEEP runs
+ * and SS_EV_KEEP touch records; past that its callbacks and touches are
+ * counted (ncallbacks, ntouches) but not kept: the log stays bounded however
+ * many pages one operation meets.  The kept ones are always a prefix.
+ */
+struct cbrun {
+	int fn;
+	int owner;
+	uint64_t start, end;   /* of the run's first callback */
+	uint64_t step;         /* 0 while the run holds one callback */
+	uint64_t count;
+	uint64_t first;        /* index of the run's first callback in its event */
+};
+
 struct evrec {
 	struct ss_event e;
-	uint64_t cb_first, t_first;
+	uint64_t cb_first, t_first;  /* first run / touch record of the event */
+	uint32_t cb_runs, t_kept;    /* runs and touch records kept */
+	bool cb_full, t_full;        /* something was counted but not kept */
+	struct ss_touch t_last;      /* the last touch counted (merging goes on past the cap) */
 };
 
 struct ss_machine {
@@ -184,7 +205,7 @@ struct ss_machine {
 
 	struct evrec *events;
 	uint64_t nevents, cap_events;
-	struct ss_callback *cbs;
+	struct cbrun *cbs;
 	uint64_t ncbs, cap_cbs;
 	struct ss_touch *touches;
 	uint64_t ntouches, cap_touches;

@@ -415,7 +415,7 @@ uint64_t ss_memory_bytes(const struct ss_machine *m)
 		b += m->owners[i].gfns.nodes * (8 + 8 + 64 * 8) +
 		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot);
 	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
-	b += m->cap_events * sizeof(struct evrec) + m->cap_cbs * sizeof(struct ss_callback) +
+	b += m->cap_events * sizeof(struct evrec) + m->cap_cbs * sizeof(struct cbrun) +
 	     m->cap_touches * sizeof(struct ss_touch);
 	return b;
 }

@@ -38,6 +38,7 @@
 #define SS_MAX_OWNERS 8               /* owner ids are 0..7 */
 #define SS_MAX_REGS 8                 /* registrations per file (variants) */
 #define SS_PENDING 1                  /* the operation is waiting on a lock */
+#define SS_EV_KEEP 4096               /* callback runs and touch records one event keeps */
 
 /* profiles */
 #define SS_PROFILE_RFC_V2 0
@@ -184,8 +185,10 @@ struct ss_event {
 	int wakes_op;            /* SS_OP_WAKE: the op that was waiting */
 	int64_t out[2];          /* outputs: get_lock_pfn / fault: pfn, order */
 	int pending;             /* the op went to sleep: a waiter names this seq */
-	uint32_t ncallbacks;
-	uint32_t ntouches;
+	uint32_t ncallbacks;     /* callbacks made, all counted */
+	uint32_t ntouches;       /* touch records, all counted */
+	uint32_t callbacks_kept; /* the first callbacks_kept can be read back */
+	uint32_t touches_kept;   /* the first touches_kept can be read back */
 };
 
 /* a run of alike pages of a file: [start, end) */

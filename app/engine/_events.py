@@ -83,6 +83,7 @@ class EventReader:
         ok = result >= 0
         hazard = HAZARDS.get(e.hazard, f"hazard{e.hazard}")
         ncb, nt = e.ncallbacks, e.ntouches
+        kcb, kt = e.callbacks_kept, e.touches_kept
         wakes_op = OPS.get(e.wakes_op) if op == "wake" and e.wakes_seq else None
         gives_pfn = op in PFN_OPS or wakes_op in PFN_OPS
         out: dict[str, int] = {}
@@ -101,12 +102,14 @@ class EventReader:
             hazard=hazard,
             raw=int(e.raw) if e.hazard or (gives_pfn and ok and not pending) else None,
             wakes_seq=int(e.wakes_seq) if e.wakes_seq else None,
-            callbacks=self.callbacks(m, seq, min(ncb, max_items)) if ncb else [],
-            touches=self.touches(m, seq, min(nt, max_items)) if nt else [],
+            callbacks=self.callbacks(m, seq, min(kcb, max_items)) if kcb else [],
+            touches=self.touches(m, seq, min(kt, max_items)) if kt else [],
             out=out,
             wakes_op=wakes_op,
             ncallbacks=int(ncb),
             ntouches=int(nt),
+            callbacks_kept=int(kcb),
+            touches_kept=int(kt),
         )
 
     def find(self, m: Any, after: int, op: str) -> int | None:

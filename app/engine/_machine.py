@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from app.engine._errors import make_error
+from app.engine._events import MAX_ITEMS
 from app.engine._lib import ffi, lib
 from app.engine._messages import Ctx, explain
 from app.engine._names import (
@@ -306,8 +307,12 @@ class Machine(Views):
             before = self._count()
             return self._check("migrate_page", lib.ss_migrate_page(self._m, p), before, {"pfn": p})
 
-    def invalidate(self, fd: int, start: int, end: int) -> list[Callback]:
-        """Run the owners' invalidate_page_range over [start, end]; the callbacks made."""
+    def invalidate(
+        self, fd: int, start: int, end: int, max_items: int = MAX_ITEMS
+    ) -> list[Callback]:
+        """Run the owners' invalidate_page_range over [start, end]; the first max_items
+        callbacks made (the event counts them all: one per page, page the rest with
+        event_callbacks)."""
         fd, s, e = i32(fd), u64(start), u64(end)
         with self._lock:
             before = self._count()
@@ -315,7 +320,7 @@ class Machine(Views):
             self._check("invalidate", rc, before, {"start": s, "end": e}, fd)
             seq = self._seq(before, "invalidate")
             ev = self._reader.raw(self._m, seq)
-            n = ev.ncallbacks if ev is not None else 0
+            n = min(ev.callbacks_kept, max(0, max_items)) if ev is not None else 0
             return self._reader.callbacks(self._m, seq, n)
 
     def memslot_create(self, owner: int, fd: int, gfn: int, index: int, npages: int) -> Memslot:

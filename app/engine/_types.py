@@ -152,6 +152,10 @@ class Event(NamedTuple):
     # Machine.event_callbacks / event_touches
     ncallbacks: int = 0
     ntouches: int = 0
+    # how many of them the engine kept (a prefix: it keeps SS_EV_KEEP runs of callbacks
+    # and SS_EV_KEEP touch records an event, and counts the rest)
+    callbacks_kept: int = 0
+    touches_kept: int = 0
 
 
 @dataclass(frozen=True, slots=True)

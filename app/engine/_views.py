@@ -309,12 +309,12 @@ class Views:
         return [e for e in out if e is not None]
 
     def event_callbacks(self, seq: int, first: int = 0, count: int = MAX_ITEMS) -> list[Callback]:
-        """Callbacks [first, first + count) of event seq (none past its end)."""
-        return self._event_items(seq, first, count, "ncallbacks", self._reader.callbacks)
+        """Callbacks [first, first + count) of event seq (none past the kept ones)."""
+        return self._event_items(seq, first, count, "callbacks_kept", self._reader.callbacks)
 
     def event_touches(self, seq: int, first: int = 0, count: int = MAX_ITEMS) -> list[Touch]:
-        """Touches [first, first + count) of event seq (none past its end)."""
-        return self._event_items(seq, first, count, "ntouches", self._reader.touches)
+        """Touches [first, first + count) of event seq (none past the kept ones)."""
+        return self._event_items(seq, first, count, "touches_kept", self._reader.touches)
 
     def _event_items(
         self, seq: int, first: int, count: int, total: str, read: Callable[..., list[Any]]

@@ -117,8 +117,16 @@ class CallbackOut(BaseModel):
 
 
 class Callbacks(BaseModel):
-    callbacks: list[CallbackOut]
+    callbacks: list[CallbackOut] = Field(
+        description="the first 4096 callbacks (page the rest with …/events/{seq}/callbacks)"
+    )
     seq: int | None = Field(None, description="engine event seq of the call")
+    callbacks_total: int = Field(0, description="callbacks the call made in all")
+    callbacks_kept: int = Field(
+        0,
+        description="how many of them the event log keeps, to page with …/events/{seq}/"
+        "callbacks?first= (all but for a call meeting more than 4096 runs of pages)",
+    )
     model_config = examples(
         {
             "callbacks": [
@@ -131,6 +139,8 @@ class Callbacks(BaseModel):
                 }
             ],
             "seq": 4,
+            "callbacks_total": 1,
+            "callbacks_kept": 1,
         }
     )
 
@@ -175,6 +185,11 @@ class EventOut(BaseModel):
         "4096 (page the rest with …/events/{seq}/callbacks)",
     )
     touches_total: int = Field(0, description="touches in all; `touches` holds the first 4096")
+    callbacks_kept: int = Field(
+        0,
+        description="callbacks the log keeps to page (a prefix of callbacks_total: an event "
+        "keeps 4096 runs of them, a run being one per page over contiguous pages)",
+    )
     model_config = examples(
         {
             "seq": 3,
@@ -194,6 +209,7 @@ class EventOut(BaseModel):
             "touches": [],
             "callbacks_total": 0,
             "touches_total": 0,
+            "callbacks_kept": 0,
         }
     )
 
@@ -205,6 +221,7 @@ class EventCallbacks(BaseModel):
     total: int
     first: int
     callbacks: list[CallbackOut]
+    kept: int = Field(0, description="callbacks the log keeps: none is answered past these")
     model_config = examples(
         {
             "seq": 7,
@@ -219,6 +236,7 @@ class EventCallbacks(BaseModel):
                     "end_inclusive": True,
                 }
             ],
+            "kept": 1,
         }
     )
 

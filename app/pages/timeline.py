@@ -106,9 +106,9 @@ def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> Event
         hazard=hazard(ev.hazard) if ev.hazard else None,
         file=None if ev.fd is None else files.get(ev.fd, f"fd {ev.fd}"),
         callbacks=cbs,
-        more_callbacks=len(ev.callbacks) - len(cbs),
+        more_callbacks=ev.ncallbacks - len(cbs),
         touches=touches,
-        more_touches=len(ev.touches) - len(touches),
+        more_touches=ev.ntouches - len(touches),
     )
 
 

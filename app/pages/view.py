@@ -154,7 +154,7 @@ def _page(m: Machine, fd: int, index: int, owners: list[OwnerInfo]) -> PageDetai
 def _owners(m: Machine, infos: list[OwnerInfo], files: list[FileView]) -> list[OwnerView]:
     names = {o.id: o.name for o in infos}
     fnames = {f.info.fd: f.label for f in files}
-    recent = m.events(max(0, m.event_count - 200))
+    recent = m.events(max(0, m.event_count - 200), max_items=64)  # a few of each shown
     out = []
     for o in infos:
         runs = m.gfn_runs(o.id, 0, MAX_GFN_RUNS + 1)
@@ -270,7 +270,7 @@ def build(
     rows: list[OpRow] = []
     if newest:
         lo = op_events[first - 2] if first >= 2 else 0
-        events = m.events(lo, max(1, op_events[newest - 1] - lo))
+        events = m.events(lo, max(1, op_events[newest - 1] - lo), max_items=16)
         rows = op_rows(ops[first - 1 : newest], first, op_events, events, onames, fnames)
     return View(
         state=st,

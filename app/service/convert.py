@@ -118,4 +118,5 @@ def event_out(ev: Event, op_seq: int | None) -> EventOut:
         ],
         callbacks_total=ev.ncallbacks,
         touches_total=ev.ntouches,
+        callbacks_kept=ev.callbacks_kept,
     )

@@ -69,6 +69,7 @@ Check = Callable[[Settings, Machine, Any], None]  # limits of the service, live 
 Heavy = Callable[[Machine, Any], bool]  # may take long: run it off the event loop
 
 BIG = 1024  # pages: an op touching more runs in a worker thread (a 16M-page punch takes s)
+ANSWER_CALLBACKS = 4096  # callbacks in an invalidate answer (as in an event); the rest paged
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,16 @@ def _big_file(m: Machine, a: Any) -> bool:
 
 def _sleepers(m: Machine, a: Any) -> bool:
     return bool(m.waiters())  # a wake may finish a long punch
+
+
+def _big_file_or_sleepers(m: Machine, a: Any) -> bool:
+    # a truncate or an F_SEAL_WRITE walks the file's pages; a wake may finish a punch
+    return _big_file(m, a) or _sleepers(m, a)
+
+
+def _any_big(m: Machine, a: Any) -> bool:
+    # an unmap may drop a closed file's last reference: its final truncate
+    return _sleepers(m, a) or sum(f.nr_pages for f in m.files()) > BIG
 
 
 def _file_limit(s: Settings, end: int, what: str) -> None:
@@ -202,8 +213,16 @@ def put_unlock_pfn(m: Machine, a: PutUnlockPfn) -> Unlocked:
 
 
 def invalidate(m: Machine, a: InvalidateArgs) -> Callbacks:
-    cbs = m.invalidate(fd_arg(a.fd), a.start, a.end)
-    return Callbacks(callbacks=[callback_out(c) for c in cbs], seq=m.event_count)
+    # one callback per page: the answer carries the first ANSWER_CALLBACKS and the total
+    cbs = m.invalidate(fd_arg(a.fd), a.start, a.end, ANSWER_CALLBACKS)
+    seq = m.event_count
+    ev = m.events(seq - 1, 1, max_items=0)[0]
+    return Callbacks(
+        callbacks=[callback_out(c) for c in cbs],
+        seq=seq,
+        callbacks_total=ev.ncallbacks,
+        callbacks_kept=ev.callbacks_kept,
+    )
 
 
 def memslot_create(m: Machine, a: MemslotArgs) -> Memslot:
@@ -255,8 +274,9 @@ OPS: dict[str, OpSpec] = {
             FtruncateArgs,
             ftruncate,
             lambda s, m, a: _file_limit(s, a.length, "length"),
+            _big_file_or_sleepers,
         ),
-        OpSpec("fcntl", FcntlArgs, fcntl),
+        OpSpec("fcntl", FcntlArgs, fcntl, heavy=_big_file_or_sleepers),
         OpSpec(
             "fallocate",
             FallocateArgs,
@@ -267,11 +287,11 @@ OPS: dict[str, OpSpec] = {
         OpSpec("pread", PreadArgs, pread, _check_pread),
         OpSpec("pwrite", PwriteArgs, pwrite, _check_pwrite, lambda m, a: len(a.data_b64) > 1 << 20),
         OpSpec("mmap", MmapArgs, mmap),
-        OpSpec("munmap", MunmapArgs, munmap, heavy=_sleepers),
+        OpSpec("munmap", MunmapArgs, munmap, heavy=_any_big),
         OpSpec("close", FdArgs, close, heavy=_big_file),
         OpSpec("owner_create", OwnerCreate, owner_create),
         OpSpec("register_guest", RegisterGuestArgs, register_guest),
-        OpSpec("unregister_guest", UnregisterGuestArgs, unregister_guest),
+        OpSpec("unregister_guest", UnregisterGuestArgs, unregister_guest, heavy=_big_file),
         OpSpec("get_lock_pfn", GetLockPfnArgs, get_lock_pfn),
         OpSpec("put_unlock_pfn", PutUnlockPfn, put_unlock_pfn, heavy=_sleepers),
         OpSpec("migrate_page", MigratePage, migrate_page),

@@ -100,10 +100,14 @@ async def event_callbacks(
     async with s.lock:
         if not 1 <= seq <= s.machine.event_count:
             raise NotFound(f"no event {seq} in this session", op="events")
-        total = s.machine.events(seq - 1, 1, max_items=0)[0].ncallbacks
+        ev = s.machine.events(seq - 1, 1, max_items=0)[0]
         cbs = s.machine.event_callbacks(seq, first, count)
     return EventCallbacks(
-        seq=seq, total=total, first=first, callbacks=[callback_out(c) for c in cbs]
+        seq=seq,
+        total=ev.ncallbacks,
+        first=first,
+        callbacks=[callback_out(c) for c in cbs],
+        kept=ev.callbacks_kept,
     )
 
 

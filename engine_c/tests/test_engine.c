@@ -494,6 +494,61 @@ static void test_last_close_waits_on_locked_page(void)
 	ss_machine_free(m);
 }
 
+/* a punch or an invalidate meets one page after another: the event keeps its
+ * callbacks as runs (one record for a contiguous range), at most SS_EV_KEEP
+ * runs and touch records, and counts the rest */
+static void test_callback_runs(void)
+{
+	cur_test = "callback_runs";
+	const int pages = 15000;
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 16384);
+	int fd = ss_memfd_create(m, "vm", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_GUEST), 0);
+	EXPECT(m, ss_ftruncate(m, fd, (int64_t)pages * 4096), 0);
+	int rec = ss_owner_create(m, SS_OWNER_RECORDER, "rec");
+	EXPECT(m, ss_register_guest(m, fd, rec), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, (int64_t)pages * 4096), 0);
+	uint64_t before = ss_memory_bytes(m);
+	EXPECT(m, ss_invalidate(m, fd, 0, UINT64_MAX), pages);
+	struct ss_event e = last_event(m);
+	EXPECT(m, e.ncallbacks, pages);
+	EXPECT(m, e.callbacks_kept, pages);
+	TRUE(ss_memory_bytes(m) - before < 4096);  /* one run, not 15000 records */
+	struct ss_callback c = callback(m, e.seq, pages - 1);
+	EXPECT(m, c.fn, SS_CB_INVALIDATE);
+	EXPECT(m, c.start, pages - 1);
+	EXPECT(m, c.end, pages - 1);
+	struct ss_callback page[4];
+	EXPECT(m, ss_event_callbacks(m, e.seq, 7000, page, 4), 4);
+	EXPECT(m, page[3].start, 7003);
+	EXPECT(m, ss_event_callbacks(m, e.seq, pages, page, 4), 0);
+	/* every third page punched: runs of two pages, 5000 runs, more than kept */
+	for (int i = 0; i < pages; i += 3)
+		EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE,
+				       (int64_t)i * 4096, 4096), 0);
+	EXPECT(m, ss_invalidate(m, fd, 0, UINT64_MAX), pages - pages / 3);
+	e = last_event(m);
+	EXPECT(m, e.ncallbacks, pages - pages / 3);
+	EXPECT(m, e.callbacks_kept, 2 * SS_EV_KEEP);
+	c = callback(m, e.seq, 2 * SS_EV_KEEP - 1);
+	EXPECT(m, c.start, 3 * SS_EV_KEEP - 1);  /* 1 2 4 5 ...: the 8192nd is 12287 */
+	EXPECT(m, ss_event_callbacks(m, e.seq, 2 * SS_EV_KEEP, page, 4), 0);
+	/* the punch of what is left touches 5000 runs of frames: kept up to the cap */
+	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0,
+			       (int64_t)pages * 4096), 0);
+	e = last_event(m);
+	EXPECT(m, e.ncallbacks, pages - pages / 3);
+	TRUE(e.touches_kept <= SS_EV_KEEP && e.touches_kept <= e.ntouches);
+	TRUE(e.ntouches >= 5000);
+	struct ss_machine *twin = ss_machine_clone(m);
+	TRUE(twin != NULL);
+	if (twin) {
+		EXPECT(twin, ss_event_callbacks(twin, e.seq, 100, page, 1), 1);
+		ss_machine_free(twin);
+	}
+	ss_machine_free(m);
+}
+
 int main(void)
 {
 	test_last_close_waits_on_locked_page();
@@ -509,6 +564,7 @@ int main(void)
 	test_rw_and_clone();
 	test_gmem();
 	test_big_sparse();
+	test_callback_runs();
 	printf("%d checks, %d failures\n", checks, failures);
 	return failures ? 1 : 0;
 }
