@@ -179,6 +179,7 @@ class Registry:
         self.store = store
         self.sessions: dict[str, Session] = {}
         self.budget = Budget(settings.snapshot_total)
+        self.borrowed = 0  # frames of temporary machines alive now (app/service/room.py)
         self.closing = False
         self._expiry: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -24,7 +24,8 @@ from app.pages.render import is_htmx, respond
 from app.pages.state import ViewState, to_int
 from app.pages.timeline import args_text
 from app.pages.view import load
-from app.service import sessions
+from app.registry import Session
+from app.service import room, sessions
 from app.service.ops import parse
 from app.service.replay import apply
 
@@ -76,6 +77,17 @@ async def session_part(request: Request, reg: RegistryDep, sid: Sid, part: str) 
     return respond(request, "session.html", template, ctx | {"view_oob": False}, alternate=alt)
 
 
+def _rerun(s: Session, n: int) -> Exception | None:
+    """Op n run again on the state after op n - 1: how it failed, if it did."""
+    machine = s.machine_at(n - 1)
+    logged = s.ops[n - 1]
+    try:
+        spec, parsed = parse(logged.name, logged.args_dict())
+    except ValueError as exc:
+        return exc
+    return apply(machine, spec, parsed).error
+
+
 @router.get("/s/{sid}/why/{n}", name="page_why", response_class=HTMLResponse)
 async def why(
     request: Request, reg: RegistryDep, sid: Sid, n: Annotated[int, Path(ge=0, le=2**62)]
@@ -90,16 +102,13 @@ async def why(
         if not 1 <= n <= s.seq:
             return not_found(request, f"no op {n} in this session (it has {s.seq})")
         logged = s.ops[n - 1]
-        machine = await reg.call(s.machine_at, n - 1)
-    name, args = str(logged.op.get("op")), logged.op.get("args", {})
+        # a temporary machine, counted; the replay and the op again run off the loop
+        with room.machines(reg, 1, s.config.phys_pages, "why"):
+            failed = await reg.call(_rerun, s, n)
+    name, args = logged.name, logged.args_dict()
     error, note = None, "it did not fail"
-    try:
-        spec, parsed = parse(name, args)
-        out = apply(machine, spec, parsed)
-        if out.error is not None:
-            error = explain(out.error, name)[0]
-    except (ValueError, ServiceError) as exc:
-        error = explain(exc, name)[0]
+    if failed is not None:
+        error = explain(failed, name)[0]
     st = ViewState(sid)
     ctx = {"n": n, "error": error, "note": note, "call": f"{name}({args_text(args)})"}
     alt = f"{st.api}/trace"

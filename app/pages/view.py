@@ -6,6 +6,7 @@ log into a fresh machine up to op `at` (a preview: the session does not change).
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from app.pages.maps import (
 from app.pages.state import ViewState, window, zooms
 from app.pages.timeline import CallbackRow, OpRow, callback_row, op_rows
 from app.registry import Registry, Session
+from app.service import room
 
 TIMELINE = 40
 TABLE_ROWS = 64
@@ -97,14 +99,17 @@ class View:
 
 async def load(reg: Registry, state: ViewState) -> View:
     s = reg.get(state.sid)
-    async with s.lock:
-        seq = s.seq
-        if state.at is None or state.at >= seq:
-            return build(s, s.machine, s.ops, s.op_events, state.but(at=None), seq)
-        m = await reg.call(s.machine_at, state.at)
-        ops, op_events = s.ops[: state.at], s.op_events[: state.at]
-        live = s.machine.event_count
-    return build(s, m, ops, op_events, state, seq, live)
+    with ExitStack() as hold:
+        async with s.lock:
+            seq = s.seq
+            if state.at is None or state.at >= seq:
+                return build(s, s.machine, s.ops, s.op_events, state.but(at=None), seq)
+            # a preview is a temporary machine: counted while it lives
+            hold.enter_context(room.machines(reg, 1, s.config.phys_pages, "at"))
+            m = await reg.call(s.machine_at, state.at)
+            ops, op_events = s.ops[: state.at], s.op_events[: state.at]
+            live = s.machine.event_count
+        return build(s, m, ops, op_events, state, seq, live)
 
 
 def _frame(m: Machine, pfn: int, names: dict[int, str]) -> tuple[FrameDetail, int | None, int]:

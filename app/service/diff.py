@@ -8,9 +8,9 @@ from typing import Any
 from app.engine import Config, Machine
 from app.models.compare import Aspect, Diff, DiffCell, DiffRequest, DiffRow, DiffSide, Window
 from app.registry import Registry
+from app.service import room
 from app.service.play import (
     Played,
-    check_room,
     design_config,
     design_of,
     log_of,
@@ -90,8 +90,8 @@ async def diff_designs(reg: Registry, sid: str, a: str, b: str, req: Window) -> 
         total = s.seq
     ca = s.config if a == "session" else design_config(a, s.config)
     cb = s.config if b == "session" else design_config(b, s.config)
-    check_room(reg, 2, s.config.phys_pages)
-    rows, diverging, first_div, last = await reg.call(run_diff, ops, ca, cb, req)
+    with room.machines(reg, 2, s.config.phys_pages, "diff"):
+        rows, diverging, first_div, last = await reg.call(run_diff, ops, ca, cb, req)
     return Diff(
         a=side(ca, None if a == "session" else a),
         b=side(cb, None if b == "session" else b),

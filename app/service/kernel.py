@@ -17,9 +17,10 @@ from app import oracle
 from app.engine import Config, Machine
 from app.models.compare import CompareRequest, CompareRow, Comparison
 from app.registry import Registry
+from app.service import room
 from app.service.kernel_answers import Verdict, engine_answer, verdict
 from app.service.kernel_rules import KernelSide, fd_of, kernel_op
-from app.service.play import check_room, log_of, play
+from app.service.play import log_of, play
 
 _ONE_AT_A_TIME = threading.Lock()  # kernel work of the whole service, one log at a time
 
@@ -101,10 +102,10 @@ async def compare(reg: Registry, sid: str, req: CompareRequest) -> Comparison:
     )
     if not available:
         return out
-    check_room(reg, 1, s.config.phys_pages)
-    rows, counts, first_bad, used, last = await reg.call(
-        run_compare, s.config, ops, req, st.compare_bytes, (kvm, kvm_why)
-    )
+    with room.machines(reg, 1, s.config.phys_pages, "compare"):
+        rows, counts, first_bad, used, last = await reg.call(
+            run_compare, s.config, ops, req, st.compare_bytes, (kvm, kvm_why)
+        )
     return out.model_copy(
         update={
             "rows": rows,

@@ -10,8 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.engine import Callback, Config, EngineError, Event, Machine
-from app.errors import ServiceError, TooMany
-from app.registry import Registry
+from app.errors import ServiceError
 from app.service.ops import parse
 from app.service.replay import apply, describe
 from app.store import StoredOp
@@ -139,17 +138,3 @@ def resident(m: Machine) -> int:
 
 def log_of(ops: list[StoredOp], upto: int) -> list[tuple[str, dict[str, Any]]]:
     return [(o.name, o.args_dict()) for o in ops[:upto]]
-
-
-def check_room(reg: Registry, machines: int, phys_pages: int) -> None:
-    """Refuse (429) when `machines` more machines of `phys_pages` frames would take the
-    service past max_total_phys_pages."""
-    total = sum(s.config.phys_pages for s in reg.sessions.values())
-    limit = reg.settings.max_total_phys_pages
-    if total + machines * phys_pages > limit:
-        raise TooMany(
-            f"replaying needs {machines} machine(s) of {phys_pages} frames; the sessions "
-            f"hold {total}, past the limit max_total_phys_pages={limit}",
-            op="replay",
-            limit="max_total_phys_pages",
-        )

@@ -23,6 +23,7 @@ from app.models.sessions import (
     Session as SessionOut,
 )
 from app.registry import Registry, Session
+from app.service import room
 from app.service.convert import file_out, owner_out
 from app.service.replay import ReplayError, run_trace
 from app.store import StoredSession
@@ -66,10 +67,10 @@ def _limits(reg: Registry, phys_pages: int, nops: int) -> None:
             op="session",
             limit="max_phys_pages",
         )
-    total = sum(s.config.phys_pages for s in reg.sessions.values())
+    total = room.frames_in_use(reg)
     if total + phys_pages > st.max_total_phys_pages:
         raise TooMany(
-            f"the sessions hold {total} frames; {phys_pages} more is past the limit "
+            f"the sessions (and replays) hold {total} frames; {phys_pages} more is past the limit "
             f"max_total_phys_pages={st.max_total_phys_pages}",
             op="session",
             limit="max_total_phys_pages",
@@ -160,7 +161,8 @@ async def rewind(reg: Registry, sid: str, n: int) -> SessionDetail:
     async with s.lock:
         _check_seq(s, n, "rewind")
         with anyio.CancelScope(shield=True):
-            machine = await reg.call(s.machine_at, n)
+            with room.machines(reg, 1, s.config.phys_pages, "rewind"):
+                machine = await reg.call(s.machine_at, n)
             await reg.store.truncate(s.id, n, time.time())
             s.truncate(n, machine)
             s.notify()
@@ -172,5 +174,6 @@ async def at(reg: Registry, sid: str, n: int) -> SessionDetail:
     s = reg.get(sid)
     async with s.lock:
         _check_seq(s, n, "at")
-        machine = await reg.call(s.machine_at, n)
-        return detail_of(s, machine, n)
+        with room.machines(reg, 1, s.config.phys_pages, "at"):
+            machine = await reg.call(s.machine_at, n)
+            return detail_of(s, machine, n)
