@@ -20,6 +20,7 @@ import anyio
 from app.engine import Config, Machine
 from app.errors import NotFound
 from app.service.replay import replay
+from app.service.streams import Streams
 from app.settings import Settings
 from app.store import Store, StoredOp, StoredSession
 
@@ -180,6 +181,7 @@ class Registry:
         self.sessions: dict[str, Session] = {}
         self.budget = Budget(settings.snapshot_total)
         self.borrowed = 0  # frames of temporary machines alive now (app/service/room.py)
+        self.streams = Streams(settings)  # open event streams, their turns to read
         self.closing = False
         self._expiry: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()

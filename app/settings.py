@@ -30,6 +30,8 @@ class Settings:
     max_read_bytes: int = 1024 * 1024  # pread count
     rate: float = 500.0  # requests per second per client address; 0 turns it off
     burst: int = 1000
+    max_streams: int = 400  # open event streams (SSE), all sessions
+    max_session_streams: int = 100  # open event streams of one session
     session_ttl: float = 24 * 3600.0  # idle seconds before a session and its log go
     # the store: "normal" (WAL: a commit survives SIGKILL, not a power cut) or "full"
     # (an fsync per group commit, in a worker thread)

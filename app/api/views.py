@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Header, Path, Query, Request
 from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
 from app.api import new_router
 from app.deps import FdPath, SessionId, registry
 from app.models.common import INT64_MAX, UINT64_MAX
 from app.models.views import EventCallbacks, Events, Pages, Phys
 from app.service import views
+from app.service.streams import Slot
 
 router = new_router("views")
+SEND_TIMEOUT = 30.0  # seconds one SSE message may take to send: a reader that stalls is dropped
 Index = Annotated[int, Query(ge=0, le=UINT64_MAX)]
 Limit = Annotated[int, Query(ge=1, le=views.MAX_RUNS, description="most runs answered")]
 After = Annotated[int, Query(ge=0, le=INT64_MAX, description="events with a larger seq")]
@@ -90,9 +93,26 @@ async def events_stream(
     reg.get(sid)  # 404 before the stream starts
     if last_event_id is not None and last_event_id.strip().isdigit():
         after = min(int(last_event_id), INT64_MAX)
+    slot = reg.streams.take(sid)  # 429 past max_streams / max_session_streams
     stop = anyio.Event()
-    return EventSourceResponse(
-        views.stream(registry(request), sid, after, stop),
+    return HeldStream(
+        slot,
+        views.stream(reg, sid, after, stop),
         shutdown_event=stop,
         shutdown_grace_period=2,
+        send_timeout=SEND_TIMEOUT,
     )
+
+
+class HeldStream(EventSourceResponse):
+    """An SSE response that gives its stream slot back however it ends."""
+
+    def __init__(self, slot: Slot, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()

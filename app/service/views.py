@@ -23,6 +23,7 @@ from app.models.views import (
     Phys,
 )
 from app.registry import Registry, Session
+from app.service import streams
 from app.service.convert import callback_out, event_out, fd_arg, file_out, owner_arg, owner_detail
 
 MAX_RUNS = 10000
@@ -117,6 +118,12 @@ async def _read(s: Session, after: int, limit: int) -> list[EventOut]:
     return await anyio.to_thread.run_sync(_events, s, after, limit)  # maybe huge
 
 
+def _messages(s: Session, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    return [
+        (e.seq, {"data": e.model_dump_json(), "id": str(e.seq)}) for e in _events(s, after, limit)
+    ]
+
+
 def _sse(event: str | None, data: Any, sse_id: int | None) -> dict[str, Any]:
     out: dict[str, Any] = {"data": json.dumps(data, separators=(",", ":"))}
     if event:
@@ -148,14 +155,20 @@ async def stream(
             last = min(count, floor)
             yield _sse("rewind", {"event_seq": last, "seq": s.seq}, last)
         if count > last:
-            async with s.lock:  # a long op may hold the machine: wait here, not in C
+            # a chunk at a time, in turn with the other streams (app/service/streams.py)
+            big = not s.small_events(last, min(streams.CHUNK, count - last))
+            n = min(streams.BIG_CHUNK if big else streams.CHUNK, count - last)
+            async with reg.streams.turns(), s.lock:  # a long op may hold the machine
                 if len(s.rewinds) != seen_rewinds:
                     continue  # the past changed meanwhile: say so first
-                batch = await _read(s, last, min(500, count - last))
-            for ev in batch:
-                yield _sse(None, ev.model_dump(mode="json"), ev.seq)
-            if batch:
-                last = batch[-1].seq
+                if big:
+                    msgs = await anyio.to_thread.run_sync(_messages, s, last, n)
+                else:
+                    msgs = _messages(s, last, n)
+            for seq, msg in msgs:
+                yield msg
+                last = seq
+            await asyncio.sleep(0)  # the others' turn
             continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout=1.0)
