@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import sys
 
+from app.serving import RateLimitedWarnings, connection_cap, protocol_class, raise_nofile
 from app.settings import Settings
 
 
@@ -37,7 +38,18 @@ def main(argv: list[str] | None = None) -> int:
         changes["data"] = Path(args.data)
     settings = dataclasses.replace(settings, **changes)
     handler = BatchedStderr()
+    handler.addFilter(RateLimitedWarnings())  # no client can flood the log
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    soft, hard = raise_nofile()
+    cap = connection_cap(settings, soft)
+    logging.getLogger("sealscope.serving").info(
+        "open files: limit %d (hard %d); max_connections=%d, head_timeout=%gs, body_timeout=%gs",
+        soft,
+        hard,
+        cap,
+        settings.head_timeout,
+        settings.body_timeout,
+    )
     # records without thread and process names (the logging HOWTO's "Optimization"):
     # one line per request is logged, and they are all the same process's main thread
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
@@ -47,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         access_log=False,
         log_level="info",
+        http=protocol_class(settings, cap),
         timeout_graceful_shutdown=5,
     )
     handler.flush()

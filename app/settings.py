@@ -32,6 +32,11 @@ class Settings:
     burst: int = 1000
     max_streams: int = 400  # open event streams (SSE), all sessions
     max_session_streams: int = 100  # open event streams of one session
+    # slow clients (app/serving.py): open connections (lowered to what the open-file
+    # limit allows), and the seconds a request's head and its body may take to come in
+    max_connections: int = 4096
+    head_timeout: float = 10.0
+    body_timeout: float = 60.0
     session_ttl: float = 24 * 3600.0  # idle seconds before a session and its log go
     # the store: "normal" (WAL: a commit survives SIGKILL, not a power cut) or "full"
     # (an fsync per group commit, in a worker thread)

@@ -1,0 +1,102 @@
+"""Slow clients against a real server: a request head or body that trickles in is cut
+off at its deadline, connections past max_connections evict the oldest still waiting
+for a head, a fresh client is still answered, and the log says so in a line or two."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.helpers import Server
+
+
+@pytest.fixture
+def slow_server(tmp_path: Path) -> Iterator[Server]:
+    s = Server(
+        tmp_path / "data",
+        SEALSCOPE_HEAD_TIMEOUT="1",
+        SEALSCOPE_BODY_TIMEOUT="1",
+        SEALSCOPE_MAX_CONNECTIONS="64",
+        SEALSCOPE_LOG_REQUESTS="0",
+    )
+    s.data.mkdir(parents=True)
+    s.start()
+    yield s
+    s.kill(signal.SIGTERM)
+
+
+def _connect(port: int, first: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(first)
+    return sock
+
+
+def _closed_within(sock: socket.socket, seconds: float, trickle: bytes) -> tuple[bool, bytes]:
+    """Send `trickle` every 0.2 s until the server closes; (closed in time, bytes got)."""
+    got = b""
+    deadline = time.monotonic() + seconds
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(4096)
+            if not data:
+                return True, got
+            got += data
+        except TimeoutError:
+            pass
+        try:
+            sock.sendall(trickle)
+        except OSError:
+            return True, got
+    return False, got
+
+
+@pytest.mark.parametrize(
+    ("first", "trickle"),
+    [
+        (b"GET /api/v1/scenarios HTTP/1.1\r\nHost: x\r\n", b"X-A: b\r\n"),
+        (b"POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\ncontent-length: 4000\r\n\r\n{", b" "),
+    ],
+    ids=["head", "body"],
+)
+def test_a_trickling_request_is_cut_off(slow_server: Server, first: bytes, trickle: bytes) -> None:
+    with _connect(slow_server.port, first) as sock:
+        closed, got = _closed_within(sock, 6.0, trickle)
+    assert closed, "the server kept a trickling connection past its deadline"
+    if b"X-A" in trickle:
+        assert got.startswith(b"HTTP/1.1 408")
+
+
+def test_crowd_past_the_cap_evicts_tricklers_and_a_fresh_client_is_answered(
+    slow_server: Server,
+) -> None:
+    crowd = [_connect(slow_server.port, b"GET / HTTP/1.1\r\n") for _ in range(200)]
+    try:
+        t0 = time.monotonic()
+        r = httpx.get(slow_server.url + "/api/v1/scenarios", timeout=5)
+        assert r.status_code == 200 and time.monotonic() - t0 < 1.0
+        time.sleep(0.3)  # well before head_timeout: only the cap closed them
+        closed = 0
+        for sock in crowd:
+            sock.settimeout(0.01)
+            try:
+                closed += sock.recv(1) == b""
+            except TimeoutError:
+                pass
+            except OSError:
+                closed += 1
+        assert closed >= 200 - 64, closed
+    finally:
+        for sock in crowd:
+            sock.close()
+    time.sleep(1.5)  # the rest meet head_timeout
+    slow_server.kill(signal.SIGTERM)
+    log = (slow_server.data.parent / f"server-{slow_server.port}.log").read_text()
+    assert "max_connections=64" in log and "open files: limit" in log
+    assert len(log.splitlines()) < 40, log[-2000:]
