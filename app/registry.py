@@ -253,6 +253,7 @@ class Registry:
     async def remove(self, session: Session) -> None:
         session.closed = True
         self.sessions.pop(session.id, None)
+        self.streams.forget(session.id)
         session.drop_snapshots()
         session.notify()
         await asyncio.shield(self.store.delete(session.id))

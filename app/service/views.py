@@ -118,10 +118,12 @@ async def _read(s: Session, after: int, limit: int) -> list[EventOut]:
     return await anyio.to_thread.run_sync(_events, s, after, limit)  # maybe huge
 
 
-def _messages(s: Session, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
-    return [
-        (e.seq, {"data": e.model_dump_json(), "id": str(e.seq)}) for e in _events(s, after, limit)
-    ]
+def _messages(s: Session, after: int, limit: int) -> tuple[int, bytes]:
+    """The SSE messages (id = event seq) of the events after `after`, at most `limit`,
+    encoded together (one write for the chunk); and the last seq in them."""
+    evs = _events(s, after, limit)
+    text = "".join(f"id: {e.seq}\r\ndata: {e.model_dump_json()}\r\n\r\n" for e in evs)
+    return (evs[-1].seq if evs else after), text.encode()
 
 
 def _sse(event: str | None, data: Any, sse_id: int | None) -> dict[str, Any]:
@@ -133,9 +135,35 @@ def _sse(event: str | None, data: Any, sse_id: int | None) -> dict[str, Any]:
     return out
 
 
+async def _read_chunk(
+    reg: Registry,
+    s: Session,
+    key: tuple[str, int, int, int],
+    count: int,
+    big: bool,
+    keep: bool,
+) -> tuple[int, bytes] | None:
+    """Chunk `key` read from the engine in the stream's turn, kept for other replays
+    when whole (None: a rewind came meanwhile)."""
+    _, gen, after, n = key
+    async with reg.streams.turns(), s.lock:  # a long op may hold the machine
+        if len(s.rewinds) != gen:
+            return None
+        got = reg.streams.cached(key, count)  # another replay read it meanwhile
+        if got is not None:
+            return got
+        if big:
+            got = await anyio.to_thread.run_sync(_messages, s, after, n)
+        else:
+            got = _messages(s, after, n)
+    if keep:
+        reg.streams.keep(key, got)
+    return got
+
+
 async def stream(
     reg: Registry, sid: str, after: int, stop: anyio.Event
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[dict[str, Any] | bytes]:
     """Events after `after` as SSE messages (id = event seq), then live ones as they come.
     A rewind below what was sent yields an "rewind" message (the new event_seq and seq);
     the stream ends with an "end" message when the session goes or the service stops."""
@@ -157,17 +185,18 @@ async def stream(
         if count > last:
             # a chunk at a time, in turn with the other streams (app/service/streams.py)
             big = not s.small_events(last, min(streams.CHUNK, count - last))
-            n = min(streams.BIG_CHUNK if big else streams.CHUNK, count - last)
-            async with reg.streams.turns(), s.lock:  # a long op may hold the machine
-                if len(s.rewinds) != seen_rewinds:
-                    continue  # the past changed meanwhile: say so first
-                if big:
-                    msgs = await anyio.to_thread.run_sync(_messages, s, last, n)
-                else:
-                    msgs = _messages(s, last, n)
-            for seq, msg in msgs:
-                yield msg
-                last = seq
+            size = streams.BIG_CHUNK if big else streams.CHUNK
+            n = min(size - last % size, count - last)  # chunks aligned: replays share them
+            key = (sid, seen_rewinds, last, n)
+            got = reg.streams.cached(key, count)
+            if got is None:
+                got = await _read_chunk(reg, s, key, count, big, keep=n == size)
+            if got is None:
+                continue  # the past changed meanwhile: say so first
+            upto, chunk = got
+            if chunk:
+                yield chunk
+            last = upto
             await asyncio.sleep(0)  # the others' turn
             continue
         with contextlib.suppress(TimeoutError):

@@ -67,3 +67,24 @@ async def test_history_replays_leave_the_loop_free(settings: Settings) -> None:
         # a turn reads 32 small events: ms, never one stream's whole history (~0.2 s)
         assert stall < 0.1, stall
         assert max(latencies) < 0.25, max(latencies)
+
+
+@pytest.mark.anyio
+async def test_replays_after_a_rewind_see_the_new_history(settings: Settings) -> None:
+    async with running(settings) as (app, c):
+        r = await c.post("/api/v1/sessions", json={"trace": _trace(128)})
+        sid = r.json()["id"]
+        path = f"/api/v1/sessions/{sid}/events/stream"
+        first = await open_stream(app, path, "after=0")
+        while first.messages < 128:
+            await asyncio.sleep(0.01)
+        await first.close()
+        assert (await c.post(f"/api/v1/sessions/{sid}/rewind", json={"seq": 64})).status_code == 200
+        for _ in range(64):
+            await c.post(f"/api/v1/sessions/{sid}/files/3/ftruncate", json={"length": 4096})
+        again = await open_stream(app, path, "after=0")
+        while again.messages < 128:
+            await asyncio.sleep(0.01)
+        await again.close()
+        text = again.body.decode()
+        assert text.count('"op":"ftruncate"') == 64 and text.count('"op":"F_GET_SEALS"') == 63
