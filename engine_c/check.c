@@ -207,6 +207,36 @@ static int check_waiters(const struct ss_machine *m, char *msg, size_t len)
 	return 0;
 }
 
+/* the newest events' callback runs and touch records: kept ones a prefix within the
+ * caps, runs in order and adding up (older events do not change once closed) */
+static int check_events(const struct ss_machine *m, char *msg, size_t len)
+{
+	uint64_t from = m->nevents > 256 ? m->nevents - 16 : 0;
+	for (uint64_t s = from; s < m->nevents; s++) {
+		const struct evrec *r = &m->events[s];
+		CHECK(r->e.callbacks_kept <= r->e.ncallbacks && r->cb_runs <= SS_EV_KEEP,
+		      "event %llu keeps %u of %u callbacks in %u runs", (unsigned long long)s + 1,
+		      r->e.callbacks_kept, r->e.ncallbacks, r->cb_runs);
+		CHECK(r->e.touches_kept <= r->e.ntouches && r->t_kept <= SS_EV_KEEP &&
+		      r->t_kept == r->e.touches_kept, "event %llu keeps %u of %u touches",
+		      (unsigned long long)s + 1, r->e.touches_kept, r->e.ntouches);
+		CHECK(r->cb_first + r->cb_runs <= m->ncbs && r->t_first + r->t_kept <= m->ntouches,
+		      "event %llu: records past the log", (unsigned long long)s + 1);
+		uint64_t next = 0;
+		for (uint32_t k = 0; k < r->cb_runs; k++) {
+			const struct cbrun *c = &m->cbs[r->cb_first + k];
+			CHECK(c->first == next && c->count >= 1 && (c->count == 1 || c->step > 0),
+			      "event %llu: callback run %u starts at %llu, want %llu",
+			      (unsigned long long)s + 1, k, (unsigned long long)c->first,
+			      (unsigned long long)next);
+			next += c->count;
+		}
+		CHECK(next == r->e.callbacks_kept, "event %llu: runs hold %llu callbacks, kept %u",
+		      (unsigned long long)s + 1, (unsigned long long)next, r->e.callbacks_kept);
+	}
+	return 0;
+}
+
 int ss_check(const struct ss_machine *m, char *msg, size_t len)
 {
 	uint64_t mapped[SS_MAX_OWNERS] = { 0 };
@@ -215,7 +245,7 @@ int ss_check(const struct ss_machine *m, char *msg, size_t len)
 		msg[0] = 0;
 	if ((r = check_free_lists(m, msg, len)) || (r = check_frames(m, mapped, msg, len)) ||
 	    (r = check_inodes(m, msg, len)) || (r = check_owners(m, mapped, msg, len)) ||
-	    (r = check_waiters(m, msg, len)))
+	    (r = check_waiters(m, msg, len)) || (r = check_events(m, msg, len)))
 		return r;
 	return 0;
 }

@@ -549,6 +549,36 @@ static void test_callback_runs(void)
 	ss_machine_free(m);
 }
 
+/* runs never merge what differs: two owners alternate page by page, and huge
+ * pages make one callback per 512 pages */
+static void test_callback_runs_interleaved(void)
+{
+	cur_test = "callback_runs_interleaved";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_ALWAYS, SS_VAR_MULTI_OWNER, 8192);
+	int fd = ss_memfd_create(m, "vm", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_GUEST), 0);
+	EXPECT(m, ss_ftruncate(m, fd, 4096LL * 4096), 0);
+	int a = ss_owner_create(m, SS_OWNER_RECORDER, "a");
+	int b = ss_owner_create(m, SS_OWNER_RECORDER, "b");
+	EXPECT(m, ss_register_guest(m, fd, a), 0);
+	EXPECT(m, ss_register_guest(m, fd, b), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, 4096LL * 4096), 0);
+	EXPECT(m, ss_invalidate(m, fd, 0, UINT64_MAX), 8);  /* 8 huge pages */
+	struct ss_event e = last_event(m);
+	EXPECT(m, e.ncallbacks, 16);
+	EXPECT(m, e.callbacks_kept, 16);
+	struct ss_callback cbs[16];
+	EXPECT(m, ss_event_callbacks(m, e.seq, 0, cbs, 16), 16);
+	for (int i = 0; i < 16; i++) {
+		EXPECT(m, cbs[i].owner, i % 2 ? b : a);
+		EXPECT(m, cbs[i].start, (uint64_t)(i / 2) * 512);
+		EXPECT(m, cbs[i].end, (uint64_t)(i / 2) * 512 + 511);
+	}
+	EXPECT(m, ss_event_callbacks(m, e.seq, 13, cbs, 16), 3);
+	EXPECT(m, cbs[0].start, 6 * 512);
+	ss_machine_free(m);
+}
+
 int main(void)
 {
 	test_last_close_waits_on_locked_page();
@@ -565,6 +595,7 @@ int main(void)
 	test_gmem();
 	test_big_sparse();
 	test_callback_runs();
+	test_callback_runs_interleaved();
 	printf("%d checks, %d failures\n", checks, failures);
 	return failures ? 1 : 0;
 }
