@@ -4,6 +4,7 @@ for a head, a fresh client is still answered, and the log says so in a line or t
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.serving import RateLimitedWarnings
 from tests.api.helpers import Server
 
 
@@ -100,3 +102,33 @@ def test_crowd_past_the_cap_evicts_tricklers_and_a_fresh_client_is_answered(
     log = (slow_server.data.parent / f"server-{slow_server.port}.log").read_text()
     assert "max_connections=64" in log and "open files: limit" in log
     assert len(log.splitlines()) < 40, log[-2000:]
+
+
+def test_when_every_connection_is_busy_a_newcomer_gets_503(slow_server: Server) -> None:
+    sid = httpx.post(slow_server.url + "/api/v1/sessions", json={}).json()["id"]
+    head = f"GET /api/v1/sessions/{sid}/events/stream HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    streams = [_connect(slow_server.port, head) for _ in range(64)]
+    try:
+        for s in streams:  # each answered: busy with its request, not waiting for a head
+            assert s.recv(64).startswith(b"HTTP/1.1 200")
+        with _connect(slow_server.port, b"GET /api/v1/scenarios HTTP/1.1\r\nHost: x\r\n\r\n") as s:
+            s.settimeout(5)
+            got = s.recv(4096)
+        assert got.startswith(b"HTTP/1.1 503") and b'"limit": "max_connections"' in got
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_warnings_of_one_kind_are_rate_limited() -> None:
+    f = RateLimitedWarnings(burst=20, period=0.2)
+
+    def record(level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, "", 0, "Invalid HTTP request.", (), None)
+
+    passed = [f.filter(record()) for _ in range(100)]
+    assert passed == [True] * 20 + [False] * 80
+    assert all(f.filter(record(logging.INFO)) for _ in range(100))  # the request log
+    time.sleep(0.25)
+    r = record()
+    assert f.filter(r) and "[80 like it left out" in r.getMessage()
