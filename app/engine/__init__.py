@@ -9,6 +9,7 @@ simulated kernel is an ``EngineError``; unknown enum names are ``ValueError``.
 from __future__ import annotations
 
 from app.engine._errors import BadFdError, EngineError, InvariantError, NotFoundError
+from app.engine._events import MAX_ITEMS
 from app.engine._machine import Machine
 from app.engine._names import OP_ARGS
 from app.engine._types import (
@@ -31,6 +32,7 @@ PAGE_SIZE = 4096
 OPS = tuple(OP_ARGS)  # event op names
 
 __all__ = [
+    "MAX_ITEMS",
     "OPS",
     "PAGE_SIZE",
     "BadFdError",

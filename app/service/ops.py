@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.engine import EngineError, Machine
+from app.engine import MAX_ITEMS, EngineError, Machine
 from app.errors import TooLarge
 from app.models.files import (
     FallocateAnswer,
@@ -69,7 +69,7 @@ Check = Callable[[Settings, Machine, Any], None]  # limits of the service, live 
 Heavy = Callable[[Machine, Any], bool]  # may take long: run it off the event loop
 
 BIG = 1024  # pages: an op touching more runs in a worker thread (a 16M-page punch takes s)
-ANSWER_CALLBACKS = 4096  # callbacks in an invalidate answer (as in an event); the rest paged
+ANSWER_CALLBACKS = MAX_ITEMS  # callbacks in an invalidate answer (as in an event); the rest paged
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from app.engine import MAX_ITEMS
 from app.errors import NotFound
 from app.models.files import File
 from app.models.guest import OwnerDetail
@@ -27,6 +28,7 @@ from app.service import streams
 from app.service.convert import callback_out, event_out, fd_arg, file_out, owner_arg, owner_detail
 
 MAX_RUNS = 10000
+ITEM_BUDGET = 1 << 16  # callbacks and touches one events answer carries in all
 
 
 async def file(reg: Registry, sid: str, fd: int) -> File:
@@ -84,7 +86,22 @@ async def owner(reg: Registry, sid: str, owner_id: str, start: int, limit: int) 
         return owner_detail(s.machine, s.machine.owner(oid), start, limit)
 
 
+def _fitting(s: Session, after: int, limit: int) -> int:
+    """How many of the events after `after` (at most limit) fit in one answer: each
+    carries up to 4096 callbacks and 4096 touches, and an answer at most ITEM_BUDGET
+    of them in all (at least one event; the rest come with the next page)."""
+    n = items = 0
+    for e in s.machine.events(after, limit, max_items=0):
+        items += min(e.callbacks_kept, MAX_ITEMS) + min(e.touches_kept, MAX_ITEMS)
+        if n and items > ITEM_BUDGET:
+            break
+        n += 1
+    return n
+
+
 def _events(s: Session, after: int, limit: int) -> list[EventOut]:
+    if not s.small_events(after, limit):
+        limit = _fitting(s, after, limit)
     return [event_out(e, s.op_seq_of(e.seq)) for e in s.machine.events(after, limit)]
 
 

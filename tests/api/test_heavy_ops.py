@@ -107,3 +107,31 @@ def test_ops_over_many_pages_run_off_the_loop(name: str, args: dict[str, Any]) -
     m, _, _ = _big_machine()
     spec = OPS[name]
     assert spec.heavy is not None and spec.heavy(m, spec.args.model_validate(args))
+
+
+@pytest.mark.anyio
+async def test_an_events_answer_carries_a_bounded_number_of_callbacks(
+    client: httpx.AsyncClient,
+) -> None:
+    """20 punches of 5,000 pages: each event carries 4,096 callbacks, an answer at most
+    65,536 in all (16 events); the rest come with the next page."""
+    sid = await new_session(client, phys_pages=8192)
+    b = f"/api/v1/sessions/{sid}"
+    await guest_file(client, sid, size=5000 * 4096, kind="recorder")
+    fill = {"mode": [], "offset": 0, "len": 5000 * 4096}
+    punch = {**fill, "mode": ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]}
+    for _ in range(20):
+        assert (await client.post(f"{b}/files/3/fallocate", json=fill)).status_code == 200
+        assert (await client.post(f"{b}/files/3/fallocate", json=punch)).status_code == 200
+    got: list[dict[str, Any]] = []
+    after, pages = 0, 0
+    while True:
+        page = (await client.get(f"{b}/events", params={"after": after})).json()["events"]
+        if not page:
+            break
+        assert sum(len(e["callbacks"]) for e in page) <= 1 << 16
+        got += page
+        after, pages = page[-1]["seq"], pages + 1
+    assert pages >= 2  # 20 x 4,096 callbacks do not fit in one answer
+    assert [e["seq"] for e in got] == list(range(1, len(got) + 1))
+    assert sum(e["callbacks_total"] == 5000 for e in got) == 20
