@@ -40,11 +40,12 @@ def _connect(port: int, first: bytes) -> socket.socket:
 
 
 def _closed_within(sock: socket.socket, seconds: float, trickle: bytes) -> tuple[bool, bytes]:
-    """Send `trickle` every 0.2 s until the server closes; (closed in time, bytes got)."""
+    """Send `trickle` every 0.2 s for 0.6 s (bytes coming in do not extend the deadline
+    of 1 s), then wait quietly until the server closes; (closed in time, bytes got)."""
     got = b""
-    deadline = time.monotonic() + seconds
+    t0 = time.monotonic()
     sock.settimeout(0.2)
-    while time.monotonic() < deadline:
+    while time.monotonic() < t0 + seconds:
         try:
             data = sock.recv(4096)
             if not data:
@@ -52,10 +53,13 @@ def _closed_within(sock: socket.socket, seconds: float, trickle: bytes) -> tuple
             got += data
         except TimeoutError:
             pass
-        try:
-            sock.sendall(trickle)
-        except OSError:
+        except OSError:  # reset: closed while bytes were on their way
             return True, got
+        if time.monotonic() < t0 + 0.6:
+            try:
+                sock.sendall(trickle)
+            except OSError:
+                return True, got
     return False, got
 
 
