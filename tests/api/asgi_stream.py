@@ -18,11 +18,11 @@ class Stream:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    messages: int = 0  # SSE messages with an id (events) received so far
 
-    @property
-    def messages(self) -> int:
-        """SSE messages with an id (events) received so far."""
-        return self.body.count(b"\nid: ") + self.body.startswith(b"id: ")
+    def take(self, chunk: bytes) -> None:
+        self.messages += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
+        self.body += chunk
 
     async def close(self) -> None:
         self.gone.set()
@@ -43,7 +43,7 @@ async def open_stream(app: ASGIApp, path: str, query: str = "", client: int = 1)
             s.status = message["status"]
             s.started.set()
         elif message["type"] == "http.response.body":
-            s.body += message.get("body", b"")
+            s.take(message.get("body", b""))
 
     scope: dict[str, Any] = {
         "type": "http",

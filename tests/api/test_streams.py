@@ -47,26 +47,34 @@ async def test_streams_are_capped_per_session_and_in_all(settings: Settings) -> 
 
 @pytest.mark.anyio
 async def test_history_replays_leave_the_loop_free(settings: Settings) -> None:
+    """20 replays of 1,500 events against requests on the same session. Measured against
+    this run's own cost of reading 500 events (a replay used to hold the session 500
+    events at a time, one stream after the other): a request waits for a few chunks of
+    32 at most, never for the crowd."""
     async with running(settings) as (app, c):
         r = await c.post("/api/v1/sessions", json={"trace": _trace(EVENTS)})
         sid = r.json()["id"]
         path = f"/api/v1/sessions/{sid}/events/stream"
-        stall, latencies = 0.0, []
+        reads = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            await c.get(f"/api/v1/sessions/{sid}/events", params={"limit": 500})
+            reads.append(time.monotonic() - t0)
+        read500 = sorted(reads)[2]
+        latencies: list[float] = []
         crowd = [await open_stream(app, path, "after=0", client=i) for i in range(20)]
         t_end = time.monotonic() + 60
         while any(s.messages < EVENTS for s in crowd) and time.monotonic() < t_end:
-            t0 = time.monotonic()
-            await asyncio.sleep(0)
-            stall = max(stall, time.monotonic() - t0)
             t0 = time.monotonic()
             assert (await c.get(f"/api/v1/sessions/{sid}")).status_code == 200
             latencies.append(time.monotonic() - t0)
         assert all(s.messages == EVENTS for s in crowd), [s.messages for s in crowd]
         for s in crowd:
             await s.close()
-        # a turn reads 32 small events: ms, never one stream's whole history (~0.2 s)
-        assert stall < 0.1, stall
-        assert max(latencies) < 0.25, max(latencies)
+        latencies.sort()
+        p90 = latencies[len(latencies) * 9 // 10]
+        assert p90 < 3 * read500, (p90, read500, len(latencies))
+        assert latencies[-1] < 1.0, latencies[-1]
 
 
 @pytest.mark.anyio
