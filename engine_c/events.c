@@ -97,7 +97,7 @@ void ev_callback(struct ss_machine *m, int fn, int owner, uint64_t start, uint64
 			return;
 		}
 	}
-	if (r->cb_runs >= SS_EV_KEEP ||
+	if (r->cb_runs >= SS_EV_KEEP || m->ncbs >= SS_LOG_KEEP ||
 	    grow((void **)&m->cbs, &m->cap_cbs, m->ncbs + 1, sizeof(*m->cbs))) {
 		r->cb_full = true;  /* counted, not kept: the kept ones stay a prefix */
 		return;
@@ -133,7 +133,7 @@ void ev_touch(struct ss_machine *m, int what, int fd, int owner, uint64_t index,
 	r->e.ntouches++;
 	if (r->t_full)
 		return;
-	if (r->t_kept >= SS_EV_KEEP ||
+	if (r->t_kept >= SS_EV_KEEP || m->ntouches >= SS_LOG_KEEP ||
 	    grow((void **)&m->touches, &m->cap_touches, m->ntouches + 1, sizeof(*m->touches))) {
 		r->t_full = true;
 		return;

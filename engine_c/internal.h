@@ -159,7 +159,9 @@ struct waiter {
  * contiguous pages is one record.  An event keeps at most SS_EV_KEEP runs
  * and SS_EV_KEEP touch records; past that its callbacks and touches are
  * counted (ncallbacks, ntouches) but not kept: the log stays bounded however
- * many pages one operation meets.  The kept ones are always a prefix.
+ * many pages one operation meets.  A machine keeps at most SS_LOG_KEEP runs
+ * and SS_LOG_KEEP touch records in all; later events count only.  The kept
+ * ones of an event are always a prefix.
  */
 struct cbrun {
 	int fn;

@@ -39,6 +39,7 @@
 #define SS_MAX_REGS 8                 /* registrations per file (variants) */
 #define SS_PENDING 1                  /* the operation is waiting on a lock */
 #define SS_EV_KEEP 4096               /* callback runs and touch records one event keeps */
+#define SS_LOG_KEEP (1u << 20)        /* ... and a machine's log in all (48 + 40 MiB at most) */
 
 /* profiles */
 #define SS_PROFILE_RFC_V2 0

@@ -579,6 +579,37 @@ static void test_callback_runs_interleaved(void)
 	ss_machine_free(m);
 }
 
+/* the whole log is bounded too: past SS_LOG_KEEP runs, events count only */
+static void test_log_keep(void)
+{
+	cur_test = "log_keep";
+	const int pages = 6200;  /* every third punched: 2066 runs of two */
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 8192);
+	int fd = ss_memfd_create(m, "vm", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_add_seals(m, fd, SS_F_SEAL_GUEST), 0);
+	EXPECT(m, ss_ftruncate(m, fd, (int64_t)pages * 4096), 0);
+	EXPECT(m, ss_register_guest(m, fd, ss_owner_create(m, SS_OWNER_RECORDER, "r")), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 0, (int64_t)pages * 4096), 0);
+	for (int i = 0; i < pages; i += 3)
+		ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, (int64_t)i * 4096, 4096);
+	int64_t runs = 0, n = 0;
+	while (runs <= SS_LOG_KEEP) {
+		n = ss_invalidate(m, fd, 0, UINT64_MAX);
+		runs += (n + 1) / 2;
+	}
+	check(m, __LINE__);
+	struct ss_event e = last_event(m);
+	EXPECT(m, e.ncallbacks, n);
+	TRUE(e.callbacks_kept < e.ncallbacks);
+	TRUE(ss_memory_bytes(m) < 80u * 1024 * 1024);
+	EXPECT(m, ss_invalidate(m, fd, 0, UINT64_MAX), n);
+	e = last_event(m);
+	EXPECT(m, e.callbacks_kept, 0);
+	struct ss_callback c;
+	EXPECT(m, ss_event_callbacks(m, e.seq, 0, &c, 1), 0);
+	ss_machine_free(m);
+}
+
 int main(void)
 {
 	test_last_close_waits_on_locked_page();
@@ -596,6 +627,7 @@ int main(void)
 	test_big_sparse();
 	test_callback_runs();
 	test_callback_runs_interleaved();
+	test_log_keep();
 	printf("%d checks, %d failures\n", checks, failures);
 	return failures ? 1 : 0;
 }
