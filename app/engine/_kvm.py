@@ -199,6 +199,17 @@ class Kvm(KvmViews):
                 ),
             )
 
+    def pre_fault_memory(
+        self, vm: int, vcpu: int, gpa: int, size: int, flags: int = 0
+    ) -> tuple[int, int]:
+        """KVM_PRE_FAULT_MEMORY: maps ahead as read faults; (gpa, size) left to do."""
+        g, s = ffi.new("uint64_t *", u64(gpa)), ffi.new("uint64_t *", u64(size))
+        with self._lock:
+            before = int(lib.ss_event_count(self._m))
+            rc = lib.ss_vcpu_pre_fault(self._m, i32(vm), i32(vcpu), g, s, u64(flags))
+            self._kvm("KVM_PRE_FAULT_MEMORY", rc, before, {"vcpu": i32(vcpu)})
+            return int(g[0]), int(s[0])
+
     def mapping_access(
         self, map_id: int, offset: int, write: bool = False, value: int = 0
     ) -> HostAccess:
