@@ -89,21 +89,32 @@ static void unmark(struct ss_machine *m, const struct owner *o, uint64_t pfn, ui
 			m->frames[pfn + i].mapped &= (uint8_t)~(1u << o->id);
 }
 
+static void zap_entry(struct ss_machine *m, struct owner *o, uint64_t k, uint64_t v, uint32_t ino)
+{
+	uint64_t n = (v & 1) ? HPAGE_NR : 1;
+	uint64_t pfn = (v >> 1) - 1;
+	if (ino && m->frames[pfn].ino != ino)
+		return;
+	struct inode *in = inode_get(m, m->frames[pfn].ino);
+	tree_erase(&o->gfns, k);
+	unmark(m, o, pfn, n);
+	o->nmapped -= n;
+	o->nzapped += n;
+	ev_touch(m, SS_T_ZAP, in ? in->fd : -1, o->id, k, n, pfn);
+}
+
 void mmu_zap(struct ss_machine *m, struct owner *o, uint64_t g0, uint64_t g1, uint32_t ino)
 {
-	uint64_t k = g0 & ~(uint64_t)(HPAGE_NR - 1), v;
+	if (g0 >= g1)
+		return;
+	/* a 2 MiB mapping starting below g0 that covers it (KVM zaps the whole PMD) */
+	uint64_t base = g0 & ~(uint64_t)(HPAGE_NR - 1), v;
+	if (base < g0 && ((v = tree_load(&o->gfns, base)) & 1))
+		zap_entry(m, o, base, v, ino);
+	uint64_t k = g0;
 	while (k < g1 && (v = tree_find(&o->gfns, &k, g1 - 1))) {
-		uint64_t n = (v & 1) ? HPAGE_NR : 1;
-		uint64_t pfn = (v >> 1) - 1;
-		if (k + n > g0 && (!ino || m->frames[pfn].ino == ino)) {
-			struct inode *in = inode_get(m, m->frames[pfn].ino);
-			tree_erase(&o->gfns, k);
-			unmark(m, o, pfn, n);
-			o->nmapped -= n;
-			o->nzapped += n;
-			ev_touch(m, SS_T_ZAP, in ? in->fd : -1, o->id, k, n, pfn);
-		}
-		k += n;
+		zap_entry(m, o, k, v, ino);
+		k += (v & 1) ? HPAGE_NR : 1;
 		if (!k)
 			break;
 	}

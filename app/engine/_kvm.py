@@ -41,6 +41,7 @@ _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
 _vcpu_access = lib.ss_vcpu_access
 _set_attrs = lib.ss_vm_set_memory_attributes
 _event_count = lib.ss_event_count
+_PRIV = ["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
 
 
 def _fd32(fd: int) -> int:
@@ -143,10 +144,18 @@ class Kvm(KvmViews):
         self, vm: int, address: int, size: int, attributes: Names, flags: int = 0
     ) -> None:
         """KVM_SET_MEMORY_ATTRIBUTES."""
-        a, s = u64(address), u64(size)
-        at, f = kernel_bits(attributes, ATTRIBUTES, UNKNOWN_U64), u64(flags)
+        if attributes == _PRIV:
+            at = lib.SS_MEMORY_ATTRIBUTE_PRIVATE
+        elif isinstance(attributes, list | tuple) and not attributes:
+            at = 0
+        else:
+            at = kernel_bits(attributes, ATTRIBUTES, UNKNOWN_U64)
+        f = u64(flags)
         with self._lock:
-            rc = _set_attrs(self._m, i32(vm), a, s, at, f)
+            try:
+                rc = _set_attrs(self._m, vm, address, size, at, f)
+            except (OverflowError, TypeError):
+                rc = _set_attrs(self._m, i32(vm), u64(address), u64(size), at, f)
             if rc < 0:  # one event, no wakes: the last
                 before = int(lib.ss_event_count(self._m)) - 1
                 self._kvm_fail(

@@ -49,6 +49,16 @@ _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
 _event_count = lib.ss_event_count
 _get_lock_pfn = lib.ss_get_lock_pfn
 _put_unlock_pfn = lib.ss_put_unlock_pfn
+_fallocate = lib.ss_fallocate
+_PUNCH_KEEP = lib.SS_FALLOC_FL_PUNCH_HOLE | lib.SS_FALLOC_FL_KEEP_SIZE
+# fallocate modes as callers spell them most (a list of names -> bits)
+_FALLOC_BITS: dict[tuple[str, ...] | str, int] = {
+    (): 0,
+    ("FALLOC_FL_KEEP_SIZE",): lib.SS_FALLOC_FL_KEEP_SIZE,
+    ("FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"): _PUNCH_KEEP,
+    ("FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"): _PUNCH_KEEP,
+    "FALLOC_FL_KEEP_SIZE": lib.SS_FALLOC_FL_KEEP_SIZE,
+}
 
 
 def _c_config(config: Config) -> Any:
@@ -173,13 +183,26 @@ class Machine(Kvm, Views):
 
     def fallocate(self, fd: int, mode: Names, offset: int, length: int) -> bool:
         """True when pending: a punch waits on a page locked by get_lock_pfn."""
-        fd, md = i32(fd), i32(bits(mode, FALLOC_MODES, "fallocate mode"))
-        off, n = i64(offset), i64(length)
+        # a hot path (a VMM's conversions): as get_lock_pfn, cffi refuses what does
+        # not fit the C types, and only then are the ints cast like C
+        key = tuple(mode) if isinstance(mode, list) else mode
+        md = _FALLOC_BITS.get(key) if isinstance(key, tuple | str) else None
+        if md is None:
+            md = i32(bits(mode, FALLOC_MODES, "fallocate mode"))
         with self._lock:
-            before = self._count()
-            rc = lib.ss_fallocate(self._m, fd, md, off, n)
-            args = {"mode": md, "offset": off, "len": n}
-            return self._check("fallocate", rc, before, args, fd) == lib.SS_PENDING
+            try:
+                rc = _fallocate(self._m, fd, md, offset, length)
+            except (OverflowError, TypeError):
+                fd, offset, length = i32(fd), i64(offset), i64(length)
+                rc = _fallocate(self._m, fd, md, offset, length)
+            if rc == 0:
+                return False
+            if rc == lib.SS_PENDING:
+                return True
+            before = self._counter[0] - 1  # a failure makes one event: the last
+            args = {"mode": md, "offset": i64(offset), "len": i64(length)}
+            self._check("fallocate", rc, before, args, i32(fd))
+            return False
 
     def pread(self, fd: int, offset: int, count: int) -> bytes:
         fd, off, n = i32(fd), i64(offset), i64(count)
