@@ -50,6 +50,15 @@ _event_count = lib.ss_event_count
 _get_lock_pfn = lib.ss_get_lock_pfn
 _put_unlock_pfn = lib.ss_put_unlock_pfn
 _fallocate = lib.ss_fallocate
+_EINVAL = 22
+_VM_SLOTS = (
+    "this owner is a VM: it takes memslots through KVM_SET_USER_MEMORY_REGION2 "
+    "(POST .../vms/{vm_id}/memory_regions)"
+)
+_VM_FAULTS = (
+    "this owner is a VM: its guest accesses go through KVM_RUN "
+    "(POST .../vms/{vm_id}/vcpus/{n}/access)"
+)
 _PUNCH_KEEP = lib.SS_FALLOC_FL_PUNCH_HOLE | lib.SS_FALLOC_FL_KEEP_SIZE
 # fallocate modes as callers spell them most (a list of names -> bits)
 _FALLOC_BITS: dict[tuple[str, ...] | str, int] = {
@@ -132,6 +141,11 @@ class Machine(Kvm, Views):
             nowners=int(lib.ss_owner_count(self._m)),
         )
         raise make_error(op, err, explain(ctx), hazard, seq)
+
+    def _not_for_vms(self, rc: int, owner: int, before: int, op: str, words: str) -> None:
+        """The legacy memslot / fault calls refuse a VM (EINVAL): say why (lock held)."""
+        if rc == -_EINVAL and 0 <= owner < lib.SS_MAX_OWNERS and self._vm_info(owner):
+            raise make_error(op, _EINVAL, words, None, before + 1)
 
     def _phys_locked(self) -> PhysInfo:
         lib.ss_phys_info(self._m, self._pinfo)
@@ -349,6 +363,7 @@ class Machine(Kvm, Views):
         with self._lock:
             before = self._count()
             rc = lib.ss_memslot_create(self._m, o, fd, g, ix, n)
+            self._not_for_vms(rc, o, before, "memslot", _VM_SLOTS)
             args = {"owner": o, "gfn": g, "index": ix, "npages": n}
             slot = self._check("memslot", rc, before, args, fd)
         return Memslot(slot, fd, g, ix, n)
@@ -359,4 +374,5 @@ class Machine(Kvm, Views):
         with self._lock:
             before = self._count()
             rc = lib.ss_fault(self._m, o, g, self._u64, self._int)
+            self._not_for_vms(rc, o, before, "fault", _VM_FAULTS)
             return self._pfn_result("fault", rc, before, {"owner": o, "gfn": g}, None)
