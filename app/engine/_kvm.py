@@ -150,17 +150,15 @@ class Kvm(KvmViews):
             at = 0
         else:
             at = kernel_bits(attributes, ATTRIBUTES, UNKNOWN_U64)
-        f = u64(flags)
         with self._lock:
             try:
-                rc = _set_attrs(self._m, vm, address, size, at, f)
+                rc = _set_attrs(self._m, vm, address, size, at, flags)
             except (OverflowError, TypeError):
-                rc = _set_attrs(self._m, i32(vm), u64(address), u64(size), at, f)
+                rc = _set_attrs(self._m, i32(vm), u64(address), u64(size), at, u64(flags))
             if rc < 0:  # one event, no wakes: the last
                 before = int(lib.ss_event_count(self._m)) - 1
-                self._kvm_fail(
-                    "KVM_SET_MEMORY_ATTRIBUTES", rc, before, {"attributes": at, "flags": f}
-                )
+                args = {"attributes": at, "flags": u64(flags)}
+                self._kvm_fail("KVM_SET_MEMORY_ATTRIBUTES", rc, before, args)
 
     # ---- the guest and the VMM touching memory ----
     def vcpu_access(
