@@ -43,6 +43,8 @@ static bool slot_gfn_of(const struct ss_machine *m, const struct memslot *s, uin
 	}
 	if (is_rfc(m) && (s->flags & SS_MEM_FD))
 		return false;  /* fd-based slots have no hva */
+	if (!m->inodes[ino - 1].maps)
+		return false;  /* the VMM maps nothing of the file */
 	for (; *mi < m->nmaps; (*mi)++) {
 		const struct mapping *mp = &m->maps[*mi];
 		if (!mp->id || mp->ino != ino)
@@ -65,6 +67,8 @@ bool mmu_maps_pfn(const struct ss_machine *m, const struct owner *o, uint64_t pf
 {
 	const struct frame *f = &m->frames[pfn];
 	if (!f->ino)
+		return false;
+	if (o->nmapped == 0)
 		return false;
 	for (int i = 0; i < o->nslots; i++) {
 		int mi = -1;
@@ -178,8 +182,9 @@ void mmu_notify_hva(struct ss_machine *m, uint32_t ino, uint64_t a, uint64_t b)
 
 void mmu_notify_file(struct ss_machine *m, uint32_t ino, uint64_t start, uint64_t end)
 {
-	if (!any_vm(m))
-		return;
+	const struct inode *in = inode_get(m, ino);
+	if (!in || !in->maps || !any_vm(m))
+		return;  /* nothing maps the file, or nobody to tell */
 	for (int i = 0; i < m->nmaps; i++) {
 		const struct mapping *mp = &m->maps[i];
 		if (!mp->id || mp->ino != ino)
