@@ -194,7 +194,8 @@ static int rfc_file_check(struct ss_machine *m, struct owner *o, int fd, struct 
 static void slot_delete(struct ss_machine *m, struct owner *o, struct memslot *s)
 {
 	/* kvm_arch_flush_shadow_memslot: the slot's gfns go */
-	mmu_zap(m, o, s->gfn, s->gfn + s->npages, 0);
+	if (slot_in_as0(s))
+		mmu_zap(m, o, s->gfn, s->gfn + s->npages, 0);
 	uint32_t inos[2] = { s->vm && !is_rfc(m) ? 0 : s->ino, s->shared_ino };
 	o->vm->nr_memslot_pages -= s->npages;
 	int i = (int)(s - o->slots);
@@ -228,7 +229,8 @@ static int do_set_region(struct ss_machine *m, struct owner *o, const struct ss_
 		}
 		if (late_rule)
 			return kvm_fail(m, late_rule, -EINVAL);
-		mmu_zap(m, o, old->gfn, old->gfn + old->npages, 0);  /* KVM_MR_MOVE */
+		if (slot_in_as0(old))  /* KVM_MR_MOVE */
+			mmu_zap(m, o, old->gfn, old->gfn + old->npages, 0);
 		old->gfn = gfn;
 		old->flags = r->flags;
 		return (int)ev_end(m, 0);
@@ -307,7 +309,8 @@ void kvm_gmem_release(struct ss_machine *m, struct inode *in)
 				continue;
 			ev_callback(m, SS_CB_GMEM_INVALIDATE, o->id, s->index, s->index + s->npages);
 			o->ncallbacks++;
-			mmu_zap(m, o, s->gfn, s->gfn + s->npages, in->ino);
+			if (slot_in_as0(s))
+				mmu_zap(m, o, s->gfn, s->gfn + s->npages, in->ino);
 			s->ino = 0;
 			s->gmem_closed = 1;
 		}

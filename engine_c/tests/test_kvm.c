@@ -569,6 +569,33 @@ static void test_pre_fault(void)
 	ss_machine_free(m);
 }
 
+static void test_smm_address_space(void)
+{
+	cur_test = "smm_address_space";
+	struct ss_machine *m = mk(GMEM, SS_THP_NEVER);
+	int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+	ss_vcpu_create(m, vm);
+	int a = ss_memfd_create(m, "normal", 0), b = ss_memfd_create(m, "smm", 0);
+	ss_ftruncate(m, a, MiB);
+	ss_ftruncate(m, b, MiB);
+	int ma = ss_mmap(m, a, 0, MiB, SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
+	int mb = ss_mmap(m, b, 0, MiB, SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
+	struct ss_region r = gmem_region(0, 0, MiB, map_addr(m, ma), -1, 0);
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	r = gmem_region(1u << 16, 0, MiB, map_addr(m, mb), -1, 0);  /* SMM: same gpa, ok */
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	int rc;
+	struct ss_access_result x = access(m, vm, 0x1000, 1, -1, 4, &rc);
+	EXPECT(m, x.fd, a);
+	/* the SMM slot's mapping going, or the slot's deletion, leaves address space 0 be */
+	EXPECT(m, ss_munmap(m, mb), 0);
+	r = gmem_region(1u << 16, 0, 0, map_addr(m, mb), -1, 0);
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	struct ss_gfn_run gr[2];
+	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 2), 1);
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);
 int kvm_tests(int *nchecks)
 {
@@ -581,6 +608,7 @@ int kvm_tests(int *nchecks)
 	test_huge_shared();
 	test_rfc_fd_slots();
 	test_pre_fault();
+	test_smm_address_space();
 	*nchecks = checks;
 	return failures;
 }
