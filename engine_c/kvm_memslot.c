@@ -191,12 +191,32 @@ static int rfc_file_check(struct ss_machine *m, struct owner *o, int fd, struct 
 	return 0;
 }
 
+/* variant multi_owner: a registration counts its uses; a deleted fd-based slot
+ * drops one (the RFC as posted has no unregister: the VM stays the owner) */
+static void drop_use(struct ss_machine *m, struct owner *o, uint32_t ino)
+{
+	struct inode *in = inode_get(m, ino);
+	if (!in || !(m->cfg.variants & SS_VAR_MULTI_OWNER))
+		return;
+	for (int i = 0; i < in->nregs; i++) {
+		if (in->regs[i].owner != o->id || --in->regs[i].users > 0)
+			continue;
+		memmove(&in->regs[i], &in->regs[i + 1], (size_t)(in->nregs - i - 1) * sizeof(in->regs[0]));
+		in->nregs--;
+		return;
+	}
+}
+
 static void slot_delete(struct ss_machine *m, struct owner *o, struct memslot *s)
 {
 	/* kvm_arch_flush_shadow_memslot: the slot's gfns go */
 	if (slot_in_as0(s))
 		mmu_zap(m, o, s->gfn, s->gfn + s->npages, 0);
 	uint32_t inos[2] = { s->vm && !is_rfc(m) ? 0 : s->ino, s->shared_ino };
+	if (is_rfc(m) && (s->flags & SS_MEM_FD)) {
+		drop_use(m, o, s->shared_ino);
+		drop_use(m, o, s->ino);
+	}
 	o->vm->nr_memslot_pages -= s->npages;
 	int i = (int)(s - o->slots);
 	memmove(&o->slots[i], &o->slots[i + 1], (size_t)(o->nslots - i - 1) * sizeof(*s));

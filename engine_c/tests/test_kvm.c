@@ -596,6 +596,29 @@ static void test_smm_address_space(void)
 	ss_machine_free(m);
 }
 
+static void test_rfc_multi_owner_delete(void)
+{
+	cur_test = "rfc_multi_owner_delete";
+	struct ss_config c = { .profile = RFC, .variants = SS_VAR_MULTI_OWNER, .phys_pages = 8192 };
+	struct ss_machine *m = ss_machine_new(&c);
+	int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+	int vm2 = ss_vm_create(m, SS_VM_DEFAULT, "vm2");
+	int sh = ss_memfd_create(m, "shared", 0);
+	ss_ftruncate(m, sh, MiB);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_FD, .memory_size = MiB, .fd = sh,
+			       .private_fd = -1 };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_vm_set_memory_region(m, vm2, &r), 0);  /* several owners: the variant */
+	struct ss_file_info fi;
+	ss_file_info(m, sh, &fi);
+	EXPECT(m, fi.owners, (1u << vm) | (1u << vm2));
+	r.memory_size = 0;
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	ss_file_info(m, sh, &fi);
+	EXPECT(m, fi.owners, 1u << vm2);  /* the deletion dropped vm's use */
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);
 int kvm_tests(int *nchecks)
 {
@@ -609,6 +632,7 @@ int kvm_tests(int *nchecks)
 	test_rfc_fd_slots();
 	test_pre_fault();
 	test_smm_address_space();
+	test_rfc_multi_owner_delete();
 	*nchecks = checks;
 	return failures;
 }
