@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from app.engine._errors import BadFdError, EngineError, InvariantError, NotFoundError
 from app.engine._events import MAX_ITEMS
+from app.engine._kvm_types import (
+    AccessResult,
+    AttrRun,
+    Exit,
+    GfnSource,
+    HostAccess,
+    VmInfo,
+    VmMemslot,
+)
 from app.engine._machine import Machine
 from app.engine._names import OP_ARGS
 from app.engine._types import (
@@ -35,14 +44,19 @@ __all__ = [
     "MAX_ITEMS",
     "OPS",
     "PAGE_SIZE",
+    "AccessResult",
+    "AttrRun",
     "BadFdError",
     "Callback",
     "Config",
     "EngineError",
     "Event",
+    "Exit",
     "FileInfo",
     "FrameRun",
     "GfnRun",
+    "GfnSource",
+    "HostAccess",
     "InvariantError",
     "Machine",
     "Memslot",
@@ -52,5 +66,7 @@ __all__ = [
     "PfnResult",
     "PhysInfo",
     "Touch",
+    "VmInfo",
+    "VmMemslot",
     "Waiter",
 ]
