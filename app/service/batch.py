@@ -1,0 +1,197 @@
+"""A batch of ops in one request (POST /api/v1/sessions/{sid}/ops).
+
+Each op goes through the same handler, limits and log as when sent alone, and gets the
+answer it would have had (status, errno, body). The whole batch is validated first (a
+malformed op is a 422 naming ops[i], and nothing runs), then run under the session's lock
+in a worker thread, in chunks of a few milliseconds so the event loop serves the other
+sessions in between. Its ops are stored in ONE transaction before the answer: a batch is
+durable all or nothing (SIGKILL before the commit leaves none of it in the store, after
+it every op); live event streams see its events once they are stored.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from app.engine import EngineError
+from app.errors import (
+    BadTrace,
+    ServiceError,
+    TooLarge,
+    TooMany,
+    Unavailable,
+    engine_error_body,
+    engine_status,
+)
+from app.models.batch import MAX_BATCH_OPS, BatchOps
+from app.models.sessions import TraceOp
+from app.registry import Registry, Session
+from app.service.ops import OpSpec, parse
+from app.service.replay import apply, describe
+from app.service.runner import spawn_snapshot
+from app.settings import Settings
+from app.store import StoredOp
+
+log = logging.getLogger("sealscope.batch")
+
+SLICE = 0.005  # seconds of engine work before the event loop gets a turn
+CREATED = frozenset(
+    {"memfd_create", "guest_memfd_create", "mmap", "owner_create", "memslot_create"}
+)
+
+
+@dataclass
+class Run:
+    """What a batch has done so far (filled in by the worker thread)."""
+
+    items: list[str] = field(default_factory=list)  # each result as JSON text
+    stored: list[StoredOp] = field(default_factory=list)
+    stopped_at: int | None = None
+
+
+def _validate(ops: list[TraceOp]) -> list[tuple[OpSpec, BaseModel]]:
+    parsed = []
+    for i, t in enumerate(ops):
+        try:
+            parsed.append(parse(t.op, t.args))
+        except (ValidationError, ValueError) as exc:
+            raise BadTrace(f"ops[{i}] ({t.op[:64]}): {describe(exc)}", op="ops") from exc
+    return parsed
+
+
+def _error(exc: Exception, name: str) -> tuple[int, dict[str, object]]:
+    """The status and body the op would have answered alone (app/errors.py's handlers)."""
+    if isinstance(exc, EngineError):
+        return engine_status(exc), engine_error_body(exc)
+    if isinstance(exc, ServiceError):
+        return exc.status, exc.body()
+    if isinstance(exc, ValueError):
+        msg = str(exc)[:500] or "invalid value"
+        return 422, {"errno": "EINVAL", "errno_value": errno_mod.EINVAL, "op": name, "message": msg}
+    log.error("batch op %s failed: %r", name, exc)
+    msg = f"internal error ({type(exc).__name__}); see the service log"
+    return 409, {"errno": "EIO", "errno_value": errno_mod.EIO, "op": name, "message": msg}
+
+
+def _item(seq: int | None, status: int, errno: str | None, answer: str) -> str:
+    e = "null" if errno is None else json.dumps(errno)
+    s = "null" if seq is None else str(seq)
+    return f'{{"seq":{s},"errno":{e},"status":{status},"answer":{answer}}}'
+
+
+def _run_slice(
+    settings: Settings,
+    session: Session,
+    parsed: list[tuple[OpSpec, BaseModel]],
+    start: int,
+    stop_on_error: bool,
+    run: Run,
+) -> int:
+    """Run ops from `start` for about SLICE seconds (in a worker thread, under the session
+    lock); the index to go on from (len(parsed) when done)."""
+    m = session.machine
+    deadline = time.perf_counter() + SLICE
+    i = start
+    while i < len(parsed):
+        spec, args = parsed[i]
+        i += 1
+        try:
+            if spec.check is not None:
+                spec.check(settings, m, args)
+        except Exception as exc:
+            status, body = _error(exc, spec.name)
+            run.items.append(_item(None, status, str(body["errno"]), json.dumps(body)))
+            if stop_on_error:
+                run.stopped_at = i - 1
+                return len(parsed)
+            continue
+        heavy = spec.heavy is not None and spec.heavy(m, args)
+        first = m.event_count + 1
+        out = apply(m, spec, args)
+        if heavy:
+            session.mark_big(first, m.event_count)
+        seq = None
+        if out.recorded:
+            op = StoredOp(
+                session.seq + 1, spec.name, args.model_dump_json(), out.errno, m.event_count
+            )
+            session.push(op)
+            run.stored.append(op)
+            seq = op.seq
+        if out.error is None:
+            result = out.result
+            if result is None:
+                run.items.append(_item(seq, 204, None, "null"))
+            else:
+                status = 201 if spec.name in CREATED else 200
+                run.items.append(_item(seq, status, None, result.model_dump_json()))
+        else:
+            status, body = _error(out.error, spec.name)
+            run.items.append(_item(seq, status, str(body["errno"]), json.dumps(body)))
+            if stop_on_error:
+                run.stopped_at = i - 1
+                return len(parsed)
+        if time.perf_counter() > deadline:
+            break
+    return i
+
+
+async def run_batch(reg: Registry, sid: str, body: BatchOps) -> bytes:
+    """Run a batch; the answer (BatchAnswer) as JSON bytes."""
+    n = len(body.ops)
+    if n > MAX_BATCH_OPS:
+        raise TooLarge(
+            f"the batch has {n} ops, past the limit max_batch_ops={MAX_BATCH_OPS}",
+            op="ops",
+            limit="max_batch_ops",
+        )
+    session = reg.get(sid)
+    parsed = await anyio.to_thread.run_sync(_validate, body.ops) if n > 64 else _validate(body.ops)
+    run = Run()
+    async with session.lock:
+        reg.get(sid)  # still there
+        if session.seq + n > reg.settings.max_ops:
+            raise TooMany(
+                f"the session has {session.seq} ops; {n} more is past the limit "
+                f"max_ops={reg.settings.max_ops}",
+                op="ops",
+                limit="max_ops",
+            )
+        before = session.seq
+        # Once the engine is entered, the batch is run and stored even if the client goes.
+        with anyio.CancelScope(shield=True):
+            i = 0
+            while i < n:
+                i = await anyio.to_thread.run_sync(
+                    _run_slice, reg.settings, session, parsed, i, body.stop_on_error, run
+                )
+            if run.stored:
+                await _store(reg, session, before, run.stored)
+        event_seq = session.machine.event_count
+    stopped = "null" if run.stopped_at is None else str(run.stopped_at)
+    return (
+        f'{{"results":[{",".join(run.items)}],"seq":{session.seq},'
+        f'"event_seq":{event_seq},"stopped_at":{stopped}}}'
+    ).encode()
+
+
+async def _store(reg: Registry, session: Session, before: int, ops: list[StoredOp]) -> None:
+    try:
+        await reg.store.append_many(session.id, ops, time.time())
+    except Exception as exc:
+        log.exception("session %s: batch not stored; undoing it", session.id[:8])
+        machine = await reg.call(session.machine_at, before)
+        session.truncate(before, machine)
+        session.notify()
+        raise Unavailable(
+            "the op log could not be written; the batch was undone", op="ops"
+        ) from exc
+    session.notify()
+    spawn_snapshot(reg, session)
