@@ -12,10 +12,23 @@ from app.service.batch import run_batch
 router = new_router("sessions")
 
 
-@router.post("/sessions/{sid}/ops", name="ops", response_model=BatchAnswer)
-async def ops(request: Request, sid: SessionId, body: BatchOps) -> Response:
+# The body is read raw and decoded in a worker thread (10,000 ops are a megabyte of JSON:
+# decoding and validating it on the event loop would stall the other sessions).
+_SCHEMA = BatchOps.model_json_schema(ref_template="#/components/schemas/{model}")
+_SCHEMA.pop("$defs", None)  # TraceOp: in the components already (Trace)
+_BODY = {"required": True, "content": {"application/json": {"schema": _SCHEMA}}}
+
+
+@router.post(
+    "/sessions/{sid}/ops",
+    name="ops",
+    response_model=BatchAnswer,
+    openapi_extra={"requestBody": _BODY},
+)
+async def ops(request: Request, sid: SessionId) -> Response:
     """Up to 10,000 ops of the trace's shape, run in order, each logged and answered as if
     sent alone (`status`, `errno`, `answer`); durable (one transaction) before the
     answer. A malformed op is a 422 naming ops[i], and none runs; with `stop_on_error`
     the first failing op ends the batch (`stopped_at`)."""
-    return Response(await run_batch(registry(request), sid, body), media_type="application/json")
+    out = await run_batch(registry(request), sid, await request.body())
+    return Response(out, media_type="application/json")

@@ -28,6 +28,14 @@ class BatchOps(BaseModel):
     model_config = examples({"ops": _OPS, "stop_on_error": False})
 
 
+class BatchHead(BaseModel):
+    """BatchOps as the service first reads it: each op is then parsed by its own
+    arguments' model (a misfit names ops[i])."""
+
+    ops: list[dict[str, Any]]
+    stop_on_error: bool = False
+
+
 class BatchResult(BaseModel):
     """One op's answer as if it had been sent alone: `status` its HTTP status, `errno`
     null on success, `answer` the route's answer (null for 204) or the error body. `seq`

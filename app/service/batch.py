@@ -16,9 +16,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.engine import EngineError
 from app.errors import (
@@ -30,8 +32,7 @@ from app.errors import (
     engine_error_body,
     engine_status,
 )
-from app.models.batch import MAX_BATCH_OPS, BatchOps
-from app.models.sessions import TraceOp
+from app.models.batch import MAX_BATCH_OPS, BatchHead
 from app.registry import Registry, Session
 from app.service.ops import OpSpec, parse
 from app.service.replay import apply, describe
@@ -56,14 +57,51 @@ class Run:
     stopped_at: int | None = None
 
 
-def _validate(ops: list[TraceOp]) -> list[tuple[OpSpec, BaseModel]]:
+class Parsed(NamedTuple):
+    ops: list[tuple[OpSpec, BaseModel]]
+    stop_on_error: bool
+
+
+_HEAD = TypeAdapter(BatchHead)
+
+
+def _validate(raw: bytes) -> Parsed:
+    """The request body, decoded and validated whole (in a worker thread for big ones):
+    a misfit of the body is FastAPI's 422, a bad op a 422 naming ops[i]."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        err = {"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error"}
+        raise RequestValidationError(
+            [{**err, "input": {}, "ctx": {"error": str(exc)[:200]}}]
+        ) from exc
+    try:
+        head = _HEAD.validate_python(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from exc
+    n = len(head.ops)
+    if n > MAX_BATCH_OPS:
+        raise TooLarge(
+            f"the batch has {n} ops, past the limit max_batch_ops={MAX_BATCH_OPS}",
+            op="ops",
+            limit="max_batch_ops",
+        )
     parsed = []
-    for i, t in enumerate(ops):
+    for i, t in enumerate(head.ops):
+        name = t.get("op")
+        args = t.get("args", {})
         try:
-            parsed.append(parse(t.op, t.args))
+            if not isinstance(name, str) or len(name) > 64:
+                raise ValueError("op: a string of at most 64 characters is needed")
+            if not isinstance(args, dict):
+                raise ValueError("args: an object is needed")
+            parsed.append(parse(name, args))
         except (ValidationError, ValueError) as exc:
-            raise BadTrace(f"ops[{i}] ({t.op[:64]}): {describe(exc)}", op="ops") from exc
-    return parsed
+            label = name[:64] if isinstance(name, str) else "?"
+            raise BadTrace(f"ops[{i}] ({label}): {describe(exc)}", op="ops") from exc
+    return Parsed(parsed, head.stop_on_error)
 
 
 def _error(exc: Exception, name: str) -> tuple[int, dict[str, object]]:
@@ -112,11 +150,7 @@ def _run_slice(
                 run.stopped_at = i - 1
                 return len(parsed)
             continue
-        heavy = spec.heavy is not None and spec.heavy(m, args)
-        first = m.event_count + 1
         out = apply(m, spec, args)
-        if heavy:
-            session.mark_big(first, m.event_count)
         seq = None
         if out.recorded:
             op = StoredOp(
@@ -143,17 +177,14 @@ def _run_slice(
     return i
 
 
-async def run_batch(reg: Registry, sid: str, body: BatchOps) -> bytes:
-    """Run a batch; the answer (BatchAnswer) as JSON bytes."""
-    n = len(body.ops)
-    if n > MAX_BATCH_OPS:
-        raise TooLarge(
-            f"the batch has {n} ops, past the limit max_batch_ops={MAX_BATCH_OPS}",
-            op="ops",
-            limit="max_batch_ops",
-        )
+async def run_batch(reg: Registry, sid: str, raw: bytes) -> bytes:
+    """Run a batch (the request body, BatchOps); the answer (BatchAnswer) as JSON bytes."""
     session = reg.get(sid)
-    parsed = await anyio.to_thread.run_sync(_validate, body.ops) if n > 64 else _validate(body.ops)
+    if len(raw) > 1 << 14:
+        batch = await anyio.to_thread.run_sync(_validate, raw)
+    else:
+        batch = _validate(raw)
+    n = len(batch.ops)
     run = Run()
     async with session.lock:
         reg.get(sid)  # still there
@@ -165,13 +196,16 @@ async def run_batch(reg: Registry, sid: str, body: BatchOps) -> bytes:
                 limit="max_ops",
             )
         before = session.seq
+        first = session.machine.event_count + 1
         # Once the engine is entered, the batch is run and stored even if the client goes.
         with anyio.CancelScope(shield=True):
             i = 0
             while i < n:
                 i = await anyio.to_thread.run_sync(
-                    _run_slice, reg.settings, session, parsed, i, body.stop_on_error, run
+                    _run_slice, reg.settings, session, batch.ops, i, batch.stop_on_error, run
                 )
+            # a batch's events may be many: read them in a worker thread (views.py)
+            session.mark_big(first, session.machine.event_count)
             if run.stored:
                 await _store(reg, session, before, run.stored)
         event_seq = session.machine.event_count
