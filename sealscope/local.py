@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from sealscope._async import AsyncClient
 from sealscope.client import Client
+
+BASE = "http://sealscope.local"
 
 
 def _app(data: Path, settings: dict[str, Any]) -> Any:
@@ -27,12 +30,37 @@ def _app(data: Path, settings: dict[str, Any]) -> Any:
     return create_app(Settings(data=data, **{"log_requests": False, "rate": 0, **settings}))
 
 
+class _PortalTransport(httpx.BaseTransport):
+    """Sync requests into an ASGI app running on an event loop in another thread (the
+    answer is read whole: a live event stream needs a server or the AsyncClient)."""
+
+    def __init__(self, portal: BlockingPortal, app: Any) -> None:
+        self.portal = portal
+        self.inner = httpx.ASGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        content = request.read()
+
+        async def call() -> tuple[int, httpx.Headers, bytes]:
+            req = httpx.Request(
+                request.method, request.url, headers=request.headers, content=content
+            )
+            resp = await self.inner.handle_async_request(req)
+            return resp.status_code, resp.headers, await resp.aread()
+
+        status, headers, body = self.portal.call(call)
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+
 @contextmanager
 def local_client(data: Path, **settings: Any) -> Iterator[Client]:
     """A Client of an app running in this process (its lifespan around the block)."""
-    from starlette.testclient import TestClient
-
-    with TestClient(_app(data, settings), base_url="http://sealscope.local") as http:
+    app = _app(data, settings)
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+        httpx.Client(transport=_PortalTransport(portal, app), base_url=BASE) as http,
+    ):
         yield Client(http=http)
 
 
@@ -42,5 +70,5 @@ async def local_async_client(data: Path, **settings: Any) -> AsyncIterator[Async
     app = _app(data, settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sealscope.local") as h:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as h:
             yield AsyncClient(http=h)
