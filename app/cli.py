@@ -1,4 +1,5 @@
-"""`sealscope serve [--host H] [--port P]` (also `python -m app`)."""
+"""`sealscope serve [--host H] [--port P]` (also `python -m app`); `sealscope replay`,
+`scenario` and `export` for CI jobs (sealscope/ci.py: `sealscope replay --help`)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (SEALSCOPE_HOST)")
     serve.add_argument("--port", type=int, help="port (SEALSCOPE_PORT)")
     serve.add_argument("--data", help="data directory (SEALSCOPE_DATA)")
+    for name, what in CI.items():
+        sub.add_parser(name, help=what, add_help=False)
     return p
 
 
+CI = {
+    "replay": "replay a trace (and compare it with the kernel); exit 1 if it diverges",
+    "scenario": "play a walkthrough, checking every step; exit 1 if one differs",
+    "export": "write a session's page map and frame map as SVG",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in CI:
+        from sealscope.ci import main as ci_main
+
+        return ci_main(argv)
     args = _parser().parse_args(argv)
     if args.command not in (None, "serve"):
         return 2
