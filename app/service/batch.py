@@ -75,13 +75,19 @@ def _validate(raw: bytes) -> Parsed:
         raise RequestValidationError(
             [{**err, "input": {}, "ctx": {"error": str(exc)[:200]}}]
         ) from exc
-    try:
-        head = _HEAD.validate_python(data)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from exc
-    n = len(head.ops)
+    ops = data.get("ops") if isinstance(data, dict) else None
+    stop = data.get("stop_on_error", False) if isinstance(data, dict) else None
+    fits = type(stop) is bool and isinstance(ops, list) and all(type(o) is dict for o in ops)
+    if not fits or len(data) > 1 + ("stop_on_error" in data):  # the schema's own errors
+        try:
+            head = _HEAD.validate_python(data)
+            ops, stop = head.ops, head.stop_on_error
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            ) from exc
+    assert isinstance(ops, list)
+    n = len(ops)
     if n > MAX_BATCH_OPS:
         raise TooLarge(
             f"the batch has {n} ops, past the limit max_batch_ops={MAX_BATCH_OPS}",
@@ -89,7 +95,7 @@ def _validate(raw: bytes) -> Parsed:
             limit="max_batch_ops",
         )
     parsed = []
-    for i, t in enumerate(head.ops):
+    for i, t in enumerate(ops):
         name = t.get("op")
         args = t.get("args", {})
         try:
@@ -101,7 +107,7 @@ def _validate(raw: bytes) -> Parsed:
         except (ValidationError, ValueError) as exc:
             label = name[:64] if isinstance(name, str) else "?"
             raise BadTrace(f"ops[{i}] ({label}): {describe(exc)}", op="ops") from exc
-    return Parsed(parsed, head.stop_on_error)
+    return Parsed(parsed, bool(stop))
 
 
 def _error(exc: Exception, name: str) -> tuple[int, dict[str, object]]:
