@@ -3,6 +3,7 @@ alone; validated whole first; limits; stop_on_error."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -153,3 +154,22 @@ async def test_a_big_batch_replays_and_rewinds(settings: Settings) -> None:
         assert r.status_code == 201 and r.json()["seq"] == 3002
         r = await c.post(f"{API}/{sid}/rewind", json={"seq": 1500})
         assert r.status_code == 200 and r.json()["seq"] == 1500
+
+
+async def test_other_sessions_answer_while_a_batch_runs(settings: Settings) -> None:
+    async with running(settings) as (app, c):
+        busy, other = await new_session(c), await new_session(c)
+        ops = OPS[:2] + [
+            {"op": "fallocate", "args": {"fd": 3, "mode": [], "offset": i % 2 * 4096, "len": 4096}}
+            for i in range(9_998)
+        ]
+        batch = asyncio.create_task(c.post(f"{API}/{busy}/ops", json={"ops": ops}))
+        lock = app.state.registry.sessions[busy].lock
+        while not lock.locked():  # the batch is running (validated, in the engine)
+            await asyncio.sleep(0.001)
+        for _ in range(3):
+            r = await c.post(f"{API}/{other}/memfds", json={})
+            assert r.status_code == 201
+        assert not batch.done()  # another session's ops came and went meanwhile
+        r = await batch
+        assert r.status_code == 200 and r.json()["seq"] == 10_000
