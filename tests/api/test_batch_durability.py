@@ -18,7 +18,7 @@ from tests.api.helpers import Server
 
 API = "/api/v1/sessions"
 PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
-SIZE = 4000
+SIZE = 2000
 
 
 def _batch(k: int) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import pytest
 from tests.api.helpers import Server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = Server(tmp_path_factory.mktemp("live") / "data").start()
     yield s
