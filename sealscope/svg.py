@@ -65,8 +65,8 @@ def render(
 ) -> str:
     """files: (File, its page runs, more runs than read) each; frames: (total, runs, more)."""
     rows: list[str] = []
-    y = 40
-    rows.append(f'<text x="0" y="{y - 16}" class="h">Page map</text>')
+    y = 32
+    rows.append(f'<text x="0" y="{y - 14}" class="h">Page map</text>')
     for f, runs, more in files:
         npages = max((r.end for r in runs), default=0)
         label = f"fd {f.fd} {f.name!r} ({f.kind}): {f.size} bytes, {f.nr_pages} resident pages"
@@ -89,13 +89,15 @@ def render(
         rows.append(f'<text x="0" y="{y + 12}">no open files</text>')
         y += 30
     rows.append(_legend(y, PAGE_COLOURS))
-    y += 44
+    y += 56
     total, fruns, fmore = frames
     used = sum(r.end - r.start for r in fruns if r.state != "free")
-    rows.append(f'<text x="0" y="{y - 16}" class="h">Frame map</text>')
-    rows.append(
-        f'<text x="0" y="{y}">{total} frames, {used} in use{" (runs cut)" if fmore else ""}</text>'
-    )
+    # the frames up to the last one in use (all of memory would be a sliver and a void)
+    shown = max((r.end for r in fruns if r.state != "free"), default=0)
+    shown = total if fmore else min(total, max(1024, -(-shown * 5 // 4)))
+    rows.append(f'<text x="0" y="{y - 20}" class="h">Frame map</text>')
+    note = f"{total} frames, {used} in use; frames 0-{shown - 1} shown"
+    rows.append(f'<text x="0" y="{y}">{note}{" (runs cut)" if fmore else ""}</text>')
     y += 8
     spans = [
         (
@@ -107,7 +109,8 @@ def render(
         )
         for r in fruns
     ]
-    rows.append(_bar(y, total, spans, FRAME_COLOURS))
+    spans = [(a, min(b, shown), k, t) for a, b, k, t in spans if a < shown]
+    rows.append(_bar(y, shown, spans, FRAME_COLOURS))
     y += BAR + 14
     rows.append(_legend(y, FRAME_COLOURS))
     y += 24
