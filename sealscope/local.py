@@ -30,6 +30,21 @@ def _app(data: Path, settings: dict[str, Any]) -> Any:
     return create_app(Settings(data=data, **{"log_requests": False, "rate": 0, **settings}))
 
 
+def _no_stream(request: httpx.Request) -> None:
+    """In-process transports read an answer whole: a live stream would never end."""
+    if request.url.path.endswith("/events/stream"):
+        raise RuntimeError(
+            "follow() needs a server (an in-process service answers whole, and a live event "
+            "stream never ends): give a URL, or read events(after=...) instead"
+        )
+
+
+class _AsgiTransport(httpx.ASGITransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _no_stream(request)
+        return await super().handle_async_request(request)
+
+
 class _PortalTransport(httpx.BaseTransport):
     """Sync requests into an ASGI app running on an event loop in another thread (the
     answer is read whole: a live event stream needs a server or the AsyncClient)."""
@@ -39,6 +54,7 @@ class _PortalTransport(httpx.BaseTransport):
         self.inner = httpx.ASGITransport(app=app)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        _no_stream(request)
         content = request.read()
 
         async def call() -> tuple[int, httpx.Headers, bytes]:
@@ -69,6 +85,6 @@ async def local_async_client(data: Path, **settings: Any) -> AsyncIterator[Async
     """An AsyncClient of an app running on this event loop."""
     app = _app(data, settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = _AsgiTransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as h:
             yield AsyncClient(http=h)

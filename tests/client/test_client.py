@@ -4,12 +4,14 @@ SSE follower, sync and async."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
 from app.models.files import FallocateAnswer, File, Seals
 from app.models.guest import Pfn
 from sealscope.client import AsyncClient, Client, SealscopeError, SseEvent
+from sealscope.local import local_async_client, local_client
 from tests.api.helpers import Server
 
 PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
@@ -167,3 +169,23 @@ async def test_async_client(live: Server) -> None:
             "fallocate",
         ]
         await s.delete()
+
+
+def test_in_process_sessions(tmp_path: Path) -> None:
+    with local_client(tmp_path / "data") as c:
+        s = c.create_session(thp="always")
+        assert s.memfd_create().fd == 3 and s.detail().thp == "always"
+        with s.batch() as b:
+            b.add("ftruncate", fd=3, length=1 << 21)
+        assert s.events().events[-1].op == "ftruncate"
+        with pytest.raises(RuntimeError, match="follow\\(\\) needs a server"):
+            next(iter(s.follow()))
+
+
+@pytest.mark.anyio
+async def test_in_process_async(tmp_path: Path) -> None:
+    async with local_async_client(tmp_path / "data") as c:
+        s = await c.create_session()
+        assert (await s.memfd_create()).fd == 3
+        with pytest.raises(RuntimeError, match="needs a server"):
+            await anext(aiter(s.follow()))
