@@ -58,7 +58,9 @@ def test_the_client_distribution_pins_what_the_service_pins() -> None:
     assert sorted(d.split("==")[0] for d in deps) == ["httpx", "pydantic"]
     assert set(deps) <= set(PYPROJECT["project"]["dependencies"])
     plugin = PYPROJECT["project"]["entry-points"]["pytest11"]
-    assert client["project"]["entry-points"]["pytest11"] == plugin == {
-        "sealscope": "sealscope.pytest_plugin"
-    }
+    assert (
+        client["project"]["entry-points"]["pytest11"]
+        == plugin
+        == {"sealscope": "sealscope.pytest_plugin"}
+    )
     assert (ROOT / "client" / "sealscope").resolve() == ROOT / "sealscope"
