@@ -215,10 +215,15 @@ async def run_batch(reg: Registry, sid: str, raw: bytes) -> bytes:
         # Once the engine is entered, the batch is run and stored even if the client goes.
         with anyio.CancelScope(shield=True):
             i = 0
-            while i < n:
-                i = await anyio.to_thread.run_sync(
-                    _run_slice, reg.settings, session, batch.ops, i, batch.stop_on_error, run
-                )
+            try:
+                while i < n:
+                    i = await anyio.to_thread.run_sync(
+                        _run_slice, reg.settings, session, batch.ops, i, batch.stop_on_error, run
+                    )
+            except Exception:  # a bug, not an op's failure: leave no half batch behind
+                log.exception("session %s: batch failed at op %d; undoing it", sid[:8], i)
+                await _undo(reg, session, before)
+                raise
             # a batch's events may be many: read them in a worker thread (views.py)
             session.mark_big(first, session.machine.event_count)
             if run.stored:
@@ -234,11 +239,16 @@ async def _store(reg: Registry, session: Session, before: int, ops: list[StoredO
         await reg.store.append_many(session.id, ops, time.time())
     except Exception as exc:
         log.exception("session %s: batch not stored; undoing it", session.id[:8])
-        machine = await reg.call(session.machine_at, before)
-        session.truncate(before, machine)
-        session.notify()
+        await _undo(reg, session, before)
         raise Unavailable(
             "the op log could not be written; the batch was undone", op="ops"
         ) from exc
     session.notify()
     spawn_snapshot(reg, session)
+
+
+async def _undo(reg: Registry, session: Session, before: int) -> None:
+    """Back to the state after op `before` (the batch's ops leave the log)."""
+    machine = await reg.call(session.machine_at, before)
+    session.truncate(before, machine)
+    session.notify()

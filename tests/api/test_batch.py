@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.service import batch
 from app.settings import Settings
 from tests.api.helpers import new_session, running, with_
 
@@ -173,3 +174,36 @@ async def test_other_sessions_answer_while_a_batch_runs(settings: Settings) -> N
         assert not batch.done()  # another session's ops came and went meanwhile
         r = await batch
         assert r.status_code == 200 and r.json()["seq"] == 10_000
+
+
+async def test_a_batch_not_stored_is_undone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(settings) as (app, c):
+        sid = await new_session(c)
+        await c.post(f"{API}/{sid}/ops", json={"ops": OPS[:2]})
+
+        async def broken(*args: object) -> None:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(app.state.registry.store, "append_many", broken)
+        r = await c.post(f"{API}/{sid}/ops", json={"ops": OPS[3:7]})
+        assert r.status_code == 503 and r.json()["errno"] == "EIO"
+        monkeypatch.undo()
+        detail = (await c.get(f"{API}/{sid}")).json()
+        assert detail["seq"] == 2 and detail["files"][0]["nr_pages"] == 0
+        # a failure of the service itself half way: the ops run so far are undone too
+        calls = []
+
+        def bad_item(*args: object) -> bytes:
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("bug")
+            return b"{}"
+
+        monkeypatch.setattr(batch, "_item", bad_item)
+        with pytest.raises(RuntimeError):
+            await c.post(f"{API}/{sid}/ops", json={"ops": OPS[3:7]})
+        monkeypatch.undo()
+        assert (await c.get(f"{API}/{sid}")).json()["seq"] == 2
+        assert len((await c.get(f"{API}/{sid}/trace")).json()["ops"]) == 2
