@@ -17,7 +17,8 @@ starts. Prints the median ops/s, p50 / p99 latency over all runs, and the median
 
 First, the batch table: one client on the app, fallocate and punch ops alternating,
 one op a request against --batch-size ops a POST .../ops (each answer read and checked),
-rounds alternating; the median ops/s of each with their spread, and the ratio.
+rounds alternating; the median ops/s of each with their spread, the ratio, and the
+server's CPU time per op (from /proc: what a loaded machine's scheduling does not move).
 """
 
 from __future__ import annotations
@@ -238,32 +239,46 @@ async def batch_ops(c: Conn, b: str, until: float, bodies: list[bytes]) -> int:
     return n
 
 
-async def batch_level(port: int, size: int, seconds: float) -> float:
-    """One timed run from one client: ops/s, one op a request (size 0) or `size` a batch."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def batch_level(port: int, pid: int, size: int, seconds: float) -> tuple[float, float, int]:
+    """One timed run from one client, one op a request (size 0) or `size` a batch:
+    (ops/s, the server's CPU seconds during it, ops)."""
     c = await Conn(port).open()
     b, _ = await setup_session(c)
     bodies = batch_bodies(size) if size else []
+    cpu = cpu_seconds(pid)
     t0 = time.perf_counter()
     until = t0 + seconds
     n = await (batch_ops(c, b, until, bodies) if size else single_ops(c, b, until))
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu
     await c.call("DELETE", b)
     c.close()
-    return n / wall
+    return n / wall, cpu, n
 
 
-def batch_table(port: int, rounds: int, seconds: float, size: int) -> None:
-    single: list[float] = []
-    batched: list[float] = []
+def batch_table(port: int, pid: int, rounds: int, seconds: float, size: int) -> None:
+    runs: dict[int, list[tuple[float, float, int]]] = {0: [], size: []}
     for _ in range(rounds):
-        single.append(asyncio.run(batch_level(port, 0, seconds)))
-        batched.append(asyncio.run(batch_level(port, size, seconds)))
+        for k in (0, size):
+            runs[k].append(asyncio.run(batch_level(port, pid, k, seconds)))
+    single, batched = ([r[0] for r in runs[k]] for k in (0, size))
     ratios = [a / b for a, b in zip(batched, single, strict=True)]
     med = statistics.median
+    us = {k: 1e6 * sum(r[1] for r in v) / max(1, sum(r[2] for r in v)) for k, v in runs.items()}
     print(
         f"one client, {rounds} rounds alternating: one op a request "
-        f"{med(single):.0f} ops/s ({min(single):.0f}-{max(single):.0f}); "
-        f"batches of {size} {med(batched):.0f} ops/s ({min(batched):.0f}-{max(batched):.0f}); "
+        f"{med(single):.0f} ops/s ({min(single):.0f}-{max(single):.0f}, server CPU "
+        f"{us[0]:.0f} us/op); batches of {size} {med(batched):.0f} ops/s "
+        f"({min(batched):.0f}-{max(batched):.0f}, server CPU {us[size]:.1f} us/op); "
         f"ratio {med(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f})"
     )
 
@@ -324,7 +339,7 @@ def main() -> None:
             f"{'app ops/s':>10} {'p50':>7} {'p99':>7} | ratio (median, min-max)"
         )
         if args.batch_size:
-            batch_table(app_port, args.rounds, args.seconds, args.batch_size)
+            batch_table(app_port, procs[0].pid, args.rounds, args.seconds, args.batch_size)
         for n in (int(x) for x in args.clients.split(",") if not args.only_batch):
             bare_ops: list[float] = []
             app_ops: list[float] = []
