@@ -279,7 +279,8 @@ def batch_table(port: int, pid: int, rounds: int, seconds: float, size: int) -> 
         f"{med(single):.0f} ops/s ({min(single):.0f}-{max(single):.0f}, server CPU "
         f"{us[0]:.0f} us/op); batches of {size} {med(batched):.0f} ops/s "
         f"({min(batched):.0f}-{max(batched):.0f}, server CPU {us[size]:.1f} us/op); "
-        f"ratio {med(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f})"
+        f"ratio {med(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f}); "
+        f"server CPU ratio {us[0] / max(us[size], 1e-9):.1f}"
     )
 
 
