@@ -4,18 +4,16 @@ AsyncSession, AsyncBatch (`async with session.batch() as b`)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
+from sealscope._batch import AsyncBatch
 from sealscope._kvm import KvmOps
 from sealscope._wire import (
     API,
     ROUTES,
-    Queue,
-    Slot,
     SseEvent,
     SseParser,
     check,
@@ -296,37 +294,3 @@ class AsyncSession(KvmOps):
                 msg = parser.feed(line)
                 if msg is not None:
                     yield msg
-
-
-class AsyncBatch:
-    """`async with session.batch() as b:` gathers ops (`b.add(op, **args)`, the trace's shape)
-    and sends them together on leaving the block (10,000 a request; an exception in the
-    block sends nothing). Each `add` gives a Slot whose value() is the op's answer."""
-
-    def __init__(self, session: AsyncSession, stop_on_error: bool = False) -> None:
-        self.session = session
-        self.queue = Queue(stop_on_error)
-
-    async def __aenter__(self) -> AsyncBatch:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if kind is None:
-            await self.send()
-
-    def add(self, op: str, **args: Any) -> Slot[Any]:
-        """Queue an op; a full batch (10,000) is sent on leaving the block, with the rest."""
-        return self.queue.add(op, args)
-
-    async def send(self) -> None:
-        while self.queue.ops and not self.queue.stopped:
-            body, slots = self.queue.take()
-            path = f"{self.session.path}/ops"
-            answer = await self.session.client.get(BatchAnswer, "POST", path, body)
-            self.queue.settle(answer, slots)
-
-    @property
-    def results(self) -> list[Any]:
-        return self.queue.results

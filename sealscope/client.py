@@ -14,17 +14,16 @@ raises SealscopeError (errno name and value, op, message, status).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
+from sealscope._batch import Batch
 from sealscope._kvm import KvmOps
 from sealscope._wire import (
     API,
     ROUTES,
-    Queue,
     SealscopeError,
     Slot,
     SseEvent,
@@ -293,40 +292,5 @@ class Session(KvmOps):
             yield from sse_messages(r.iter_lines())
 
 
-class Batch:
-    """`with session.batch() as b:` gathers ops (`b.add(op, **args)`, the trace's shape)
-    and sends them together on leaving the block (10,000 a request; an exception in the
-    block sends nothing). Each `add` gives a Slot whose value() is the op's answer."""
-
-    def __init__(self, session: Session, stop_on_error: bool = False) -> None:
-        self.session = session
-        self.queue = Queue(stop_on_error)
-
-    def __enter__(self) -> Batch:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.send()
-
-    def add(self, op: str, **args: Any) -> Slot[Any]:
-        slot = self.queue.add(op, args)
-        if self.queue.full():
-            self.send()
-        return slot
-
-    def send(self) -> None:
-        if not self.queue.ops or self.queue.stopped:
-            return
-        body, slots = self.queue.take()
-        answer = self.session.client.get(BatchAnswer, "POST", f"{self.session.path}/ops", body)
-        self.queue.settle(answer, slots)
-
-    @property
-    def results(self) -> list[Any]:
-        return self.queue.results
-
-
-from sealscope._async import AsyncBatch, AsyncClient, AsyncSession  # noqa: E402, F401
+from sealscope._async import AsyncClient, AsyncSession  # noqa: E402, F401
+from sealscope._batch import AsyncBatch  # noqa: E402, F401
