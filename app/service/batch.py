@@ -134,7 +134,9 @@ def _item(seq: int | None, status: int, errno: str | None, answer: bytes) -> byt
 
 def _failed(run: Run, seq: int | None, exc: Exception, name: str) -> None:
     status, body = _error(exc, name)
-    run.items.append(_item(seq, status, str(body["errno"]), json.dumps(body).encode()))
+    run.items.append(
+        _item(seq, status, str(body["errno"]), json.dumps(body, separators=(",", ":")).encode())
+    )
 
 
 def _run_slice(
