@@ -195,13 +195,15 @@ async def test_a_batch_not_stored_is_undone(
         # a failure of the service itself half way: the ops run so far are undone too
         calls = []
 
-        def bad_item(*args: object) -> bytes:
+        real = batch.StoredOp
+
+        def bad_op(*args: Any) -> Any:
             calls.append(1)
             if len(calls) == 3:
                 raise RuntimeError("bug")
-            return b"{}"
+            return real(*args)
 
-        monkeypatch.setattr(batch, "_item", bad_item)
+        monkeypatch.setattr(batch, "StoredOp", bad_op)
         with pytest.raises(RuntimeError):
             await c.post(f"{API}/{sid}/ops", json={"ops": OPS[3:7]})
         monkeypatch.undo()
