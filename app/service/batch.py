@@ -68,7 +68,7 @@ _HEAD = TypeAdapter(BatchHead)
 
 
 def _validate(raw: bytes) -> Parsed:
-    """The request body, decoded and validated whole (in a worker thread for big ones):
+    """The request body, decoded and validated whole (in the worker thread, by _start):
     a misfit of the body is FastAPI's 422, a bad op a 422 naming ops[i]."""
     try:
         data = json.loads(raw)
