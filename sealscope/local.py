@@ -27,7 +27,10 @@ def _app(data: Path, settings: dict[str, Any]) -> Any:
             f"an in-process sealscope needs the full distribution (the engine): {exc}; "
             "give a server's URL instead (--sealscope-url / SEALSCOPE_URL)"
         ) from exc
-    return create_app(Settings(data=data, **{"log_requests": False, "rate": 0, **settings}))
+    # SEALSCOPE_* from the environment, then: its own store, no request log, no rate limit
+    return create_app(
+        Settings.from_env(**{"log_requests": False, "rate": 0, **settings}, data=data)
+    )
 
 
 def _no_stream(request: httpx.Request) -> None:
