@@ -7,7 +7,8 @@ from fastapi import Request, Response
 from app.api import new_router
 from app.deps import SessionId, registry
 from app.models.batch import BatchAnswer, BatchOps
-from app.service.batch import run_batch
+from app.service.batch import CREATED, run_batch
+from app.service.ops import OPS
 
 router = new_router("sessions")
 
@@ -30,5 +31,17 @@ async def ops(request: Request, sid: SessionId) -> Response:
     sent alone (`status`, `errno`, `answer`); durable (one transaction) before the
     answer. A malformed op is a 422 naming ops[i], and none runs; with `stop_on_error`
     the first failing op ends the batch (`stopped_at`)."""
-    out = await run_batch(registry(request), sid, await request.body())
+    out = await run_batch(registry(request), sid, await request.body(), _created(request))
     return Response(out, media_type="application/json")
+
+
+def _created(request: Request) -> frozenset[str]:
+    """The ops whose own route answers 201 (found once per app by route name = op name),
+    so a batch answers each op's status as its route would."""
+    found: frozenset[str] | None = getattr(request.app.state, "batch_created", None)
+    if found is None:
+        routes = request.app.routes
+        named = {r.name for r in routes if getattr(r, "status_code", None) == 201}
+        found = CREATED | (named & set(OPS))
+        request.app.state.batch_created = found
+    return found

@@ -45,6 +45,7 @@ log = logging.getLogger("sealscope.batch")
 # seconds of engine work a trip to a worker thread (the event loop runs meanwhile: it
 # takes the GIL every sys.getswitchinterval(), 5 ms; slices bound what one trip holds)
 SLICE = 0.05
+# ops answered 201 whose route has another name than the op (api/batch.py adds the rest)
 CREATED = frozenset(
     {"memfd_create", "guest_memfd_create", "mmap", "owner_create", "memslot_create"}
 )
@@ -57,6 +58,7 @@ class Run:
     items: list[bytes] = field(default_factory=list)  # each result as JSON
     stored: list[StoredOp] = field(default_factory=list)
     stopped_at: int | None = None
+    created: frozenset[str] = frozenset()  # ops whose success is 201 Created
 
 
 class Parsed(NamedTuple):
@@ -193,11 +195,11 @@ def _run_slice(
         elif result is None:
             items.append(_item(seq, 204, None, b"null"))
         elif seq is not None:  # the common case, formatted in place
-            status = 201 if spec.name in CREATED else 200
+            status = 201 if spec.name in run.created else 200
             answer = type(result).__pydantic_serializer__.to_json(result)
             items.append(b'{"seq":%d,"errno":null,"status":%d,"answer":%s}' % (seq, status, answer))
         else:  # answered without an event: not an op (no handler does so today)
-            items.append(_item(None, 201 if spec.name in CREATED else 200, None, _json(result)))
+            items.append(_item(None, 201 if spec.name in run.created else 200, None, _json(result)))
         if time.perf_counter() > deadline:
             return i + 1
     return len(parsed)
@@ -218,10 +220,13 @@ def _start(raw: bytes, settings: Settings, session: Session, run: Run) -> tuple[
     return batch, _run_slice(settings, session, batch.ops, 0, batch.stop_on_error, run)
 
 
-async def run_batch(reg: Registry, sid: str, raw: bytes) -> bytes:
-    """Run a batch (the request body, BatchOps); the answer (BatchAnswer) as JSON bytes."""
+async def run_batch(
+    reg: Registry, sid: str, raw: bytes, created: frozenset[str] = CREATED
+) -> bytes:
+    """Run a batch (the request body, BatchOps); the answer (BatchAnswer) as JSON bytes.
+    `created`: the ops whose route answers 201."""
     session = reg.get(sid)
-    run = Run()
+    run = Run(created=created)
     async with session.lock:
         reg.get(sid)  # still there
         before = session.seq
