@@ -3,9 +3,9 @@
   replay TRACE.json [--against-kernel] [--format text|json]
       replays the trace into a new session (every op must end with the errno the trace
       gives) and, with --against-kernel, runs the log against this machine's kernel
-  scenario NAME [--format text|json]
-      plays a guided walkthrough step by step, checking each step's errno, answer and
-      owner callbacks
+  scenario NAME|all [--format text|json]
+      plays a guided walkthrough (or every one) step by step, checking each step's
+      errno, answer and owner callbacks
   export SID|TRACE.json --svg OUT
       writes the session's page map and frame map as one SVG picture
 
@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("trace", type=Path)
     r.add_argument("--against-kernel", action="store_true", help="and compare with the kernel")
     s = sub.add_parser("scenario", parents=[common], help="play a walkthrough, check each step")
-    s.add_argument("name")
+    s.add_argument("name", help="a walkthrough's name, or all")
     e = sub.add_parser("export", parents=[common], help="the page and frame maps as SVG")
     e.add_argument("session", help="a session id, or a trace file to replay first")
     e.add_argument("--svg", type=Path, required=True, help="the SVG file to write")
@@ -109,6 +109,8 @@ def kernel(s: Session) -> dict[str, Any]:
 
 
 def text(command: str, out: dict[str, Any]) -> str:
+    if command == "scenario" and "scenarios" in out:
+        return "\n\n".join(text(command, sc) for sc in out["scenarios"])
     if command == "scenario":
         lines = [
             f"{'ok  ' if st['ok'] else 'FAIL'} step {st['step']} {st['op']}: {st['note']}"
@@ -175,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "replay":
                 status, out = replay(c, args)
             elif args.command == "scenario":
-                out = play(c, args.name)
+                if args.name == "all":
+                    every = [play(c, sc.name) for sc in c.scenarios().scenarios]
+                    out = {"ok": all(sc["ok"] for sc in every), "scenarios": every}
+                else:
+                    out = play(c, args.name)
                 status = OK if out["ok"] else DIVERGES
             else:
                 status, out = export(c, args)

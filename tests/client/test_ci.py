@@ -98,11 +98,16 @@ def test_scenario(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monkey
     rc, out, _ = _run(capsys, "scenario", "punch-waits-on-locked-page")
     assert rc == 0 and out.splitlines()[-1].endswith("every step as expected")
     assert all(line.startswith("ok") for line in out.splitlines()[:-1])
+    rc, out, _ = _run(capsys, "scenario", "all", "--format", "json")
+    report = json.loads(out)
+    assert rc == 0 and report["ok"] and len(report["scenarios"]) >= 10
+    assert {sc["name"] for sc in report["scenarios"]} >= {"rfc-lifecycle", "mmap-shared"}
     real = Client.scenario
 
     def wrong(self: Client, name: str) -> Any:
         sc = real(self, name)
-        sc.steps[2] = sc.steps[2].model_copy(update={"errno": "EBUSY"})
+        if name == "rfc-lifecycle":
+            sc.steps[2] = sc.steps[2].model_copy(update={"errno": "EBUSY"})
         return sc
 
     monkeypatch.setattr(Client, "scenario", wrong)
@@ -112,6 +117,9 @@ def test_scenario(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monkey
     assert report["steps"][2]["problems"] == ["expected EBUSY, got HTTP 200 success"]
     rc, out, _ = _run(capsys, "scenario", "rfc-lifecycle")
     assert rc == 1 and "FAIL step 3" in out and "step 3 differs" in out
+    rc, out, _ = _run(capsys, "scenario", "all")
+    assert rc == 1 and "scenario rfc-lifecycle: step 3 differs" in out
+    assert "scenario mmap-shared: every step as expected" in out
 
 
 def test_check_step_names_each_problem() -> None:
