@@ -89,7 +89,7 @@ chromium:
 test: venv static/vendor chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy app
+	$(VENV)/bin/mypy app sealscope
 	$(MAKE) --no-print-directory ctest
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
@@ -130,7 +130,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy app
+	$(VENV)/bin/mypy app sealscope
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis test-results

@@ -1,10 +1,12 @@
-"""`sealscope serve [--host H] [--port P]` (also `python -m app`)."""
+"""`sealscope serve [--host H] [--port P]` (also `python -m app`); `sealscope replay`,
+`scenario` and `export` for CI jobs (sealscope/ci.py: `sealscope replay --help`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import sys
 
@@ -19,10 +21,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (SEALSCOPE_HOST)")
     serve.add_argument("--port", type=int, help="port (SEALSCOPE_PORT)")
     serve.add_argument("--data", help="data directory (SEALSCOPE_DATA)")
+    for name, what in CI.items():
+        sub.add_parser(name, help=what, add_help=False)
     return p
 
 
+CI = {
+    "replay": "replay a trace (and compare it with the kernel); exit 1 if it diverges",
+    "scenario": "play a walkthrough, checking every step; exit 1 if one differs",
+    "export": "write a session's page map and frame map as SVG",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in CI:
+        from sealscope.ci import main as ci_main
+
+        return ci_main(argv)
     args = _parser().parse_args(argv)
     if args.command not in (None, "serve"):
         return 2
@@ -37,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
 
         changes["data"] = Path(args.data)
     settings = dataclasses.replace(settings, **changes)
+    # The cyclic GC's first generation every 50,000 allocations, not 700: each op allocates
+    # a score of short-lived containers (pydantic models, dicts, lists) and almost none
+    # form cycles; with the default the collector took a fifth of a batch's CPU time
+    # (bench/api.py; the cycles that do form are still collected, a little later).
+    gc.set_threshold(50_000, 20, 10)
     handler = BatchedStderr()
     handler.addFilter(RateLimitedWarnings())  # no client can flood the log
     logging.basicConfig(level=logging.INFO, handlers=[handler])

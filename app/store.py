@@ -179,6 +179,10 @@ class Store:
     async def append(self, sid: str, op: StoredOp, ts: float) -> None:
         await self.submit(lambda c: _insert_ops(c, sid, [op], ts))
 
+    async def append_many(self, sid: str, ops: list[StoredOp], ts: float) -> None:
+        """A batch of ops in one transaction: all of them are stored, or none."""
+        await self.submit(lambda c: _insert_ops(c, sid, ops, ts))
+
     async def truncate(self, sid: str, n: int, ts: float) -> None:
         def write(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM ops WHERE sid = ? AND seq > ?", (sid, n))

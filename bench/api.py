@@ -1,7 +1,7 @@
 """Throughput and latency of the REST service against a bare FastAPI endpoint.
 
     .venv/bin/python bench/api.py [--rounds 25] [--seconds 0.6] [--clients 1,16,64]
-                                  [--engine-threads]
+                                  [--engine-threads] [--batch-size 1000] [--only-batch]
 
 Starts two uvicorn processes on free ports: the real app (`python -m app serve`, its
 store in a temporary directory) and a bare FastAPI app with one pydantic-validated POST
@@ -14,6 +14,11 @@ to 0.9, and the median of 25 short pairs repeats within a few hundredths where t
 5 long ones did not. Connections and sessions are set up before each run's clock
 starts. Prints the median ops/s, p50 / p99 latency over all runs, and the median
 (min-max) of the runs' app/bare ratios.
+
+First, the batch table: one client on the app, fallocate and punch ops alternating,
+one op a request against --batch-size ops a POST .../ops (each answer read and checked),
+rounds alternating; the median ops/s of each with their spread, the ratio, and the
+server's CPU time per op (from /proc: what a loaded machine's scheduling does not move).
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ class Conn:
         return self
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = b"" if body is None else json.dumps(body).encode()
+        data = (
+            body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+        )
         head = f"{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(data)}\r\n"
         if body is not None:
             head += "content-type: application/json\r\n"
@@ -188,6 +195,95 @@ async def level(kind: str, port: int, clients: int, seconds: float) -> tuple[flo
     return sum(counts) / wall, lat
 
 
+def _alloc_punch(i: int) -> dict[str, Any]:
+    mode = PUNCH if i % 2 else []
+    return {"mode": mode, "offset": (i * 7 % 1024) * 4096, "len": 8192}
+
+
+async def single_ops(c: Conn, b: str, until: float) -> int:
+    """One op a request: fallocate and punch, alternating."""
+    n = 0
+    while time.perf_counter() < until:
+        status, answer = await c.call("POST", f"{b}/files/3/fallocate", _alloc_punch(n))
+        if status != 200:
+            raise RuntimeError(f"fallocate: {status} {answer}")
+        n += 1
+    return n
+
+
+def batch_bodies(size: int) -> list[bytes]:
+    """The same op mix, `size` ops a body (encoded before the clock starts)."""
+    return [
+        json.dumps(
+            {
+                "ops": [
+                    {"op": "fallocate", "args": {"fd": 3, **_alloc_punch(k * size + i)}}
+                    for i in range(size)
+                ]
+            }
+        ).encode()
+        for k in range(max(1, 1024 // size) * 2)
+    ]
+
+
+async def batch_ops(c: Conn, b: str, until: float, bodies: list[bytes]) -> int:
+    """The same ops, many a request (POST .../ops); every answer is read and checked."""
+    n = k = 0
+    size = len(json.loads(bodies[0])["ops"])
+    while time.perf_counter() < until:
+        status, answer = await c.call("POST", f"{b}/ops", bodies[k % len(bodies)])
+        k += 1
+        if status != 200 or any(r["errno"] for r in answer["results"]):
+            raise RuntimeError(f"ops: {status} {str(answer)[:300]}")
+        n += size
+    return n
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def batch_level(port: int, pid: int, size: int, seconds: float) -> tuple[float, float, int]:
+    """One timed run from one client, one op a request (size 0) or `size` a batch:
+    (ops/s, the server's CPU seconds during it, ops)."""
+    c = await Conn(port).open()
+    b, _ = await setup_session(c)
+    bodies = batch_bodies(size) if size else []
+    cpu = cpu_seconds(pid)
+    t0 = time.perf_counter()
+    until = t0 + seconds
+    n = await (batch_ops(c, b, until, bodies) if size else single_ops(c, b, until))
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu
+    await c.call("DELETE", b)
+    c.close()
+    return n / wall, cpu, n
+
+
+def batch_table(port: int, pid: int, rounds: int, seconds: float, size: int) -> None:
+    runs: dict[int, list[tuple[float, float, int]]] = {0: [], size: []}
+    for _ in range(rounds):
+        for k in (0, size):
+            runs[k].append(asyncio.run(batch_level(port, pid, k, seconds)))
+    single, batched = ([r[0] for r in runs[k]] for k in (0, size))
+    ratios = [a / b for a, b in zip(batched, single, strict=True)]
+    med = statistics.median
+    us = {k: 1e6 * sum(r[1] for r in v) / max(1, sum(r[2] for r in v)) for k, v in runs.items()}
+    print(
+        f"one client, {rounds} rounds alternating: one op a request "
+        f"{med(single):.0f} ops/s ({min(single):.0f}-{max(single):.0f}, server CPU "
+        f"{us[0]:.0f} us/op); batches of {size} {med(batched):.0f} ops/s "
+        f"({min(batched):.0f}-{max(batched):.0f}, server CPU {us[size]:.1f} us/op); "
+        f"ratio {med(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f}); "
+        f"server CPU ratio {us[0] / max(us[size], 1e-9):.1f}"
+    )
+
+
 def pct(lat: list[float], q: float) -> float:
     lat = sorted(lat)
     return lat[min(len(lat) - 1, int(len(lat) * q))] * 1e3
@@ -199,6 +295,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=25, help="bare/app run pairs per level")
     ap.add_argument("--clients", default="1,16,64")
     ap.add_argument("--engine-threads", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=1000, help="ops a batch (0: no batch table)")
+    ap.add_argument("--only-batch", action="store_true", help="the batch table only")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sealscope-bench-"))
     (tmp / "bare.py").write_text(BARE)
@@ -241,7 +339,9 @@ def main() -> None:
             f"{'clients':>7} | {'bare ops/s':>10} {'p50':>7} {'p99':>7} | "
             f"{'app ops/s':>10} {'p50':>7} {'p99':>7} | ratio (median, min-max)"
         )
-        for n in (int(x) for x in args.clients.split(",")):
+        if args.batch_size:
+            batch_table(app_port, procs[0].pid, args.rounds, args.seconds, args.batch_size)
+        for n in (int(x) for x in args.clients.split(",") if not args.only_batch):
             bare_ops: list[float] = []
             app_ops: list[float] = []
             bare_lat: list[float] = []

@@ -48,3 +48,19 @@ def test_resources_are_found_in_a_checkout() -> None:
     for name in ("templates", "static"):
         if (ROOT / name).is_dir():
             assert resources.resource_dir(name) == ROOT / name
+
+
+def test_the_client_distribution_pins_what_the_service_pins() -> None:
+    """client/ (sealscope-client) needs only pydantic and httpx, at the service's pins,
+    and declares the same pytest plugin."""
+    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())
+    deps = client["project"]["dependencies"]
+    assert sorted(d.split("==")[0] for d in deps) == ["httpx", "pydantic"]
+    assert set(deps) <= set(PYPROJECT["project"]["dependencies"])
+    plugin = PYPROJECT["project"]["entry-points"]["pytest11"]
+    assert (
+        client["project"]["entry-points"]["pytest11"]
+        == plugin
+        == {"sealscope": "sealscope.pytest_plugin"}
+    )
+    assert (ROOT / "client" / "sealscope").resolve() == ROOT / "sealscope"

@@ -68,8 +68,13 @@ async def _log(reg: Registry, session: Session, op: StoredOp) -> None:
         session.notify()
         raise Unavailable("the op log could not be written; the op was undone", op=op.name) from exc
     session.notify()
+    spawn_snapshot(reg, session)
+
+
+def spawn_snapshot(reg: Registry, session: Session) -> None:
+    """A snapshot when one is due, off the request's path: it answers first."""
     if session.snapshot_due() and not session.snapping:
-        session.snapping = True  # off the request's path: it answers first
+        session.snapping = True
         reg.spawn(_snapshot(reg, session))
 
 

@@ -189,7 +189,9 @@ async def stream(
     seen_rewinds = len(s.rewinds)
     while True:
         changed = s.changed()
-        if s.closed or reg.closing or stop.is_set():
+        # a deleted session's stream first sends what was published before the delete
+        drain = s.closed and not (reg.closing or stop.is_set()) and s.published > last
+        if (s.closed or reg.closing or stop.is_set()) and not drain:
             why = "session deleted" if s.closed else "service stopping"
             yield _sse("end", {"reason": why}, None)
             return

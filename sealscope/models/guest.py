@@ -1,0 +1,3 @@
+"""The server's models (app/models/guest.py); the client distribution ships a copy."""
+
+from app.models.guest import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""The server's models (app/models/views.py); the client distribution ships a copy."""
+
+from app.models.views import *  # noqa: F403
