@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.router.routes.extend(router.routes)
     app.router.routes.extend(pages.routes())
     index_routes(app.router)
+    app.add_middleware(errors.LastResort)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RateLimit, settings=settings)
     if settings.log_requests:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,8 +116,11 @@ class Store:
         return conn
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = self._connect()
+        check_directory(self.path.parent)
+        try:
+            self._conn = self._connect()
+        except sqlite3.Error as exc:
+            raise RuntimeError(f"the store {self.path} cannot be opened: {exc}") from exc
         self._flusher = asyncio.create_task(self._flush_loop())
 
     async def close(self) -> None:
@@ -239,6 +244,21 @@ class Store:
                 log.error("store write failed: %s", exc)
                 return [RuntimeError(f"the store could not write: {exc}")]
         return [self._commit([w])[0] for w in writes]
+
+
+def check_directory(data: Path) -> None:
+    """The data directory exists and this process can write in it (SQLite needs to make
+    its -wal file there), or RuntimeError naming it: not SQLite's "disk I/O error"."""
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sealscope-probe-", dir=data)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise RuntimeError(
+            f"the data directory {data} is not writable ({exc.strerror or exc}): the store "
+            "needs to write there (give SEALSCOPE_DATA a writable directory)"
+        ) from exc
 
 
 def _insert_ops(c: sqlite3.Connection, sid: str, ops: list[StoredOp], ts: float) -> None:
