@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import api, errors, pages
+from app.crosssite import CrossSite
 from app.middleware import AccessLog, BodyLimit, RateLimit
 from app.registry import Registry
 from app.routing import index_routes
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(errors.LastResort)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RateLimit, settings=settings)
+    app.add_middleware(CrossSite)
     if settings.log_requests:
         app.add_middleware(AccessLog)
     return app
