@@ -83,6 +83,21 @@ class TooMany(ServiceError):
     errno_name = "EAGAIN"
 
 
+class ReadOnly(ServiceError):
+    """A damaged session: readable, exportable, deletable, never changed."""
+
+    status = 409
+    errno_name = "EROFS"
+
+
+def check_writable(damage: str | None, op: str) -> None:
+    if damage is not None:
+        raise ReadOnly(
+            f"the session is damaged and read only ({damage}); export its trace or delete it",
+            op=op,
+        )
+
+
 class Unavailable(ServiceError):
     status = 503
     errno_name = "EIO"

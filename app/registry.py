@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 import anyio
 
+from app import redact
 from app.engine import Config, Machine
 from app.errors import NotFound
-from app.service.replay import replay
+from app.service.replay import ReplayError, replay
 from app.settings import Settings
 from app.store import Store, StoredOp, StoredSession
 
@@ -78,6 +79,9 @@ class Session:
         # are read in a worker thread: those of long ops, and all of a replayed past.
         self.big: list[tuple[int, int]] = []  # (first, last) event seqs of long ops
         self.unknown_upto = 0
+        # what made the stored log unreplayable past op seq (None: sound); a damaged
+        # session is read only: its stored rows past the damage are kept, not replayed
+        self.damage: str | None = None
 
     @property
     def seq(self) -> int:
@@ -95,10 +99,26 @@ class Session:
         self.op_events.append(op.events)
 
     def load(self, ops: list[StoredOp]) -> list[str]:
-        """Replay a stored log into this (fresh) session; returns the differences."""
+        """Replay a stored log into this (fresh) session; returns the differences. An op
+        that cannot be replayed at all (a gap, an unknown op, args that are not its
+        schema) stops the replay there and marks the session damaged."""
         diffs: list[str] = []
         for op in ops:
-            diffs += replay(self.machine, [op], strict=False)
+            why = ""
+            if op.seq != self.seq + 1:
+                why = f"op {self.seq + 1} is missing (the next stored row is {op.seq})"
+            else:
+                try:
+                    diffs += replay(self.machine, [op], strict=False)
+                except ReplayError as exc:
+                    why = f"op {op.seq} ({op.name[:40]}) cannot be replayed: {exc.why}"
+                except Exception as exc:  # the engine itself: keep what replayed
+                    self.machine = self.machine_at(self.seq)
+                    why = f"op {op.seq} ({op.name[:40]}) failed to replay: {exc!r:.200}"
+            if why:
+                kept = len(ops) - self.seq
+                self.damage = f"{why}; the {kept} stored ops from there are kept, not replayed"
+                break
             self.record(op._replace(events=self.machine.event_count))
         return diffs
 
@@ -209,31 +229,44 @@ class Registry:
     async def start(self) -> None:
         await self.store.open()
         stored = await anyio.to_thread.run_sync(self.store.load)
+        acked = self.store.acked.read()
         now = time.time()
         for s in stored:
             if now - s.active > self.settings.session_ttl:
                 await self.store.delete(s.id)
                 continue
             session = await anyio.to_thread.run_sync(self._rebuild, s)
-            if session.seq < len(s.ops):
-                await self.store.truncate(s.id, session.seq, s.active)
+            if session is None:
+                continue
+            if len(s.ops) < acked.get(s.id, 0):
+                log.warning(
+                    "session %s: the store holds %d ops but %d were acknowledged: "
+                    "the last %d are lost (the database's WAL was damaged or cut)",
+                    redact.short(s.id),
+                    len(s.ops),
+                    acked[s.id],
+                    acked[s.id] - len(s.ops),
+                )
             self.sessions[s.id] = session
+        self.store.acked.start({s.id: len(s.ops) for s in stored if s.id in self.sessions})
         if stored:
             log.info("rebuilt %d sessions", len(self.sessions))
         self._expiry = asyncio.create_task(self._expire_loop())
 
-    def _rebuild(self, s: StoredSession) -> Session:
-        config = Config(s.profile, s.phys_pages, s.thp, frozenset(s.variants))
+    def _rebuild(self, s: StoredSession) -> Session | None:
+        short = redact.short(s.id)
+        try:
+            config = Config(s.profile, s.phys_pages, s.thp, frozenset(s.variants))
+        except ValueError as exc:
+            log.warning("session %s: not loaded, its sessions row is damaged (%s)", short, exc)
+            return None
         session = Session(s.id, config, self.settings, s.created, self.budget)
         session.active = s.active
-        try:
-            diffs = session.load(s.ops)
-        except Exception:
-            log.exception("session %s: replay stopped at op %d", s.id[:8], session.seq + 1)
-            session.machine = session.machine_at(session.seq)
-            diffs = []
+        diffs = session.load(s.ops)
+        if session.damage:
+            log.warning("session %s: damaged, read only: %s", short, session.damage)
         for d in diffs[:10]:
-            log.warning("session %s: replay differs from the log: %s", s.id[:8], d)
+            log.warning("session %s: replay differs from the log: %s", short, d)
         session.published = session.unknown_upto = session.machine.event_count
         return session
 
@@ -262,7 +295,11 @@ class Registry:
 
     async def expire(self) -> int:
         cutoff = time.time() - self.settings.session_ttl
-        old = [s for s in self.sessions.values() if s.active < cutoff and not s.lock.locked()]
+        old = [
+            s
+            for s in self.sessions.values()
+            if s.active < cutoff and not s.lock.locked() and s.damage is None  # kept
+        ]
         for s in old:
             log.info("session %s expired", s.id[:8])
             await self.remove(s)

@@ -23,6 +23,9 @@ from typing import Any, NamedTuple
 
 import anyio
 
+from app import redact
+from app.acked import Acked
+
 log = logging.getLogger("sealscope.store")
 
 SCHEMA = """
@@ -61,8 +64,11 @@ class StoredOp(NamedTuple):
     events: int  # the engine event count after it
 
     def args_dict(self) -> dict[str, Any]:
+        """The arguments (ValueError when the stored text is not a JSON object)."""
         value = json.loads(self.args)
-        return value if isinstance(value, dict) else {}
+        if not isinstance(value, dict):
+            raise ValueError(f"the stored args are not a JSON object: {self.args[:60]!r}")
+        return value
 
     @property
     def op(self) -> dict[str, Any]:
@@ -92,6 +98,7 @@ class Store:
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
         self._flushing = False
+        self.acked = Acked(path.with_name(path.name + ".acked"))
 
     def _connect(self) -> sqlite3.Connection:
         """The store's one connection. It holds the database file for itself (locking_mode
@@ -117,6 +124,12 @@ class Store:
 
     async def open(self) -> None:
         check_directory(self.path.parent)
+        if self.path.exists() and self.path.stat().st_size == 0:
+            log.warning(
+                "the store %s is 0 bytes: no sessions to rebuild (a database that was "
+                "emptied or never written); starting empty",
+                self.path,
+            )
         try:
             self._conn = self._connect()
         except sqlite3.Error as exc:
@@ -132,27 +145,39 @@ class Store:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self.acked.flush()
 
     # -- reading (at start-up) --------------------------------------------------------
     def load(self) -> list[StoredSession]:
         """Every stored session with its log: through the open connection (it holds the
-        file), or a connection of its own when the store is not open."""
+        file), or a connection of its own when the store is not open. A sessions row
+        that makes no sense is logged and left out (and left in the database); op rows
+        are read as they are (replay decides what they are worth)."""
         conn = self._conn or self._connect()
         try:
-            rows = conn.execute(
+            out: dict[str, StoredSession] = {}
+            for row in conn.execute(
                 "SELECT id, profile, phys_pages, thp, variants, created, active FROM sessions"
-            ).fetchall()
-            out = {
-                r[0]: StoredSession(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
-                for r in rows
-            }
+            ):
+                s = _session_of(row)
+                if isinstance(s, StoredSession):
+                    out[s.id] = s
+                else:
+                    sid = row[0] if isinstance(row[0], str) else repr(row[0])
+                    log.warning(
+                        "session %s: not loaded, its sessions row is damaged (%s); the row "
+                        "and its ops stay in the store",
+                        redact.short(sid),
+                        s,
+                    )
             for sid, seq, op, args, errno, events, ts in conn.execute(
                 "SELECT sid, seq, op, args, errno, events, ts FROM ops ORDER BY sid, seq"
             ):
                 if sid in out:
                     s = out[sid]
-                    s.ops.append(StoredOp(seq, op, args, errno, events))
-                    s.active = max(s.active, ts)
+                    s.ops.append(_op_of(seq, op, args, errno, events))
+                    if isinstance(ts, int | float):
+                        s.active = max(s.active, ts)
             return list(out.values())
         finally:
             if conn is not self._conn:
@@ -180,15 +205,18 @@ class Store:
             _insert_ops(c, s.id, ops, ts)
 
         await self.submit(write)
+        self.acked.ack(s.id, len(ops))
 
     async def append(self, sid: str, op: StoredOp, ts: float) -> None:
         await self.submit(lambda c: _insert_ops(c, sid, [op], ts))
+        self.acked.ack(sid, op.seq)
 
     async def truncate(self, sid: str, n: int, ts: float) -> None:
         def write(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM ops WHERE sid = ? AND seq > ?", (sid, n))
             c.execute("UPDATE sessions SET active = ? WHERE id = ?", (ts, sid))
 
+        self.acked.lower(sid, n)
         await self.submit(write)
 
     async def delete(self, sid: str) -> None:
@@ -196,6 +224,7 @@ class Store:
             c.execute("DELETE FROM ops WHERE sid = ?", (sid,))
             c.execute("DELETE FROM sessions WHERE id = ?", (sid,))
 
+        self.acked.lower(sid, None)
         await self.submit(write)
 
     # -- the flusher --------------------------------------------------------------------
@@ -244,6 +273,40 @@ class Store:
                 log.error("store write failed: %s", exc)
                 return [RuntimeError(f"the store could not write: {exc}")]
         return [self._commit([w])[0] for w in writes]
+
+
+def _session_of(row: tuple[Any, ...]) -> StoredSession | str:
+    """A sessions row as a StoredSession, or what is wrong with it."""
+    sid, profile, phys_pages, thp, variants, created, active = row
+    try:
+        names = json.loads(variants) if isinstance(variants, str) else None
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
+        return f"variants {str(variants)[:40]!r} is not a JSON list of names"
+    if not isinstance(sid, str) or not sid:
+        return "no id"
+    for name, value, kind in (
+        ("profile", profile, str),
+        ("thp", thp, str),
+        ("phys_pages", phys_pages, int),
+        ("created", created, int | float),
+        ("active", active, int | float),
+    ):
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{name} {str(value)[:40]!r} is not a {getattr(kind, '__name__', 'number')}"
+    return StoredSession(sid, profile, phys_pages, thp, names, float(created), float(active))
+
+
+def _op_of(seq: Any, op: Any, args: Any, errno: Any, events: Any) -> StoredOp:
+    """An ops row as it is; a value of the wrong type becomes one replay refuses."""
+    return StoredOp(
+        seq if type(seq) is int else -1,
+        op if isinstance(op, str) else f"<{type(op).__name__} op>",
+        args if isinstance(args, str) else "<not text>",
+        errno if isinstance(errno, str) else None,
+        events if type(events) is int else 0,
+    )
 
 
 def check_directory(data: Path) -> None:

@@ -13,7 +13,7 @@ import time
 import anyio
 from pydantic import BaseModel
 
-from app.errors import TooMany, Unavailable
+from app.errors import TooMany, Unavailable, check_writable
 from app.registry import Registry, Session
 from app.service.ops import OPS
 from app.service.replay import apply
@@ -28,6 +28,7 @@ async def execute(reg: Registry, sid: str, name: str, args: BaseModel) -> BaseMo
     session = reg.get(sid)
     async with session.lock:
         reg.get(sid)  # still there
+        check_writable(session.damage, name)
         if session.seq >= reg.settings.max_ops:
             raise TooMany(
                 f"the session reached the limit max_ops={reg.settings.max_ops} operations",

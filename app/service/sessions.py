@@ -9,7 +9,7 @@ import time
 import anyio
 
 from app.engine import Config, Machine
-from app.errors import BadTrace, Conflict, TooLarge, TooMany, Unavailable
+from app.errors import BadTrace, Conflict, TooLarge, TooMany, Unavailable, check_writable
 from app.models.files import File
 from app.models.sessions import (
     PhysSummary,
@@ -38,6 +38,7 @@ def session_out(s: Session, m: Machine | None = None, seq: int | None = None) ->
         variants=sorted(s.config.variants),
         seq=s.seq if seq is None else seq,
         event_seq=m.event_count,
+        damage=s.damage,
     )
 
 
@@ -159,6 +160,7 @@ async def rewind(reg: Registry, sid: str, n: int) -> SessionDetail:
     s = reg.get(sid)
     async with s.lock:
         _check_seq(s, n, "rewind")
+        check_writable(s.damage, "rewind")
         with anyio.CancelScope(shield=True):
             machine = await reg.call(s.machine_at, n)
             await reg.store.truncate(s.id, n, time.time())
