@@ -83,6 +83,18 @@ class TooMany(ServiceError):
     errno_name = "EAGAIN"
 
 
+class StoreFailed(ServiceError):
+    """The store could not write (503; ENOSPC for a full disk): nothing changed."""
+
+    status = 503
+    errno_name = "EIO"
+
+    def __init__(self, what: str, exc: Exception, *, op: str | None = None) -> None:
+        super().__init__(f"{what}: {exc}", op=op)
+        if getattr(exc, "full", False):
+            self.errno_name = "ENOSPC"
+
+
 class ReadOnly(ServiceError):
     """A damaged session: readable, exportable, deletable, never changed."""
 

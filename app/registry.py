@@ -19,10 +19,10 @@ import anyio
 
 from app import redact
 from app.engine import Config, Machine
-from app.errors import NotFound
+from app.errors import NotFound, StoreFailed
 from app.service.replay import ReplayError, replay
 from app.settings import Settings
-from app.store import Store, StoredOp, StoredSession
+from app.store import Store, StoredOp, StoredSession, StoreError
 
 log = logging.getLogger("sealscope.registry")
 T = TypeVar("T")
@@ -281,11 +281,17 @@ class Registry:
         await self.store.close()
 
     async def remove(self, session: Session) -> None:
-        session.closed = True
-        self.sessions.pop(session.id, None)
-        session.drop_snapshots()
-        session.notify()
-        await asyncio.shield(self.store.delete(session.id))
+        """Delete the session from the store, then from memory (StoreFailed, and the
+        session stays, when the store cannot write)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.delete(session.id)
+            except StoreError as exc:
+                raise StoreFailed("the session was not deleted", exc, op="session_delete") from exc
+            session.closed = True
+            self.sessions.pop(session.id, None)
+            session.drop_snapshots()
+            session.notify()
 
     async def _expire_loop(self) -> None:
         period = min(60.0, max(0.05, self.settings.session_ttl / 4))
@@ -300,7 +306,13 @@ class Registry:
             for s in self.sessions.values()
             if s.active < cutoff and not s.lock.locked() and s.damage is None  # kept
         ]
+        gone = 0
         for s in old:
-            log.info("session %s expired", s.id[:8])
-            await self.remove(s)
-        return len(old)
+            try:
+                await self.remove(s)
+            except StoreFailed as exc:
+                log.warning("session %s expired but stays: %s", redact.short(s.id), exc.message)
+                continue
+            log.info("session %s expired", redact.short(s.id))
+            gone += 1
+        return gone

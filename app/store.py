@@ -53,6 +53,14 @@ CREATE TABLE IF NOT EXISTS ops (
 Write = Callable[[sqlite3.Connection], None]
 
 
+class StoreError(RuntimeError):
+    """A write the store could not make (rolled back: the database is as before it)."""
+
+    def __init__(self, path: Path, exc: Exception) -> None:
+        super().__init__(f"the store {path.name} could not write: {exc}")
+        self.full = isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
 class StoredOp(NamedTuple):
     """One op of a log. All atoms (args is JSON text), so the garbage collector stops
     tracking these: logs of millions of ops cost no GC pauses."""
@@ -271,7 +279,7 @@ class Store:
                 conn.execute("ROLLBACK")
             if len(writes) == 1:
                 log.error("store write failed: %s", exc)
-                return [RuntimeError(f"the store could not write: {exc}")]
+                return [StoreError(self.path, exc)]
         return [self._commit([w])[0] for w in writes]
 
 

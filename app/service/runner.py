@@ -13,7 +13,8 @@ import time
 import anyio
 from pydantic import BaseModel
 
-from app.errors import TooMany, Unavailable, check_writable
+from app import redact
+from app.errors import StoreFailed, TooMany, check_writable
 from app.registry import Registry, Session
 from app.service.ops import OPS
 from app.service.replay import apply
@@ -63,11 +64,14 @@ async def _log(reg: Registry, session: Session, op: StoredOp) -> None:
     try:
         await reg.store.append(session.id, op, time.time())
     except Exception as exc:
-        log.exception("session %s: op %d not stored; undoing it", session.id[:8], op.seq)
+        short = redact.short(session.id)
+        log.error("session %s: op %d not stored (%s); undoing it", short, op.seq, exc)
         machine = await reg.call(session.machine_at, op.seq - 1)
         session.truncate(op.seq - 1, machine)
         session.notify()
-        raise Unavailable("the op log could not be written; the op was undone", op=op.name) from exc
+        raise StoreFailed(
+            "the op was undone, its log entry could not be written", exc, op=op.name
+        ) from exc
     session.notify()
     if session.snapshot_due() and not session.snapping:
         session.snapping = True  # off the request's path: it answers first

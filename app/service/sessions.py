@@ -9,7 +9,7 @@ import time
 import anyio
 
 from app.engine import Config, Machine
-from app.errors import BadTrace, Conflict, TooLarge, TooMany, Unavailable, check_writable
+from app.errors import BadTrace, Conflict, StoreFailed, TooLarge, TooMany, check_writable
 from app.models.files import File
 from app.models.sessions import (
     PhysSummary,
@@ -25,7 +25,7 @@ from app.models.sessions import (
 from app.registry import Registry, Session
 from app.service.convert import file_out, owner_out
 from app.service.replay import ReplayError, run_trace
-from app.store import StoredSession
+from app.store import StoredSession, StoreError
 
 
 def session_out(s: Session, m: Machine | None = None, seq: int | None = None) -> SessionOut:
@@ -121,7 +121,7 @@ async def create(reg: Registry, body: SessionCreate) -> SessionOut:
     except Exception as exc:
         reg.sessions.pop(session.id, None)
         session.drop_snapshots()
-        raise Unavailable("the session could not be stored", op="session") from exc
+        raise StoreFailed("the session could not be stored", exc, op="session") from exc
     return session_out(session)
 
 
@@ -163,7 +163,10 @@ async def rewind(reg: Registry, sid: str, n: int) -> SessionDetail:
         check_writable(s.damage, "rewind")
         with anyio.CancelScope(shield=True):
             machine = await reg.call(s.machine_at, n)
-            await reg.store.truncate(s.id, n, time.time())
+            try:
+                await reg.store.truncate(s.id, n, time.time())
+            except StoreError as exc:
+                raise StoreFailed("the session was not rewound", exc, op="rewind") from exc
             s.truncate(n, machine)
             s.notify()
         return detail_of(s, s.machine, s.seq)
