@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ import anyio
 from app import redact
 from app.engine import Config, Machine
 from app.errors import NotFound, StoreFailed
+from app.oplog import Fetch, light, restore
 from app.service.replay import ReplayError, replay
 from app.settings import Settings
 from app.store import Store, StoredOp, StoredSession, StoreError
@@ -82,6 +84,8 @@ class Session:
         # what made the stored log unreplayable past op seq (None: sound); a damaged
         # session is read only: its stored rows past the damage are kept, not replayed
         self.damage: str | None = None
+        self.fetch: Fetch | None = None  # reads payloads back from the store (oplog.py)
+        self.op_bytes: list[int] = []  # bytes of the log's args up to each op
 
     @property
     def seq(self) -> int:
@@ -94,9 +98,25 @@ class Session:
         return i + 1 if i < len(self.op_events) else None
 
     # -- the log ------------------------------------------------------------------------
+    @property
+    def log_bytes(self) -> int:
+        """Bytes of the log's arguments (what max_log_bytes limits)."""
+        return self.op_bytes[-1] if self.op_bytes else 0
+
     def push(self, op: StoredOp) -> None:
         self.ops.append(op)
         self.op_events.append(op.events)
+        self.op_bytes.append(self.log_bytes + len(op.args))
+
+    def elide(self, first: int = 0) -> None:
+        """Ops after `first` are stored: keep light copies of them in memory."""
+        if self.fetch is not None:
+            for i in range(first, len(self.ops)):
+                self.ops[i] = light(self.ops[i])
+
+    def full_ops(self, lo: int, hi: int) -> list[StoredOp]:
+        """Ops lo+1 .. hi with their real arguments (payloads read from the store)."""
+        return restore(self.ops[lo:hi], lo, self.fetch)
 
     def load(self, ops: list[StoredOp]) -> list[str]:
         """Replay a stored log into this (fresh) session; returns the differences. An op
@@ -120,6 +140,7 @@ class Session:
                 self.damage = f"{why}; the {kept} stored ops from there are kept, not replayed"
                 break
             self.record(op._replace(events=self.machine.event_count))
+            self.elide(self.seq - 1)
         return diffs
 
     def record(self, op: StoredOp) -> None:
@@ -159,13 +180,14 @@ class Session:
         """A new machine in the state after op n (the nearest snapshot, then replay)."""
         base = max((k for k in self.snapshots if k <= n), default=0)
         m = self.snapshots[base].clone() if base else Machine(self.config)
-        replay(m, self.ops[base:n], strict=False)
+        replay(m, self.full_ops(base, n), strict=False)
         return m
 
     def truncate(self, n: int, machine: Machine) -> None:
         """Forget ops after n; `machine` is the state after op n."""
         del self.ops[n:]
         del self.op_events[n:]
+        del self.op_bytes[n:]
         self.drop_snapshots(lambda k: k > n)
         self.machine = machine
         self.big = [b for b in self.big if b[1] <= machine.event_count]
@@ -209,6 +231,10 @@ class Registry:
             raise NotFound(f"no session {sid[:64]!r}", op="session")
         session.active = time.time()
         return session
+
+    def attach(self, session: Session) -> None:
+        """Let the session read its payloads back from the store."""
+        session.fetch = functools.partial(self.store.payloads, session.id)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Background work owned by the registry (kept referenced until it ends)."""
@@ -261,6 +287,7 @@ class Registry:
             log.warning("session %s: not loaded, its sessions row is damaged (%s)", short, exc)
             return None
         session = Session(s.id, config, self.settings, s.created, self.budget)
+        self.attach(session)
         session.active = s.active
         diffs = session.load(s.ops)
         if session.damage:

@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,7 @@ class StoredOp(NamedTuple):
     args: str  # a JSON object
     errno: str | None  # how it ended (None: success)
     events: int  # the engine event count after it
+    elided: bool = False  # args hold a light copy: the payload is in the store (oplog.py)
 
     def args_dict(self) -> dict[str, Any]:
         """The arguments (ValueError when the stored text is not a JSON object)."""
@@ -107,6 +109,8 @@ class Store:
         self._closing = False
         self._flushing = False
         self.acked = Acked(path.with_name(path.name + ".acked"))
+        # payload reads (worker threads) and commits never use the connection at once
+        self._use = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         """The store's one connection. It holds the database file for itself (locking_mode
@@ -191,6 +195,18 @@ class Store:
             if conn is not self._conn:
                 conn.close()
 
+    def payloads(self, sid: str, lo: int, hi: int) -> dict[int, str]:
+        """{seq: args} of session sid's payload ops lo < seq <= hi (any thread)."""
+        with self._use:
+            if self._conn is None:
+                raise RuntimeError("the store is closed")
+            rows = self._conn.execute(
+                "SELECT seq, args FROM ops WHERE sid = ? AND seq > ? AND seq <= ? "
+                "AND op = 'pwrite'",
+                (sid, lo, hi),
+            ).fetchall()
+        return dict(rows)
+
     # -- writing: each resolves after its commit ------------------------------------------
     async def submit(self, write: Write) -> None:
         if self._flusher is None or self._closing:
@@ -266,6 +282,10 @@ class Store:
 
     def _commit(self, writes: list[Write]) -> list[Exception | None]:
         """One transaction for all; if it fails, one each, to fail only the culprit."""
+        with self._use:
+            return self._commit_locked(writes)
+
+    def _commit_locked(self, writes: list[Write]) -> list[Exception | None]:
         conn = self._conn
         assert conn is not None
         try:
@@ -280,7 +300,7 @@ class Store:
             if len(writes) == 1:
                 log.error("store write failed: %s", exc)
                 return [StoreError(self.path, exc)]
-        return [self._commit([w])[0] for w in writes]
+        return [self._commit_locked([w])[0] for w in writes]
 
 
 def _session_of(row: tuple[Any, ...]) -> StoredSession | str:

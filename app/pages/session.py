@@ -89,7 +89,7 @@ async def why(
     async with s.lock:
         if not 1 <= n <= s.seq:
             return not_found(request, f"no op {n} in this session (it has {s.seq})")
-        logged = s.ops[n - 1]
+        logged = s.full_ops(n - 1, n)[0]
         machine = await reg.call(s.machine_at, n - 1)
     name, args = str(logged.op.get("op")), logged.op.get("args", {})
     error, note = None, "it did not fail"

@@ -14,7 +14,7 @@ import anyio
 from pydantic import BaseModel
 
 from app import redact
-from app.errors import StoreFailed, TooMany, check_writable
+from app.errors import StoreFailed, TooLarge, TooMany, check_writable
 from app.registry import Registry, Session
 from app.service.ops import OPS
 from app.service.replay import apply
@@ -38,6 +38,8 @@ async def execute(reg: Registry, sid: str, name: str, args: BaseModel) -> BaseMo
             )
         if spec.check is not None:
             spec.check(reg.settings, session.machine, args)
+        text = args.model_dump_json()
+        check_log_bytes(reg.settings.max_log_bytes, session.log_bytes, len(text), name)
         # Once the engine is entered, the op is logged even if the request is cancelled.
         with anyio.CancelScope(shield=True):
             heavy = spec.heavy is not None and spec.heavy(session.machine, args)
@@ -46,17 +48,30 @@ async def execute(reg: Registry, sid: str, name: str, args: BaseModel) -> BaseMo
             if heavy:
                 session.mark_big(first, session.machine.event_count)
             if out.recorded:
-                op = StoredOp(
-                    session.seq + 1,
-                    name,
-                    args.model_dump_json(),
-                    out.errno,
-                    session.machine.event_count,
-                )
+                op = StoredOp(session.seq + 1, name, text, out.errno, session.machine.event_count)
                 await _log(reg, session, op)
     if out.error is not None:
         raise out.error
     return out.result
+
+
+def check_log_bytes(limit: int, used: int, size: int, op: str) -> None:
+    """An op's arguments must fit the session's log: 413 when they alone are past
+    max_log_bytes, 429 when the log is too full to take them."""
+    if size > limit:
+        raise TooLarge(
+            f"the op's arguments are {size} bytes, past the limit max_log_bytes={limit} "
+            "of a session's log",
+            op=op,
+            limit="max_log_bytes",
+        )
+    if used + size > limit:
+        raise TooMany(
+            f"the session's log holds {used} bytes; {size} more is past the limit "
+            f"max_log_bytes={limit}",
+            op=op,
+            limit="max_log_bytes",
+        )
 
 
 async def _log(reg: Registry, session: Session, op: StoredOp) -> None:
@@ -72,6 +87,7 @@ async def _log(reg: Registry, session: Session, op: StoredOp) -> None:
         raise StoreFailed(
             "the op was undone, its log entry could not be written", exc, op=op.name
         ) from exc
+    session.elide(op.seq - 1)  # stored: its payload is read back when needed
     session.notify()
     if session.snapshot_due() and not session.snapping:
         session.snapping = True  # off the request's path: it answers first

@@ -16,7 +16,6 @@ from app.models.sessions import (
     SessionCreate,
     SessionDetail,
     Trace,
-    TraceOp,
     Waiter,
 )
 from app.models.sessions import (
@@ -109,6 +108,13 @@ async def create(reg: Registry, body: SessionCreate) -> SessionOut:
     session.published = session.unknown_upto = session.machine.event_count
     try:
         _limits(reg, src.phys_pages, len(src.ops))  # again: others may have come meanwhile
+        if session.log_bytes > reg.settings.max_log_bytes:
+            raise TooLarge(
+                f"the trace's ops take {session.log_bytes} bytes, past the limit "
+                f"max_log_bytes={reg.settings.max_log_bytes} of a session's log",
+                op="session",
+                limit="max_log_bytes",
+            )
     except Exception:
         session.drop_snapshots()
         raise
@@ -122,6 +128,8 @@ async def create(reg: Registry, body: SessionCreate) -> SessionOut:
         reg.sessions.pop(session.id, None)
         session.drop_snapshots()
         raise StoreFailed("the session could not be stored", exc, op="session") from exc
+    reg.attach(session)
+    session.elide()
     return session_out(session)
 
 
@@ -135,19 +143,6 @@ async def delete(reg: Registry, sid: str) -> None:
     s = reg.get(sid)
     async with s.lock:
         await reg.remove(s)
-
-
-async def trace(reg: Registry, sid: str) -> Trace:
-    s = reg.get(sid)
-    async with s.lock:
-        ops = [TraceOp(op=o.name, args=o.args_dict(), errno=o.errno) for o in s.ops]
-    return Trace(
-        profile=s.config.profile,  # type: ignore[arg-type]
-        phys_pages=s.config.phys_pages,
-        thp=s.config.thp,  # type: ignore[arg-type]
-        variants=sorted(s.config.variants),  # type: ignore[arg-type]
-        ops=ops,
-    )
 
 
 def _check_seq(s: Session, n: int, op: str) -> None:
