@@ -22,7 +22,8 @@ from app import redact
 from app.engine import Config, Machine
 from app.errors import NotFound, StoreFailed
 from app.oplog import Fetch, light, restore
-from app.service.replay import ReplayError, replay
+from app.rebuild import replay_stored, warn_lost
+from app.service.replay import replay
 from app.settings import Settings
 from app.store import Store, StoredOp, StoredSession, StoreError
 
@@ -119,29 +120,9 @@ class Session:
         return restore(self.ops[lo:hi], lo, self.fetch)
 
     def load(self, ops: list[StoredOp]) -> list[str]:
-        """Replay a stored log into this (fresh) session; returns the differences. An op
-        that cannot be replayed at all (a gap, an unknown op, args that are not its
-        schema) stops the replay there and marks the session damaged."""
-        diffs: list[str] = []
-        for op in ops:
-            why = ""
-            if op.seq != self.seq + 1:
-                why = f"op {self.seq + 1} is missing (the next stored row is {op.seq})"
-            else:
-                try:
-                    diffs += replay(self.machine, [op], strict=False)
-                except ReplayError as exc:
-                    why = f"op {op.seq} ({op.name[:40]}) cannot be replayed: {exc.why}"
-                except Exception as exc:  # the engine itself: keep what replayed
-                    self.machine = self.machine_at(self.seq)
-                    why = f"op {op.seq} ({op.name[:40]}) failed to replay: {exc!r:.200}"
-            if why:
-                kept = len(ops) - self.seq
-                self.damage = f"{why}; the {kept} stored ops from there are kept, not replayed"
-                break
-            self.record(op._replace(events=self.machine.event_count))
-            self.elide(self.seq - 1)
-        return diffs
+        """Replay a stored log into this (fresh) session; returns the differences (an op
+        that cannot be replayed at all marks the session damaged: app/rebuild.py)."""
+        return replay_stored(self, ops)
 
     def record(self, op: StoredOp) -> None:
         """push, then maybe a snapshot (replays)."""
@@ -264,15 +245,7 @@ class Registry:
             session = await anyio.to_thread.run_sync(self._rebuild, s)
             if session is None:
                 continue
-            if len(s.ops) < acked.get(s.id, 0):
-                log.warning(
-                    "session %s: the store holds %d ops but %d were acknowledged: "
-                    "the last %d are lost (the database's WAL was damaged or cut)",
-                    redact.short(s.id),
-                    len(s.ops),
-                    acked[s.id],
-                    acked[s.id] - len(s.ops),
-                )
+            warn_lost(s.id, len(s.ops), acked.get(s.id, 0))
             self.sessions[s.id] = session
         self.store.acked.start({s.id: len(s.ops) for s in stored if s.id in self.sessions})
         if stored:
