@@ -69,6 +69,6 @@ async def _stream(
     s: Session, ops: list[StoredOp], rewinds: int, head: bytes
 ) -> AsyncIterator[bytes]:
     yield head
-    for i, j in _bounds(ops):
+    for i, j in await anyio.to_thread.run_sync(_bounds, ops):
         yield await anyio.to_thread.run_sync(_chunk, s, ops, i, j, rewinds)
     yield b"]}"
