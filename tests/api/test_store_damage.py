@@ -6,14 +6,17 @@ and the log says what was found."""
 from __future__ import annotations
 
 import logging
+import signal
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.settings import Settings
-from tests.api.helpers import new_session, running
+from tests.api.helpers import Server, new_session, running
 
 pytestmark = pytest.mark.anyio
 API = "/api/v1/sessions"
@@ -149,5 +152,35 @@ async def test_rewinds_and_deletes_are_not_mistaken_for_losses(
     assert not [r for r in caplog.records if "acknowledged" in r.getMessage()]
 
 
-def test_data_dir_fixture_is_fresh(tmp_path: Path) -> None:
-    assert not (tmp_path / "data").exists()
+@pytest.mark.slow
+def test_a_torn_wal_after_sigkill_is_reported(tmp_path: Path) -> None:
+    """The issue's case: SIGKILL, then garbage over the WAL's later frames: SQLite drops
+    the commits after the first bad frame without a word; the start says so."""
+    data = tmp_path / "data"
+    server = Server(data).start()
+    with httpx.Client(base_url=server.url) as c:
+        sid = c.post(API, json={}).json()["id"]
+        c.post(f"{API}/{sid}/memfds", json={"name": "m"})
+        for i in range(40):
+            body = {"mode": [], "offset": 4096 * i, "len": 4096}
+            assert c.post(f"{API}/{sid}/files/3/fallocate", json=body).is_success
+        time.sleep(1.2)  # the acknowledged count is written at most once a second
+        assert c.post(f"{API}/{sid}/memfds", json={}).is_success
+        acked = c.get(f"{API}/{sid}").json()["seq"]
+    server.kill()  # SIGKILL
+    wal = data / "sealscope.db-wal"
+    size = wal.stat().st_size
+    assert size > 64 * 1024, size  # the ops are in the WAL, not checkpointed
+    with wal.open("r+b") as f:  # garbage over the second half of the frames
+        f.seek(size // 2)
+        f.write(b"\xa5" * (size - size // 2))
+    server = Server(data).start()
+    try:
+        with httpx.Client(base_url=server.url) as c:
+            held = c.get(f"{API}/{sid}").json()["seq"]
+    finally:
+        server.kill(signal.SIGTERM)
+    assert held < acked
+    log = (data.parent / f"server-{server.port}.log").read_text()
+    assert f"holds {held} ops but {acked} were acknowledged" in log, log[-2000:]
+    assert sid not in log  # redacted
