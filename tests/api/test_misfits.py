@@ -121,6 +121,11 @@ async def test_seal_exec_under_rfc_v2_is_the_kernels_einval(client: httpx.AsyncC
     trace = (await client.get(f"{b}/trace")).json()
     assert trace["ops"][-1]["errno"] == "EINVAL"
     assert (await client.post(API, json={"trace": trace})).status_code == 201
+    await client.post(f"{b}/files/3/fcntl", json={"cmd": "F_GET_SEALS"})
+    cmp = (await client.post(f"{b}/compare", json={})).json()
+    if cmp["available"]:  # the kernel (6.3+) takes F_SEAL_EXEC: a difference on purpose
+        assert [r["status"] for r in cmp["rows"]] == ["agree", "intended", "intended"]
+        assert cmp["unexpected"] == 0
 
 
 async def test_allow_lists_every_method_of_the_path(client: httpx.AsyncClient) -> None:
