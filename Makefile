@@ -17,7 +17,8 @@ PYTEST_ARGS ?=
 
 CC ?= gcc
 CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -O2 -g
-SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer
+# UB is fatal (gcc's UBSan otherwise reports and goes on: the run would pass)
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ENGINE_SRC := $(wildcard engine_c/*.c)
 ENGINE_HDR := $(wildcard engine_c/*.h)
 CTEST_SRC := $(wildcard engine_c/tests/*.c)
@@ -119,7 +120,7 @@ CLANG ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_SEED ?= 1
 FUZZ_SRC := $(ENGINE_SRC) engine_c/fuzz/fuzz_ops.c
-FUZZ_SAN := $(SANITIZE) -fno-sanitize-recover=undefined
+FUZZ_SAN := $(SANITIZE)
 FUZZ_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 fuzz:
 	@mkdir -p $(CBUILD)/fuzz-corpus
@@ -128,7 +129,7 @@ fuzz:
 	  echo "fuzz: libFuzzer ($(CLANG)), $(FUZZ_SECONDS) s, seed $(FUZZ_SEED)"; \
 	  $(CLANG) $(CFLAGS_STRICT) -O1 $(FUZZ_SAN) -fsanitize=fuzzer -Iengine_c $(FUZZ_SRC) -o $(CBUILD)/fuzz_ops-lf && \
 	  $(FUZZ_ENV) $(CBUILD)/fuzz_ops-lf engine_c/fuzz/corpus/* && \
-	  $(FUZZ_ENV) $(CBUILD)/fuzz_ops-lf -seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  $(FUZZ_ENV) $(CBUILD)/fuzz_ops-lf -seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -len_control=0 \
 	    -print_final_stats=1 -artifact_prefix=$(CBUILD)/ $(CBUILD)/fuzz-corpus engine_c/fuzz/corpus; \
 	else \
 	  echo "fuzz: no libFuzzer ($(CLANG) missing; .ci/run installs it as root): the seeded $(CC) driver, $(FUZZ_SECONDS) s, seed $(FUZZ_SEED)"; \

@@ -191,9 +191,11 @@ static void step(struct ss_machine *m, struct input *in, uint8_t *buf, size_t bu
 	case 10:
 		ss_close(m, fd_of(in));
 		break;
-	case 11:
-		ss_owner_create(m, (int)take(in, 1) % 3 - (take(in, 1) == 0), "o");
+	case 11: {
+		int kind = (int)take(in, 1) % 3;   /* 2: no such kind */
+		ss_owner_create(m, take(in, 1) == 0 ? -1 : kind, "o");
 		break;
+	}
 	case 12:
 		fd = fd_of(in);
 		ss_register_guest(m, fd, (int)(take(in, 1) % 10) - 1);

@@ -519,8 +519,26 @@ static void test_memslot_holds_its_registration(void)
 	ss_machine_free(m);
 }
 
+/* found by the fuzzer: a truncate to within a page of 2^63 rounded the end of its
+ * last page up past INT64_MAX (signed overflow) */
+static void test_truncate_near_the_largest_size(void)
+{
+	cur_test = "truncate near 2^63";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", 0);
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX - 10), 0);
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX - 10), 0);    /* the same size truncates */
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX), 0);
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX - 4096), 0);
+	char b = 7;
+	EXPECT(m, ss_pwrite(m, fd, &b, 1, INT64_MAX - 4097), 1);
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX - 4097), 0);   /* zeroes the page's tail */
+	ss_machine_free(m);
+}
+
 int main(void)
 {
+	test_truncate_near_the_largest_size();
 	test_memslot_holds_its_registration();
 	test_last_close_waits_on_locked_page();
 	test_migrate();
