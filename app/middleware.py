@@ -67,8 +67,9 @@ def _line(scope: Scope, status: int, seconds: float) -> str:
     state: dict[str, Any] = scope.get("state") or {}
     path: str = scope.get("path", "")
     session = state.get("session")
-    if session is None and path.startswith(SESSIONS):
-        session = path[len(SESSIONS) :].split("/", 1)[0][:8] or None
+    for prefix in (SESSIONS, "/s/"):
+        if session is None and path.startswith(prefix):
+            session = path[len(prefix) :].split("/", 1)[0][:8] or None
     # the session: the id's first 8 characters (the id is a secret), in the path too
     path = redact.path(path)
     return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -36,6 +37,8 @@ async def test_no_log_line_carries_a_whole_session_id(
     text = "\n".join(r.getMessage() + (r.exc_text or "") for r in ours)
     assert "unexpected error" in text and f"/s/{sid[:8]}~/diff" in text
     assert sid[:8] in text and sid not in text
+    lines = [json.loads(r.getMessage()) for r in ours if r.name == "sealscope.access"]
+    assert {x["session"] for x in lines if x["path"].startswith("/s/")} == {sid[:8]}
 
 
 def test_redacted_paths() -> None:
