@@ -309,7 +309,10 @@ class Registry:
         gone = 0
         for s in old:
             try:
-                await self.remove(s)
+                async with s.lock:  # no op may slip in while the store deletes
+                    if s.closed:
+                        continue
+                    await self.remove(s)
             except StoreFailed as exc:
                 log.warning("session %s expired but stays: %s", redact.short(s.id), exc.message)
                 continue
