@@ -17,7 +17,8 @@ PYTEST_ARGS ?=
 
 CC ?= gcc
 CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -O2 -g
-SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer
+# UB is fatal (gcc's UBSan otherwise reports and goes on: the run would pass)
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ENGINE_SRC := $(wildcard engine_c/*.c)
 ENGINE_HDR := $(wildcard engine_c/*.h)
 CTEST_SRC := $(wildcard engine_c/tests/*.c)
@@ -34,7 +35,7 @@ BUILD_ENGINE := $(QUIET_BUILD) $(PIP) install -q --no-deps --no-build-isolation 
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help venv engine run test lint ctest pytest asan-pytest soak bench chromium clean distclean
+.PHONY: help venv engine run test lint ctest fuzz pytest asan-pytest soak bench chromium clean distclean
 
 help:
 	@echo "make run          serve http://$(HOST):$(PORT) (HOST=, PORT=, SEALSCOPE_DATA=$(SEALSCOPE_DATA))"
@@ -43,6 +44,7 @@ help:
 	@echo "make ctest        C unit tests only;  make lint: ruff + mypy;  make bench;  make clean"
 	@echo "make asan-pytest  the engine tests against an ASan/UBSan build of the engine"
 	@echo "make soak         the property tests with SOAK=20 times their examples, fresh ones"
+	@echo "make fuzz         the engine fuzzed under ASan/UBSan for FUZZ_SECONDS=$(FUZZ_SECONDS) s"
 
 $(VENV_STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -91,6 +93,7 @@ test: venv static/vendor chromium
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app sealscope
 	$(MAKE) --no-print-directory ctest
+	$(MAKE) --no-print-directory fuzz
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 pytest: venv static/vendor chromium
@@ -108,6 +111,33 @@ else
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(CBUILD)/ctest-asan
 endif
 
+# the engine fuzzed (engine_c/fuzz/fuzz_ops.c: random op sequences, the invariant
+# checker after every op) under ASan/UBSan: libFuzzer where $(CLANG) has it (.ci/run
+# installs clang as root), else a seeded random driver built with $(CC). The saved
+# inputs of engine_c/fuzz/corpus/ (bugs it found) run first. FUZZ_SEED=1 in `make
+# test`; `make soak` runs it SOAK_FUZZ_SECONDS with a fresh seed.
+CLANG ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_SEED ?= 1
+FUZZ_SRC := $(ENGINE_SRC) engine_c/fuzz/fuzz_ops.c
+FUZZ_SAN := $(SANITIZE)
+FUZZ_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+fuzz:
+	@mkdir -p $(CBUILD)/fuzz-corpus
+	@if command -v $(CLANG) >/dev/null 2>&1 && echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' \
+	    | $(CLANG) -x c -fsanitize=fuzzer - -o $(CBUILD)/fuzz-probe >/dev/null 2>&1; then \
+	  echo "fuzz: libFuzzer ($(CLANG)), $(FUZZ_SECONDS) s, seed $(FUZZ_SEED)"; \
+	  $(CLANG) $(CFLAGS_STRICT) -O1 $(FUZZ_SAN) -fsanitize=fuzzer -Iengine_c $(FUZZ_SRC) -o $(CBUILD)/fuzz_ops-lf && \
+	  $(FUZZ_ENV) $(CBUILD)/fuzz_ops-lf engine_c/fuzz/corpus/* && \
+	  $(FUZZ_ENV) $(CBUILD)/fuzz_ops-lf -seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -len_control=0 \
+	    -print_final_stats=1 -artifact_prefix=$(CBUILD)/ $(CBUILD)/fuzz-corpus engine_c/fuzz/corpus; \
+	else \
+	  echo "fuzz: no libFuzzer ($(CLANG) missing; .ci/run installs it as root): the seeded $(CC) driver, $(FUZZ_SECONDS) s, seed $(FUZZ_SEED)"; \
+	  $(CC) $(CFLAGS_STRICT) -O1 $(FUZZ_SAN) -Iengine_c $(FUZZ_SRC) engine_c/fuzz/fuzz_main.c -o $(CBUILD)/fuzz_ops && \
+	  $(FUZZ_ENV) $(CBUILD)/fuzz_ops engine_c/fuzz/corpus/* && \
+	  cd $(CBUILD) && $(FUZZ_ENV) ./fuzz_ops -s $(FUZZ_SEED) -t $(FUZZ_SECONDS); \
+	fi
+
 # the engine tests against the engine compiled with ASan/UBSan; the normal
 # build comes back at the next `make venv`
 asan-pytest: venv
@@ -120,7 +150,9 @@ asan-pytest: venv
 # the property tests (engine vs kernel, vs the reference model, schemathesis) with
 # SOAK times their example budgets and fresh examples each run (tests/budget.py)
 SOAK ?= 20
+SOAK_FUZZ_SECONDS ?= 600
 soak: venv
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(SOAK_FUZZ_SECONDS) FUZZ_SEED=$$(date +%s)
 	SEALSCOPE_SOAK=$(SOAK) $(PY) -m pytest -q -o timeout=0 tests/engine \
 		tests/api/test_compare.py tests/api/test_live.py $(PYTEST_ARGS)
 

@@ -18,7 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+from starlette.types import Scope
 
+from app import redact
 from app.engine import EngineError
 
 log = logging.getLogger("sealscope.errors")
@@ -78,6 +81,33 @@ class TooLarge(ServiceError):
 class TooMany(ServiceError):
     status = 429
     errno_name = "EAGAIN"
+
+
+class StoreFailed(ServiceError):
+    """The store could not write (503; ENOSPC for a full disk): nothing changed."""
+
+    status = 503
+    errno_name = "EIO"
+
+    def __init__(self, what: str, exc: Exception, *, op: str | None = None) -> None:
+        super().__init__(f"{what}: {exc}", op=op)
+        if getattr(exc, "full", False):
+            self.errno_name = "ENOSPC"
+
+
+class ReadOnly(ServiceError):
+    """A damaged session: readable, exportable, deletable, never changed."""
+
+    status = 409
+    errno_name = "EROFS"
+
+
+def check_writable(damage: str | None, op: str) -> None:
+    if damage is not None:
+        raise ReadOnly(
+            f"the session is damaged and read only ({damage}); export its trace or delete it",
+            op=op,
+        )
 
 
 class Unavailable(ServiceError):
@@ -143,6 +173,28 @@ def validation_body(exc: RequestValidationError, op: str | None) -> dict[str, An
     }
 
 
+def not_json_body(cause: BaseException, op: str | None) -> dict[str, Any]:
+    """The 422 EINVAL body of a request body that is not JSON at all."""
+    why = str(cause).split("\n", 1)[0][:200]
+    return {
+        "errno": "EINVAL",
+        "errno_value": errno_mod.EINVAL,
+        "op": op,
+        "message": f"the body is not JSON the service can read ({type(cause).__name__}: {why})",
+        "detail": [{"type": "json_invalid", "loc": ["body"], "msg": why}],
+    }
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the request's path answers (Starlette's 405 names only
+    the first route that matched the path)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def _op_of(request: Request) -> str | None:
     route = request.scope.get("route")
     return getattr(route, "name", None)
@@ -178,6 +230,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI could not parse the body (not UTF-8, nested past the parser's
+            # depth, an integer of more than 4300 digits): a schema misfit, 422 EINVAL
+            return JSONResponse(not_json_body(exc.__cause__, _op_of(request)), status_code=422)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
         names = {404: "ENOENT", 405: "EOPNOTSUPP", 413: "E2BIG", 429: "EAGAIN"}
         name = names.get(exc.status_code)
         body = {
@@ -186,17 +245,25 @@ def install(app: FastAPI) -> None:
             "op": _op_of(request),
             "message": str(exc.detail),
         }
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _last_resort(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, EngineError):
             return JSONResponse(engine_error_body(exc), status_code=engine_status(exc))
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        body = {
-            "errno": "EIO",
-            "errno_value": errno_mod.EIO,
-            "op": _op_of(request),
-            "message": f"internal error ({type(exc).__name__}); see the service log",
-        }
-        return JSONResponse(body, status_code=409)
+        log_unexpected(request.scope, exc)
+        return JSONResponse(internal_error_body(exc, _op_of(request)), status_code=409)
+
+
+def log_unexpected(scope: Scope, exc: BaseException) -> None:
+    method, path = scope.get("method"), redact.path(scope.get("path", ""))
+    log.error("unexpected error on %s %s", method, path, exc_info=exc)
+
+
+def internal_error_body(exc: BaseException, op: str | None) -> dict[str, Any]:
+    return {
+        "errno": "EIO",
+        "errno_value": errno_mod.EIO,
+        "op": op,
+        "message": f"internal error ({type(exc).__name__}); see the service log",
+    }

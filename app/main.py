@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import api, errors, pages
+from app.crosssite import CrossSite
+from app.lastresort import LastResort
 from app.middleware import AccessLog, BodyLimit, RateLimit
 from app.registry import Registry
 from app.routing import index_routes
@@ -42,8 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.router.routes.extend(router.routes)
     app.router.routes.extend(pages.routes())
     index_routes(app.router)
+    app.add_middleware(LastResort)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RateLimit, settings=settings)
+    app.add_middleware(CrossSite)
     if settings.log_requests:
         app.add_middleware(AccessLog)
     return app

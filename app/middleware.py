@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import redact
 from app.settings import Settings
 
 access = logging.getLogger("sealscope.access")
@@ -66,9 +67,11 @@ def _line(scope: Scope, status: int, seconds: float) -> str:
     state: dict[str, Any] = scope.get("state") or {}
     path: str = scope.get("path", "")
     session = state.get("session")
-    if session is None and path.startswith(SESSIONS):
-        session = path[len(SESSIONS) :].split("/", 1)[0][:8] or None
-    # the session: the id's first 8 characters (the id is a secret)
+    for prefix in (SESSIONS, "/s/"):
+        if session is None and path.startswith(prefix):
+            session = path[len(prefix) :].split("/", 1)[0][:8] or None
+    # the session: the id's first 8 characters (the id is a secret), in the path too
+    path = redact.path(path)
     return (
         f'{{"method": {_str(scope.get("method"))}, "path": {_str(path)}, '
         f'"status": {status or 500}, "ms": {round(seconds * 1000, 3)!r}, '

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import logging
 import threading
 import time
@@ -17,12 +18,15 @@ from typing import Any, TypeVar
 
 import anyio
 
+from app import redact
 from app.engine import Config, Machine
-from app.errors import NotFound
+from app.errors import NotFound, StoreFailed
+from app.oplog import Fetch, light, restore
+from app.rebuild import replay_stored, warn_lost
 from app.service.replay import replay
 from app.service.streams import Streams
 from app.settings import Settings
-from app.store import Store, StoredOp, StoredSession
+from app.store import Store, StoredOp, StoredSession, StoreError
 
 log = logging.getLogger("sealscope.registry")
 T = TypeVar("T")
@@ -79,6 +83,11 @@ class Session:
         # are read in a worker thread: those of long ops, and all of a replayed past.
         self.big: list[tuple[int, int]] = []  # (first, last) event seqs of long ops
         self.unknown_upto = 0
+        # what made the stored log unreplayable past op seq (None: sound); a damaged
+        # session is read only: its stored rows past the damage are kept, not replayed
+        self.damage: str | None = None
+        self.fetch: Fetch | None = None  # reads payloads back from the store (oplog.py)
+        self.op_bytes: list[int] = []  # bytes of the log's args up to each op
 
     @property
     def seq(self) -> int:
@@ -91,17 +100,30 @@ class Session:
         return i + 1 if i < len(self.op_events) else None
 
     # -- the log ------------------------------------------------------------------------
+    @property
+    def log_bytes(self) -> int:
+        """Bytes of the log's arguments (what max_log_bytes limits)."""
+        return self.op_bytes[-1] if self.op_bytes else 0
+
     def push(self, op: StoredOp) -> None:
         self.ops.append(op)
         self.op_events.append(op.events)
+        self.op_bytes.append(self.log_bytes + len(op.args))
+
+    def elide(self, first: int = 0) -> None:
+        """Ops after `first` are stored: keep light copies of them in memory."""
+        if self.fetch is not None:
+            for i in range(first, len(self.ops)):
+                self.ops[i] = light(self.ops[i])
+
+    def full_ops(self, lo: int, hi: int) -> list[StoredOp]:
+        """Ops lo+1 .. hi with their real arguments (payloads read from the store)."""
+        return restore(self.ops[lo:hi], lo, self.fetch)
 
     def load(self, ops: list[StoredOp]) -> list[str]:
-        """Replay a stored log into this (fresh) session; returns the differences."""
-        diffs: list[str] = []
-        for op in ops:
-            diffs += replay(self.machine, [op], strict=False)
-            self.record(op._replace(events=self.machine.event_count))
-        return diffs
+        """Replay a stored log into this (fresh) session; returns the differences (an op
+        that cannot be replayed at all marks the session damaged: app/rebuild.py)."""
+        return replay_stored(self, ops)
 
     def record(self, op: StoredOp) -> None:
         """push, then maybe a snapshot (replays)."""
@@ -140,13 +162,14 @@ class Session:
         """A new machine in the state after op n (the nearest snapshot, then replay)."""
         base = max((k for k in self.snapshots if k <= n), default=0)
         m = self.snapshots[base].clone() if base else Machine(self.config)
-        replay(m, self.ops[base:n], strict=False)
+        replay(m, self.full_ops(base, n), strict=False)
         return m
 
     def truncate(self, n: int, machine: Machine) -> None:
         """Forget ops after n; `machine` is the state after op n."""
         del self.ops[n:]
         del self.op_events[n:]
+        del self.op_bytes[n:]
         self.drop_snapshots(lambda k: k > n)
         self.machine = machine
         self.big = [b for b in self.big if b[1] <= machine.event_count]
@@ -193,6 +216,10 @@ class Registry:
         session.active = time.time()
         return session
 
+    def attach(self, session: Session) -> None:
+        """Let the session read its payloads back from the store."""
+        session.fetch = functools.partial(self.store.payloads, session.id)
+
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Background work owned by the registry (kept referenced until it ends)."""
         task = asyncio.create_task(coro)
@@ -212,31 +239,37 @@ class Registry:
     async def start(self) -> None:
         await self.store.open()
         stored = await anyio.to_thread.run_sync(self.store.load)
+        acked = self.store.acked.read()
         now = time.time()
         for s in stored:
             if now - s.active > self.settings.session_ttl:
                 await self.store.delete(s.id)
                 continue
             session = await anyio.to_thread.run_sync(self._rebuild, s)
-            if session.seq < len(s.ops):
-                await self.store.truncate(s.id, session.seq, s.active)
+            if session is None:
+                continue
+            warn_lost(s.id, len(s.ops), acked.get(s.id, 0))
             self.sessions[s.id] = session
+        self.store.acked.start({s.id: len(s.ops) for s in stored if s.id in self.sessions})
         if stored:
             log.info("rebuilt %d sessions", len(self.sessions))
         self._expiry = asyncio.create_task(self._expire_loop())
 
-    def _rebuild(self, s: StoredSession) -> Session:
-        config = Config(s.profile, s.phys_pages, s.thp, frozenset(s.variants))
-        session = Session(s.id, config, self.settings, s.created, self.budget)
-        session.active = s.active
+    def _rebuild(self, s: StoredSession) -> Session | None:
+        short = redact.short(s.id)
         try:
-            diffs = session.load(s.ops)
-        except Exception:
-            log.exception("session %s: replay stopped at op %d", s.id[:8], session.seq + 1)
-            session.machine = session.machine_at(session.seq)
-            diffs = []
+            config = Config(s.profile, s.phys_pages, s.thp, frozenset(s.variants))
+        except ValueError as exc:
+            log.warning("session %s: not loaded, its sessions row is damaged (%s)", short, exc)
+            return None
+        session = Session(s.id, config, self.settings, s.created, self.budget)
+        self.attach(session)
+        session.active = s.active
+        diffs = session.load(s.ops)
+        if session.damage:
+            log.warning("session %s: damaged, read only: %s", short, session.damage)
         for d in diffs[:10]:
-            log.warning("session %s: replay differs from the log: %s", s.id[:8], d)
+            log.warning("session %s: replay differs from the log: %s", short, d)
         session.published = session.unknown_upto = session.machine.event_count
         return session
 
@@ -251,12 +284,18 @@ class Registry:
         await self.store.close()
 
     async def remove(self, session: Session) -> None:
-        session.closed = True
-        self.sessions.pop(session.id, None)
-        self.streams.forget(session.id)
-        session.drop_snapshots()
-        session.notify()
-        await asyncio.shield(self.store.delete(session.id))
+        """Delete the session from the store, then from memory (StoreFailed, and the
+        session stays, when the store cannot write)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.delete(session.id)
+            except StoreError as exc:
+                raise StoreFailed("the session was not deleted", exc, op="session_delete") from exc
+            session.closed = True
+            self.sessions.pop(session.id, None)
+            self.streams.forget(session.id)
+            session.drop_snapshots()
+            session.notify()
 
     async def _expire_loop(self) -> None:
         period = min(60.0, max(0.05, self.settings.session_ttl / 4))
@@ -266,8 +305,21 @@ class Registry:
 
     async def expire(self) -> int:
         cutoff = time.time() - self.settings.session_ttl
-        old = [s for s in self.sessions.values() if s.active < cutoff and not s.lock.locked()]
+        old = [
+            s
+            for s in self.sessions.values()
+            if s.active < cutoff and not s.lock.locked() and s.damage is None  # kept
+        ]
+        gone = 0
         for s in old:
-            log.info("session %s expired", s.id[:8])
-            await self.remove(s)
-        return len(old)
+            try:
+                async with s.lock:  # no op may slip in while the store deletes
+                    if s.closed:
+                        continue
+                    await self.remove(s)
+            except StoreFailed as exc:
+                log.warning("session %s expired but stays: %s", redact.short(s.id), exc.message)
+                continue
+            log.info("session %s expired", redact.short(s.id))
+            gone += 1
+        return gone

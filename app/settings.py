@@ -26,6 +26,7 @@ class Settings:
     max_total_phys_pages: int = 2**26  # all sessions together (32 bytes of engine memory each)
     max_file_bytes: int = MAX_LFS_FILESIZE  # the kernel's own limit: the engine's EFBIG wins
     max_ops: int = 100_000  # operations per session
+    max_log_bytes: int = 64 * 1024 * 1024  # bytes of a session's op log (its args, JSON)
     max_body_bytes: int = 4 * 1024 * 1024
     max_read_bytes: int = 1024 * 1024  # pread count
     rate: float = 500.0  # requests per second per client address; 0 turns it off

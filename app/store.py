@@ -14,12 +14,15 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import anyio
+
+from app import redact
+from app.acked import Acked
+from app.storetypes import StoredOp, StoredSession, check_directory, op_of, session_of
 
 log = logging.getLogger("sealscope.store")
 
@@ -48,36 +51,12 @@ CREATE TABLE IF NOT EXISTS ops (
 Write = Callable[[sqlite3.Connection], None]
 
 
-class StoredOp(NamedTuple):
-    """One op of a log. All atoms (args is JSON text), so the garbage collector stops
-    tracking these: logs of millions of ops cost no GC pauses."""
+class StoreError(RuntimeError):
+    """A write the store could not make (rolled back: the database is as before it)."""
 
-    seq: int
-    name: str
-    args: str  # a JSON object
-    errno: str | None  # how it ended (None: success)
-    events: int  # the engine event count after it
-
-    def args_dict(self) -> dict[str, Any]:
-        value = json.loads(self.args)
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def op(self) -> dict[str, Any]:
-        """The op as a trace has it: {"op": name, "args": {...}}."""
-        return {"op": self.name, "args": self.args_dict()}
-
-
-@dataclass
-class StoredSession:
-    id: str
-    profile: str
-    phys_pages: int
-    thp: str
-    variants: list[str]
-    created: float
-    active: float
-    ops: list[StoredOp] = field(default_factory=list)
+    def __init__(self, path: Path, exc: Exception) -> None:
+        super().__init__(f"the store {path.name} could not write: {exc}")
+        self.full = isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
 
 
 class Store:
@@ -90,6 +69,9 @@ class Store:
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
         self._flushing = False
+        self.acked = Acked(path.with_name(path.name + ".acked"))
+        # payload reads (worker threads) and commits never use the connection at once
+        self._use = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         """The store's one connection. It holds the database file for itself (locking_mode
@@ -114,8 +96,17 @@ class Store:
         return conn
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = self._connect()
+        check_directory(self.path.parent)
+        if self.path.exists() and self.path.stat().st_size == 0:
+            log.warning(
+                "the store %s is 0 bytes: no sessions to rebuild (a database that was "
+                "emptied or never written); starting empty",
+                self.path,
+            )
+        try:
+            self._conn = self._connect()
+        except sqlite3.Error as exc:
+            raise RuntimeError(f"the store {self.path} cannot be opened: {exc}") from exc
         self._flusher = asyncio.create_task(self._flush_loop())
 
     async def close(self) -> None:
@@ -127,31 +118,55 @@ class Store:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self.acked.flush()
 
     # -- reading (at start-up) --------------------------------------------------------
     def load(self) -> list[StoredSession]:
         """Every stored session with its log: through the open connection (it holds the
-        file), or a connection of its own when the store is not open."""
+        file), or a connection of its own when the store is not open. A sessions row
+        that makes no sense is logged and left out (and left in the database); op rows
+        are read as they are (replay decides what they are worth)."""
         conn = self._conn or self._connect()
         try:
-            rows = conn.execute(
+            out: dict[str, StoredSession] = {}
+            for row in conn.execute(
                 "SELECT id, profile, phys_pages, thp, variants, created, active FROM sessions"
-            ).fetchall()
-            out = {
-                r[0]: StoredSession(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
-                for r in rows
-            }
+            ):
+                s = session_of(row)
+                if isinstance(s, StoredSession):
+                    out[s.id] = s
+                else:
+                    sid = row[0] if isinstance(row[0], str) else repr(row[0])
+                    log.warning(
+                        "session %s: not loaded, its sessions row is damaged (%s); the row "
+                        "and its ops stay in the store",
+                        redact.short(sid),
+                        s,
+                    )
             for sid, seq, op, args, errno, events, ts in conn.execute(
                 "SELECT sid, seq, op, args, errno, events, ts FROM ops ORDER BY sid, seq"
             ):
                 if sid in out:
                     s = out[sid]
-                    s.ops.append(StoredOp(seq, op, args, errno, events))
-                    s.active = max(s.active, ts)
+                    s.ops.append(op_of(seq, op, args, errno, events))
+                    if isinstance(ts, int | float):
+                        s.active = max(s.active, ts)
             return list(out.values())
         finally:
             if conn is not self._conn:
                 conn.close()
+
+    def payloads(self, sid: str, lo: int, hi: int) -> dict[int, str]:
+        """{seq: args} of session sid's payload ops lo < seq <= hi (any thread)."""
+        with self._use:
+            if self._conn is None:
+                raise RuntimeError("the store is closed")
+            rows = self._conn.execute(
+                "SELECT seq, args FROM ops WHERE sid = ? AND seq > ? AND seq <= ? "
+                "AND op = 'pwrite'",
+                (sid, lo, hi),
+            ).fetchall()
+        return dict(rows)
 
     # -- writing: each resolves after its commit ------------------------------------------
     async def submit(self, write: Write) -> None:
@@ -175,9 +190,11 @@ class Store:
             _insert_ops(c, s.id, ops, ts)
 
         await self.submit(write)
+        self.acked.ack(s.id, len(ops))
 
     async def append(self, sid: str, op: StoredOp, ts: float) -> None:
         await self.submit(lambda c: _insert_ops(c, sid, [op], ts))
+        self.acked.ack(sid, op.seq)
 
     async def append_many(self, sid: str, ops: list[StoredOp], ts: float) -> None:
         """A batch of ops in one transaction: all of them are stored, or none."""
@@ -188,6 +205,7 @@ class Store:
             c.execute("DELETE FROM ops WHERE sid = ? AND seq > ?", (sid, n))
             c.execute("UPDATE sessions SET active = ? WHERE id = ?", (ts, sid))
 
+        self.acked.lower(sid, n)
         await self.submit(write)
 
     async def delete(self, sid: str) -> None:
@@ -195,6 +213,7 @@ class Store:
             c.execute("DELETE FROM ops WHERE sid = ?", (sid,))
             c.execute("DELETE FROM sessions WHERE id = ?", (sid,))
 
+        self.acked.lower(sid, None)
         await self.submit(write)
 
     # -- the flusher --------------------------------------------------------------------
@@ -228,6 +247,10 @@ class Store:
 
     def _commit(self, writes: list[Write]) -> list[Exception | None]:
         """One transaction for all; if it fails, one each, to fail only the culprit."""
+        with self._use:
+            return self._commit_locked(writes)
+
+    def _commit_locked(self, writes: list[Write]) -> list[Exception | None]:
         conn = self._conn
         assert conn is not None
         try:
@@ -241,8 +264,8 @@ class Store:
                 conn.execute("ROLLBACK")
             if len(writes) == 1:
                 log.error("store write failed: %s", exc)
-                return [RuntimeError(f"the store could not write: {exc}")]
-        return [self._commit([w])[0] for w in writes]
+                return [StoreError(self.path, exc)]
+        return [self._commit_locked([w])[0] for w in writes]
 
 
 def _insert_ops(c: sqlite3.Connection, sid: str, ops: list[StoredOp], ts: float) -> None:

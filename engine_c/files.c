@@ -331,7 +331,10 @@ int do_ftruncate(struct ss_machine *m, struct inode *in, int64_t length, uint64_
 	if (length > old)
 		return 0;
 	/* like shmem_setattr(): shrinking, or the same size, truncates */
-	cache_zero_edges(m, in, length, (length + SS_PAGE_SIZE - 1) & ~(int64_t)(SS_PAGE_SIZE - 1));
+	/* the tail of the new last page; rounded up in unsigned: within a page of
+	 * 2^63 the page's end is past INT64_MAX */
+	cache_zero_edges(m, in, (uint64_t)length,
+			 ((uint64_t)length + SS_PAGE_SIZE - 1) & ~(uint64_t)(SS_PAGE_SIZE - 1));
 	uint64_t start = ((uint64_t)length + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT;
 	in->keep_end = 0;
 	return removal_start(m, in, start, UINT64_MAX, seq);
@@ -451,7 +454,7 @@ int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offse
 		}
 		uint64_t start = ((uint64_t)offset + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT;
 		uint64_t end = ((uint64_t)offset + (uint64_t)len) >> SS_PAGE_SHIFT;
-		cache_zero_edges(m, in, offset, offset + len);
+		cache_zero_edges(m, in, (uint64_t)offset, (uint64_t)offset + (uint64_t)len);
 		if (in->kind == SS_KIND_GMEM && start < end)
 			callback_gmem_invalidate(m, in, start, end);
 		if (start >= end)

@@ -111,6 +111,14 @@ int ss_register_guest(struct ss_machine *m, int fd, int owner)
 	return (int)ev_end(m, r);
 }
 
+static int slots_on(const struct owner *o, uint64_t ino)
+{
+	int n = 0;
+	for (int i = 0; i < o->nslots; i++)
+		n += o->slots[i].ino == ino;
+	return n;
+}
+
 int ss_unregister_guest(struct ss_machine *m, int fd, int owner)
 {
 	ev_begin(m, SS_OP_UNREGISTER_GUEST, fd, owner, 0, 0, 0);
@@ -122,6 +130,11 @@ int ss_unregister_guest(struct ss_machine *m, int fd, int owner)
 	for (int i = 0; i < in->nregs; i++) {
 		if (in->regs[i].owner != owner)
 			continue;
+		/* each memslot of the owner on this file holds a use (made with the
+		 * slot): unregistering it would leave the slot faulting pages whose
+		 * invalidations no longer reach the owner */
+		if (in->regs[i].users <= slots_on(&m->owners[owner], in->ino))
+			return (int)ev_end(m, -EBUSY);
 		if (--in->regs[i].users > 0)
 			return (int)ev_end(m, in->regs[i].users);
 		memmove(&in->regs[i], &in->regs[i + 1], (size_t)(in->nregs - i - 1) * sizeof(in->regs[0]));

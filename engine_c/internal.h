@@ -289,7 +289,8 @@ int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
  * a locked page waits (*wait_pfn its head, *resume its index) */
 int cache_remove_range(struct ss_machine *m, struct inode *in, uint64_t start,
 		       uint64_t end, uint64_t *resume, uint64_t *wait_pfn);
-void cache_zero_edges(struct ss_machine *m, struct inode *in, int64_t lstart, int64_t lend);
+/* zero the partial pages at the edges of bytes [lstart, lend) (lend <= 2^63) */
+void cache_zero_edges(struct ss_machine *m, struct inode *in, uint64_t lstart, uint64_t lend);
 void mark_falloc(struct ss_machine *m, uint32_t head);
 void clear_falloc(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
 void undo_new_pages(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);

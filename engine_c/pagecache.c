@@ -153,9 +153,9 @@ static void page_zero(struct ss_machine *m, struct inode *in, uint64_t index,
 }
 
 /* zero the partial pages at the byte edges of [lstart, lend) */
-void cache_zero_edges(struct ss_machine *m, struct inode *in, int64_t lstart, int64_t lend)
+void cache_zero_edges(struct ss_machine *m, struct inode *in, uint64_t lstart, uint64_t lend)
 {
-	uint64_t s = (uint64_t)lstart, e = (uint64_t)lend;
+	uint64_t s = lstart, e = lend;
 	unsigned int ps = s & (SS_PAGE_SIZE - 1), pe = e & (SS_PAGE_SIZE - 1);
 	if ((s >> SS_PAGE_SHIFT) == (e >> SS_PAGE_SHIFT)) {
 		if (ps || pe)

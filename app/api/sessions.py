@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path, Request, Response
+from fastapi.responses import StreamingResponse
 
 from app.api import new_router
 from app.deps import SessionId, registry
 from app.models.sessions import Rewind, Session, SessionCreate, SessionDetail, Trace
+from app.service import export
 from app.service import sessions as svc
 
 router = new_router("sessions")
@@ -36,10 +38,12 @@ async def delete_session(request: Request, sid: SessionId) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/sessions/{sid}/trace", name="trace")
-async def get_trace(request: Request, sid: SessionId) -> Trace:
-    """The op log, replayable: POST it as {"trace": ...} to /api/v1/sessions."""
-    return await svc.trace(registry(request), sid)
+@router.get("/sessions/{sid}/trace", name="trace", response_model=Trace)
+async def get_trace(request: Request, sid: SessionId) -> Response:
+    """The op log, replayable: POST it as {"trace": ...} to /api/v1/sessions. Streamed
+    (built a chunk at a time off the event loop, payloads read back from the store)."""
+    chunks = await export.trace(registry(request), sid)
+    return StreamingResponse(chunks, media_type="application/json")
 
 
 @router.post("/sessions/{sid}/rewind", name="rewind")

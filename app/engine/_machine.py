@@ -19,6 +19,7 @@ from app.engine._lib import ffi, lib
 from app.engine._messages import Ctx, explain
 from app.engine._names import (
     FALLOC_MODES,
+    FOREIGN_SEALS,
     GMEM_FLAGS,
     HAZARDS,
     MAP_FLAGS,
@@ -185,10 +186,17 @@ class Machine(Kvm, Views):
             self._check("ftruncate", lib.ss_ftruncate(self._m, fd, n), before, {"length": n}, fd)
 
     def add_seals(self, fd: int, seals: Names) -> None:
-        fd, s = i32(fd), u32(bits(seals, SEALS[self.config.profile], "seal"))
+        """A seal the profile's kernel lacks (F_SEAL_EXEC in 5.15) is a bit it does not
+        know: the engine answers EINVAL, as that kernel does."""
+        foreign = FOREIGN_SEALS.get(self.config.profile, {})
+        names = [seals] if isinstance(seals, str | int) else list(seals)
+        missing = [n for n in names if isinstance(n, str) and n in foreign]
+        table = {**SEALS[self.config.profile], **foreign}
+        fd, s = i32(fd), u32(bits(names, table, "seal"))
+        args = {"seals": s, "foreign": len(missing)}
         with self._lock:
             before = self._count()
-            self._check("F_ADD_SEALS", lib.ss_add_seals(self._m, fd, s), before, {"seals": s}, fd)
+            self._check("F_ADD_SEALS", lib.ss_add_seals(self._m, fd, s), before, args, fd)
 
     def get_seals(self, fd: int) -> int:
         fd = i32(fd)

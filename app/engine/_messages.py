@@ -84,6 +84,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("memfd_register_guest", "EINVAL"): register_einval,
     ("memfd_register_guest", "EPERM"): register_eperm,
     ("memfd_unregister_guest", "EINVAL"): unregister_einval,
+    ("memfd_unregister_guest", "EBUSY"): lambda c: (
+        f"owner {c.a('owner')} has a memslot on this file, which holds a use of its "
+        "registration (made with the slot): that one cannot be unregistered"
+    ),
     ("fault", "EFAULT"): fault,
     ("fault", "EINVAL"): fault,
     ("put_unlock_pfn", "EINVAL"): put_unlock_einval,

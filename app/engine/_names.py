@@ -39,6 +39,9 @@ SEALS = {
     "rfc-v2": {**_SEALS_COMMON, "F_SEAL_GUEST": lib.SS_F_SEAL_GUEST},
     "guest-memfd": {**_SEALS_COMMON, "F_SEAL_EXEC": lib.SS_F_SEAL_EXEC},
 }
+# seal names another profile's kernel has: asked as a bit this kernel does not know
+# (0x40: no Linux defines it) so the engine answers EINVAL, as 5.15 does for F_SEAL_EXEC
+FOREIGN_SEALS = {"rfc-v2": {"F_SEAL_EXEC": 0x40}}
 FALLOC_MODES = {
     "FALLOC_FL_KEEP_SIZE": lib.SS_FALLOC_FL_KEEP_SIZE,
     "FALLOC_FL_PUNCH_HOLE": lib.SS_FALLOC_FL_PUNCH_HOLE,

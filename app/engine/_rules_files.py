@@ -60,6 +60,11 @@ def add_seals_einval(c: Ctx) -> str | None:
     table = {"rfc-v2": GUEST, "guest-memfd": lib.SS_F_SEAL_EXEC}
     known = lib.SS_F_SEAL_SEAL | SHRINK | GROW | WRITE | FUTURE | table.get(c.profile, 0)
     bad = c.a("seals") & ~known
+    if c.a("foreign") and c.rfc:
+        return (
+            "the rfc-v2 kernel (Linux 5.15) has no F_SEAL_EXEC (it came in 6.3; "
+            "0x20 is F_SEAL_GUEST here): an unknown seal"
+        )
     return f"unknown seal bits {hex(bad)}" if bad else None
 
 

@@ -28,7 +28,12 @@ def pwrite_eperm(c: Ctx) -> str | None:
 
 
 def negative_io(c: Ctx) -> str | None:
-    return f"offset and count must not be negative (offset {c.a('offset')}, count {c.a('count')})"
+    off, count = c.a("offset"), c.a("count")
+    if off >= 0 and count >= 0:  # rw_verify_area(): pos + count must fit a loff_t
+        return (
+            f"offset + count is past the largest file offset 2^63-1 (offset {off}, count {count})"
+        )
+    return f"offset and count must not be negative (offset {off}, count {count})"
 
 
 def mmap_eperm(c: Ctx) -> str | None:

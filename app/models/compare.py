@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from app.models.common import examples
 
@@ -19,7 +19,7 @@ Status = Literal["agree", "diverge", "intended", "follows", "skipped"]
 class Window(BaseModel):
     first: int = Field(default=1, ge=1, le=2**31, description="the first op (1-based) to answer")
     limit: int = Field(default=500, ge=1, le=5000, description="most ops answered")
-    only_diverging: bool = Field(default=False, description="answer only the ops that differ")
+    only_diverging: StrictBool = Field(default=False, description="answer only the ops that differ")
     model_config = examples({"first": 1, "limit": 500, "only_diverging": False})
 
 

@@ -110,7 +110,9 @@ class MigratePage(BaseModel):
 class Migrated(BaseModel):
     from_pfn: int
     pfn: int = Field(description="the frame the same 4 KiB page has now")
-    fd: int = Field(description="the file whose page moved")
+    fd: int | None = Field(
+        description="the file whose page moved (null: it has no fd, closed while mapped)"
+    )
     index: int = Field(description="that page's index in the file")
     seq: int = Field(description="engine event seq of the call")
     model_config = examples({"from_pfn": 1024, "pfn": 2048, "fd": 3, "index": 0, "seq": 9})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from app.models.common import Profile, Thp, examples
 from app.models.sessions import Trace, TraceOp
@@ -121,5 +121,5 @@ class ScenarioStart(BaseModel):
     """A new session with the walkthrough's settings and its first `steps` steps played
     (0: none, ready for step 1; null: all of them)."""
 
-    steps: int | None = Field(default=0, ge=0, le=1000)
+    steps: StrictInt | None = Field(default=0, ge=0, le=1000)
     model_config = examples({"steps": 0}, {"steps": None})

@@ -75,6 +75,11 @@ class Session(BaseModel):
     variants: list[str] = Field(default_factory=list)
     seq: int
     event_seq: int
+    damage: str | None = Field(
+        default=None,
+        description="null, or why the stored log could not be replayed past op seq: the "
+        "session is then read only (its later stored ops are kept, not replayed)",
+    )
     model_config = examples(
         {
             "id": "q3Jx0m2kz5pVw7yH1tB9cA",

@@ -109,8 +109,9 @@ async def import_trace(request: Request, reg: RegistryDep) -> Response:
     text = first(form, "trace").strip()
     try:
         trace = json.loads(text)
-    except json.JSONDecodeError as exc:
-        error, status = explain(ValueError(f"the trace is not JSON: {exc}"), "import")
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, 4300+ digits, nesting
+        why = str(exc).split("\n", 1)[0][:200]
+        error, status = explain(ValueError(f"the trace is not JSON: {why}"), "import")
         return _home(request, reg, error, status)
     return await _create(request, reg, {"trace": trace})
 

@@ -28,6 +28,7 @@ from app.registry import Session
 from app.service import room, sessions
 from app.service.ops import parse
 from app.service.replay import apply
+from app.store import StoredOp
 
 router = APIRouter(include_in_schema=False)
 Sid = Annotated[str, Path(max_length=128)]
@@ -77,15 +78,16 @@ async def session_part(request: Request, reg: RegistryDep, sid: Sid, part: str) 
     return respond(request, "session.html", template, ctx | {"view_oob": False}, alternate=alt)
 
 
-def _rerun(s: Session, n: int) -> Exception | None:
-    """Op n run again on the state after op n - 1: how it failed, if it did."""
+def _rerun(s: Session, n: int) -> tuple[StoredOp, Exception | None]:
+    """Op n (with its payload, read from the store) run again on the state after op
+    n - 1: the op and how it failed, if it did."""
+    logged = s.full_ops(n - 1, n)[0]
     machine = s.machine_at(n - 1)
-    logged = s.ops[n - 1]
     try:
         spec, parsed = parse(logged.name, logged.args_dict())
     except ValueError as exc:
-        return exc
-    return apply(machine, spec, parsed).error
+        return logged, exc
+    return logged, apply(machine, spec, parsed).error
 
 
 @router.get("/s/{sid}/why/{n}", name="page_why", response_class=HTMLResponse)
@@ -101,10 +103,9 @@ async def why(
     async with s.lock:
         if not 1 <= n <= s.seq:
             return not_found(request, f"no op {n} in this session (it has {s.seq})")
-        logged = s.ops[n - 1]
         # a temporary machine, counted; the replay and the op again run off the loop
         with room.machines(reg, 1, s.config.phys_pages, "why"):
-            failed = await reg.call(_rerun, s, n)
+            logged, failed = await reg.call(_rerun, s, n)
     name, args = logged.name, logged.args_dict()
     error, note = None, "it did not fail"
     if failed is not None:

@@ -91,6 +91,7 @@ class View:
     frame: FrameDetail | None
     waiters: list[Waiter]
     table: list[PageRun]
+    damage: str | None = None  # the stored log could not be replayed: read only
 
     @property
     def preview(self) -> bool:
@@ -300,4 +301,5 @@ def build(
         frame=frame,
         waiters=m.waiters(),
         table=table,
+        damage=s.damage,
     )

@@ -86,7 +86,8 @@ async def diff_designs(reg: Registry, sid: str, a: str, b: str, req: Window) -> 
     """The session's log under designs a and b ("session": its own configuration)."""
     s = reg.get(sid)
     async with s.lock:
-        ops = log_of(s.ops, min(len(s.ops), req.first + req.limit - 1))
+        upto = min(len(s.ops), req.first + req.limit - 1)
+        ops = log_of(await reg.call(s.full_ops, 0, upto), upto)  # payloads from the store
         total = s.seq
     ca = s.config if a == "session" else design_config(a, s.config)
     cb = s.config if b == "session" else design_config(b, s.config)

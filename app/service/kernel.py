@@ -86,7 +86,8 @@ def run_compare(
 async def compare(reg: Registry, sid: str, req: CompareRequest) -> Comparison:
     s = reg.get(sid)
     async with s.lock:
-        ops = log_of(s.ops, min(len(s.ops), req.first + req.limit - 1))
+        upto = min(len(s.ops), req.first + req.limit - 1)
+        ops = log_of(await reg.call(s.full_ops, 0, upto), upto)  # payloads from the store
         total = s.seq
     st = reg.settings
     available, why, kvm, kvm_why = probe(st.compare_kernel)

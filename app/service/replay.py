@@ -51,6 +51,7 @@ class ReplayError(Exception):
 
     def __init__(self, index: int, op: str, why: str, status: int = 409) -> None:
         super().__init__(f"ops[{index}] ({op[:64]}): {why}")
+        self.why = why
         self.index = index
         self.status = status
 
@@ -71,7 +72,7 @@ def replay(m: Machine, ops: list[StoredOp], strict: bool = True) -> list[str]:
         name = op.name
         try:
             spec, args = parse(name, op.args_dict())
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, RecursionError) as exc:
             raise ReplayError(op.seq - 1, name, describe(exc), 422) from exc
         out = apply(m, spec, args)
         why = ""

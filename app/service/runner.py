@@ -13,7 +13,8 @@ import time
 import anyio
 from pydantic import BaseModel
 
-from app.errors import TooMany, Unavailable
+from app import redact
+from app.errors import StoreFailed, TooLarge, TooMany, check_writable
 from app.registry import Registry, Session
 from app.service.ops import OPS
 from app.service.replay import apply
@@ -28,6 +29,7 @@ async def execute(reg: Registry, sid: str, name: str, args: BaseModel) -> BaseMo
     session = reg.get(sid)
     async with session.lock:
         reg.get(sid)  # still there
+        check_writable(session.damage, name)
         if session.seq >= reg.settings.max_ops:
             raise TooMany(
                 f"the session reached the limit max_ops={reg.settings.max_ops} operations",
@@ -36,6 +38,8 @@ async def execute(reg: Registry, sid: str, name: str, args: BaseModel) -> BaseMo
             )
         if spec.check is not None:
             spec.check(reg.settings, session.machine, args)
+        text = args.model_dump_json()
+        check_log_bytes(reg.settings.max_log_bytes, session.log_bytes, len(text), name)
         # Once the engine is entered, the op is logged even if the request is cancelled.
         with anyio.CancelScope(shield=True):
             heavy = spec.heavy is not None and spec.heavy(session.machine, args)
@@ -44,17 +48,30 @@ async def execute(reg: Registry, sid: str, name: str, args: BaseModel) -> BaseMo
             if heavy:
                 session.mark_big(first, session.machine.event_count)
             if out.recorded:
-                op = StoredOp(
-                    session.seq + 1,
-                    name,
-                    args.model_dump_json(),
-                    out.errno,
-                    session.machine.event_count,
-                )
+                op = StoredOp(session.seq + 1, name, text, out.errno, session.machine.event_count)
                 await _log(reg, session, op)
     if out.error is not None:
         raise out.error
     return out.result
+
+
+def check_log_bytes(limit: int, used: int, size: int, op: str) -> None:
+    """An op's arguments must fit the session's log: 413 when they alone are past
+    max_log_bytes, 429 when the log is too full to take them."""
+    if size > limit:
+        raise TooLarge(
+            f"the op's arguments are {size} bytes, past the limit max_log_bytes={limit} "
+            "of a session's log",
+            op=op,
+            limit="max_log_bytes",
+        )
+    if used + size > limit:
+        raise TooMany(
+            f"the session's log holds {used} bytes; {size} more is past the limit "
+            f"max_log_bytes={limit}",
+            op=op,
+            limit="max_log_bytes",
+        )
 
 
 async def _log(reg: Registry, session: Session, op: StoredOp) -> None:
@@ -62,11 +79,15 @@ async def _log(reg: Registry, session: Session, op: StoredOp) -> None:
     try:
         await reg.store.append(session.id, op, time.time())
     except Exception as exc:
-        log.exception("session %s: op %d not stored; undoing it", session.id[:8], op.seq)
+        short = redact.short(session.id)
+        log.error("session %s: op %d not stored (%s); undoing it", short, op.seq, exc)
         machine = await reg.call(session.machine_at, op.seq - 1)
         session.truncate(op.seq - 1, machine)
         session.notify()
-        raise Unavailable("the op log could not be written; the op was undone", op=op.name) from exc
+        raise StoreFailed(
+            "the op was undone, its log entry could not be written", exc, op=op.name
+        ) from exc
+    session.elide(op.seq - 1)  # stored: its payload is read back when needed
     session.notify()
     spawn_snapshot(reg, session)
 

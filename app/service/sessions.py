@@ -9,14 +9,13 @@ import time
 import anyio
 
 from app.engine import Config, Machine
-from app.errors import BadTrace, Conflict, TooLarge, TooMany, Unavailable
+from app.errors import BadTrace, Conflict, StoreFailed, TooLarge, TooMany, check_writable
 from app.models.files import File
 from app.models.sessions import (
     PhysSummary,
     SessionCreate,
     SessionDetail,
     Trace,
-    TraceOp,
     Waiter,
 )
 from app.models.sessions import (
@@ -26,7 +25,7 @@ from app.registry import Registry, Session
 from app.service import room
 from app.service.convert import file_out, owner_out
 from app.service.replay import ReplayError, run_trace
-from app.store import StoredSession
+from app.store import StoredSession, StoreError
 
 
 def session_out(s: Session, m: Machine | None = None, seq: int | None = None) -> SessionOut:
@@ -39,6 +38,7 @@ def session_out(s: Session, m: Machine | None = None, seq: int | None = None) ->
         variants=sorted(s.config.variants),
         seq=s.seq if seq is None else seq,
         event_seq=m.event_count,
+        damage=s.damage,
     )
 
 
@@ -109,6 +109,13 @@ async def create(reg: Registry, body: SessionCreate) -> SessionOut:
     session.published = session.unknown_upto = session.machine.event_count
     try:
         _limits(reg, src.phys_pages, len(src.ops))  # again: others may have come meanwhile
+        if session.log_bytes > reg.settings.max_log_bytes:
+            raise TooLarge(
+                f"the trace's ops take {session.log_bytes} bytes, past the limit "
+                f"max_log_bytes={reg.settings.max_log_bytes} of a session's log",
+                op="session",
+                limit="max_log_bytes",
+            )
     except Exception:
         session.drop_snapshots()
         raise
@@ -121,7 +128,9 @@ async def create(reg: Registry, body: SessionCreate) -> SessionOut:
     except Exception as exc:
         reg.sessions.pop(session.id, None)
         session.drop_snapshots()
-        raise Unavailable("the session could not be stored", op="session") from exc
+        raise StoreFailed("the session could not be stored", exc, op="session") from exc
+    reg.attach(session)
+    session.elide()
     return session_out(session)
 
 
@@ -137,19 +146,6 @@ async def delete(reg: Registry, sid: str) -> None:
         await reg.remove(s)
 
 
-async def trace(reg: Registry, sid: str) -> Trace:
-    s = reg.get(sid)
-    async with s.lock:
-        ops = [TraceOp(op=o.name, args=o.args_dict(), errno=o.errno) for o in s.ops]
-    return Trace(
-        profile=s.config.profile,  # type: ignore[arg-type]
-        phys_pages=s.config.phys_pages,
-        thp=s.config.thp,  # type: ignore[arg-type]
-        variants=sorted(s.config.variants),  # type: ignore[arg-type]
-        ops=ops,
-    )
-
-
 def _check_seq(s: Session, n: int, op: str) -> None:
     if n > s.seq:
         raise Conflict(f"seq {n} is past the session's last op ({s.seq})", op=op)
@@ -160,10 +156,14 @@ async def rewind(reg: Registry, sid: str, n: int) -> SessionDetail:
     s = reg.get(sid)
     async with s.lock:
         _check_seq(s, n, "rewind")
+        check_writable(s.damage, "rewind")
         with anyio.CancelScope(shield=True):
             with room.machines(reg, 1, s.config.phys_pages, "rewind"):
                 machine = await reg.call(s.machine_at, n)
-            await reg.store.truncate(s.id, n, time.time())
+            try:
+                await reg.store.truncate(s.id, n, time.time())
+            except StoreError as exc:
+                raise StoreFailed("the session was not rewound", exc, op="rewind") from exc
             s.truncate(n, machine)
             s.notify()
         return detail_of(s, s.machine, s.seq)

@@ -609,6 +609,49 @@ static void test_log_keep(void)
 	EXPECT(m, ss_event_callbacks(m, e.seq, 0, &c, 1), 0);
 	ss_machine_free(m);
 }
+
+/* found by the fuzzer (engine_c/fuzz): a memslot holds a use of its owner's
+ * registration; unregistering that one left the slot faulting pages of a file
+ * whose truncate no longer told the owner, so it mapped freed frames */
+static void test_memslot_holds_its_registration(void)
+{
+	cur_test = "memslot holds its registration";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, SS_VAR_MULTI_OWNER, 1024);
+	int fd = ss_memfd_create(m, "a", SS_MFD_ALLOW_SEALING);
+	int k0 = ss_owner_create(m, SS_OWNER_KVM, "k0");
+	uint64_t pfn = 0;
+	int order = 0;
+	EXPECT(m, ss_ftruncate(m, fd, 16 * 4096), 0);
+	EXPECT(m, ss_memslot_create(m, k0, fd, 100, 0, 16), 0);
+	EXPECT(m, ss_unregister_guest(m, fd, k0), -EBUSY);   /* the slot's use */
+	EXPECT(m, ss_register_guest(m, fd, k0), 0);           /* one more use */
+	EXPECT(m, ss_unregister_guest(m, fd, k0), 1);         /* that one may go */
+	EXPECT(m, ss_unregister_guest(m, fd, k0), -EBUSY);
+	EXPECT(m, ss_fault(m, k0, 105, &pfn, &order), 0);
+	EXPECT(m, ss_ftruncate(m, fd, 0), 0);                  /* zaps the owner's map */
+	struct ss_owner_info oi;
+	EXPECT(m, ss_owner_info(m, k0, &oi), 0);
+	EXPECT(m, oi.nmapped, 0);
+	ss_machine_free(m);
+}
+
+/* found by the fuzzer: a truncate to within a page of 2^63 rounded the end of its
+ * last page up past INT64_MAX (signed overflow) */
+static void test_truncate_near_the_largest_size(void)
+{
+	cur_test = "truncate near 2^63";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 1024);
+	int fd = ss_memfd_create(m, "a", 0);
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX - 10), 0);
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX - 10), 0);    /* the same size truncates */
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX), 0);
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX - 4096), 0);
+	char b = 7;
+	EXPECT(m, ss_pwrite(m, fd, &b, 1, INT64_MAX - 4097), 1);
+	EXPECT(m, ss_ftruncate(m, fd, INT64_MAX - 4097), 0);   /* zeroes the page's tail */
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);  /* test_kvm.c */
 
 int main(void)
@@ -616,6 +659,8 @@ int main(void)
 	int kvm_checks = 0;
 	failures += kvm_tests(&kvm_checks);
 	checks += kvm_checks;
+	test_truncate_near_the_largest_size();
+	test_memslot_holds_its_registration();
 	test_last_close_waits_on_locked_page();
 	test_migrate();
 	test_split_keeps_sleeper_reference();
