@@ -513,6 +513,15 @@ static void test_rfc_fd_slots(void)
 	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 0);
 	a = access(m, vm, 0x1000, 0, 0, 0, &rc);
 	EXPECT(m, a.value, 0);
+	/* past the shared file's end: the fault fails, the errno-as-pfn hazard marked */
+	struct ss_region r2 = { .slot = 2, .flags = SS_MEM_FD, .guest_phys_addr = 8 * MiB,
+				.memory_size = 4 * MiB, .fd = sh, .private_fd = -1 };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r2), 0);
+	a = access(m, vm, 8 * MiB + 3 * MiB, 0, 0, 0, &rc);
+	EXPECT(m, rc, -EFAULT);
+	struct ss_event ev;
+	ss_event_get(m, ss_event_count(m), &ev);
+	EXPECT(m, ev.hazard, SS_HAZ_ERRNO_AS_PFN);
 	/* immutable, deletion keeps the registration */
 	r.slot = 0;
 	r.guest_phys_addr = 0;
