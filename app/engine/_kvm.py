@@ -70,7 +70,10 @@ class Kvm(KvmViews):
             hazard = HAZARDS.get(ev.hazard)
         words = kvm_words(rule, op, name, args)
         if hazard == "errno_as_pfn":
-            words += "; the posted patch 07 would map the errno as a pfn (it tests an unsigned pfn for >= 0)"
+            words += (
+                "; the posted patch 07 would map the errno as a pfn (it tests an unsigned "
+                "pfn for >= 0)"
+            )
         raise make_error(op, -rc, words, hazard, before + 1)
 
     def _kvm(self, op: str, rc: int, before: int, args: dict[str, int]) -> int:
