@@ -513,6 +513,15 @@ static void test_rfc_fd_slots(void)
 	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 0);
 	a = access(m, vm, 0x1000, 0, 0, 0, &rc);
 	EXPECT(m, a.value, 0);
+	/* past the shared file's end: the fault fails, the errno-as-pfn hazard marked */
+	struct ss_region r2 = { .slot = 2, .flags = SS_MEM_FD, .guest_phys_addr = 8 * MiB,
+				.memory_size = 4 * MiB, .fd = sh, .private_fd = -1 };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r2), 0);
+	a = access(m, vm, 8 * MiB + 3 * MiB, 0, 0, 0, &rc);
+	EXPECT(m, rc, -EFAULT);
+	struct ss_event ev;
+	ss_event_get(m, ss_event_count(m), &ev);
+	EXPECT(m, ev.hazard, SS_HAZ_ERRNO_AS_PFN);
 	/* immutable, deletion keeps the registration */
 	r.slot = 0;
 	r.guest_phys_addr = 0;
@@ -619,6 +628,26 @@ static void test_rfc_multi_owner_delete(void)
 	ss_machine_free(m);
 }
 
+/* a legacy owner's memslot still holds its guest_memfd after the close (its new
+ * VM fields start zeroed: garbage there once made the slot a VM binding) */
+static void test_legacy_slot_holds_gmem(void)
+{
+	cur_test = "legacy_slot_holds_gmem";
+	struct ss_machine *m = mk(GMEM, SS_THP_NEVER);
+	int k = ss_owner_create(m, SS_OWNER_KVM, "kvm0");
+	int g = ss_gmem_create(m, 65536, SS_GMEM_FLAG_MMAP);
+	uint64_t pfn;
+	int order;
+	EXPECT(m, ss_get_lock_pfn(m, g, 0, 0, &pfn, &order), 0);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	EXPECT(m, ss_memslot_create(m, k, g, 0, 0, 1), 0);
+	EXPECT(m, ss_close(m, g), 0);
+	struct ss_phys_info pi;
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 1);
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);
 int kvm_tests(int *nchecks)
 {
@@ -633,6 +662,7 @@ int kvm_tests(int *nchecks)
 	test_pre_fault();
 	test_smm_address_space();
 	test_rfc_multi_owner_delete();
+	test_legacy_slot_holds_gmem();
 	*nchecks = checks;
 	return failures;
 }
