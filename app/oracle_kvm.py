@@ -99,6 +99,7 @@ class KvmKernel(Kernel):
         self._next_owner = 0
         self._lowest = VMM_TOP
         self._vmaps: dict[int, tuple[int, int, int]] = {}  # map id -> (vaddr, span, prot)
+        self._addrs: dict[int, int] = {}  # map id -> vaddr, kept after munmap
 
     def shutdown(self) -> None:
         for vm in self._vms.values():
@@ -146,6 +147,7 @@ class KvmKernel(Kernel):
             super().munmap(map_id)
             raise KernelError(_errno.ENOMEM, "mmap")
         self._lowest -= span
+        self._addrs[map_id] = self._lowest
         self._vmaps[map_id] = (
             self._lowest,
             span,
@@ -158,8 +160,9 @@ class KvmKernel(Kernel):
         self._vmaps.pop(map_id, None)
 
     def map_addr(self, map_id: int) -> int:
-        """The mapping's address in the session's VMM address space (the API's addr)."""
-        return self._vmaps[map_id][0]
+        """The mapping's address in the session's VMM address space (the API's addr),
+        also once it is unmapped."""
+        return self._addrs[map_id]
 
     def real_addr(self, addr: int) -> int:
         """A VMM address inside a live mapping as this process's address; others as they are."""
