@@ -54,9 +54,13 @@ bool inode_held_but(struct ss_machine *m, struct inode *in, int skip)
 		if (i != skip && m->waiters[i].ino == in->ino)
 			return true;
 	for (int o = 0; o < m->nowners; o++)
-		for (int s = 0; s < m->owners[o].nslots; s++)
-			if (m->owners[o].slots[s].ino == in->ino)
+		for (int s = 0; s < m->owners[o].nslots; s++) {
+			const struct memslot *sl = &m->owners[o].slots[s];
+			/* a guest_memfd binding does not hold the file (kvm_gmem_bind) */
+			if ((sl->ino == in->ino && !(sl->vm && in->kind == SS_KIND_GMEM)) ||
+			    sl->shared_ino == in->ino)
 				return true;
+		}
 	return false;
 }
 
@@ -91,6 +95,8 @@ void inode_put_maybe(struct ss_machine *m, struct inode *in)
  * when put_unlock_pfn drops it; the file goes with its last page */
 int inode_release(struct ss_machine *m, struct inode *in)
 {
+	if (in->kind == SS_KIND_GMEM && in->fd < 0 && !in->maps)
+		kvm_gmem_release(m, in);  /* the file's last reference: unbind */
 	if (inode_held(m, in))
 		return 0;
 	if (inode_has_locked(m, in))
@@ -187,7 +193,7 @@ int ss_memfd_create(struct ss_machine *m, const char *name, unsigned int flags)
 	return (int)ev_end(m, do_memfd_create(m, name, flags));
 }
 
-static int do_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags)
+int do_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags)
 {
 	if (is_rfc(m))
 		return -ENOTTY;  /* no KVM_CREATE_GUEST_MEMFD in 5.15 */

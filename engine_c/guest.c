@@ -29,6 +29,8 @@ void callback_invalidate(struct ss_machine *m, struct inode *in, uint64_t start,
 		struct owner *o = &m->owners[in->regs[i].owner];
 		ev_callback(m, SS_CB_INVALIDATE, o->id, start, end_incl);
 		o->ncallbacks++;
+		if (o->vm && m->cur && m->cur->e.hazard == SS_HAZ_NONE)
+			ev_hazard(m, SS_HAZ_ZAP_MISSES, 0);  /* patch 13: modelled as meant */
 		if (o->kind == SS_OWNER_KVM)
 			owner_zap(m, o, in->ino, start, end_incl + 1);
 	}
@@ -40,6 +42,8 @@ void callback_fallocate(struct ss_machine *m, struct inode *in, uint64_t start, 
 		struct owner *o = &m->owners[in->regs[i].owner];
 		ev_callback(m, SS_CB_FALLOCATE, o->id, start, end);
 		o->ncallbacks++;
+		if (o->vm)
+			mmu_rfc_fallocate(m, o, in, start, end);
 	}
 }
 
@@ -58,7 +62,10 @@ void callback_gmem_invalidate(struct ss_machine *m, struct inode *in, uint64_t s
 				continue;
 			ev_callback(m, SS_CB_GMEM_INVALIDATE, o->id, a, b);
 			o->ncallbacks++;
-			owner_zap(m, o, in->ino, a, b);
+			if (o->vm)
+				mmu_gmem_invalidate(m, o, sl, a, b);
+			else
+				owner_zap(m, o, in->ino, a, b);
 		}
 	}
 }

@@ -90,6 +90,7 @@ struct mapping {
 	uint32_t ino;
 	int64_t offset, length;
 	int prot, flags;
+	uint64_t addr;         /* in the VMM address space (vmm.c) */
 };
 
 struct inode {
@@ -108,13 +109,35 @@ struct inode {
 	int maps, shared_maps;
 	int pending;           /* waiters on this inode */
 	int orphans;           /* its removed pages still referenced */
+	int vm;                /* guest_memfd made by a VM: its owner id + 1 */
 };
 
 /* ---- owners ---- */
 struct memslot {
-	int slot;
-	uint32_t ino;
-	uint64_t gfn, index, npages;
+	int slot;              /* legacy: its index; VM: the user's slot number */
+	uint32_t ino;          /* legacy file; VM: guest_memfd / rfc private_fd (0: none) */
+	uint64_t gfn, index, npages;  /* VM: index = guest_memfd pgoff / rfc offset */
+	/* VM slots only (vm != 0) */
+	uint8_t vm, gmem_only, gmem_closed;
+	uint32_t flags;        /* KVM_MEM_* */
+	uint32_t shared_ino;   /* rfc-v2: the shared fd's file */
+	uint64_t uaddr;        /* userspace_addr */
+};
+
+/* memory attributes as runs of gfns (attributes.c) */
+struct attr_run {
+	uint64_t start, end, attrs;
+};
+struct attr_store {
+	struct attr_run *runs;  /* sorted, disjoint, non-adjacent-alike, attrs != 0 */
+	uint32_t n, cap;
+};
+
+struct kvm_vm {                /* vm.c */
+	int type;
+	int nvcpus;
+	uint64_t nr_memslot_pages;
+	struct attr_store attrs;
 };
 
 struct owner {
@@ -125,6 +148,7 @@ struct owner {
 	struct memslot *slots;
 	struct tree gfns;      /* gfn -> (pfn + 1) << 1 | huge */
 	uint64_t nmapped, nzapped, ncallbacks;
+	struct kvm_vm *vm;     /* NULL: a legacy owner (ss_owner_create) */
 };
 
 /* ---- waiters ---- */
@@ -189,6 +213,9 @@ struct ss_machine {
 	struct ss_touch *touches;
 	uint64_t ntouches, cap_touches;
 	struct evrec *cur;     /* the event being built, NULL when none */
+
+	uint64_t vmm_lowest;   /* lowest VMM address handed out (0: none yet) */
+	int kvm_rule;          /* SS_R_* of the last failing KVM call */
 };
 
 /* frames.c */
@@ -265,6 +292,7 @@ void waiters_free(struct ss_machine *m);
 int waiters_clone(struct ss_machine *dst, const struct ss_machine *src);
 int do_register(struct ss_machine *m, struct inode *in, int owner);
 /* files.c / rw.c workers (no event of their own) */
+int do_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags);
 int do_add_seals(struct ss_machine *m, struct inode *in, unsigned int seals);
 int do_ftruncate(struct ss_machine *m, struct inode *in, int64_t length, uint64_t seq);
 int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offset,
@@ -285,6 +313,60 @@ uint64_t owner_lookup(const struct owner *o, uint64_t gfn, int *order);
 int fault_finish(struct ss_machine *m, int owner, uint64_t gfn, uint64_t pfn, int order);
 void owners_free(struct ss_machine *m);
 int owners_clone(struct ss_machine *dst, const struct ss_machine *src);
+
+/* ---- the KVM side ---- */
+/* attributes.c */
+void attrs_free(struct attr_store *a);
+int attrs_clone(struct attr_store *dst, const struct attr_store *src);
+uint64_t attrs_get(const struct attr_store *a, uint64_t gfn);
+/* whether every gfn of [start, end) has exactly attrs */
+bool attrs_all(const struct attr_store *a, uint64_t start, uint64_t end, uint64_t attrs);
+int attrs_set(struct attr_store *a, uint64_t start, uint64_t end, uint64_t attrs);
+/* the end of the run of gfns alike gfn (capped at end) */
+uint64_t attrs_run_end(const struct attr_store *a, uint64_t gfn, uint64_t end);
+
+/* vm.c */
+struct owner *vm_get(struct ss_machine *m, int vm);
+const struct owner *vm_get_const(const struct ss_machine *m, int vm);
+bool vm_has_private_mem(const struct kvm_vm *vm);
+int kvm_fail(struct ss_machine *m, int rule, int err);
+void vm_free(struct kvm_vm *vm);
+struct kvm_vm *vm_clone(const struct kvm_vm *vm);
+
+/* mmu.c: the secondary MMU of a VM (the owner's gfns tree) */
+/* map gfn -> pfn (order: of the page; huge when alignment allows); order out */
+int mmu_map(struct ss_machine *m, struct owner *o, const struct memslot *s, uint64_t gfn,
+	    uint64_t pfn, int page_order, int *map_order);
+/* zap mapped gfns of [g0, g1) whose frame belongs to ino (0: any) */
+void mmu_zap(struct ss_machine *m, struct owner *o, uint64_t g0, uint64_t g1, uint32_t ino);
+/* the mmu notifier: the VMM's pages of ino [start, end) go (punch, truncate) */
+void mmu_notify_file(struct ss_machine *m, uint32_t ino, uint64_t start, uint64_t end);
+/* the mmu notifier: hva range [a, b) of a mapping of ino goes (munmap) */
+void mmu_notify_hva(struct ss_machine *m, uint32_t ino, uint64_t a, uint64_t b);
+/* whether o still maps pfn at some gfn (aliases) */
+bool mmu_maps_pfn(const struct ss_machine *m, const struct owner *o, uint64_t pfn);
+/* rfc-v2's fallocate callback: map the new private pages through vCPU 0 */
+void mmu_rfc_fallocate(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t start,
+		       uint64_t end);
+/* kvm_gmem_invalidate_begin for one VM slot */
+void mmu_gmem_invalidate(struct ss_machine *m, struct owner *o, struct memslot *s, uint64_t a,
+			 uint64_t b);
+
+/* kvm_memslot.c */
+struct memslot *vm_slot_of(const struct owner *o, uint64_t gfn);
+/* the last file reference of a guest_memfd went: unbind its slots */
+void kvm_gmem_release(struct ss_machine *m, struct inode *in);
+
+/* vmm.c */
+const struct mapping *vmm_find(const struct ss_machine *m, uint64_t addr);
+int vmm_assign(struct ss_machine *m, struct mapping *mp);
+/* resolve hva: 0 with *in and *index (page), -EFAULT when nothing is mapped,
+ * SS_SIGBUS past the file's end */
+int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, struct inode **inp,
+		uint64_t *index);
+
+/* check_kvm.c */
+int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len);
 
 static inline bool is_rfc(const struct ss_machine *m)
 {

@@ -86,6 +86,7 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 	m->cur = NULL;
 	for (int i = 0; i < m->nowners; i++) {
 		m->owners[i].slots = NULL;
+		m->owners[i].vm = NULL;
 		tree_init(&m->owners[i].gfns);
 	}
 	int ninodes = m->ninodes;

@@ -118,6 +118,15 @@ void owner_zap(struct ss_machine *m, struct owner *o, uint32_t ino, uint64_t sta
 	int fd = in ? in->fd : -1;
 	for (int i = 0; i < o->nslots; i++) {
 		struct memslot *s = &o->slots[i];
+		if (o->vm) {  /* the RFC's two files of a fd-based slot */
+			if (s->ino != ino && s->shared_ino != ino)
+				continue;
+			uint64_t a = start > s->index ? start : s->index;
+			uint64_t b = end < s->index + s->npages ? end : s->index + s->npages;
+			if (a < b)
+				mmu_zap(m, o, s->gfn + (a - s->index), s->gfn + (b - s->index), ino);
+			continue;
+		}
 		if (s->ino != ino)
 			continue;
 		uint64_t a = start > s->index ? start : s->index;
@@ -167,8 +176,8 @@ int ss_memslot_create(struct ss_machine *m, int owner, int fd, uint64_t gfn,
 {
 	ev_begin(m, SS_OP_MEMSLOT, fd, (int64_t)gfn, (int64_t)index, (int64_t)npages, owner);
 	struct owner *o = owner_get(m, owner);
-	if (!o || o->kind != SS_OWNER_KVM)
-		return (int)ev_end(m, -EINVAL);
+	if (!o || o->kind != SS_OWNER_KVM || o->vm)
+		return (int)ev_end(m, -EINVAL);  /* a VM: KVM_SET_USER_MEMORY_REGION */
 	struct inode *in = fd_inode(m, fd);
 	if (!in)
 		return (int)ev_end(m, -EBADF);
@@ -220,7 +229,7 @@ int ss_fault(struct ss_machine *m, int owner, uint64_t gfn, uint64_t *pfn, int *
 {
 	ev_begin(m, SS_OP_FAULT, -1, (int64_t)gfn, owner, 0, 0);
 	struct owner *o = owner_get(m, owner);
-	if (!o || o->kind != SS_OWNER_KVM)
+	if (!o || o->kind != SS_OWNER_KVM || o->vm)
 		return (int)ev_end(m, -EINVAL);
 	struct memslot *s = NULL;
 	for (int i = 0; i < o->nslots; i++)
@@ -276,6 +285,7 @@ void owners_free(struct ss_machine *m)
 	for (int i = 0; i < m->nowners; i++) {
 		free(m->owners[i].slots);
 		tree_destroy(&m->owners[i].gfns);
+		vm_free(m->owners[i].vm);
 	}
 }
 
@@ -285,7 +295,10 @@ int owners_clone(struct ss_machine *dst, const struct ss_machine *src)
 		struct owner *d = &dst->owners[i];
 		const struct owner *s = &src->owners[i];
 		d->slots = NULL;
+		d->vm = NULL;
 		tree_init(&d->gfns);
+		if (s->vm && !(d->vm = vm_clone(s->vm)))
+			return -ENOMEM;
 		if (s->nslots) {
 			d->slots = malloc((size_t)s->nslots * sizeof(*d->slots));
 			if (!d->slots)

@@ -194,6 +194,7 @@ int cache_remove_range(struct ss_machine *m, struct inode *in, uint64_t start,
 			uint64_t e = next < end ? next : end;
 			if (in->kind == SS_KIND_MEMFD)
 				callback_invalidate(m, in, s, e - 1);
+			mmu_notify_file(m, in->ino, s, e);  /* the VMM's mappings */
 			if (nr > 1 && (s != hidx || e != next)) {
 				page_split(m, in, head);
 				for (uint64_t i = s; i < e; i++)

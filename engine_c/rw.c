@@ -182,13 +182,21 @@ static int do_mmap(struct ss_machine *m, struct inode *in, int64_t offset, int64
 	/* map ids are never reused, like addresses a test would not expect back */
 	if (m->nmaps >= 65536)
 		return -ENOMEM;
-	struct mapping *p = realloc(m->maps, (size_t)(m->nmaps + 1) * sizeof(*p));
-	if (!p)
+	/* get_unmapped_area(): the VMM address space (vmm.c) */
+	struct mapping probe = { .length = length };
+	uint64_t saved = m->vmm_lowest;
+	if (vmm_assign(m, &probe))
 		return -ENOMEM;
+	struct mapping *p = realloc(m->maps, (size_t)(m->nmaps + 1) * sizeof(*p));
+	if (!p) {
+		m->vmm_lowest = saved;
+		return -ENOMEM;
+	}
 	m->maps = p;
 	int id = ++m->nmaps;
 	struct mapping *mp = &m->maps[id - 1];
 	mp->id = id;
+	mp->addr = probe.addr;
 	mp->ino = in->ino;
 	mp->offset = offset;
 	mp->length = length;
@@ -221,6 +229,9 @@ int ss_munmap(struct ss_machine *m, int map_id)
 	if (in) {
 		if (m->cur)
 			m->cur->e.fd = in->fd;
+		/* the mmu notifier: VMs mapping through these addresses zap them */
+		mmu_notify_hva(m, in->ino, mp->addr,
+			       mp->addr + (((uint64_t)mp->length + SS_PAGE_SIZE - 1) & ~(uint64_t)(SS_PAGE_SIZE - 1)));
 		in->maps--;
 		if (mp->flags & 0x100000)
 			in->shared_maps--;

@@ -122,6 +122,13 @@ enum ss_op {
 	SS_OP_FAULT,
 	SS_OP_WAKE,           /* a waiting operation completed */
 	SS_OP_MIGRATE,        /* page migration (compaction) of one page */
+	SS_OP_VM_CREATE,      /* KVM_CREATE_VM */
+	SS_OP_VM_GMEM,        /* KVM_CREATE_GUEST_MEMFD on a VM */
+	SS_OP_SET_REGION,     /* KVM_SET_USER_MEMORY_REGION(2) */
+	SS_OP_SET_ATTRS,      /* KVM_SET_MEMORY_ATTRIBUTES */
+	SS_OP_VCPU_CREATE,    /* KVM_CREATE_VCPU */
+	SS_OP_VCPU_ACCESS,    /* KVM_RUN: one guest access */
+	SS_OP_MAP_ACCESS,     /* the VMM touches its mapping */
 	SS_OP__COUNT
 };
 
@@ -131,6 +138,7 @@ enum ss_op {
 #define SS_HAZ_ERRNO_AS_PFN 2     /* an errno returned through the pfn */
 #define SS_HAZ_VM_BUG_ON_PAGE 3   /* put_unlock_pfn on an unlocked page */
 #define SS_HAZ_UNSEALED_REGISTER 4 /* registered on a file without the seal */
+#define SS_HAZ_ZAP_MISSES 5       /* patch 13: the posted zap misses its range */
 
 /* callback kinds */
 #define SS_CB_INVALIDATE 0        /* invalidate_page_range, end inclusive */
@@ -149,6 +157,9 @@ enum ss_op {
 #define SS_T_MAP 8        /* an owner mapped gfns to these frames */
 #define SS_T_ZAP 9        /* an owner unmapped gfns */
 #define SS_T_MIGRATE 10   /* a page moved to new frames (pfn: the new first) */
+#define SS_T_EXIT 11      /* a vCPU exit: index = gfn, pfn = SS_EXIT_* */
+#define SS_T_ATTR 12      /* attributes of gfns [index, index + npages) set to pfn */
+#define SS_T_SIGNAL 13    /* a host touch of a mapping faulted: pfn = signal */
 
 struct ss_config {
 	int profile;             /* SS_PROFILE_* */
@@ -347,5 +358,191 @@ int ss_check(const struct ss_machine *m, char *msg, size_t msglen);
 /* bytes of memory the machine uses (descriptors, cache trees, data, log) */
 uint64_t ss_memory_bytes(const struct ss_machine *m);
 size_t ss_frame_size(void);
+
+/* ---- the KVM side (KVM.md): VMs, memslots, attributes, vCPUs, the VMM ----
+ * A VM is an owner of kind SS_OWNER_KVM made by ss_vm_create; its owner id
+ * is its vm id.  Failures of these calls leave the rule that refused in
+ * ss_kvm_rule() (SS_R_*) until the next KVM call. */
+
+/* VM types (uapi KVM_X86_*_VM) */
+#define SS_VM_DEFAULT 0
+#define SS_VM_SW_PROTECTED 1
+#define SS_VM_SNP 4
+#define SS_VM_TDX 5
+
+/* memslot flags (uapi KVM_MEM_*) */
+#define SS_MEM_LOG_DIRTY_PAGES 0x1u
+#define SS_MEM_READONLY 0x2u
+#define SS_MEM_GUEST_MEMFD 0x4u      /* guest-memfd profile */
+#define SS_MEM_FD 0x4u               /* rfc-v2: struct kvm_userspace_memory_region_ext */
+
+#define SS_MEMORY_ATTRIBUTE_PRIVATE (1ull << 3)
+#define SS_MEMORY_EXIT_FLAG_PRIVATE (1ull << 3)
+
+/* exits (uapi KVM_EXIT_*) */
+#define SS_EXIT_NONE 0
+#define SS_EXIT_MMIO 6
+#define SS_EXIT_MEMORY_ERROR 36      /* rfc-v2, patch 02 */
+#define SS_EXIT_MEMORY_FAULT 39
+#define SS_EXIT_MEM_MAP_SHARED 1     /* KVM_EXIT_MEMORY_ERROR types */
+#define SS_EXIT_MEM_MAP_PRIVATE 2
+
+/* signals of a host touch */
+#define SS_SIGBUS 7
+#define SS_SIGSEGV 11
+
+#define SS_VMM_TOP 0x7f0000000000ull  /* the first mapping ends here */
+#define SS_VMM_FLOOR 0x10000ull       /* mmap_min_addr */
+#define SS_USER_MEM_SLOTS 32764       /* KVM_USER_MEM_SLOTS on x86 */
+#define SS_MAX_VCPUS 4096
+
+/* which rule refused the last failing KVM call */
+enum ss_kvm_rule {
+	SS_R_NONE = 0,
+	SS_R_NO_VM,              /* not a VM */
+	SS_R_VM_TYPE,            /* type not supported */
+	SS_R_NO_IOCTL,           /* the ioctl does not exist in this profile (ENOTTY) */
+	SS_R_TOO_MANY,           /* owner table full */
+	SS_R_GMEM_FLAGS,         /* guest_memfd flags not supported by the VM */
+	SS_R_GMEM_SIZE,          /* guest_memfd size <= 0 or unaligned */
+	SS_R_SLOT_ID,            /* (u16)slot >= KVM_USER_MEM_SLOTS */
+	SS_R_REGION_FLAGS,       /* check_memory_region_flags */
+	SS_R_SIZE_ALIGN,         /* memory_size not page aligned */
+	SS_R_GPA_ALIGN,
+	SS_R_UADDR,              /* userspace_addr unaligned or not access_ok */
+	SS_R_GMEM_OFFSET,        /* guest_memfd_offset unaligned or offset + size wraps */
+	SS_R_AS_ID,              /* address space id too big */
+	SS_R_GPA_WRAP,
+	SS_R_TOO_BIG,            /* more than KVM_MEM_MAX_NR_PAGES */
+	SS_R_DELETE_NONE,        /* deleting a slot that does not exist */
+	SS_R_IMMUTABLE,          /* a guest_memfd / private slot cannot be modified */
+	SS_R_MODIFY,             /* a modify changes userspace_addr, size or READONLY */
+	SS_R_OVERLAP,            /* gpa range overlaps another slot (EEXIST) */
+	SS_R_MAX_GFN,            /* past the MMU's max gfn, or a TDX alias */
+	SS_R_BADF,               /* the fd is not open */
+	SS_R_NOT_GMEM,           /* the fd is not a guest_memfd */
+	SS_R_OTHER_VM,           /* the guest_memfd belongs to another VM */
+	SS_R_GMEM_RANGE,         /* offset + size past the guest_memfd's end */
+	SS_R_GMEM_BOUND,         /* the range is already bound by another slot */
+	SS_R_RFC_NOT_MEMFD,      /* rfc-v2: fd not a shmem file */
+	SS_R_RFC_OWNER,          /* rfc-v2: file registered by another owner (EPERM) */
+	SS_R_ATTR_FLAGS,         /* KVM_SET_MEMORY_ATTRIBUTES flags != 0 */
+	SS_R_ATTR_UNSUPPORTED,   /* attribute not supported by the VM */
+	SS_R_ATTR_RANGE,         /* size 0 or wraps */
+	SS_R_ATTR_ALIGN,
+	SS_R_NO_VCPU,
+	SS_R_VCPUS,              /* too many vCPUs */
+	SS_R_RUN_HVA,            /* KVM_RUN: userspace_addr of the gfn is not mapped (EFAULT) */
+	SS_R_RUN_NO_PRIVATE_FD,  /* rfc-v2: private access, slot without private_fd */
+	SS_R_RUN_LOCKED,         /* the page is held locked by get_lock_pfn */
+	SS_R_RUN_COW,            /* a write through a MAP_PRIVATE mapping (not simulated) */
+	SS_R_NO_MAPPING,
+	SS_R_VMM_FULL,           /* no room left in the VMM address space */
+	SS_R_NOMEM,
+	SS_R__COUNT
+};
+
+struct ss_cap {
+	const char *name;        /* "KVM_CAP_..." */
+	int64_t value;
+};
+
+/* KVM_SET_USER_MEMORY_REGION2 / the RFC's region_ext, as one struct */
+struct ss_region {
+	uint32_t slot, flags;
+	uint64_t guest_phys_addr, memory_size, userspace_addr;
+	uint64_t guest_memfd_offset;   /* guest-memfd */
+	uint32_t guest_memfd;          /* guest-memfd: __u32 fd */
+	int32_t fd, private_fd;        /* rfc-v2 */
+};
+
+struct ss_access {
+	uint64_t gpa;
+	int write;
+	int private_;            /* -1: the attributes / profile decide */
+	uint8_t value;           /* written when write */
+};
+
+struct ss_access_result {
+	int exit_reason;         /* SS_EXIT_* */
+	uint64_t exit_flags, exit_gpa, exit_size;
+	int exit_type;           /* MEMORY_ERROR: SS_EXIT_MEM_MAP_* */
+	int exit_errno;          /* MEMORY_FAULT: KVM_RUN's errno (positive) */
+	int backing;             /* 0 none, 1 private, 2 shared */
+	int fd;                  /* file of the backing page, -1 if none */
+	uint64_t index, pfn;
+	int order;               /* of the mapping */
+	uint8_t value;           /* the byte at gpa after the access */
+};
+
+struct ss_vm_info {
+	int id;
+	int type;
+	int nvcpus;
+	int nslots;
+	uint64_t nattr_runs;
+	uint64_t attr_bytes;     /* memory the attribute store uses */
+};
+
+struct ss_vm_memslot {
+	uint32_t slot, flags;
+	uint64_t guest_phys_addr, memory_size, userspace_addr;
+	uint64_t guest_memfd_offset;
+	int guest_memfd;         /* fd, -1 none or closed */
+	int gmem_closed;         /* bound to a guest_memfd since closed */
+	int gmem_only;           /* KVM_MEMSLOT_GMEM_ONLY (mmap-able guest_memfd) */
+	int fd, private_fd;      /* rfc-v2, -1 none */
+};
+
+struct ss_attr_run {
+	uint64_t start, end;     /* gfns, end exclusive */
+	uint64_t attributes;
+};
+
+/* where a gfn is served from, as runs of alike gfns */
+#define SS_SRC_NONE 0            /* no memslot: MMIO */
+#define SS_SRC_PRIVATE 1         /* the guest_memfd / private_fd */
+#define SS_SRC_SHARED_GMEM 2     /* the guest_memfd, shared in place (gmem-only slot) */
+#define SS_SRC_SHARED_HVA 3      /* userspace_addr: the VMM's mapping */
+#define SS_SRC_SHARED_FD 4       /* rfc-v2: the shared fd */
+#define SS_SRC_UNMAPPED_HVA 5    /* userspace_addr points at no mapping */
+#define SS_SRC_CLOSED 6          /* a guest_memfd since closed */
+struct ss_gfn_source {
+	uint64_t start, end;     /* gfns */
+	int source;              /* SS_SRC_* */
+	uint32_t slot;
+	uint64_t attributes;
+	int fd;                  /* -1 if none */
+	uint64_t index;          /* file index at start (pages) */
+	int mapped;              /* the secondary MMU maps these gfns */
+	uint64_t pfn;            /* pfn at start when mapped */
+	int order;
+};
+
+int ss_kvm_rule(const struct ss_machine *m);
+int ss_vm_create(struct ss_machine *m, uint64_t type, const char *name);
+int ss_vm_caps(const struct ss_machine *m, int vm, struct ss_cap *out, int max);
+int ss_vm_gmem_create(struct ss_machine *m, int vm, uint64_t size, uint64_t flags);
+int ss_vm_set_memory_region(struct ss_machine *m, int vm, const struct ss_region *r);
+int ss_vm_set_memory_attributes(struct ss_machine *m, int vm, uint64_t address,
+				uint64_t size, uint64_t attributes, uint64_t flags);
+int ss_vcpu_create(struct ss_machine *m, int vm);
+/* 0 with *out (an exit is a result, not an error), or -errno */
+int ss_vcpu_access(struct ss_machine *m, int vm, int vcpu, const struct ss_access *a,
+		   struct ss_access_result *out);
+/* the VMM touches byte `offset` of its mapping: 0 with *signal (0, SS_SIGBUS,
+ * SS_SIGSEGV) and *value, or -errno */
+int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int write,
+		      uint8_t value, int *signal, uint8_t *value_out);
+int ss_mapping_addr(const struct ss_machine *m, int map_id, uint64_t *addr);
+int ss_vm_info(const struct ss_machine *m, int vm, struct ss_vm_info *out);
+int ss_vm_memslots(const struct ss_machine *m, int vm, struct ss_vm_memslot *out, int max);
+/* attribute runs over [start, end) from the store (gfns without attributes are
+ * left out); returns the count (at most max) */
+int ss_vm_attr_runs(const struct ss_machine *m, int vm, uint64_t start, uint64_t end,
+		    struct ss_attr_run *out, int max);
+/* sources of gfns [start, end) as runs; *next where to go on (== end when done) */
+int ss_vm_gfn_sources(const struct ss_machine *m, int vm, uint64_t start, uint64_t end,
+		      struct ss_gfn_source *out, int max, uint64_t *next);
 
 #endif /* SEALSCOPE_H */

@@ -10,6 +10,7 @@ app/engine/_build.py`` builds the module in place for a quick try.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -76,7 +77,9 @@ enum ss_op {
     SS_OP_GET_SEALS, SS_OP_FALLOCATE, SS_OP_PREAD, SS_OP_PWRITE, SS_OP_MMAP,
     SS_OP_MUNMAP, SS_OP_CLOSE, SS_OP_OWNER_CREATE, SS_OP_REGISTER_GUEST,
     SS_OP_UNREGISTER_GUEST, SS_OP_GET_LOCK_PFN, SS_OP_PUT_UNLOCK_PFN,
-    SS_OP_INVALIDATE, SS_OP_MEMSLOT, SS_OP_FAULT, SS_OP_WAKE, SS_OP_MIGRATE, SS_OP__COUNT,
+    SS_OP_INVALIDATE, SS_OP_MEMSLOT, SS_OP_FAULT, SS_OP_WAKE, SS_OP_MIGRATE,
+    SS_OP_VM_CREATE, SS_OP_VM_GMEM, SS_OP_SET_REGION, SS_OP_SET_ATTRS, SS_OP_VCPU_CREATE,
+    SS_OP_VCPU_ACCESS, SS_OP_MAP_ACCESS, SS_OP__COUNT,
     ...
 };
 
@@ -292,10 +295,22 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def _kvm_cdef() -> str:
+    """The KVM side's declarations (``_build_kvm.py``), loaded by path: the package
+    cannot be imported before the module this script builds exists."""
+    spec = importlib.util.spec_from_file_location(
+        "_build_kvm", Path(__file__).with_name("_build_kvm.py")
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return str(mod.CDEF_KVM)
+
+
 def make_builder() -> FFI:
     """The FFI builder, with source paths relative to the working directory."""
     builder = FFI()
-    builder.cdef(CDEF)
+    builder.cdef(CDEF + _kvm_cdef())
     builder.set_source(
         "app.engine._sealscope",
         '#include "sealscope.h"\n',

@@ -494,8 +494,13 @@ static void test_last_close_waits_on_locked_page(void)
 	ss_machine_free(m);
 }
 
+int kvm_tests(int *nchecks);  /* test_kvm.c */
+
 int main(void)
 {
+	int kvm_checks = 0;
+	failures += kvm_tests(&kvm_checks);
+	checks += kvm_checks;
 	test_last_close_waits_on_locked_page();
 	test_migrate();
 	test_split_keeps_sleeper_reference();

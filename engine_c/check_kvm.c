@@ -1,0 +1,139 @@
+/*
+ * check_kvm.c - the invariant checker's KVM side.
+ *
+ * For every VM:
+ *  - every mapped gfn lies in a memslot of address space 0 and points at
+ *    the frame that backs the right file page: the guest_memfd page of the
+ *    binding for a private gfn or a guest_memfd-only slot, the page at
+ *    userspace_addr in the VMM's mapping for a shared one, the RFC's
+ *    private or shared file page at the slot's offset;
+ *  - no private gfn maps a shared page and no shared gfn a private one
+ *    (attributes and mappings agree; rfc-v2: a private mapping is a page
+ *    of private_fd), nothing maps a punched or closed file's page (the
+ *    frame must still be in that file's cache);
+ *  - a huge mapping has alike attributes over its 512 gfns;
+ *  - the frames carrying the VM's bit are exactly the frames it maps;
+ *  - attribute runs are sorted, disjoint, non-empty, merged and non-zero.
+ */
+#include "internal.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int fail(char *msg, size_t len, const char *fmt, ...)
+{
+	if (msg && len) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, len, fmt, ap);
+		va_end(ap);
+	}
+	return -EUCLEAN;
+}
+
+#define CHECK(cond, ...) do { if (!(cond)) { free(seen); return fail(msg, len, __VA_ARGS__); } } while (0)
+#define ULL(x) ((unsigned long long)(x))
+
+/* the file page gfn must map: 0 with *ino, *index; 1 if none is allowed */
+static int expected(const struct ss_machine *m, const struct owner *o, const struct memslot *s,
+		    uint64_t gfn, uint32_t *ino, uint64_t *index)
+{
+	if (is_rfc(m) && (s->flags & SS_MEM_FD)) {
+		*index = s->index + (gfn - s->gfn);
+		const struct inode *pin = s->ino ? &m->inodes[s->ino - 1] : NULL;
+		*ino = pin && tree_load(&pin->cache, *index) ? s->ino : s->shared_ino;
+		return 0;
+	}
+	bool priv = !is_rfc(m) && vm_has_private_mem(o->vm) &&
+		    (attrs_get(&o->vm->attrs, gfn) & SS_MEMORY_ATTRIBUTE_PRIVATE);
+	if (priv || (!is_rfc(m) && s->gmem_only)) {
+		if (!s->ino)
+			return 1;
+		*ino = s->ino;
+		*index = s->index + (gfn - s->gfn);
+		return 0;
+	}
+	uint64_t hva = s->uaddr + ((gfn - s->gfn) << SS_PAGE_SHIFT);
+	const struct mapping *mp = vmm_find(m, hva);
+	if (!mp)
+		return 1;
+	*ino = mp->ino;
+	*index = ((uint64_t)mp->offset + (hva - mp->addr)) >> SS_PAGE_SHIFT;
+	return 0;
+}
+
+static int check_attrs(const struct attr_store *a, int vm, char *msg, size_t len)
+{
+	uint8_t *seen = NULL;
+	for (uint32_t i = 0; i < a->n; i++) {
+		const struct attr_run *r = &a->runs[i];
+		CHECK(r->start < r->end && r->attrs, "VM %d attribute run %u is empty or zero", vm, i);
+		if (i)
+			CHECK(a->runs[i - 1].end < r->start ||
+			      (a->runs[i - 1].end == r->start && a->runs[i - 1].attrs != r->attrs),
+			      "VM %d attribute runs %u and %u overlap or should merge", vm, i - 1, i);
+	}
+	return 0;
+}
+
+static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t bits, char *msg,
+		    size_t len)
+{
+	uint8_t *seen = NULL;
+	int r = check_attrs(&o->vm->attrs, o->id, msg, len);
+	if (r)
+		return r;
+	if (o->nmapped) {
+		seen = calloc((m->cfg.phys_pages + 7) / 8, 1);
+		if (!seen)
+			return 0;  /* no memory to check with: nothing found */
+	}
+	uint64_t k = 0, v, distinct = 0;
+	while ((v = tree_find(&o->gfns, &k, UINT64_MAX))) {
+		uint64_t n = (v & 1) ? HPAGE_NR : 1;
+		uint64_t pfn = (v >> 1) - 1;
+		const struct memslot *s = vm_slot_of(o, k);
+		CHECK(s && k + n - 1 < s->gfn + s->npages, "VM %d maps gfn %llu outside its memslots",
+		      o->id, ULL(k));
+		if (n > 1 && !is_rfc(m))
+			CHECK(attrs_all(&o->vm->attrs, k, k + n, attrs_get(&o->vm->attrs, k)),
+			      "VM %d maps gfns %llu.. huge over mixed attributes", o->id, ULL(k));
+		for (uint64_t i = 0; i < n; i++) {
+			const struct frame *f = &m->frames[pfn + i];
+			uint32_t ino = 0;
+			uint64_t index = 0;
+			int e = expected(m, o, s, k + i, &ino, &index);
+			CHECK(!e, "VM %d maps gfn %llu, which has no backing (closed file or no mapping)",
+			      o->id, ULL(k + i));
+			CHECK(f->state == SS_FRAME_CACHE && f->ino == ino && f->index == index,
+			      "VM %d gfn %llu maps pfn %llu (file %u index %llu), expected file %u index %llu",
+			      o->id, ULL(k + i), ULL(pfn + i), f->ino, ULL(f->index), ino, ULL(index));
+			CHECK(f->mapped & (1u << o->id), "VM %d maps pfn %llu without its bit", o->id,
+			      ULL(pfn + i));
+			uint64_t p = pfn + i;
+			if (!(seen[p / 8] & (1u << (p % 8)))) {
+				seen[p / 8] |= (uint8_t)(1u << (p % 8));
+				distinct++;
+			}
+		}
+		k += n;
+		if (!k)
+			break;
+	}
+	CHECK(distinct == bits, "VM %d maps %llu frames but %llu frames carry its bit", o->id,
+	      ULL(distinct), ULL(bits));
+	free(seen);
+	return 0;
+}
+
+int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len)
+{
+	for (int o = 0; o < m->nowners; o++) {
+		if (!m->owners[o].vm)
+			continue;
+		int r = check_vm(m, &m->owners[o], mapped_per_owner[o], msg, len);
+		if (r)
+			return r;
+	}
+	return 0;
+}
