@@ -28,15 +28,29 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from app.oracle import GMEM_FLAGS, KVM_CREATE_GUEST_MEMFD, Kernel, KernelError, bits
+from app.oracle import (
+    GMEM_FLAGS,
+    KVM_CREATE_GUEST_MEMFD,
+    MAP_FLAGS,
+    MFD_FLAGS,
+    PROTS,
+    Kernel,
+    KernelError,
+    bits,
+)
 from app.oracle_vcpu import (
+    MAP_FIXED_BITS,
+    NONE_FLAGS,
     SCRATCH_BASES,
     SCRATCH_SIZE,
     U64,
     WINDOW,
     Vcpu,
     host_copy,
+    mmap_fixed,
     region2,
+    release,
+    reserve,
 )
 
 VM_TYPES = {
@@ -69,6 +83,15 @@ KVM_SET_MEMORY_ATTRIBUTES = 0x4020AED2  # _IOW(KVMIO, 0xd2, struct kvm_memory_at
 MAX_SLOT_ID = 32763  # KVM_MEM_SLOTS_NUM - 1 on x86 (KVM_CAP_NR_MEMSLOTS 32764)
 VMM_TOP = 0x7F00_0000_0000  # the contract's first mapping ends here
 VMM_FLOOR = 0x10000
+# The VMM window: the top WINDOW_SIZE bytes of the contract's address space are mirrored
+# by one PROT_NONE reservation of this process, mappings placed in it at their own
+# offsets, so that any address there (inside, between or past mappings) is what it is
+# in the session: mapped the same, or faulting.
+# A guard of the same size above VMM_TOP keeps a slot that runs past the top mapping
+# inside the reservation.
+WINDOW_SIZE = 1 << 36
+WINDOW_BASE = VMM_TOP - WINDOW_SIZE
+RESERVED = 2 * WINDOW_SIZE
 KVM_OPS = (
     "vm_create",
     "vm_capabilities",
@@ -100,6 +123,9 @@ class KvmKernel(Kernel):
         self._lowest = VMM_TOP
         self._vmaps: dict[int, tuple[int, int, int]] = {}  # map id -> (vaddr, span, prot)
         self._addrs: dict[int, int] = {}  # map id -> vaddr, kept after munmap
+        self._huge: set[int] = set()  # hugetlb memfds: never placed in the window
+        self._in_window: set[int] = set()
+        self._window = reserve(RESERVED)
 
     def shutdown(self) -> None:
         for vm in self._vms.values():
@@ -111,6 +137,10 @@ class KvmKernel(Kernel):
             os.close(self._dev)
             self._dev = None
         super().shutdown()
+        self._in_window.clear()
+        if self._window:
+            release(self._window, RESERVED)
+            self._window = 0
 
     def _kvm(self) -> int:
         if self._dev is None:
@@ -133,6 +163,16 @@ class KvmKernel(Kernel):
             raise KernelError(e.errno or 0, op) from None
 
     # ---- the VMM's address space ----
+    def memfd_create(self, name: str, flags: Iterable[str | int] = ()) -> int:
+        fd = super().memfd_create(name, flags)
+        if bits(flags, MFD_FLAGS, "memfd flag") & MFD_FLAGS["MFD_HUGETLB"]:
+            self._huge.add(fd)
+        return fd
+
+    def close(self, fd: int) -> None:
+        self._huge.discard(fd)
+        super().close(fd)
+
     def mmap(
         self,
         fd: int,
@@ -141,22 +181,38 @@ class KvmKernel(Kernel):
         prot: Iterable[str | int],
         flags: Iterable[str | int],
     ) -> int:
-        map_id = super().mmap(fd, offset, length, prot, flags)
-        span = (length + 4095) & ~4095
+        """As Kernel.mmap, placed at the contract's address inside the window when it
+        fits there (MAP_FIXED over the reservation), elsewhere when it does not."""
+        p = bits(prot, PROTS, "prot") & 0xFFFFFFFF
+        f = bits(flags, MAP_FLAGS, "map flag") & 0xFFFFFFFF
+        span = (length + 4095) & ~4095 if 0 < length < WINDOW_SIZE else 0
+        vaddr = self._lowest - span
+        if not span or vaddr < WINDOW_BASE or fd in self._huge or f & MAP_FIXED_BITS:
+            map_id = super().mmap(fd, offset, length, prot, flags)
+        else:
+            target = self._window + (vaddr - WINDOW_BASE)
+            got = mmap_fixed(target, length, p, f, self._real(fd), offset)
+            if got < 0:
+                mmap_fixed(target, span, 0, NONE_FLAGS, -1, 0)  # the hole again
+                raise KernelError(-got, "mmap")
+            map_id, self._next_map = self._next_map, self._next_map + 1
+            self._maps[map_id] = (target, length)
+            self._in_window.add(map_id)
         if self._lowest - span < VMM_FLOOR:
-            super().munmap(map_id)
+            self.munmap(map_id)
             raise KernelError(_errno.ENOMEM, "mmap")
         self._lowest -= span
         self._addrs[map_id] = self._lowest
-        self._vmaps[map_id] = (
-            self._lowest,
-            span,
-            bits(prot, {"PROT_READ": 1, "PROT_WRITE": 2}, "prot"),
-        )
+        self._vmaps[map_id] = (self._lowest, span, p)
         return map_id
 
     def munmap(self, map_id: int) -> None:
-        super().munmap(map_id)
+        if map_id in self._in_window:  # give the range back to the reservation
+            self._in_window.discard(map_id)
+            addr, length = self._maps.pop(map_id)
+            mmap_fixed(addr, (length + 4095) & ~4095, 0, NONE_FLAGS, -1, 0)
+        else:
+            super().munmap(map_id)
         self._vmaps.pop(map_id, None)
 
     def map_addr(self, map_id: int) -> int:
@@ -165,7 +221,11 @@ class KvmKernel(Kernel):
         return self._addrs[map_id]
 
     def real_addr(self, addr: int) -> int:
-        """A VMM address inside a live mapping as this process's address; others as they are."""
+        """A VMM address as this process's: inside the window, the same place of the
+        reservation (unmapped there is PROT_NONE, which faults as unmapped does); inside
+        a mapping placed elsewhere, its place; others as they are."""
+        if WINDOW_BASE <= addr < WINDOW_BASE + RESERVED:
+            return self._window + (addr - WINDOW_BASE)
         for map_id, (base, span, _) in self._vmaps.items():
             if base <= addr < base + span:
                 return self._maps[map_id][0] + (addr - base)
@@ -180,7 +240,7 @@ class KvmKernel(Kernel):
         hit = next(((m, p) for m, (b, s, p) in self._vmaps.items() if b <= addr < b + s), None)
         if hit is None or (write and not hit[1] & 2) or not hit[1] & 3:
             return {"signal": "SIGSEGV", "value": None}
-        got = host_copy(self._maps[hit[0]][0] + (addr - self._vmaps[hit[0]][0]), write, value)
+        got = host_copy(self.real_addr(addr), write, value)
         return (
             {"signal": "SIGBUS", "value": None} if got is None else {"signal": None, "value": got}
         )

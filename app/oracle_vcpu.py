@@ -92,6 +92,37 @@ def host_copy(addr: int, write: bool, value: int) -> int | None:
     return buf.raw[0]
 
 
+MAP_FIXED_BITS = 0x10 | 0x100000  # MAP_FIXED, MAP_FIXED_NOREPLACE: the log may not ask
+NONE_FLAGS = 0x02 | 0x20 | 0x4000  # MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+_libc.mmap.argtypes += [ctypes.c_int, ctypes.c_int64]
+_libc.mmap.restype = ctypes.c_void_p
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+def _i32(v: int) -> int:
+    return ((v & 0xFFFFFFFF) ^ 2**31) - 2**31
+
+
+def reserve(size: int) -> int:
+    """A PROT_NONE reservation of `size` bytes of address space (no memory)."""
+    addr = _libc.mmap(None, size, 0, NONE_FLAGS, -1, 0)
+    if addr is None or addr == U64:
+        raise OSError(ctypes.get_errno(), "cannot reserve the VMM window")
+    return int(addr)
+
+
+def release(addr: int, size: int) -> None:
+    _libc.munmap(addr, size)
+
+
+def mmap_fixed(addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
+    """mmap(MAP_FIXED) at addr: the address, or -errno."""
+    off = ((offset & U64) ^ 2**63) - 2**63
+    got = _libc.mmap(addr, length, _i32(prot), _i32(flags | 0x10), fd, off)
+    return -ctypes.get_errno() if got is None or got == U64 else int(got)
+
+
 def region2(vm_fd: int, slot: int, flags: int, gpa: int, size: int, uaddr: int,
             offset: int = 0, gmem: int = 0) -> int:  # fmt: skip
     """KVM_SET_USER_MEMORY_REGION2 with raw values (u32/u64 as C would truncate);

@@ -151,3 +151,31 @@ def test_the_scratch_slot_leaves_no_trace() -> None:
         assert region(k, vm, slot=32763, guest_phys_addr=SCRATCH_BASES[0], **plain) == (True, None)
         got = k.vcpu_access(vm, cpu, SCRATCH_BASES[0] + 1)  # the scratch moves elsewhere
         assert got == {"exit": None, "value": 0}
+
+
+def test_the_window_mirrors_the_vmm_address_space() -> None:
+    """A slot over two adjacent VMM mappings reaches both files; past them it faults."""
+    with KvmKernel() as k:
+        a, b = k.memfd_create("a"), k.memfd_create("b")
+        for fd, byte in ((a, b"A"), (b, b"B")):
+            k.ftruncate(fd, 4 * P)
+            k.pwrite(fd, P, byte)
+        ma = k.mmap(a, 0, 4 * P, RW, SHARED)
+        mb = k.mmap(b, 0, 4 * P, RW, SHARED)
+        assert k.map_addr(mb) + 4 * P == k.map_addr(ma)
+        vm = k.vm_create("v")
+        cpu = k.vcpu_create(vm)
+        plain = {"flags": [], "userspace_addr": k.map_addr(mb), "memory_size": 12 * P}
+        assert region(k, vm, **plain) == (True, None)
+        assert k.vcpu_access(vm, cpu, (1 << 30) + P)["value"] == ord("B")
+        assert k.vcpu_access(vm, cpu, (1 << 30) + 5 * P)["value"] == ord("A")
+        assert k.run("vcpu_access", {"vm_id": vm, "vcpu_id": cpu, "gpa": (1 << 30) + 9 * P}) == (
+            False,
+            "EFAULT",
+        )
+        k.munmap(ma)
+        assert k.run("vcpu_access", {"vm_id": vm, "vcpu_id": cpu, "gpa": (1 << 30) + 5 * P}) == (
+            False,
+            "EFAULT",
+        )
+        assert k.mapping_access(mb, 5 * P, False) == {"signal": "SIGSEGV", "value": None}
