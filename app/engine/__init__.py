@@ -9,6 +9,15 @@ simulated kernel is an ``EngineError``; unknown enum names are ``ValueError``.
 from __future__ import annotations
 
 from app.engine._errors import BadFdError, EngineError, InvariantError, NotFoundError
+from app.engine._kvm_types import (
+    AccessResult,
+    AttrRun,
+    Exit,
+    GfnSource,
+    HostAccess,
+    VmInfo,
+    VmMemslot,
+)
 from app.engine._machine import Machine
 from app.engine._names import OP_ARGS
 from app.engine._types import (
@@ -33,14 +42,19 @@ OPS = tuple(OP_ARGS)  # event op names
 __all__ = [
     "OPS",
     "PAGE_SIZE",
+    "AccessResult",
+    "AttrRun",
     "BadFdError",
     "Callback",
     "Config",
     "EngineError",
     "Event",
+    "Exit",
     "FileInfo",
     "FrameRun",
     "GfnRun",
+    "GfnSource",
+    "HostAccess",
     "InvariantError",
     "Machine",
     "Memslot",
@@ -50,5 +64,7 @@ __all__ = [
     "PfnResult",
     "PhysInfo",
     "Touch",
+    "VmInfo",
+    "VmMemslot",
     "Waiter",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from app.engine._errors import make_error
+from app.engine._kvm import Kvm
 from app.engine._lib import ffi, lib
 from app.engine._messages import Ctx, explain
 from app.engine._names import (
@@ -59,7 +60,7 @@ def _c_config(config: Config) -> Any:
     return c
 
 
-class Machine(Views):
+class Machine(Kvm, Views):
     """One simulated machine (see docs/engine-python-face.md)."""
 
     def __init__(self, config: Config | None = None) -> None:
@@ -73,6 +74,7 @@ class Machine(Views):
         self._m = ffi.gc(m, lib.ss_machine_free)
         self._lock = threading.Lock()
         self._init_buffers()
+        self._kvm_buffers()
         self._u64 = ffi.new("uint64_t *")
         self._counter = lib.ss_event_counter(self._m)
         self._int = ffi.new("int *")

@@ -68,6 +68,13 @@ OPS = {
     lib.SS_OP_FAULT: "fault",
     lib.SS_OP_WAKE: "wake",
     lib.SS_OP_MIGRATE: "migrate_page",
+    lib.SS_OP_VM_CREATE: "vm_create",
+    lib.SS_OP_VM_GMEM: "vm_guest_memfd",
+    lib.SS_OP_SET_REGION: "set_user_memory_region",
+    lib.SS_OP_SET_ATTRS: "set_memory_attributes",
+    lib.SS_OP_VCPU_CREATE: "vcpu_create",
+    lib.SS_OP_VCPU_ACCESS: "vcpu_access",
+    lib.SS_OP_MAP_ACCESS: "mapping_access",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -95,6 +102,14 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "fault": ("gfn", "owner"),
     "wake": (),
     "migrate_page": ("pfn",),
+    "vm_create": ("type",),
+    "vm_guest_memfd": ("size", "flags", "vm"),
+    "set_user_memory_region": ("slot", "flags", "guest_phys_addr", "memory_size"),
+    "set_memory_attributes": ("address", "size", "attributes", "flags"),
+    "vcpu_create": ("vm",),
+    # how: bit 0 write, bits 1-2 private + 1 (0: the attributes decide), bits 8-15 value
+    "vcpu_access": ("vm", "vcpu", "gpa", "how"),
+    "mapping_access": ("map_id", "offset", "write", "value"),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
@@ -105,6 +120,7 @@ HAZARDS = {
     lib.SS_HAZ_ERRNO_AS_PFN: "errno_as_pfn",
     lib.SS_HAZ_VM_BUG_ON_PAGE: "vm_bug_on_page",
     lib.SS_HAZ_UNSEALED_REGISTER: "unsealed_register",
+    lib.SS_HAZ_ZAP_MISSES: "zap_misses_range",
 }
 CALLBACKS = {
     lib.SS_CB_INVALIDATE: "invalidate_page_range",
@@ -123,6 +139,9 @@ TOUCHES = {
     lib.SS_T_MAP: "map",
     lib.SS_T_ZAP: "zap",
     lib.SS_T_MIGRATE: "migrate",
+    lib.SS_T_EXIT: "exit",  # pfn: the KVM_EXIT_* number
+    lib.SS_T_ATTR: "attributes",  # pfn: the attributes set on the gfns
+    lib.SS_T_SIGNAL: "signal",  # pfn: the signal number
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
 FRAME_STATES = {

@@ -1,0 +1,117 @@
+"""Words for the KVM side's failures: the rule the engine says refused (ss_kvm_rule)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.engine._lib import lib
+
+Args = dict[str, int]
+Words = Callable[[Args], str]
+
+
+def _hex(v: int) -> str:
+    return hex(v & (1 << 64) - 1)
+
+
+RULES: dict[int, Words] = {
+    lib.SS_R_NO_VM: lambda a: "the owner is not a VM (make one with KVM_CREATE_VM)",
+    lib.SS_R_VM_TYPE: lambda a: (
+        f"VM type {a.get('type')} is not supported here (kvm_is_vm_type_supported; rfc-v2's "
+        "5.15 takes KVM_X86_DEFAULT_VM only)"
+    ),
+    lib.SS_R_NO_IOCTL: lambda a: "this ioctl does not exist in the rfc-v2 profile (Linux 5.15)",
+    lib.SS_R_TOO_MANY: lambda a: f"at most {lib.SS_MAX_OWNERS} owners (VMs included) per machine",
+    lib.SS_R_GMEM_FLAGS: lambda a: (
+        f"flags {_hex(a.get('flags', 0))} are not in kvm_gmem_get_supported_flags() for this "
+        "VM (GUEST_MEMFD_FLAG_INIT_SHARED only on a VM without private memory)"
+    ),
+    lib.SS_R_GMEM_SIZE: lambda a: f"size {a.get('size')} must be > 0 and page aligned",
+    lib.SS_R_SLOT_ID: lambda a: (
+        f"slot id {a.get('slot', 0) & 0xFFFF} is not below KVM_USER_MEM_SLOTS "
+        f"({lib.SS_USER_MEM_SLOTS})"
+    ),
+    lib.SS_R_REGION_FLAGS: lambda a: (
+        f"check_memory_region_flags: flags {_hex(a.get('flags', 0))} are not valid here "
+        "(KVM_MEM_GUEST_MEMFD excludes LOG_DIRTY_PAGES and READONLY; SNP and TDX have no "
+        "READONLY)"
+    ),
+    lib.SS_R_SIZE_ALIGN: lambda a: f"memory_size {a.get('memory_size')} is not page aligned",
+    lib.SS_R_GPA_ALIGN: lambda a: f"guest_phys_addr {_hex(a.get('gpa', 0))} is not page aligned",
+    lib.SS_R_UADDR: lambda a: (
+        f"userspace_addr {_hex(a.get('uaddr', 0))} is not page aligned or the range is not "
+        "access_ok (userspace_addr + memory_size past the user address space)"
+    ),
+    lib.SS_R_GMEM_OFFSET: lambda a: (
+        f"guest_memfd_offset {_hex(a.get('offset', 0))} is not page aligned or "
+        "offset + memory_size wraps"
+    ),
+    lib.SS_R_AS_ID: lambda a: (
+        f"address space {a.get('slot', 0) >> 16} does not exist (slot >> 16; a VM with private "
+        "memory has one, others two)"
+    ),
+    lib.SS_R_GPA_WRAP: lambda a: "guest_phys_addr + memory_size wraps around",
+    lib.SS_R_TOO_BIG: lambda a: "memory_size is more than KVM_MEM_MAX_NR_PAGES (2^31 - 1 pages)",
+    lib.SS_R_DELETE_NONE: lambda a: (
+        f"memory_size 0 deletes a slot, and slot {a.get('slot')} does not exist"
+    ),
+    lib.SS_R_IMMUTABLE: lambda a: (
+        "private memslots are immutable (KVM_MEM_GUEST_MEMFD / KVM_MEM_FD): only deletion "
+        "(memory_size 0)"
+    ),
+    lib.SS_R_MODIFY: lambda a: (
+        "a modify may not change userspace_addr, memory_size, READONLY or GUEST_MEMFD"
+    ),
+    lib.SS_R_OVERLAP: lambda a: "the gpa range overlaps another memslot (EEXIST)",
+    lib.SS_R_MAX_GFN: lambda a: (
+        "the range ends past the MMU's largest gfn, or in a TDX VM's shared alias "
+        "(kvm_arch_prepare_memory_region)"
+    ),
+    lib.SS_R_BADF: lambda a: "the fd is not open (fget fails: EBADF)",
+    lib.SS_R_NOT_GMEM: lambda a: "kvm_gmem_bind: the fd is not a guest_memfd",
+    lib.SS_R_OTHER_VM: lambda a: "kvm_gmem_bind: the guest_memfd belongs to another VM",
+    lib.SS_R_GMEM_RANGE: lambda a: (
+        f"kvm_gmem_bind: guest_memfd_offset {a.get('offset')} + memory_size "
+        f"{a.get('memory_size')} is past the guest_memfd's end"
+    ),
+    lib.SS_R_GMEM_BOUND: lambda a: (
+        "kvm_gmem_bind: part of this guest_memfd range is bound by another memslot"
+    ),
+    lib.SS_R_RFC_NOT_MEMFD: lambda a: "memfd_register_guest: only shmem (memfd) files",
+    lib.SS_R_RFC_OWNER: lambda a: (
+        "memfd_register_guest: the file already has another owner (one VM per file)"
+    ),
+    lib.SS_R_ATTR_FLAGS: lambda a: "KVM_SET_MEMORY_ATTRIBUTES: flags must be 0",
+    lib.SS_R_ATTR_UNSUPPORTED: lambda a: (
+        f"attributes {_hex(a.get('attributes', 0))} are not supported by this VM "
+        "(kvm_supported_mem_attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE on VMs with private "
+        "memory only)"
+    ),
+    lib.SS_R_ATTR_RANGE: lambda a: "size is 0 or address + size wraps",
+    lib.SS_R_ATTR_ALIGN: lambda a: "address and size must be page aligned",
+    lib.SS_R_NO_VCPU: lambda a: f"the VM has no vCPU {a.get('vcpu')}",
+    lib.SS_R_VCPUS: lambda a: f"at most {lib.SS_MAX_VCPUS} vCPUs per VM",
+    lib.SS_R_RUN_HVA: lambda a: (
+        "KVM_RUN: the gfn's shared page cannot be faulted in: userspace_addr points at no "
+        "mapping of the VMM, past the file's end, at a private guest_memfd mapping or a "
+        "mapping without that access (hva_to_pfn fails: EFAULT)"
+    ),
+    lib.SS_R_RUN_NO_PRIVATE_FD: lambda a: (
+        "KVM_RUN: a private access to a memslot without private_fd fails (patch 07: RET_PF_INVALID)"
+    ),
+    lib.SS_R_RUN_LOCKED: lambda a: (
+        "the page is locked by get_lock_pfn: the vCPU would sleep on it (the simulator "
+        "answers EAGAIN instead)"
+    ),
+    lib.SS_R_RUN_COW: lambda a: (
+        "a write through a MAP_PRIVATE mapping makes a copy-on-write page, which the "
+        "simulator does not model"
+    ),
+    lib.SS_R_NO_MAPPING: lambda a: f"no mapping with id {a.get('map_id')}",
+    lib.SS_R_NOMEM: lambda a: "no free frames (or no memory for the engine's tables)",
+}
+
+
+def kvm_words(rule: int, op: str, errno_name: str, args: Args) -> str:
+    words = RULES.get(rule)
+    return words(args) if words is not None else f"{op} failed: {errno_name}"
