@@ -104,6 +104,14 @@ KVM_OPS = (
 )
 
 
+def known_bits(names: Iterable[str | int], table: dict[str, int], unknown: int) -> int:
+    """As app.oracle.bits, but a name the kernel does not know is a bit it does not know
+    (the contract: an unknown name is the kernel's answer to an unknown value)."""
+    if isinstance(names, (str, int)):
+        names = [names]
+    return bits([n if isinstance(n, int) else table.get(n, unknown) for n in names], table, "")
+
+
 class _Vm:
     def __init__(self, fd: int, vm_type: int) -> None:
         self.fd = fd
@@ -263,7 +271,7 @@ class KvmKernel(Kernel):
         return {name: self.check_extension(vm_id, name) for name in CAPS}
 
     def vm_guest_memfd(self, vm_id: str, size: int, flags: Iterable[str | int] = ()) -> int:
-        value = bits(flags, GMEM_FLAGS, "guest_memfd flag") & U64
+        value = known_bits(flags, GMEM_FLAGS, 1 << 63)
         arg = bytearray(struct.pack("<QQ", size & U64, value) + bytes(48))
         fd = self._ioctl(
             self._get_vm(vm_id).fd, KVM_CREATE_GUEST_MEMFD, arg, "KVM_CREATE_GUEST_MEMFD"
@@ -285,7 +293,7 @@ class KvmKernel(Kernel):
         if rfc:
             raise ValueError("the RFC's KVM_MEM_FD region (fd, private_fd) is not in this kernel")
         vm = self._get_vm(vm_id)
-        f = bits(flags, MEM_FLAGS, "memslot flag")
+        f = known_bits(flags, MEM_FLAGS, 1 << 31)
         real_fd = self._fds.get(guest_memfd, -1) if isinstance(guest_memfd, int) else -1
         err = region2(
             vm.fd, slot, f, guest_phys_addr, memory_size, self.real_addr(userspace_addr),
@@ -301,7 +309,7 @@ class KvmKernel(Kernel):
     def set_memory_attributes(
         self, vm_id: str, address: int, size: int, attributes: Iterable[str | int], flags: int = 0
     ) -> None:
-        value = bits(attributes, ATTRIBUTES, "memory attribute")
+        value = known_bits(attributes, ATTRIBUTES, 1 << 63)
         arg = struct.pack("<QQQQ", address & U64, size & U64, value & U64, flags & U64)
         self._ioctl(
             self._get_vm(vm_id).fd, KVM_SET_MEMORY_ATTRIBUTES, arg, "KVM_SET_MEMORY_ATTRIBUTES"

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.oracle import call_args
-from tests.engine.refmodel import PAGE, Inode, ModelError, bits
+from tests.engine.refmodel import PAGE, Inode, ModelError
+from tests.engine.refmodel import bits as _bits
 from tests.engine.refmodel_kvm_access import AccessMixin, KSlot, Spte
 
 U64 = 2**64 - 1
@@ -59,6 +60,16 @@ KVM_OPS = (
     "vcpu_access",
     "mapping_access",
 )
+
+
+def bits(
+    names: Iterable[str | int] | str | int, table: dict[str, int], unknown: int = 1 << 31
+) -> int:
+    """The file model's bits, a name the kernel does not know being a bit it does not
+    know (the contract: the kernel's answer to an unknown value)."""
+    if isinstance(names, str | int):
+        names = [names]
+    return _bits([n if isinstance(n, int) else table.get(n, unknown) for n in names], table)
 
 
 @dataclass(eq=False)
@@ -150,7 +161,7 @@ class KvmModel(AccessMixin):
 
     def vm_guest_memfd(self, vm_id: str, size: int, flags: Iterable[str | int] = ()) -> int:
         """KVM_CREATE_GUEST_MEMFD: kvm_gmem_create()'s checks, flags first."""
-        f = bits(flags, {"GUEST_MEMFD_FLAG_MMAP": MMAP, "GUEST_MEMFD_FLAG_INIT_SHARED": 2})
+        f = bits(flags, {"GUEST_MEMFD_FLAG_MMAP": MMAP, "GUEST_MEMFD_FLAG_INIT_SHARED": 2}, 1 << 63)
 
         def run() -> int:
             vm = self._vm(vm_id)
@@ -196,7 +207,8 @@ class KvmModel(AccessMixin):
 
         def run() -> None:
             vm = self._vm(vm_id)
-            self._region_checks(f, gpa, size, ua, off, slot & 0xFFFFFFFF)
+            spaces = 1 if vm.has_private else 2
+            self._region_checks(f, gpa, size, ua, off, slot & 0xFFFFFFFF, spaces)
             sid = slot & 0xFFFF
             old = vm.slots.get(sid)
             if not size:
@@ -229,7 +241,9 @@ class KvmModel(AccessMixin):
 
         self._call("KVM_SET_USER_MEMORY_REGION2", run)
 
-    def _region_checks(self, f: int, gpa: int, size: int, ua: int, off: int, slot: int) -> None:
+    def _region_checks(
+        self, f: int, gpa: int, size: int, ua: int, off: int, slot: int, address_spaces: int
+    ) -> None:
         """kvm_set_memory_region()'s checks before it looks at the slots, in order."""
         valid = LOG_DIRTY | (MEM_FD if self.rfc else GUEST_MEMFD)
         if not self.rfc and f & GUEST_MEMFD:
@@ -242,8 +256,8 @@ class KvmModel(AccessMixin):
             raise ModelError("EINVAL")  # access_ok()
         if not self.rfc and f & GUEST_MEMFD and (off % PAGE or off + size > U64):
             raise ModelError("EINVAL")
-        if slot >> 16 or slot & 0xFFFF >= MEM_SLOTS_NUM:
-            raise ModelError("EINVAL")
+        if slot >> 16 >= address_spaces or slot & 0xFFFF >= MEM_SLOTS_NUM:
+            raise ModelError("EINVAL")  # SMM's second address space: not with private memory
         if gpa + size > U64 or size // PAGE > MAX_NR_PAGES:
             raise ModelError("EINVAL")
 
@@ -295,7 +309,7 @@ class KvmModel(AccessMixin):
     def set_memory_attributes(
         self, vm_id: str, address: int, size: int, attributes: Iterable[str | int], flags: int = 0
     ) -> None:
-        a = bits(attributes, ATTRS) & U64
+        a = bits(attributes, ATTRS, 1 << 63) & U64
         addr, n = address & U64, size & U64
 
         def run() -> None:
