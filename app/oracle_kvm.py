@@ -158,7 +158,7 @@ class KvmKernel(Kernel):
     def _get_vm(self, vm_id: str) -> _Vm:
         vm = self._vms.get(str(vm_id))
         if vm is None:
-            raise KernelError(_errno.ENOENT, "vm")  # the engine's 404: no such owner
+            raise KernelError(_errno.EINVAL, "vm")  # the engine's: "the owner is not a VM"
         return vm
 
     @staticmethod
@@ -243,7 +243,7 @@ class KvmKernel(Kernel):
         self, map_id: int, offset: int, write: bool, value: int = 0
     ) -> dict[str, Any]:
         if map_id not in self._vmaps:
-            raise KernelError(_errno.ENOENT, "mapping")  # the engine's 404
+            raise KernelError(_errno.EINVAL, "mapping")  # as munmap of an unknown id
         addr = self._vmaps[map_id][0] + offset
         hit = next(((m, p) for m, (b, s, p) in self._vmaps.items() if b <= addr < b + s), None)
         if hit is None or (write and not hit[1] & 2) or not hit[1] & 3:

@@ -40,13 +40,17 @@ class EngineKvmRunner(EngineRunner):
 
     def __init__(self, machine: Machine) -> None:
         super().__init__(machine)
+        self.addrs: dict[int, int] = {}  # map id -> address, kept after munmap
 
     def map_addr(self, map_id: int) -> int:
-        return self.m.mapping_addr(map_id)
+        return self.addrs[map_id]
 
     def run(self, op: str, args: dict[str, Any]) -> tuple[bool, object]:
         if op not in KVM_OPS:
-            return super().run(op, args)
+            ok, value = super().run(op, args)
+            if op == "mmap" and ok and isinstance(value, int):
+                self.addrs[value] = self.m.mapping_addr(value)
+            return ok, value
         kw = dict(args)
         if "vm_id" in kw:
             raw = kw.pop("vm_id")

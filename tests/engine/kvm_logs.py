@@ -37,11 +37,11 @@ class Runner(Protocol):
     def run(self, op: str, args: dict[str, Any]) -> tuple[bool, object]: ...
 
 
-def setup(gmem_flags: list[str]) -> list[Step]:
+def setup(gmem_flags: list[str], vm_type: str = "KVM_X86_DEFAULT_VM") -> list[Step]:
     """A VM with one vCPU, a memfd of RAM mapped by the VMM, a guest_memfd (mapped too
-    when it may be)."""
+    when it may be), a guest_memfd slot at GPA and a plain one at 2 * GPA."""
     steps = [
-        Step("vm", "vm_create", {"name": "vm0", "type": "KVM_X86_DEFAULT_VM"}),
+        Step("vm", "vm_create", {"name": "vm0", "type": vm_type}),
         Step("cpu", "vcpu_create", {"vm_id": "$vm"}),
         Step("mfd", "memfd_create", {"name": "ram", "flags": []}),
         Step(None, "ftruncate", {"fd": "$mfd", "length": 16 * P}),
@@ -67,7 +67,9 @@ def _step(op: str, **kw: st.SearchStrategy[Any]) -> st.SearchStrategy[Step]:
     return st.builds(Step, st.none(), st.just(op), st.fixed_dictionaries(kw))
 
 
-def log_strategy(mapped_gmem: bool) -> st.SearchStrategy[list[Step]]:
+def log_strategy(mapped_gmem: bool, private_vm: str | None = None) -> st.SearchStrategy[list[Step]]:
+    """Logs for the setup above; `private_vm` (a VM type with private memory) adds
+    attribute changes and, on SNP / TDX, the guest's own private or shared view."""
     pages = st.integers(0, 20).map(lambda k: k * P)
     maps = ["@m", "@gm"] if mapped_gmem else ["@m"]
     uaddr = st.one_of(
@@ -104,18 +106,34 @@ def log_strategy(mapped_gmem: bool) -> st.SearchStrategy[list[Step]]:
         st.sampled_from([GPA, GPA, 2 * GPA, 2 * GPA, 3 * GPA]),
         st.integers(0, 9 * P),
     )
+    view = st.none()
+    if private_vm in ("KVM_X86_SNP_VM", "KVM_X86_TDX_VM"):
+        view = st.sampled_from([None, True, False])
     access = _step(
         "vcpu_access",
         vm_id=st.just("$vm"),
         vcpu_id=st.just("$cpu"),
         gpa=gpa,
         write=st.booleans(),
+        private=view,
         value=st.integers(0, 255),
+    )
+    attrs = _step(
+        "set_memory_attributes",
+        vm_id=st.just("$vm"),
+        address=st.builds(
+            lambda b, k: b + k * P, st.sampled_from([GPA, 2 * GPA]), st.integers(0, 10)
+        ),
+        size=st.sampled_from([P, 2 * P, 4 * P, 16 * P, 0, P + 1]),
+        attributes=st.sampled_from(
+            [["KVM_MEMORY_ATTRIBUTE_PRIVATE"], ["KVM_MEMORY_ATTRIBUTE_PRIVATE"], []]
+        ),
+        flags=st.sampled_from([0, 0, 0, 1]),
     )
     host = _step(
         "mapping_access",
         map_id=st.sampled_from(["$m", "$gm"] if mapped_gmem else ["$m"]),
-        offset=st.integers(0, 21 * P - 1),
+        offset=st.integers(0, 16 * P - 1),  # inside either mapping (see KNOWN below)
         write=st.booleans(),
         value=st.integers(0, 255),
     )
@@ -144,6 +162,8 @@ def log_strategy(mapped_gmem: bool) -> st.SearchStrategy[list[Step]]:
         _step("close", fd=st.just("$g")),
         _step("munmap", map_id=st.sampled_from(["$m", "$gm"] if mapped_gmem else ["$m"])),
     ]
+    if private_vm is not None:
+        ops += [attrs] * 4
     return st.lists(st.sampled_from(ops).flatmap(lambda s: s), min_size=10, max_size=40)
 
 
@@ -155,10 +175,12 @@ def resolve(v: Any, results: dict[str, Any], addr: Callable[[int], int]) -> Any:
     return v
 
 
-def comparable(op: str, ok: bool, value: object) -> tuple[bool, object]:
-    """What the runners must agree on (the contract's list)."""
+def comparable(op: str, ok: bool, value: object, rich: bool = False) -> tuple[bool, object]:
+    """What the runners must agree on: the contract's list; `rich` (engine and model)
+    also where a guest access was served from (backing, fd, index)."""
     if ok and op == "vcpu_access" and isinstance(value, dict):
-        return ok, {"exit": value["exit"], "value": value["value"]}
+        keys = ("exit", "value", "backing", "fd", "index") if rich else ("exit", "value")
+        return ok, {k: value.get(k) for k in keys}
     if ok and op in ("mmap", "memfd_create", "vm_guest_memfd", "vm_create"):
         return ok, value
     if ok and op in ("set_user_memory_region", "fallocate", "ftruncate", "close", "munmap"):
@@ -170,6 +192,7 @@ def play(
     log: list[Step],
     runners: dict[str, tuple[Runner, Callable[[int], int]]],
     after: Callable[[str], None] | None = None,
+    rich: bool = False,
 ) -> None:
     """Run the log on every runner, step by step; any disagreement is an AssertionError
     naming the step and the steps before it. `after(op)` runs after each step."""
@@ -184,7 +207,7 @@ def play(
             if op == "munmap" and args["map_id"] == 99:
                 continue
             ok, value = runner.run(op, args)
-            answers[name] = comparable(op, ok, value)
+            answers[name] = comparable(op, ok, value, rich)
             if label is not None and ok:
                 results[name][label] = value
         done.append(f"{op}({', '.join(f'{k}={v!r:.30}' for k, v in raw.items())})")

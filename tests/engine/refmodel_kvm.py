@@ -125,7 +125,7 @@ class KvmModel(AccessMixin):
     def _vm(self, vm_id: str) -> Vm:
         vm = self.vms.get(str(vm_id))
         if vm is None:
-            raise ModelError("ENOENT")  # no such owner: the API's 404
+            raise ModelError("EINVAL")  # the owner is not a VM (the engine's convention)
         return vm
 
     # ---- VMs ----

@@ -168,7 +168,7 @@ class AccessMixin(Model):
         def run() -> dict[str, Any]:
             v = self.vmaps.get(map_id)
             if v is None:
-                raise ModelError("ENOENT")  # no such mapping: the API's 404
+                raise ModelError("EINVAL")  # no such mapping (as munmap's)
             addr = v.addr + offset
             at = self._vmap_at(addr)
             got = self._host_page(at, addr, write) if at is not None else "SIGSEGV"
@@ -190,8 +190,10 @@ class AccessMixin(Model):
     ) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             vm = self.vms.get(str(vm_id))
-            if vm is None or not 0 <= vcpu_id < vm.vcpus:
-                raise ModelError("ENOENT")
+            if vm is None:
+                raise ModelError("EINVAL")  # the owner is not a VM
+            if not 0 <= vcpu_id < vm.vcpus:
+                raise ModelError("ENOENT")  # the VM has no such vCPU
             if self.rfc:
                 return self._rfc_access(vm, gpa, write, bool(private), value)
             return self._gmem_access(vm, gpa, write, private, value)
