@@ -32,6 +32,8 @@ TASK_SIZE_MAX = 0x7FFF_FFFF_F000  # x86-64, 4-level paging: access_ok's limit
 MEM_SLOTS_NUM = 32764
 MAX_NR_PAGES = (1 << 31) - 1
 MAX_VCPUS = 1024
+MAX_GFN = (1 << 40) - 1  # 52 physical address bits
+TDX_SHARED_GFN = 1 << 39  # the GPA's shared bit (51): its alias
 MAX_OWNERS = 8  # the file model's owner limit (ENOSPC), VMs being owners
 LOG_DIRTY, READONLY, GUEST_MEMFD = 0x1, 0x2, 0x4
 MEM_FD = 0x4  # rfc-v2: KVM_MEM_FD has the same bit
@@ -235,6 +237,9 @@ class KvmModel(AccessMixin):
                 self._rfc_bind(vm, new, fd, private_fd)
             elif f & GUEST_MEMFD:
                 self._gmem_bind(vm, new, guest_memfd, off)
+            last = gfn + npages - 1  # kvm_arch_prepare_memory_region(), after the bind
+            if not self.rfc and (last > MAX_GFN or (vm.type == TDX and last & TDX_SHARED_GFN)):
+                raise ModelError("EINVAL")
             if old is not None:  # a move
                 self._delete_slot(vm, old)
             vm.slots[sid] = new

@@ -254,7 +254,22 @@ CASES: list[Case] = [
     ),
     C("uaddr-zero", "userspace_addr 0", {"userspace_addr": 0}, None),
     C("uaddr-unmapped", "userspace_addr needs no mapping", {"userspace_addr": 0x1000_0000}, None),
+    # kvm_arch_prepare_memory_region(): past the largest gfn (52 physical address bits)
+    C("gpa-last-page", "the last page below 2^52", {"guest_phys_addr": (1 << 52) - 4 * P}, None),
+    C("gpa-past-max", "a gfn past 2^40 - 1", {"guest_phys_addr": (1 << 52) - 2 * P}, "EINVAL"),
     # pairs: which errno wins
+    C(
+        "pair-badfd-vs-max-gfn",
+        "the bind before the largest gfn",
+        {"guest_phys_addr": 1 << 52, "guest_memfd": 77},
+        "EBADF",
+    ),
+    C(
+        "pair-range-vs-max-gfn",
+        "the bind's range before the largest gfn",
+        {"guest_phys_addr": 1 << 52, "guest_memfd_offset": 16 * P},
+        "EINVAL",
+    ),
     C(
         "pair-flags-vs-badfd",
         "flags before the fd",
