@@ -156,10 +156,9 @@ int ss_vm_set_memory_attributes(struct ss_machine *m, int id, uint64_t address,
 	if (is_rfc(m))
 		return kvm_fail(m, SS_R_NO_IOCTL, -ENOTTY);
 	uint64_t supported = vm_has_private_mem(o->vm) ? SS_MEMORY_ATTRIBUTE_PRIVATE : 0;
-	/* a VM without private memory supports no attribute: the kernel has no
-	 * ioctl there (ENOTTY, KVM_CAP_MEMORY_ATTRIBUTES 0); KVM.md: EINVAL */
-	if (!supported)
-		return kvm_fail(m, SS_R_ATTR_UNSUPPORTED, -EINVAL);
+	/* mainline's order: flags, then attributes the VM does not support (a
+	 * VM without private memory supports none: EINVAL for PRIVATE; this
+	 * machine's kernel, built without the attribute ioctl, says ENOTTY) */
 	if (flags)
 		return kvm_fail(m, SS_R_ATTR_FLAGS, -EINVAL);
 	if (attributes & ~supported)

@@ -37,6 +37,10 @@ from app.engine._names import GMEM_FLAGS, errno_name, i32, i64, names_of, u32, u
 Names = Iterable[str] | str
 
 U32_MAX = (1 << 32) - 1
+_tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
+_vcpu_access = lib.ss_vcpu_access
+_set_attrs = lib.ss_vm_set_memory_attributes
+_event_count = lib.ss_event_count
 
 
 def _fd32(fd: int) -> int:
@@ -142,9 +146,12 @@ class Kvm(KvmViews):
         a, s = u64(address), u64(size)
         at, f = kernel_bits(attributes, ATTRIBUTES, UNKNOWN_U64), u64(flags)
         with self._lock:
-            before = int(lib.ss_event_count(self._m))
-            rc = lib.ss_vm_set_memory_attributes(self._m, i32(vm), a, s, at, f)
-            self._kvm("KVM_SET_MEMORY_ATTRIBUTES", rc, before, {"attributes": at, "flags": f})
+            rc = _set_attrs(self._m, i32(vm), a, s, at, f)
+            if rc < 0:  # one event, no wakes: the last
+                before = int(lib.ss_event_count(self._m)) - 1
+                self._kvm_fail(
+                    "KVM_SET_MEMORY_ATTRIBUTES", rc, before, {"attributes": at, "flags": f}
+                )
 
     # ---- the guest and the VMM touching memory ----
     def vcpu_access(
@@ -162,10 +169,10 @@ class Kvm(KvmViews):
         a.private_ = -1 if private is None else (1 if private else 0)
         a.value = value & 0xFF
         with self._lock:
-            before = int(lib.ss_event_count(self._m))
-            rc = lib.ss_vcpu_access(self._m, i32(vm), i32(vcpu), a, out)
-            self._kvm("KVM_RUN", rc, before, {"vcpu": i32(vcpu)})
-            seq = before + 1
+            rc = _vcpu_access(self._m, i32(vm), i32(vcpu), a, out)
+            seq = int(_event_count(self._m))  # one event, no wakes: the last
+            if rc < 0:
+                self._kvm_fail("KVM_RUN", rc, seq - 1, {"vcpu": i32(vcpu)})
             if out.exit_reason:
                 reason = EXITS.get(out.exit_reason, str(out.exit_reason))
                 fault = out.exit_reason == lib.SS_EXIT_MEMORY_FAULT
@@ -178,15 +185,18 @@ class Kvm(KvmViews):
                     type=MEM_ERROR_TYPES.get(out.exit_type),
                 )
                 return AccessResult(ex, None, None, None, None, None, None, seq)
-            return AccessResult(
-                None,
-                BACKINGS.get(out.backing),
-                out.fd if out.fd >= 0 else None,
-                int(out.index),
-                int(out.pfn),
-                int(out.order),
-                int(out.value),
-                seq,
+            return _tuple_new(
+                AccessResult,
+                (
+                    None,
+                    BACKINGS.get(out.backing),
+                    out.fd if out.fd >= 0 else None,
+                    int(out.index),
+                    int(out.pfn),
+                    int(out.order),
+                    int(out.value),
+                    seq,
+                ),
             )
 
     def mapping_access(

@@ -173,6 +173,7 @@ class Mapping(BaseModel):
     length: int
     prot: list[str]
     flags: list[str]
+    addr: int | None = Field(None, description="its address in the VMM address space")
     model_config = examples(
         {
             "map_id": 1,

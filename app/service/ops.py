@@ -152,6 +152,7 @@ def mmap(m: Machine, a: MmapArgs) -> Mapping:
         length=a.length,
         prot=list(a.prot),
         flags=list(a.flags),
+        addr=m.mapping_addr(map_id),
     )
 
 
@@ -288,3 +289,13 @@ def parse(name: str, args: dict[str, Any]) -> tuple[OpSpec, BaseModel]:
     if spec is None:
         raise ValueError(f"unknown op {name[:64]!r} (known: {', '.join(OPS)})")
     return spec, spec.args.model_validate(args)
+
+
+def _register_kvm() -> None:
+    from app.service.kvm_ops import KVM_SPECS
+
+    for name, args, handler, check in KVM_SPECS:
+        OPS[name] = OpSpec(name, args, handler, check)
+
+
+_register_kvm()

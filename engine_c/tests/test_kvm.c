@@ -114,6 +114,12 @@ static void test_vms_and_caps(void)
 	EXPECT(m, ss_vcpu_create(m, d), 1);
 	EXPECT(m, ss_vm_set_memory_attributes(m, d, 0, 4096, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), -EINVAL);
 	RULE(m, SS_R_ATTR_UNSUPPORTED);
+	/* mainline's order on the default VM: flags first; no attributes is a no-op */
+	EXPECT(m, ss_vm_set_memory_attributes(m, d, 0, 4096, SS_MEMORY_ATTRIBUTE_PRIVATE, 1), -EINVAL);
+	RULE(m, SS_R_ATTR_FLAGS);
+	EXPECT(m, ss_vm_set_memory_attributes(m, d, 0, 4096, 0, 0), 0);
+	EXPECT(m, ss_vm_set_memory_attributes(m, d, 1, 4096, 0, 0), -EINVAL);
+	RULE(m, SS_R_ATTR_ALIGN);
 	ss_machine_free(m);
 
 	m = mk(RFC, SS_THP_NEVER);

@@ -154,7 +154,8 @@ async def test_mmap_and_munmap(client: httpx.AsyncClient, sid: str) -> None:
     r = await client.post(f"{API}/{sid}/files/3/mmap", json=body)
     assert r.status_code == 201
     m = r.json()
-    assert m == {"map_id": m["map_id"], "fd": 3, **body}
+    # the VMM address space: right below 0x7f0000000000, page aligned
+    assert m == {"map_id": m["map_id"], "fd": 3, "addr": 0x7F0000000000 - 8192, **body}
     assert (await client.get(f"{API}/{sid}/files/3")).json()["mappings"] == 1
     # a read-only MAP_SHARED mapping still blocks F_SEAL_WRITE
     r = await client.post(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.kvm_helpers import (
+from tests.api.kvm_client import (
     DEFAULT_VM,
     GMEM,
     INIT_SHARED,

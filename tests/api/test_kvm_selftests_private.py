@@ -14,7 +14,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.kvm_helpers import SW_VM, Kvm, P, has_kvm_side
+from tests.api.kvm_client import SW_VM, Kvm, P, has_kvm_side
 
 pytestmark = pytest.mark.anyio
 BASE = 1 << 32  # BASE_DATA_GPA
