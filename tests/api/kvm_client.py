@@ -155,8 +155,10 @@ class Kvm:
     async def host(
         self, map_id: int, offset: int, write: bool = False, value: int = 0
     ) -> dict[str, Any]:
+        """The contract's answer: {"signal", "value"} (further fields left out)."""
         body = {"offset": offset, "write": write, "value": value}
-        return dict(await self.call("POST", f"/mappings/{map_id}/access", body))
+        a = await self.call("POST", f"/mappings/{map_id}/access", body)
+        return {"signal": a["signal"], "value": a["value"]}
 
     async def host_read(self, map_id: int, offset: int) -> int:
         a = await self.host(map_id, offset)

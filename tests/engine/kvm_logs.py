@@ -68,8 +68,8 @@ def _step(op: str, **kw: st.SearchStrategy[Any]) -> st.SearchStrategy[Step]:
 
 
 def log_strategy(mapped_gmem: bool, private_vm: str | None = None) -> st.SearchStrategy[list[Step]]:
-    """Logs for the setup above; `private_vm` (a VM type with private memory) adds
-    attribute changes and, on SNP / TDX, the guest's own private or shared view."""
+    """Logs for the setup above; `private_vm` (a VM type) adds attribute changes and,
+    on SNP / TDX, the guest's own private or shared view."""
     pages = st.integers(0, 20).map(lambda k: k * P)
     maps = ["@m", "@gm"] if mapped_gmem else ["@m"]
     uaddr = st.one_of(
