@@ -217,3 +217,61 @@ def play(
             raise AssertionError(f"step {len(done)}: {answers}\n  {steps}")
         if after is not None:
             after(op)
+
+
+def rfc_setup() -> list[Step]:
+    """rfc-v2: a VM with a vCPU, a shared memfd and a private one of 16 pages each."""
+    steps = [
+        Step("vm", "vm_create", {"name": "vm0", "type": "KVM_X86_DEFAULT_VM"}),
+        Step("cpu", "vcpu_create", {"vm_id": "$vm"}),
+    ]
+    for label in ("mfd", "pfd"):
+        steps.append(Step(label, "memfd_create", {"name": label, "flags": ["MFD_ALLOW_SEALING"]}))
+        steps.append(Step(None, "ftruncate", {"fd": f"${label}", "length": 16 * P}))
+    return steps
+
+
+def rfc_log_strategy() -> st.SearchStrategy[list[Step]]:
+    """The RFC's fd-based memslots (userspace_addr the offset into both files), shared
+    and private accesses, conversions by fallocate and punch."""
+    region = _step(
+        "set_user_memory_region",
+        vm_id=st.just("$vm"),
+        slot=st.sampled_from([1, 2]),
+        flags=st.sampled_from([["KVM_MEM_FD"], ["KVM_MEM_FD"], []]),
+        guest_phys_addr=st.sampled_from([GPA, 2 * GPA]),
+        memory_size=st.sampled_from([4 * P, 8 * P, 0]),
+        userspace_addr=st.sampled_from([0, 4 * P, 8 * P, 1]),
+        fd=st.sampled_from(["$mfd", "$mfd", 77]),
+        private_fd=st.sampled_from(["$pfd", "$pfd", -1, 77]),
+    )
+    # (one file as both views is left out: "private iff allocated in private_fd" makes
+    # every page of it private at once, a case the RFC does not discuss)
+    access = _step(
+        "vcpu_access",
+        vm_id=st.just("$vm"),
+        vcpu_id=st.just("$cpu"),
+        gpa=st.builds(
+            lambda b, o: b + o, st.sampled_from([GPA, 2 * GPA, 3 * GPA]), st.integers(0, 9 * P)
+        ),
+        write=st.booleans(),
+        private=st.sampled_from([None, True, False]),
+        value=st.integers(0, 255),
+    )
+    pages = st.integers(0, 12).map(lambda k: k * P)
+    fd = st.sampled_from(["$mfd", "$pfd"])
+    ops = [
+        st.just(Step(None, "nop", {})),
+        *[region] * 3,
+        *[access] * 6,
+        _step(
+            "fallocate",
+            fd=fd,
+            mode=st.sampled_from([[KEEP], [KEEP, PUNCH]]),
+            offset=pages,
+            length=st.sampled_from([P, 4 * P]),
+        ),
+        _step("pwrite", fd=st.just("$mfd"), offset=pages, data=st.binary(min_size=1, max_size=8)),
+        _step("close", fd=fd),
+    ]
+    return st.lists(st.sampled_from(ops).flatmap(lambda s: s), min_size=10, max_size=40)

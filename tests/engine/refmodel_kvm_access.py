@@ -218,13 +218,18 @@ class AccessMixin(Model):
             backing = "private" if want else "shared"
             vm.mmu[gfn] = Spte(backing, s.ino, idx, page)
             return self._served(backing, s.ino, idx, page, gpa, write, value)
+        return self._through_vmm(vm, s, gpa, write, value)
+
+    def _through_vmm(self, vm: Any, s: KSlot, gpa: int, write: bool, value: int) -> dict[str, Any]:
+        """A shared access served from userspace_addr, through the VMM's mappings."""
+        gfn = gpa // PAGE
         hva = s.uaddr + (gfn - s.gfn) * PAGE + gpa % PAGE
         v = self._vmap_at(hva)
         got = self._host_page(v, hva, write) if v is not None else "SIGSEGV"
-        if isinstance(got, str):
+        if isinstance(got, str) or v is None:
             raise ModelError("EFAULT")  # KVM_RUN fails; no exit
-        vm.mmu[gfn] = Spte("shared", v.ino, got[1], got[0], v)  # type: ignore[union-attr]
-        return self._served("shared", v.ino, got[1], got[0], gpa, write, value)  # type: ignore[union-attr]
+        vm.mmu[gfn] = Spte("shared", v.ino, got[1], got[0], v)
+        return self._served("shared", v.ino, got[1], got[0], gpa, write, value)
 
     def _rfc_access(
         self, vm: Any, gpa: int, write: bool, private: bool, value: int
@@ -245,7 +250,8 @@ class AccessMixin(Model):
             return self._served("private", s.priv, idx, page, gpa, write, value)
         if s.priv is not None and idx in s.priv.pages:
             return _exit(mem_error | {"type": "KVM_EXIT_MEM_MAP_SHARED"})
-        assert s.shared_ino is not None
+        if s.shared_ino is None:  # an ordinary memslot
+            return self._through_vmm(vm, s, gpa, write, value)
         page = self._alloc(s.shared_ino, idx)
         vm.mmu[gfn] = Spte("shared", s.shared_ino, idx, page)
         return self._served("shared", s.shared_ino, idx, page, gpa, write, value)
