@@ -357,6 +357,10 @@ struct memslot *vm_slot_of(const struct owner *o, uint64_t gfn);
 /* the last file reference of a guest_memfd went: unbind its slots */
 void kvm_gmem_release(struct ss_machine *m, struct inode *in);
 
+/* kvm_fault.c: one guest access; 1 mapped (*pfn, *mo), 0 an exit (*out), or -errno */
+int kvm_fault_page(struct ss_machine *m, struct owner *o, const struct ss_access *a,
+		   struct ss_access_result *out, uint64_t *pfn, int *mo);
+
 /* vmm.c */
 const struct mapping *vmm_find(const struct ss_machine *m, uint64_t addr);
 int vmm_assign(struct ss_machine *m, struct mapping *mp);

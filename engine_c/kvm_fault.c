@@ -214,6 +214,14 @@ static int rfc_fault(struct ss_machine *m, struct owner *o, const struct ss_acce
 	return r < 0 ? r : 1;
 }
 
+int kvm_fault_page(struct ss_machine *m, struct owner *o, const struct ss_access *a,
+		   struct ss_access_result *out, uint64_t *pfn, int *mo)
+{
+	if ((a->gpa >> SS_PAGE_SHIFT) > MAX_GFN)
+		return mmio(m, o, out, a->gpa);
+	return is_rfc(m) ? rfc_fault(m, o, a, out, pfn, mo) : gmem_fault(m, o, a, out, pfn, mo);
+}
+
 int ss_vcpu_access(struct ss_machine *m, int id, int vcpu, const struct ss_access *a,
 		   struct ss_access_result *out)
 {
@@ -230,10 +238,7 @@ int ss_vcpu_access(struct ss_machine *m, int id, int vcpu, const struct ss_acces
 	uint64_t pfn = 0;
 	int mo = 0;
 	int r;
-	if ((a->gpa >> SS_PAGE_SHIFT) > MAX_GFN)
-		r = mmio(m, o, out, a->gpa);
-	else
-		r = is_rfc(m) ? rfc_fault(m, o, a, out, &pfn, &mo) : gmem_fault(m, o, a, out, &pfn, &mo);
+	r = kvm_fault_page(m, o, a, out, &pfn, &mo);
 	if (r < 0)
 		return kvm_fail(m, m->kvm_rule ? m->kvm_rule : SS_R_NOMEM, r);
 	if (r == 0)

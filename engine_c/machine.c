@@ -414,7 +414,9 @@ uint64_t ss_memory_bytes(const struct ss_machine *m)
 		b += sizeof(struct inode) + m->inodes[i].cache.nodes * (8 + 8 + 64 * 8);
 	for (int i = 0; i < m->nowners; i++)
 		b += m->owners[i].gfns.nodes * (8 + 8 + 64 * 8) +
-		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot);
+		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot) +
+		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
+				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
 	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
 	b += m->cap_events * sizeof(struct evrec) + m->cap_cbs * sizeof(struct ss_callback) +
 	     m->cap_touches * sizeof(struct ss_touch);

@@ -43,6 +43,8 @@ static bool slot_gfn_of(const struct ss_machine *m, const struct memslot *s, uin
 	}
 	if (is_rfc(m) && (s->flags & SS_MEM_FD))
 		return false;  /* fd-based slots have no hva */
+	if (!m->inodes[ino - 1].maps)
+		return false;  /* the VMM maps nothing of the file */
 	for (; *mi < m->nmaps; (*mi)++) {
 		const struct mapping *mp = &m->maps[*mi];
 		if (!mp->id || mp->ino != ino)
@@ -65,6 +67,8 @@ bool mmu_maps_pfn(const struct ss_machine *m, const struct owner *o, uint64_t pf
 {
 	const struct frame *f = &m->frames[pfn];
 	if (!f->ino)
+		return false;
+	if (o->nmapped == 0)
 		return false;
 	for (int i = 0; i < o->nslots; i++) {
 		int mi = -1;
@@ -89,21 +93,32 @@ static void unmark(struct ss_machine *m, const struct owner *o, uint64_t pfn, ui
 			m->frames[pfn + i].mapped &= (uint8_t)~(1u << o->id);
 }
 
+static void zap_entry(struct ss_machine *m, struct owner *o, uint64_t k, uint64_t v, uint32_t ino)
+{
+	uint64_t n = (v & 1) ? HPAGE_NR : 1;
+	uint64_t pfn = (v >> 1) - 1;
+	if (ino && m->frames[pfn].ino != ino)
+		return;
+	struct inode *in = inode_get(m, m->frames[pfn].ino);
+	tree_erase(&o->gfns, k);
+	unmark(m, o, pfn, n);
+	o->nmapped -= n;
+	o->nzapped += n;
+	ev_touch(m, SS_T_ZAP, in ? in->fd : -1, o->id, k, n, pfn);
+}
+
 void mmu_zap(struct ss_machine *m, struct owner *o, uint64_t g0, uint64_t g1, uint32_t ino)
 {
-	uint64_t k = g0 & ~(uint64_t)(HPAGE_NR - 1), v;
+	if (g0 >= g1)
+		return;
+	/* a 2 MiB mapping starting below g0 that covers it (KVM zaps the whole PMD) */
+	uint64_t base = g0 & ~(uint64_t)(HPAGE_NR - 1), v;
+	if (base < g0 && ((v = tree_load(&o->gfns, base)) & 1))
+		zap_entry(m, o, base, v, ino);
+	uint64_t k = g0;
 	while (k < g1 && (v = tree_find(&o->gfns, &k, g1 - 1))) {
-		uint64_t n = (v & 1) ? HPAGE_NR : 1;
-		uint64_t pfn = (v >> 1) - 1;
-		if (k + n > g0 && (!ino || m->frames[pfn].ino == ino)) {
-			struct inode *in = inode_get(m, m->frames[pfn].ino);
-			tree_erase(&o->gfns, k);
-			unmark(m, o, pfn, n);
-			o->nmapped -= n;
-			o->nzapped += n;
-			ev_touch(m, SS_T_ZAP, in ? in->fd : -1, o->id, k, n, pfn);
-		}
-		k += n;
+		zap_entry(m, o, k, v, ino);
+		k += (v & 1) ? HPAGE_NR : 1;
 		if (!k)
 			break;
 	}
@@ -167,8 +182,9 @@ void mmu_notify_hva(struct ss_machine *m, uint32_t ino, uint64_t a, uint64_t b)
 
 void mmu_notify_file(struct ss_machine *m, uint32_t ino, uint64_t start, uint64_t end)
 {
-	if (!any_vm(m))
-		return;
+	const struct inode *in = inode_get(m, ino);
+	if (!in || !in->maps || !any_vm(m))
+		return;  /* nothing maps the file, or nobody to tell */
 	for (int i = 0; i < m->nmaps; i++) {
 		const struct mapping *mp = &m->maps[i];
 		if (!mp->id || mp->ino != ino)

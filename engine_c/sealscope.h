@@ -129,6 +129,7 @@ enum ss_op {
 	SS_OP_VCPU_CREATE,    /* KVM_CREATE_VCPU */
 	SS_OP_VCPU_ACCESS,    /* KVM_RUN: one guest access */
 	SS_OP_MAP_ACCESS,     /* the VMM touches its mapping */
+	SS_OP_PRE_FAULT,      /* KVM_PRE_FAULT_MEMORY */
 	SS_OP__COUNT
 };
 
@@ -439,6 +440,11 @@ enum ss_kvm_rule {
 	SS_R_NO_MAPPING,
 	SS_R_VMM_FULL,           /* no room left in the VMM address space */
 	SS_R_NOMEM,
+	SS_R_PREFAULT_FLAGS,     /* KVM_PRE_FAULT_MEMORY: flags != 0 */
+	SS_R_PREFAULT_RANGE,     /* unaligned, empty or wrapping range */
+	SS_R_PREFAULT_NOT_YET,   /* pre_fault_allowed is false (SNP / TDX before launch) */
+	SS_R_PREFAULT_NOSLOT,    /* the first page has no memslot (ENOENT) */
+	SS_R_PREFAULT_FAULT,     /* the first page's fault failed */
 	SS_R__COUNT
 };
 
@@ -535,6 +541,10 @@ int ss_vcpu_access(struct ss_machine *m, int vm, int vcpu, const struct ss_acces
 int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int write,
 		      uint8_t value, int *signal, uint8_t *value_out);
 int ss_mapping_addr(const struct ss_machine *m, int map_id, uint64_t *addr);
+/* KVM_PRE_FAULT_MEMORY: maps [*gpa, *gpa + *size) ahead as read faults; 0 with
+ * *gpa, *size what is left (0 when all), or -errno when the first page fails */
+int ss_vcpu_pre_fault(struct ss_machine *m, int vm, int vcpu, uint64_t *gpa, uint64_t *size,
+		      uint64_t flags);
 int ss_vm_info(const struct ss_machine *m, int vm, struct ss_vm_info *out);
 int ss_vm_memslots(const struct ss_machine *m, int vm, struct ss_vm_memslot *out, int max);
 /* attribute runs over [start, end) from the store (gfns without attributes are

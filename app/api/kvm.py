@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query, Request
+from fastapi import Path, Query, Request
 
 from app.api import new_router
 from app.deps import MapPath, OwnerPath, SessionId, registry
@@ -21,6 +21,8 @@ from app.models.kvm import (
     MemoryAttributes,
     MemoryAttributesSet,
     MemoryRegion,
+    PreFault,
+    PreFaultAnswer,
     Vcpu,
     VcpuCreate,
     Vm,
@@ -34,7 +36,7 @@ from app.service import kvm as svc
 router = new_router("kvm")
 VM = "/sessions/{sid}/vms/{vm_id}"
 Gfn = Annotated[int, Query(ge=0, le=UINT64_MAX, description="gfn")]
-VcpuPath = Annotated[int, Query(ge=0, le=2**31 - 1)]
+VcpuPath = Annotated[int, Path(ge=0, le=2**31 - 1, description="vcpu id")]
 MAX_GFN_END = 1 << 40  # 52-bit guest physical addresses
 
 
@@ -129,10 +131,18 @@ async def vcpu_create(
 
 @router.post(VM + "/vcpus/{n}/access", name="vcpu_access")
 async def vcpu_access(
-    request: Request, sid: SessionId, vm_id: OwnerPath, n: int, body: Access
+    request: Request, sid: SessionId, vm_id: OwnerPath, n: VcpuPath, body: Access
 ) -> AccessAnswer:
     """KVM_RUN for one guest access of a byte at gpa: an exit is an answer, not an error."""
     return await svc.vcpu_access(registry(request), sid, vm_id, n, body)
+
+
+@router.post(VM + "/vcpus/{n}/pre_fault_memory", name="pre_fault_memory")
+async def pre_fault_memory(
+    request: Request, sid: SessionId, vm_id: OwnerPath, n: VcpuPath, body: PreFault
+) -> PreFaultAnswer:
+    """KVM_PRE_FAULT_MEMORY: map ahead as read faults; the answer is what is left."""
+    return await svc.pre_fault_memory(registry(request), sid, vm_id, n, body)
 
 
 @router.post("/sessions/{sid}/mappings/{map_id}/access", name="mapping_access")

@@ -44,7 +44,9 @@ enum ss_kvm_rule {
     SS_R_NOT_GMEM, SS_R_OTHER_VM, SS_R_GMEM_RANGE, SS_R_GMEM_BOUND, SS_R_RFC_NOT_MEMFD,
     SS_R_RFC_OWNER, SS_R_ATTR_FLAGS, SS_R_ATTR_UNSUPPORTED, SS_R_ATTR_RANGE,
     SS_R_ATTR_ALIGN, SS_R_NO_VCPU, SS_R_VCPUS, SS_R_RUN_HVA, SS_R_RUN_NO_PRIVATE_FD,
-    SS_R_RUN_LOCKED, SS_R_RUN_COW, SS_R_NO_MAPPING, SS_R_VMM_FULL, SS_R_NOMEM, SS_R__COUNT,
+    SS_R_RUN_LOCKED, SS_R_RUN_COW, SS_R_NO_MAPPING, SS_R_VMM_FULL, SS_R_NOMEM,
+    SS_R_PREFAULT_FLAGS, SS_R_PREFAULT_RANGE, SS_R_PREFAULT_NOT_YET, SS_R_PREFAULT_NOSLOT,
+    SS_R_PREFAULT_FAULT, SS_R__COUNT,
     ...
 };
 
@@ -137,6 +139,8 @@ int ss_vcpu_access(struct ss_machine *m, int vm, int vcpu, const struct ss_acces
 int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int write,
                       uint8_t value, int *signal, uint8_t *value_out);
 int ss_mapping_addr(const struct ss_machine *m, int map_id, uint64_t *addr);
+int ss_vcpu_pre_fault(struct ss_machine *m, int vm, int vcpu, uint64_t *gpa, uint64_t *size,
+                      uint64_t flags);
 int ss_vm_info(const struct ss_machine *m, int vm, struct ss_vm_info *out);
 int ss_vm_memslots(const struct ss_machine *m, int vm, struct ss_vm_memslot *out, int max);
 int ss_vm_attr_runs(const struct ss_machine *m, int vm, uint64_t start, uint64_t end,

@@ -41,6 +41,7 @@ _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
 _vcpu_access = lib.ss_vcpu_access
 _set_attrs = lib.ss_vm_set_memory_attributes
 _event_count = lib.ss_event_count
+_PRIV = ["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
 
 
 def _fd32(fd: int) -> int:
@@ -143,15 +144,21 @@ class Kvm(KvmViews):
         self, vm: int, address: int, size: int, attributes: Names, flags: int = 0
     ) -> None:
         """KVM_SET_MEMORY_ATTRIBUTES."""
-        a, s = u64(address), u64(size)
-        at, f = kernel_bits(attributes, ATTRIBUTES, UNKNOWN_U64), u64(flags)
+        if attributes == _PRIV:
+            at = lib.SS_MEMORY_ATTRIBUTE_PRIVATE
+        elif isinstance(attributes, list | tuple) and not attributes:
+            at = 0
+        else:
+            at = kernel_bits(attributes, ATTRIBUTES, UNKNOWN_U64)
         with self._lock:
-            rc = _set_attrs(self._m, i32(vm), a, s, at, f)
+            try:
+                rc = _set_attrs(self._m, vm, address, size, at, flags)
+            except (OverflowError, TypeError):
+                rc = _set_attrs(self._m, i32(vm), u64(address), u64(size), at, u64(flags))
             if rc < 0:  # one event, no wakes: the last
                 before = int(lib.ss_event_count(self._m)) - 1
-                self._kvm_fail(
-                    "KVM_SET_MEMORY_ATTRIBUTES", rc, before, {"attributes": at, "flags": f}
-                )
+                args = {"attributes": at, "flags": u64(flags)}
+                self._kvm_fail("KVM_SET_MEMORY_ATTRIBUTES", rc, before, args)
 
     # ---- the guest and the VMM touching memory ----
     def vcpu_access(
@@ -198,6 +205,17 @@ class Kvm(KvmViews):
                     seq,
                 ),
             )
+
+    def pre_fault_memory(
+        self, vm: int, vcpu: int, gpa: int, size: int, flags: int = 0
+    ) -> tuple[int, int]:
+        """KVM_PRE_FAULT_MEMORY: maps ahead as read faults; (gpa, size) left to do."""
+        g, s = ffi.new("uint64_t *", u64(gpa)), ffi.new("uint64_t *", u64(size))
+        with self._lock:
+            before = int(lib.ss_event_count(self._m))
+            rc = lib.ss_vcpu_pre_fault(self._m, i32(vm), i32(vcpu), g, s, u64(flags))
+            self._kvm("KVM_PRE_FAULT_MEMORY", rc, before, {"vcpu": i32(vcpu)})
+            return int(g[0]), int(s[0])
 
     def mapping_access(
         self, map_id: int, offset: int, write: bool = False, value: int = 0

@@ -109,6 +109,19 @@ RULES: dict[int, Words] = {
     ),
     lib.SS_R_NO_MAPPING: lambda a: f"no mapping with id {a.get('map_id')}",
     lib.SS_R_NOMEM: lambda a: "no free frames (or no memory for the engine's tables)",
+    lib.SS_R_PREFAULT_FLAGS: lambda a: "KVM_PRE_FAULT_MEMORY: flags must be 0",
+    lib.SS_R_PREFAULT_RANGE: lambda a: (
+        "KVM_PRE_FAULT_MEMORY: gpa and size must be page aligned, size > 0, and gpa + size "
+        "must not wrap"
+    ),
+    lib.SS_R_PREFAULT_NOT_YET: lambda a: (
+        "pre-faulting is not allowed on this VM yet (SNP and TDX: only after the launch is "
+        "finalized)"
+    ),
+    lib.SS_R_PREFAULT_NOSLOT: lambda a: "the first page has no memslot (RET_PF_EMULATE: ENOENT)",
+    lib.SS_R_PREFAULT_FAULT: lambda a: (
+        "the first page's fault failed (a memory fault exit, or no page at userspace_addr)"
+    ),
 }
 
 

@@ -49,6 +49,25 @@ _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
 _event_count = lib.ss_event_count
 _get_lock_pfn = lib.ss_get_lock_pfn
 _put_unlock_pfn = lib.ss_put_unlock_pfn
+_fallocate = lib.ss_fallocate
+_EINVAL = 22
+_VM_SLOTS = (
+    "this owner is a VM: it takes memslots through KVM_SET_USER_MEMORY_REGION2 "
+    "(POST .../vms/{vm_id}/memory_regions)"
+)
+_VM_FAULTS = (
+    "this owner is a VM: its guest accesses go through KVM_RUN "
+    "(POST .../vms/{vm_id}/vcpus/{n}/access)"
+)
+_PUNCH_KEEP = lib.SS_FALLOC_FL_PUNCH_HOLE | lib.SS_FALLOC_FL_KEEP_SIZE
+# fallocate modes as callers spell them most (a list of names -> bits)
+_FALLOC_BITS: dict[tuple[str, ...] | str, int] = {
+    (): 0,
+    ("FALLOC_FL_KEEP_SIZE",): lib.SS_FALLOC_FL_KEEP_SIZE,
+    ("FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"): _PUNCH_KEEP,
+    ("FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"): _PUNCH_KEEP,
+    "FALLOC_FL_KEEP_SIZE": lib.SS_FALLOC_FL_KEEP_SIZE,
+}
 
 
 def _c_config(config: Config) -> Any:
@@ -123,6 +142,11 @@ class Machine(Kvm, Views):
         )
         raise make_error(op, err, explain(ctx), hazard, seq)
 
+    def _not_for_vms(self, rc: int, owner: int, before: int, op: str, words: str) -> None:
+        """The legacy memslot / fault calls refuse a VM (EINVAL): say why (lock held)."""
+        if rc == -_EINVAL and 0 <= owner < lib.SS_MAX_OWNERS and self._vm_info(owner):
+            raise make_error(op, _EINVAL, words, None, before + 1)
+
     def _phys_locked(self) -> PhysInfo:
         lib.ss_phys_info(self._m, self._pinfo)
         p = self._pinfo
@@ -173,13 +197,26 @@ class Machine(Kvm, Views):
 
     def fallocate(self, fd: int, mode: Names, offset: int, length: int) -> bool:
         """True when pending: a punch waits on a page locked by get_lock_pfn."""
-        fd, md = i32(fd), i32(bits(mode, FALLOC_MODES, "fallocate mode"))
-        off, n = i64(offset), i64(length)
+        # a hot path (a VMM's conversions): as get_lock_pfn, cffi refuses what does
+        # not fit the C types, and only then are the ints cast like C
+        key = tuple(mode) if isinstance(mode, list) else mode
+        md = _FALLOC_BITS.get(key) if isinstance(key, tuple | str) else None
+        if md is None:
+            md = i32(bits(mode, FALLOC_MODES, "fallocate mode"))
         with self._lock:
-            before = self._count()
-            rc = lib.ss_fallocate(self._m, fd, md, off, n)
-            args = {"mode": md, "offset": off, "len": n}
-            return self._check("fallocate", rc, before, args, fd) == lib.SS_PENDING
+            try:
+                rc = _fallocate(self._m, fd, md, offset, length)
+            except (OverflowError, TypeError):
+                fd, offset, length = i32(fd), i64(offset), i64(length)
+                rc = _fallocate(self._m, fd, md, offset, length)
+            if rc == 0:
+                return False
+            if rc == lib.SS_PENDING:
+                return True
+            before = self._counter[0] - 1  # a failure makes one event: the last
+            args = {"mode": md, "offset": i64(offset), "len": i64(length)}
+            self._check("fallocate", rc, before, args, i32(fd))
+            return False
 
     def pread(self, fd: int, offset: int, count: int) -> bytes:
         fd, off, n = i32(fd), i64(offset), i64(count)
@@ -326,6 +363,7 @@ class Machine(Kvm, Views):
         with self._lock:
             before = self._count()
             rc = lib.ss_memslot_create(self._m, o, fd, g, ix, n)
+            self._not_for_vms(rc, o, before, "memslot", _VM_SLOTS)
             args = {"owner": o, "gfn": g, "index": ix, "npages": n}
             slot = self._check("memslot", rc, before, args, fd)
         return Memslot(slot, fd, g, ix, n)
@@ -336,4 +374,5 @@ class Machine(Kvm, Views):
         with self._lock:
             before = self._count()
             rc = lib.ss_fault(self._m, o, g, self._u64, self._int)
+            self._not_for_vms(rc, o, before, "fault", _VM_FAULTS)
             return self._pfn_result("fault", rc, before, {"owner": o, "gfn": g}, None)

@@ -75,6 +75,7 @@ OPS = {
     lib.SS_OP_VCPU_CREATE: "vcpu_create",
     lib.SS_OP_VCPU_ACCESS: "vcpu_access",
     lib.SS_OP_MAP_ACCESS: "mapping_access",
+    lib.SS_OP_PRE_FAULT: "pre_fault_memory",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -110,6 +111,7 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     # how: bit 0 write, bits 1-2 private + 1 (0: the attributes decide), bits 8-15 value
     "vcpu_access": ("vm", "vcpu", "gpa", "how"),
     "mapping_access": ("map_id", "offset", "write", "value"),
+    "pre_fault_memory": ("vm", "vcpu", "gpa", "size"),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also

@@ -249,6 +249,20 @@ class AccessAnswer(BaseModel):
     )
 
 
+class PreFault(BaseModel):
+    gpa: UInt64
+    size: UInt64
+    flags: UInt64 = 0
+    model_config = examples({"gpa": 0, "size": 2097152, "flags": 0})
+
+
+class PreFaultAnswer(BaseModel):
+    gpa: int = Field(description="where the rest starts")
+    size: int = Field(description="what is left (0: all mapped)")
+    seq: int = Field(description="engine event seq of the call")
+    model_config = examples({"gpa": 2097152, "size": 0, "seq": 12})
+
+
 class HostAccessBody(BaseModel):
     offset: UInt64 = Field(description="bytes into the mapping")
     write: bool = Field(default=False, strict=True)
@@ -324,3 +338,7 @@ class AccessArgs(Access, VmArgs):
 
 class HostAccessArgs(HostAccessBody):
     map_id: Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
+
+
+class PreFaultArgs(PreFault, VmArgs):
+    vcpu_id: Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]

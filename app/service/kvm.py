@@ -23,6 +23,9 @@ from app.models.kvm import (
     MemoryAttributesSet,
     MemoryRegion,
     MemoryRegionArgs,
+    PreFault,
+    PreFaultAnswer,
+    PreFaultArgs,
     Vcpu,
     Vm,
     VmArgs,
@@ -64,6 +67,13 @@ async def vcpu_create(reg: Registry, sid: str, vm_id: str) -> Vcpu:
 async def vcpu_access(reg: Registry, sid: str, vm_id: str, vcpu: int, body: Access) -> AccessAnswer:
     args = AccessArgs(vm_id=vm_id, vcpu_id=vcpu, **body.model_dump())
     return cast(AccessAnswer, await execute(reg, sid, "vcpu_access", args))
+
+
+async def pre_fault_memory(
+    reg: Registry, sid: str, vm_id: str, vcpu: int, body: PreFault
+) -> PreFaultAnswer:
+    args = PreFaultArgs(vm_id=vm_id, vcpu_id=vcpu, **body.model_dump())
+    return cast(PreFaultAnswer, await execute(reg, sid, "pre_fault_memory", args))
 
 
 async def mapping_access(

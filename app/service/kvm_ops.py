@@ -26,6 +26,8 @@ from app.models.kvm import (
     MemoryAttributes,
     MemoryAttributesArgs,
     MemoryRegionArgs,
+    PreFaultAnswer,
+    PreFaultArgs,
     Vcpu,
     Vm,
     VmArgs,
@@ -151,6 +153,14 @@ def vcpu_access(m: Machine, a: AccessArgs) -> AccessAnswer:
     return access_out(m.vcpu_access(vm, a.vcpu_id, a.gpa, a.write, a.private, a.value))
 
 
+def pre_fault_memory(m: Machine, a: PreFaultArgs) -> PreFaultAnswer:
+    vm = vm_arg(m, a.vm_id, "KVM_PRE_FAULT_MEMORY")
+    if a.vcpu_id >= m.vm(vm).nvcpus:
+        raise NotFound(f"VM {a.vm_id} has no vCPU {a.vcpu_id}", op="KVM_PRE_FAULT_MEMORY")
+    gpa, size = m.pre_fault_memory(vm, a.vcpu_id, a.gpa, a.size, a.flags)
+    return PreFaultAnswer(gpa=gpa, size=size, seq=m.event_count)
+
+
 def mapping_access(m: Machine, a: HostAccessArgs) -> HostAccessAnswer:
     if not INT_MIN <= a.map_id <= INT_MAX:
         raise NotFound(f"no mapping with id {a.map_id}", op="mapping_access")
@@ -174,6 +184,11 @@ def _check_vm_create(s: Settings, m: Machine, a: VmCreate) -> None:
 Handler = Callable[[Machine, Any], BaseModel | None]
 Check = Callable[[Settings, Machine, Any], None]
 
+Heavy = Callable[[Machine, Any], bool]
+BIG_BYTES = 1024 * 4096  # a pre-fault of more runs in a worker thread (bounded by
+# the frames it can allocate: it stops at the first page that fails)
+
+
 KVM_SPECS: list[tuple[str, type[BaseModel], Handler, Check | None]] = [
     ("vm_create", VmCreate, vm_create, _check_vm_create),
     ("vm_guest_memfd", GuestMemfdArgs, vm_guest_memfd, None),
@@ -182,4 +197,7 @@ KVM_SPECS: list[tuple[str, type[BaseModel], Handler, Check | None]] = [
     ("vcpu_create", VmArgs, vcpu_create, None),
     ("vcpu_access", AccessArgs, vcpu_access, None),
     ("mapping_access", HostAccessArgs, mapping_access, None),
+    ("pre_fault_memory", PreFaultArgs, pre_fault_memory, None),
 ]
+# ops that may take long (the registry runs them off the event loop)
+KVM_HEAVY: dict[str, Heavy] = {"pre_fault_memory": lambda m, a: a.size > BIG_BYTES}

@@ -526,6 +526,49 @@ static void test_rfc_fd_slots(void)
 	ss_machine_free(m);
 }
 
+static void test_pre_fault(void)
+{
+	cur_test = "pre_fault";
+	struct ss_machine *m = mk(GMEM, SS_THP_ALWAYS);
+	int vm = ss_vm_create(m, SS_VM_SW_PROTECTED, "vm");
+	int td = ss_vm_create(m, SS_VM_TDX, "td");
+	ss_vcpu_create(m, vm);
+	ss_vcpu_create(m, td);
+	int g = ss_vm_gmem_create(m, vm, 4 * MiB, 0);
+	int mfd = ss_memfd_create(m, "shared", 0);
+	ss_ftruncate(m, mfd, 4 * MiB);
+	int map = ss_mmap(m, mfd, 0, 4 * MiB, SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
+	struct ss_region r = gmem_region(0, 0, 4 * MiB, map_addr(m, map), g, 0);
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 2 * MiB, 4096, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	uint64_t gpa = 0, size = 4096;
+	EXPECT(m, ss_vcpu_pre_fault(m, vm, 0, &gpa, &size, 1), -EINVAL);
+	RULE(m, SS_R_PREFAULT_FLAGS);
+	size = 0;
+	EXPECT(m, ss_vcpu_pre_fault(m, vm, 0, &gpa, &size, 0), -EINVAL);
+	RULE(m, SS_R_PREFAULT_RANGE);
+	gpa = 0;
+	size = 4096;
+	EXPECT(m, ss_vcpu_pre_fault(m, td, 0, &gpa, &size, 0), -EOPNOTSUPP);
+	/* a 2 MiB shared mapping covers the first 2 MiB at once; the private gfn
+	 * maps from the guest_memfd; past the slot: what is left */
+	gpa = 0;
+	size = 8 * MiB;
+	EXPECT(m, ss_vcpu_pre_fault(m, vm, 0, &gpa, &size, 0), 0);
+	EXPECT(m, gpa, 4 * MiB);
+	EXPECT(m, size, 4 * MiB);
+	struct ss_gfn_run gr[8];
+	int n = ss_owner_gfn_runs(m, vm, 0, gr, 8);
+	TRUE(n >= 2);
+	EXPECT(m, gr[0].order, 9);
+	/* nothing mapped at all: the first page's ENOENT */
+	gpa = 64 * MiB;
+	size = 4096;
+	EXPECT(m, ss_vcpu_pre_fault(m, vm, 0, &gpa, &size, 0), -ENOENT);
+	RULE(m, SS_R_PREFAULT_NOSLOT);
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);
 int kvm_tests(int *nchecks)
 {
@@ -537,6 +580,7 @@ int kvm_tests(int *nchecks)
 	test_gmem_mmap_default();
 	test_huge_shared();
 	test_rfc_fd_slots();
+	test_pre_fault();
 	*nchecks = checks;
 	return failures;
 }

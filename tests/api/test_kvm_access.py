@@ -276,3 +276,34 @@ async def test_owner_limit_is_429(k: Kvm) -> None:
         await k.post("/vms", {"name": f"vm{i}"}, 201)
     e = await k.post("/vms", {"name": "one too many"}, 429)
     assert e["limit"] == "max_owners"
+
+
+async def test_pre_fault_memory(k: Kvm) -> None:
+    vm, *_ = await _sw_vm(k)
+    await k.post(
+        f"/vms/{vm}/memory_attributes", {"address": 0x3000, "size": 4096, "attributes": PRIV}
+    )
+    pf = f"/vms/{vm}/vcpus/0/pre_fault_memory"
+    for body, words in (
+        ({"gpa": 0, "size": 4096, "flags": 1}, "flags must be 0"),
+        ({"gpa": 0, "size": 0}, "page aligned"),
+        ({"gpa": 2**64 - 4096, "size": 8192}, "wrap"),
+        ({"gpa": 1, "size": 4096}, "page aligned"),
+    ):
+        e = await k.post(pf, body, 409)
+        assert e["errno"] == "EINVAL" and words in e["message"], e
+    r = await k.post(pf, {"gpa": 0, "size": 4 * MiB})
+    assert (r["gpa"], r["size"]) == (2 * MiB, 2 * MiB)  # the slot ends at 2 MiB
+    mapped = (await k.get(f"/vms/{vm}"))["mapped"]
+    assert sum(x["npages"] for x in mapped) == 512
+    v = await k.get(f"/vms/{vm}/gfns?start=3&end=4")
+    assert v["runs"][0]["source"] == "private" and v["runs"][0]["mapped"]
+    e = await k.post(pf, {"gpa": 2 * MiB, "size": 4096}, 404)  # ENOENT: no memslot
+    assert e["errno"] == "ENOENT" and "no memslot" in e["message"]
+    td = await k.vm("KVM_X86_TDX_VM")
+    e = await k.post(f"/vms/{td}/vcpus/0/pre_fault_memory", {"gpa": 0, "size": 4096}, 409)
+    assert e["errno"] == "EOPNOTSUPP"
+    await k.post(f"/vms/{vm}/vcpus/3/pre_fault_memory", {"gpa": 0, "size": 4096}, 404)
+    await k.post(f"/vms/{vm}/vcpus/{2**40}/pre_fault_memory", {"gpa": 0, "size": 4096}, 422)
+    trace = await k.get("/trace")
+    assert "pre_fault_memory" in [o["op"] for o in trace["ops"]]

@@ -107,3 +107,16 @@ def test_rfc_profile() -> None:
     assert m.set_user_memory_region(v, 0, ["KVM_MEM_FD"], 0, 0, 0, fd=sh, private_fd=pr) is None
     assert err(m.set_user_memory_region, v, 1, ["KVM_MEM_FD"], 0, 4096, 0, fd=2**40).name == "EBADF"
     m.check()
+
+
+def test_legacy_memslot_and_fault_refuse_a_vm_saying_why() -> None:
+    m = machine()
+    vm = m.vm_create("vm0")
+    g = m.vm_guest_memfd(vm, 4096)
+    e = err(m.memslot_create, vm, g, 0, 0, 1)
+    assert e.name == "EINVAL" and "KVM_SET_USER_MEMORY_REGION2" in e.message
+    e = err(m.fault, vm, 0)
+    assert e.name == "EINVAL" and "KVM_RUN" in e.message
+    k = m.owner_create("kvm", "legacy")  # a legacy owner still takes them
+    assert m.memslot_create(k, m.gmem_create(4096), 0, 0, 1).npages == 1
+    m.check()
