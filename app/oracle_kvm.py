@@ -79,6 +79,7 @@ CAPS = {
 }
 KVM_CREATE_VM = 0xAE01
 KVM_CHECK_EXTENSION = 0xAE03
+KVM_PRE_FAULT_MEMORY = 0xC040AED5  # _IOWR(KVMIO, 0xd5, struct kvm_pre_fault_memory)
 KVM_SET_MEMORY_ATTRIBUTES = 0x4020AED2  # _IOW(KVMIO, 0xd2, struct kvm_memory_attributes)
 MAX_SLOT_ID = 32763  # KVM_MEM_SLOTS_NUM - 1 on x86 (KVM_CAP_NR_MEMSLOTS 32764)
 VMM_TOP = 0x7F00_0000_0000  # the contract's first mapping ends here
@@ -101,6 +102,7 @@ KVM_OPS = (
     "vcpu_create",
     "vcpu_access",
     "mapping_access",
+    "pre_fault_memory",
 )
 
 
@@ -363,6 +365,20 @@ class KvmKernel(Kernel):
             raise KernelError(e.errno or 0, "KVM_RUN") from None
         finally:
             region2(vm.fd, slot, 0, base, 0, 0)
+
+    def pre_fault_memory(
+        self, vm_id: str, vcpu_id: int, gpa: int, size: int, flags: int = 0
+    ) -> dict[str, int]:
+        """KVM_PRE_FAULT_MEMORY on the vCPU: what is left, {gpa, size}. This machine
+        (shadow paging under PVM) answers EOPNOTSUPP for a valid range (ENOSPC before the
+        vCPU first ran); the range checks come first (EINVAL)."""
+        vm = self._get_vm(vm_id)
+        if not 0 <= vcpu_id < len(vm.vcpus):
+            raise KernelError(_errno.ENOENT, "vcpu")
+        arg = bytearray(struct.pack("<QQQ", gpa & U64, size & U64, flags & U64) + bytes(40))
+        self._ioctl(vm.vcpus[vcpu_id].fd, KVM_PRE_FAULT_MEMORY, arg, "KVM_PRE_FAULT_MEMORY")
+        left_gpa, left_size = struct.unpack_from("<QQ", arg)
+        return {"gpa": left_gpa, "size": left_size}
 
     # ---- the log's steps ----
     def run(self, op: str, args: dict[str, Any]) -> tuple[bool, object]:

@@ -38,7 +38,7 @@ R_ATTRS = (
 )
 R_PRE_FAULT = (
     "this machine's KVM has no TDP MMU (KVM_CAP_PRE_FAULT_MEMORY 0): KVM_PRE_FAULT_MEMORY "
-    "is not supported here"
+    "checks the range (EINVAL) and then refuses"
 )
 R_VIEW = "a guest's own private/shared view (SNP C-bit, TDX shared bit) needs an SNP or TDX VM"
 R_RFC = "the RFC's fd-based memslot (KVM_MEM_FD with fd, private_fd) was never merged into Linux"
@@ -86,6 +86,8 @@ def engine_value(p: Played) -> dict[str, Any]:
         return {"exit": _exit(a.get("exit")), "value": a.get("value")}
     if p.op == "mapping_access":
         return {"signal": a.get("signal"), "value": a.get("value")}
+    if p.op == "pre_fault_memory":
+        return {"gpa": a.get("gpa"), "size": a.get("size")}
     return {}
 
 
@@ -101,6 +103,8 @@ def _kernel_value(k: KvmKernel, p: Played, value: Any) -> dict[str, Any]:
         return {"exit": _exit(value.get("exit")), "value": value.get("value")}
     if p.op == "mapping_access":
         return {"signal": value.get("signal"), "value": value.get("value")}
+    if p.op == "pre_fault_memory":
+        return {"gpa": value.get("gpa"), "size": value.get("size")}
     return {}
 
 
@@ -120,8 +124,6 @@ def ask(
     a = dict(p.args)
     if p.op == "set_memory_attributes":
         return "intended", R_ATTRS
-    if p.op == "pre_fault_memory":
-        return "intended", R_PRE_FAULT
     if p.op == "set_user_memory_region" and (
         profile == "rfc-v2" or "KVM_MEM_FD" in a.get("flags", [])
     ):
@@ -163,6 +165,8 @@ def intended(p: Played, eng: Answer, ker: Answer) -> str | None:
     second_space = isinstance(slot, int) and (slot >> 16) & 0xFFFF == 1
     if p.op == "set_user_memory_region" and refused and second_space:
         return R_AS_ID
+    if p.op == "pre_fault_memory" and ker.errno in ("EOPNOTSUPP", "ENOSPC"):
+        return R_PRE_FAULT + f" ({ker.errno})"
     return None
 
 

@@ -92,7 +92,10 @@ async def test_what_this_machine_cannot_answer_is_intended(client: httpx.AsyncCl
         op("vcpu_create", vm_id="2"),
         access(vm="2", gpa=0x10000, private=True),
         access(vm="2", gpa=0x10000),
+        op("pre_fault_memory", vm_id="2", vcpu_id=0, gpa=0x10000, size=P, flags=0),
+        op("pre_fault_memory", vm_id="2", vcpu_id=0, gpa=1, size=P, flags=0),
     ]
+    ops[10]["errno"] = "EINVAL"
     out = await compare(client, ops)
     rows = out["rows"]
     assert out["unexpected"] == 0, rows
@@ -107,6 +110,8 @@ async def test_what_this_machine_cannot_answer_is_intended(client: httpx.AsyncCl
         "agree",
         "intended",
         "agree",
+        "intended",
+        "agree",
     ]
     assert (
         "VM types 1-5 are EINVAL here" in rows[0]["reason"]
@@ -116,6 +121,10 @@ async def test_what_this_machine_cannot_answer_is_intended(client: httpx.AsyncCl
     assert "KVM_SET_MEMORY_ATTRIBUTES is ENOTTY here" in rows[5]["reason"]
     assert "SNP or TDX" in rows[7]["reason"]
     assert rows[8]["kernel"]["value"]["exit"]["reason"] == "KVM_EXIT_MMIO"
+    assert (
+        "KVM_PRE_FAULT_MEMORY" in rows[9]["reason"] and rows[9]["kernel"]["errno"] == "EOPNOTSUPP"
+    )
+    assert rows[10]["kernel"]["errno"] == "EINVAL"  # the range is checked first on both
 
 
 @pytest.mark.anyio
