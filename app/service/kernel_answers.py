@@ -64,7 +64,8 @@ def engine_answer(p: Played, m: Machine) -> Answer:
     if not p.ok:
         return Answer(ok=False, errno=p.errno, text=p.result)
     if p.op in kernel_kvm.KVM_OPS:
-        return Answer(ok=True, value=kernel_kvm.engine_value(p), text=p.result)
+        v = kernel_kvm.engine_value(p)
+        return Answer(ok=True, value=v, text=kernel_kvm.text(p, v))
     a: Any = p.answer
     value: dict[str, Any] = {}
     if p.op in CREATES:

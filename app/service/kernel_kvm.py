@@ -108,6 +108,25 @@ def _kernel_value(k: KvmKernel, p: Played, value: Any) -> dict[str, Any]:
     return {}
 
 
+def text(p: Played, value: dict[str, Any]) -> str:
+    """A KVM answer in words, the same for both sides: 'fd 4', 'byte 0x5c',
+    'KVM_EXIT_MMIO at 0x40000000', 'SIGBUS'."""
+    if p.op == "vm_guest_memfd":
+        return f"fd {value.get('fd')}"
+    if p.op == "vcpu_create":
+        return f"vCPU {value.get('vcpu_id')}"
+    if p.op == "vcpu_access":
+        e = value.get("exit")
+        if e:
+            return f"{e.get('reason')} at {e.get('gpa', 0):#x}"
+        return f"byte {value.get('value', 0):#04x}"
+    if p.op == "mapping_access":
+        return str(value["signal"]) if value.get("signal") else f"byte {value.get('value', 0):#04x}"
+    if p.op == "pre_fault_memory":
+        return f"left {value.get('size')} bytes at {value.get('gpa', 0):#x}"
+    return "ok"
+
+
 def _addr(k: KvmKernel, s: KvmSide, addr: Any) -> Any:
     if not isinstance(addr, int):
         return addr
@@ -152,7 +171,8 @@ def ask(
 def kernel_answer(k: KvmKernel, p: Played, ok: bool, value: Any) -> Answer:
     if not ok:
         return Answer(ok=False, errno=str(value), text=str(value))
-    return Answer(ok=True, value=_kernel_value(k, p, value), text="ok")
+    v = _kernel_value(k, p, value)
+    return Answer(ok=True, value=v, text=text(p, v))
 
 
 def intended(p: Played, eng: Answer, ker: Answer) -> str | None:
