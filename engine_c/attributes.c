@@ -179,7 +179,7 @@ int ss_vm_set_memory_attributes(struct ss_machine *m, int id, uint64_t address,
 		struct memslot *s = &o->slots[i];
 		uint64_t x = start > s->gfn ? start : s->gfn;
 		uint64_t y = end < s->gfn + s->npages ? end : s->gfn + s->npages;
-		if (x < y)
+		if (x < y && slot_in_as0(s))
 			mmu_zap(m, o, x, y, 0);
 	}
 	attrs_set(a, start, end, attributes);

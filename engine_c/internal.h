@@ -353,6 +353,11 @@ void mmu_gmem_invalidate(struct ss_machine *m, struct owner *o, struct memslot *
 			 uint64_t b);
 
 /* kvm_memslot.c */
+/* the guest's accesses and the MMU are address space 0's (SMM's slots are never used) */
+static inline bool slot_in_as0(const struct memslot *s)
+{
+	return (s->slot >> 16) == 0;
+}
 struct memslot *vm_slot_of(const struct owner *o, uint64_t gfn);
 /* the last file reference of a guest_memfd went: unbind its slots */
 void kvm_gmem_release(struct ss_machine *m, struct inode *in);

@@ -207,7 +207,11 @@ static int rfc_fault(struct ss_machine *m, struct owner *o, const struct ss_acce
 		return -EFAULT;
 	}
 	int r = map_locked(m, o, s, sin, gfn, 1, pfn, mo);
-	if (r == -EINVAL) {  /* past the file's end: get_lock_pfn fails */
+	if (r == -EINVAL) {
+		/* past the file's end: get_lock_pfn fails, and patch 07 tests the
+		 * unsigned pfn for >= 0, so the posted code would map the errno as a
+		 * pfn: modelled as meant (the fault fails), the hazard marked */
+		ev_hazard(m, SS_HAZ_ERRNO_AS_PFN, (uint64_t)(int64_t)r);
 		m->kvm_rule = SS_R_RUN_HVA;
 		r = -EFAULT;
 	}

@@ -191,11 +191,32 @@ static int rfc_file_check(struct ss_machine *m, struct owner *o, int fd, struct 
 	return 0;
 }
 
+/* variant multi_owner: a registration counts its uses; a deleted fd-based slot
+ * drops one (the RFC as posted has no unregister: the VM stays the owner) */
+static void drop_use(struct ss_machine *m, struct owner *o, uint32_t ino)
+{
+	struct inode *in = inode_get(m, ino);
+	if (!in || !(m->cfg.variants & SS_VAR_MULTI_OWNER))
+		return;
+	for (int i = 0; i < in->nregs; i++) {
+		if (in->regs[i].owner != o->id || --in->regs[i].users > 0)
+			continue;
+		memmove(&in->regs[i], &in->regs[i + 1], (size_t)(in->nregs - i - 1) * sizeof(in->regs[0]));
+		in->nregs--;
+		return;
+	}
+}
+
 static void slot_delete(struct ss_machine *m, struct owner *o, struct memslot *s)
 {
 	/* kvm_arch_flush_shadow_memslot: the slot's gfns go */
-	mmu_zap(m, o, s->gfn, s->gfn + s->npages, 0);
+	if (slot_in_as0(s))
+		mmu_zap(m, o, s->gfn, s->gfn + s->npages, 0);
 	uint32_t inos[2] = { s->vm && !is_rfc(m) ? 0 : s->ino, s->shared_ino };
+	if (is_rfc(m) && (s->flags & SS_MEM_FD)) {
+		drop_use(m, o, s->shared_ino);
+		drop_use(m, o, s->ino);
+	}
 	o->vm->nr_memslot_pages -= s->npages;
 	int i = (int)(s - o->slots);
 	memmove(&o->slots[i], &o->slots[i + 1], (size_t)(o->nslots - i - 1) * sizeof(*s));
@@ -228,7 +249,8 @@ static int do_set_region(struct ss_machine *m, struct owner *o, const struct ss_
 		}
 		if (late_rule)
 			return kvm_fail(m, late_rule, -EINVAL);
-		mmu_zap(m, o, old->gfn, old->gfn + old->npages, 0);  /* KVM_MR_MOVE */
+		if (slot_in_as0(old))  /* KVM_MR_MOVE */
+			mmu_zap(m, o, old->gfn, old->gfn + old->npages, 0);
 		old->gfn = gfn;
 		old->flags = r->flags;
 		return (int)ev_end(m, 0);
@@ -307,7 +329,8 @@ void kvm_gmem_release(struct ss_machine *m, struct inode *in)
 				continue;
 			ev_callback(m, SS_CB_GMEM_INVALIDATE, o->id, s->index, s->index + s->npages);
 			o->ncallbacks++;
-			mmu_zap(m, o, s->gfn, s->gfn + s->npages, in->ino);
+			if (slot_in_as0(s))
+				mmu_zap(m, o, s->gfn, s->gfn + s->npages, in->ino);
 			s->ino = 0;
 			s->gmem_closed = 1;
 		}

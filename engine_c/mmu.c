@@ -71,6 +71,8 @@ bool mmu_maps_pfn(const struct ss_machine *m, const struct owner *o, uint64_t pf
 	if (o->nmapped == 0)
 		return false;
 	for (int i = 0; i < o->nslots; i++) {
+		if (!slot_in_as0(&o->slots[i]))
+			continue;
 		int mi = -1;
 		uint64_t gfn;
 		while (slot_gfn_of(m, &o->slots[i], f->ino, f->index, &gfn, NULL, &mi))
@@ -168,7 +170,7 @@ void mmu_notify_hva(struct ss_machine *m, uint32_t ino, uint64_t a, uint64_t b)
 			continue;
 		for (int i = 0; i < o->nslots; i++) {
 			struct memslot *s = &o->slots[i];
-			if (is_rfc(m) && (s->flags & SS_MEM_FD))
+			if ((is_rfc(m) && (s->flags & SS_MEM_FD)) || !slot_in_as0(s))
 				continue;
 			uint64_t end = s->uaddr + (s->npages << SS_PAGE_SHIFT);
 			uint64_t x = a > s->uaddr ? a : s->uaddr, y = b < end ? b : end;
@@ -202,7 +204,8 @@ void mmu_notify_file(struct ss_machine *m, uint32_t ino, uint64_t start, uint64_
 void mmu_gmem_invalidate(struct ss_machine *m, struct owner *o, struct memslot *s, uint64_t a,
 			 uint64_t b)
 {
-	mmu_zap(m, o, s->gfn + (a - s->index), s->gfn + (b - s->index), s->ino);
+	if (slot_in_as0(s))
+		mmu_zap(m, o, s->gfn + (a - s->index), s->gfn + (b - s->index), s->ino);
 }
 
 void mmu_rfc_fallocate(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t start,
@@ -210,7 +213,7 @@ void mmu_rfc_fallocate(struct ss_machine *m, struct owner *o, struct inode *in, 
 {
 	for (int i = 0; i < o->nslots; i++) {
 		struct memslot *s = &o->slots[i];
-		if (s->ino != in->ino)
+		if (s->ino != in->ino || !slot_in_as0(s))
 			continue;  /* only the private view maps eagerly */
 		uint64_t a = start > s->index ? start : s->index;
 		uint64_t b = end < s->index + s->npages ? end : s->index + s->npages;

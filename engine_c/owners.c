@@ -123,7 +123,7 @@ void owner_zap(struct ss_machine *m, struct owner *o, uint32_t ino, uint64_t sta
 				continue;
 			uint64_t a = start > s->index ? start : s->index;
 			uint64_t b = end < s->index + s->npages ? end : s->index + s->npages;
-			if (a < b)
+			if (a < b && slot_in_as0(s))
 				mmu_zap(m, o, s->gfn + (a - s->index), s->gfn + (b - s->index), ino);
 			continue;
 		}

@@ -32,7 +32,7 @@ from app.engine._kvm_names import (
 from app.engine._kvm_types import AccessResult, Exit, HostAccess, VmMemslot
 from app.engine._kvm_views import KvmViews
 from app.engine._lib import ffi, lib
-from app.engine._names import GMEM_FLAGS, errno_name, i32, i64, names_of, u32, u64
+from app.engine._names import GMEM_FLAGS, HAZARDS, errno_name, i32, i64, names_of, u32, u64
 
 Names = Iterable[str] | str
 
@@ -64,7 +64,17 @@ class Kvm(KvmViews):
     def _kvm_fail(self, op: str, rc: int, before: int, args: dict[str, int]) -> NoReturn:
         rule = int(lib.ss_kvm_rule(self._m))
         name = errno_name(-rc)
-        raise make_error(op, -rc, kvm_words(rule, op, name, args), None, before + 1)
+        ev = ffi.new("struct ss_event *")
+        hazard = None
+        if lib.ss_event_get(self._m, before + 1, ev) == 0 and ev.hazard:
+            hazard = HAZARDS.get(ev.hazard)
+        words = kvm_words(rule, op, name, args)
+        if hazard == "errno_as_pfn":
+            words += (
+                "; the posted patch 07 would map the errno as a pfn (it tests an unsigned "
+                "pfn for >= 0)"
+            )
+        raise make_error(op, -rc, words, hazard, before + 1)
 
     def _kvm(self, op: str, rc: int, before: int, args: dict[str, int]) -> int:
         if rc < 0:

@@ -513,6 +513,15 @@ static void test_rfc_fd_slots(void)
 	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 0);
 	a = access(m, vm, 0x1000, 0, 0, 0, &rc);
 	EXPECT(m, a.value, 0);
+	/* past the shared file's end: the fault fails, the errno-as-pfn hazard marked */
+	struct ss_region r2 = { .slot = 2, .flags = SS_MEM_FD, .guest_phys_addr = 8 * MiB,
+				.memory_size = 4 * MiB, .fd = sh, .private_fd = -1 };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r2), 0);
+	a = access(m, vm, 8 * MiB + 3 * MiB, 0, 0, 0, &rc);
+	EXPECT(m, rc, -EFAULT);
+	struct ss_event ev;
+	ss_event_get(m, ss_event_count(m), &ev);
+	EXPECT(m, ev.hazard, SS_HAZ_ERRNO_AS_PFN);
 	/* immutable, deletion keeps the registration */
 	r.slot = 0;
 	r.guest_phys_addr = 0;
@@ -569,6 +578,56 @@ static void test_pre_fault(void)
 	ss_machine_free(m);
 }
 
+static void test_smm_address_space(void)
+{
+	cur_test = "smm_address_space";
+	struct ss_machine *m = mk(GMEM, SS_THP_NEVER);
+	int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+	ss_vcpu_create(m, vm);
+	int a = ss_memfd_create(m, "normal", 0), b = ss_memfd_create(m, "smm", 0);
+	ss_ftruncate(m, a, MiB);
+	ss_ftruncate(m, b, MiB);
+	int ma = ss_mmap(m, a, 0, MiB, SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
+	int mb = ss_mmap(m, b, 0, MiB, SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
+	struct ss_region r = gmem_region(0, 0, MiB, map_addr(m, ma), -1, 0);
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	r = gmem_region(1u << 16, 0, MiB, map_addr(m, mb), -1, 0);  /* SMM: same gpa, ok */
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	int rc;
+	struct ss_access_result x = access(m, vm, 0x1000, 1, -1, 4, &rc);
+	EXPECT(m, x.fd, a);
+	/* the SMM slot's mapping going, or the slot's deletion, leaves address space 0 be */
+	EXPECT(m, ss_munmap(m, mb), 0);
+	r = gmem_region(1u << 16, 0, 0, map_addr(m, mb), -1, 0);
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	struct ss_gfn_run gr[2];
+	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 2), 1);
+	ss_machine_free(m);
+}
+
+static void test_rfc_multi_owner_delete(void)
+{
+	cur_test = "rfc_multi_owner_delete";
+	struct ss_config c = { .profile = RFC, .variants = SS_VAR_MULTI_OWNER, .phys_pages = 8192 };
+	struct ss_machine *m = ss_machine_new(&c);
+	int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+	int vm2 = ss_vm_create(m, SS_VM_DEFAULT, "vm2");
+	int sh = ss_memfd_create(m, "shared", 0);
+	ss_ftruncate(m, sh, MiB);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_FD, .memory_size = MiB, .fd = sh,
+			       .private_fd = -1 };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_vm_set_memory_region(m, vm2, &r), 0);  /* several owners: the variant */
+	struct ss_file_info fi;
+	ss_file_info(m, sh, &fi);
+	EXPECT(m, fi.owners, (1u << vm) | (1u << vm2));
+	r.memory_size = 0;
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	ss_file_info(m, sh, &fi);
+	EXPECT(m, fi.owners, 1u << vm2);  /* the deletion dropped vm's use */
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);
 int kvm_tests(int *nchecks)
 {
@@ -581,6 +640,8 @@ int kvm_tests(int *nchecks)
 	test_huge_shared();
 	test_rfc_fd_slots();
 	test_pre_fault();
+	test_smm_address_space();
+	test_rfc_multi_owner_delete();
 	*nchecks = checks;
 	return failures;
 }

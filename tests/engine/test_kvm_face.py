@@ -120,3 +120,16 @@ def test_legacy_memslot_and_fault_refuse_a_vm_saying_why() -> None:
     k = m.owner_create("kvm", "legacy")  # a legacy owner still takes them
     assert m.memslot_create(k, m.gmem_create(4096), 0, 0, 1).npages == 1
     m.check()
+
+
+def test_rfc_errno_as_pfn_hazard_is_on_the_error() -> None:
+    m = machine("rfc-v2")
+    v = m.vm_create("vm0")
+    m.vcpu_create(v)
+    sh = m.memfd_create("shared")
+    m.ftruncate(sh, 4096)
+    m.set_user_memory_region(v, 0, ["KVM_MEM_FD"], 0, 1 << 20, 0, fd=sh)
+    e = err(m.vcpu_access, v, 0, 0x5000)  # past the shared file's end
+    assert (e.name, e.hazard, e.op) == ("EFAULT", "errno_as_pfn", "KVM_RUN")
+    assert "patch 07" in e.message
+    m.check()
