@@ -67,9 +67,12 @@ def _step(op: str, **kw: st.SearchStrategy[Any]) -> st.SearchStrategy[Step]:
     return st.builds(Step, st.none(), st.just(op), st.fixed_dictionaries(kw))
 
 
-def log_strategy(mapped_gmem: bool, private_vm: str | None = None) -> st.SearchStrategy[list[Step]]:
+def log_strategy(
+    mapped_gmem: bool, private_vm: str | None = None, smm: bool = False
+) -> st.SearchStrategy[list[Step]]:
     """Logs for the setup above; `private_vm` (a VM type) adds attribute changes and,
-    on SNP / TDX, the guest's own private or shared view."""
+    on SNP / TDX, the guest's own private or shared view; `smm` slots in address space 1
+    (mainline with SMM; this machine's KVM has one address space)."""
     pages = st.integers(0, 20).map(lambda k: k * P)
     maps = ["@m", "@gm"] if mapped_gmem else ["@m"]
     uaddr = st.one_of(
@@ -92,7 +95,7 @@ def log_strategy(mapped_gmem: bool, private_vm: str | None = None) -> st.SearchS
     odd = _step(
         "set_user_memory_region",
         vm_id=st.just("$vm"),
-        slot=st.sampled_from([1, 2, 3]),
+        slot=st.sampled_from([1, 2, 3, (1 << 16) | 1] if smm else [1, 2, 3]),
         flags=st.sampled_from([[GMEM], [], [GMEM, "KVM_MEM_LOG_DIRTY_PAGES"]]),
         guest_phys_addr=st.sampled_from([GPA, 2 * GPA, GPA + 8 * P]),
         memory_size=st.sampled_from([4 * P, 16 * P, 0, P + 1]),

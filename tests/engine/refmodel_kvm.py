@@ -103,7 +103,15 @@ class Vm:
         return i >= 0 and self.private[i][0] <= gfn < self.private[i][1]
 
     def slot_of(self, gfn: int) -> KSlot | None:
-        return next((s for s in self.slots.values() if s.gfn <= gfn < s.gfn + s.npages), None)
+        """The address space 0 slot of gfn (SMM's space 1 serves no guest access here)."""
+        return next(
+            (
+                s
+                for s in self.slots.values()
+                if s.slot >> 16 == 0 and s.gfn <= gfn < s.gfn + s.npages
+            ),
+            None,
+        )
 
 
 def set_runs(runs: list[tuple[int, int]], start: int, end: int, on: bool) -> list[tuple[int, int]]:
@@ -230,7 +238,7 @@ class KvmModel(AccessMixin):
             vm = self._vm(vm_id)
             spaces = 1 if vm.has_private else 2
             self._region_checks(f, gpa, size, ua, off, slot & 0xFFFFFFFF, spaces)
-            sid = slot & 0xFFFF
+            sid = slot & 0xFFFFFFFF  # (address space << 16) | id, checked above
             old = vm.slots.get(sid)
             if not size:
                 if old is None:
@@ -254,7 +262,10 @@ class KvmModel(AccessMixin):
                     old.flags = f  # nothing to change, or the flags only
                     return
             if any(
-                s.slot != sid and gfn < s.gfn + s.npages and s.gfn < gfn + npages
+                s.slot != sid
+                and s.slot >> 16 == sid >> 16  # overlaps count within one address space
+                and gfn < s.gfn + s.npages
+                and s.gfn < gfn + npages
                 for s in vm.slots.values()
             ):
                 raise ModelError("EEXIST")

@@ -46,7 +46,9 @@ def gmem_flags(vm_type: str) -> st.SearchStrategy[list[str]]:
 
 def drawn_logs(vm_type: str) -> st.SearchStrategy[list[Step]]:
     return gmem_flags(vm_type).flatmap(
-        lambda f: log_strategy(bool(f), vm_type).map(lambda log: [*setup(f, vm_type), *log])
+        lambda f: log_strategy(bool(f), vm_type, smm=True).map(
+            lambda log: [*setup(f, vm_type), *log]
+        )
     )
 
 
