@@ -96,7 +96,15 @@ def log_strategy(
         "set_user_memory_region",
         vm_id=st.just("$vm"),
         slot=st.sampled_from([1, 2, 3, (1 << 16) | 1] if smm else [1, 2, 3]),
-        flags=st.sampled_from([[GMEM], [], [GMEM, "KVM_MEM_LOG_DIRTY_PAGES"]]),
+        flags=st.sampled_from(
+            [
+                [GMEM],
+                [],
+                [GMEM, "KVM_MEM_LOG_DIRTY_PAGES"],
+                ["KVM_MEM_READONLY"],
+                [GMEM, "KVM_MEM_READONLY"],
+            ]
+        ),
         guest_phys_addr=st.sampled_from([GPA, 2 * GPA, GPA + 8 * P]),
         memory_size=st.sampled_from([4 * P, 16 * P, 0, P + 1]),
         userspace_addr=uaddr,

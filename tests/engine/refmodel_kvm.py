@@ -186,6 +186,8 @@ class KvmModel(AccessMixin):
             "KVM_CAP_USER_MEMORY2": 1,
             "KVM_CAP_MEMORY_FAULT_INFO": 1,
             "KVM_CAP_PRE_FAULT_MEMORY": 1,
+            "KVM_CAP_MULTI_ADDRESS_SPACE": 1 if vm.has_private else 2,  # SMM: not with private
+            "KVM_CAP_READONLY_MEM": 0 if vm.type in (SNP, TDX) else 1,  # protected state
         }
 
     def vm_guest_memfd(self, vm_id: str, size: int, flags: Iterable[str | int] = ()) -> int:
@@ -237,7 +239,8 @@ class KvmModel(AccessMixin):
         def run() -> None:
             vm = self._vm(vm_id)
             spaces = 1 if vm.has_private else 2
-            self._region_checks(f, gpa, size, ua, off, slot & 0xFFFFFFFF, spaces)
+            protected = vm.type in (SNP, TDX)
+            self._region_checks(f, gpa, size, ua, off, slot & 0xFFFFFFFF, spaces, not protected)
             sid = slot & 0xFFFFFFFF  # (address space << 16) | id, checked above
             old = vm.slots.get(sid)
             if not size:
@@ -284,13 +287,21 @@ class KvmModel(AccessMixin):
         self._call("KVM_SET_USER_MEMORY_REGION2", run)
 
     def _region_checks(
-        self, f: int, gpa: int, size: int, ua: int, off: int, slot: int, address_spaces: int
+        self,
+        f: int,
+        gpa: int,
+        size: int,
+        ua: int,
+        off: int,
+        slot: int,
+        address_spaces: int,
+        readonly_ok: bool = True,
     ) -> None:
         """kvm_set_memory_region()'s checks before it looks at the slots, in order."""
         valid = LOG_DIRTY | (MEM_FD if self.rfc else GUEST_MEMFD)
         if not self.rfc and f & GUEST_MEMFD:
             valid &= ~LOG_DIRTY
-        else:
+        elif readonly_ok:  # kvm_arch_has_readonly_mem(): not with protected state
             valid |= READONLY
         if f & ~valid or size % PAGE or gpa % PAGE:
             raise ModelError("EINVAL")

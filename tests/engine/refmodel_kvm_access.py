@@ -218,6 +218,8 @@ class AccessMixin(Model):
             backing = "private" if want else "shared"
             vm.mmu[gfn] = Spte(backing, s.ino, idx, page)
             return self._served(backing, s.ino, idx, page, gpa, write, value)
+        if write and s.flags & 0x2:  # KVM_MEM_READONLY: a write is emulated MMIO
+            return _exit({"reason": "KVM_EXIT_MMIO", "gpa": gpa, "size": 1})
         return self._through_vmm(vm, s, gpa, write, value)
 
     def _through_vmm(self, vm: Any, s: KSlot, gpa: int, write: bool, value: int) -> dict[str, Any]:
