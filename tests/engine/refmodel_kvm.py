@@ -75,10 +75,11 @@ def bits(
 
 
 # Known engine divergences the model can imitate, so the property tests keep covering
-# the rest (each has a strict xfail repro in tests/engine/test_kvm_model.py).
+# the rest (each pinned by a test in tests/engine/test_kvm_model.py).
 KVM_QUIRKS = {
     "rfc_fd_slots_immutable": (
-        "rfc-v2: the engine refuses (EINVAL) every modify of an fd-based slot; patch 06 "
+        "rfc-v2: the engine refuses (EINVAL) every modify of an fd-based slot (its "
+        "documented choice); patch 06 "
         "refuses a request with KVM_MEM_FD and private_fd >= 0 (and, by its comment's "
         "intent, a private slot), so a shared-only slot (private_fd -1) can be modified"
     ),
