@@ -41,6 +41,7 @@ R_PRE_FAULT = (
     "checks the range (EINVAL) and then refuses"
 )
 R_VIEW = "a guest's own private/shared view (SNP C-bit, TDX shared bit) needs an SNP or TDX VM"
+R_RFC_VIEW = "rfc-v2's private access (the guest asks for private_fd) has no twin in Linux"
 R_RFC = "the RFC's fd-based memslot (KVM_MEM_FD with fd, private_fd) was never merged into Linux"
 R_AS_ID = (
     "this machine's KVM has one address space (KVM_CAP_MULTI_ADDRESS_SPACE 0); with SMM, "
@@ -146,9 +147,11 @@ def ask(
     if p.op == "set_user_memory_region" and (
         profile == "rfc-v2" or "KVM_MEM_FD" in a.get("flags", [])
     ):
+        vm = str(a.get("vm_id"))
+        s.engine_only.setdefault(vm, f"its memslots are the RFC's (op #{p.n}): {R_RFC}")
         return "intended", R_RFC
     if p.op == "vcpu_access" and a.get("private") is not None:
-        return "intended", R_VIEW
+        return "intended", R_RFC_VIEW if profile == "rfc-v2" else R_VIEW
     if "vm_id" in a:
         vm = str(a["vm_id"])
         if vm in s.engine_only:

@@ -201,3 +201,40 @@ def test_random_kvm_logs_agree_op_by_op(live: Server, log: list[Step]) -> None:
         out = r.json()
         c.delete(f"/api/v1/sessions/{sid}")
     assert out["unexpected"] == 0, [row for row in out["rows"] if row["status"] == "diverge"]
+
+
+@pytest.mark.anyio
+async def test_an_rfc_session_compares_what_linux_has(client: httpx.AsyncClient) -> None:
+    """rfc-v2: the VM and its vCPU are asked; the fd-based memslot is the RFC's
+    (intended), and the guest's accesses on that VM follow from it."""
+    ops = [
+        op("memfd_create", name="shared", flags=["MFD_ALLOW_SEALING"]),
+        op("ftruncate", fd=3, length=16 * P),
+        op("vm_create", name="vm0", type="KVM_X86_DEFAULT_VM"),
+        op("vcpu_create", vm_id="0"),
+        op(
+            "set_user_memory_region",
+            vm_id="0",
+            slot=1,
+            flags=["KVM_MEM_FD"],
+            guest_phys_addr=GPA,
+            memory_size=4 * P,
+            userspace_addr=0,
+            fd=3,
+            private_fd=-1,
+        ),
+        access(gpa=GPA + 1, write=True, value=1),
+        access(gpa=GPA + 1, private=True),
+    ]
+    rows = (await compare(client, ops, profile="rfc-v2"))["rows"]
+    assert [r["status"] for r in rows] == [
+        "agree",
+        "agree",
+        "agree",
+        "agree",
+        "intended",
+        "follows",
+        "intended",
+    ], rows
+    assert "never merged" in rows[4]["reason"] and "RFC's (op #5)" in rows[5]["reason"]
+    assert "private_fd" in rows[6]["reason"]
