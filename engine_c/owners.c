@@ -199,6 +199,7 @@ int ss_memslot_create(struct ss_machine *m, int owner, int fd, uint64_t gfn,
 			ev_hazard(m, SS_HAZ_UNSEALED_REGISTER, 0);
 	}
 	struct memslot *s = &o->slots[o->nslots];
+	memset(s, 0, sizeof(*s));  /* the VM fields stay 0: a legacy slot */
 	s->slot = o->nslots++;
 	s->ino = in->ino;
 	s->gfn = gfn;

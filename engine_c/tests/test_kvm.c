@@ -628,6 +628,26 @@ static void test_rfc_multi_owner_delete(void)
 	ss_machine_free(m);
 }
 
+/* a legacy owner's memslot still holds its guest_memfd after the close (its new
+ * VM fields start zeroed: garbage there once made the slot a VM binding) */
+static void test_legacy_slot_holds_gmem(void)
+{
+	cur_test = "legacy_slot_holds_gmem";
+	struct ss_machine *m = mk(GMEM, SS_THP_NEVER);
+	int k = ss_owner_create(m, SS_OWNER_KVM, "kvm0");
+	int g = ss_gmem_create(m, 65536, SS_GMEM_FLAG_MMAP);
+	uint64_t pfn;
+	int order;
+	EXPECT(m, ss_get_lock_pfn(m, g, 0, 0, &pfn, &order), 0);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	EXPECT(m, ss_memslot_create(m, k, g, 0, 0, 1), 0);
+	EXPECT(m, ss_close(m, g), 0);
+	struct ss_phys_info pi;
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.used, 1);
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);
 int kvm_tests(int *nchecks)
 {
@@ -642,6 +662,7 @@ int kvm_tests(int *nchecks)
 	test_pre_fault();
 	test_smm_address_space();
 	test_rfc_multi_owner_delete();
+	test_legacy_slot_holds_gmem();
 	*nchecks = checks;
 	return failures;
 }
