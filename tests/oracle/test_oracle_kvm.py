@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from app import oracle
-from app.oracle_kvm import VMM_TOP, KvmKernel, host_copy, kvm_vm_types
-from app.oracle_vcpu import SCRATCH_BASES, SCRATCH_SIZE
+from app.oracle_kvm import KvmKernel, kvm_vm_types
+from app.oracle_vcpu import SCRATCH_BASES, SCRATCH_SIZE, host_copy
+from app.oracle_vmm import VMM_TOP
 
 KVM_OK, KVM_WHY = oracle.kvm_available()
 pytestmark = pytest.mark.skipif(not KVM_OK, reason=f"no usable /dev/kvm: {KVM_WHY}")
