@@ -199,5 +199,19 @@ KVM_SPECS: list[tuple[str, type[BaseModel], Handler, Check | None]] = [
     ("mapping_access", HostAccessArgs, mapping_access, None),
     ("pre_fault_memory", PreFaultArgs, pre_fault_memory, None),
 ]
+
+
 # ops that may take long (the registry runs them off the event loop)
-KVM_HEAVY: dict[str, Heavy] = {"pre_fault_memory": lambda m, a: a.size > BIG_BYTES}
+def _many_mapped(m: Machine, a: Any) -> bool:
+    """A change that may zap much of a VM's secondary MMU (a deletion, a move)."""
+    try:
+        return m.owner(vm_arg(m, a.vm_id, "vm")).nmapped > BIG_BYTES // 4096
+    except (NotFound, LookupError):
+        return False
+
+
+KVM_HEAVY: dict[str, Heavy] = {
+    "pre_fault_memory": lambda m, a: a.size > BIG_BYTES,
+    "set_memory_attributes": lambda m, a: a.size > BIG_BYTES and _many_mapped(m, a),
+    "set_user_memory_region": _many_mapped,
+}

@@ -307,3 +307,23 @@ async def test_pre_fault_memory(k: Kvm) -> None:
     await k.post(f"/vms/{vm}/vcpus/{2**40}/pre_fault_memory", {"gpa": 0, "size": 4096}, 422)
     trace = await k.get("/trace")
     assert "pre_fault_memory" in [o["op"] for o in trace["ops"]]
+
+
+async def test_big_changes_run_off_the_event_loop(k: Kvm) -> None:
+    """A pre-fault, an attribute change and a deletion over thousands of mapped gfns
+    take the worker-thread path (OpSpec.heavy) and answer as the inline path does."""
+    vm = await k.vm()
+    g = await k.gmem(vm, 8 * MiB)
+    _, _, addr = await k.shared(8 * MiB)
+    await k.region(vm, slot=0, flags=GM, memory_size=8 * MiB, userspace_addr=addr, guest_memfd=g)
+    r = await k.post(f"/vms/{vm}/vcpus/0/pre_fault_memory", {"gpa": 0, "size": 8 * MiB})
+    assert (r["gpa"], r["size"]) == (8 * MiB, 0)
+    assert sum(x["npages"] for x in (await k.get(f"/vms/{vm}"))["mapped"]) == 2048
+    r = await k.post(
+        f"/vms/{vm}/memory_attributes", {"address": 0, "size": 8 * MiB, "attributes": PRIV}
+    )
+    assert r["extents"] == [{"start": 0, "end": 2048, "attributes": PRIV}]
+    assert (await k.get(f"/vms/{vm}"))["mapped"] == []
+    await k.post(f"/vms/{vm}/vcpus/0/pre_fault_memory", {"gpa": 0, "size": 8 * MiB})
+    assert (await k.region(vm, slot=0, memory_size=0))["deleted"]
+    assert (await k.get(f"/vms/{vm}"))["mapped"] == []
