@@ -238,7 +238,10 @@ class SlotsMixin(AccessMixin):
         if ino.kind != "guest_memfd" or self.gmem_vm.get(ino) != vm.vm_id:
             raise ModelError("EINVAL")
         start, end = off // PAGE, off // PAGE + new.npages
-        if off >= 2**63 or off + new.npages * PAGE > ino.size:
+        end_loff = off + new.npages * PAGE  # loff_t: wraps negative past 2^63 - 1
+        if end_loff >= 2**63:
+            end_loff -= 2**64
+        if off >= 2**63 or end_loff > ino.size:
             raise ModelError("EINVAL")
         for s in vm.slots.values():
             if s.ino is ino and start < s.pgoff + s.npages and s.pgoff < end:
