@@ -16,6 +16,7 @@ from typing import Any
 from app import oracle
 from app.engine import Config, Machine
 from app.models.compare import CompareRequest, CompareRow, Comparison
+from app.oracle_kvm import KvmKernel
 from app.registry import Registry
 from app.service import room
 from app.service.kernel_answers import Verdict, engine_answer, verdict
@@ -50,7 +51,7 @@ def run_compare(
     rows: list[CompareRow] = []
     counts: dict[str, int] = {}
     first_bad = None
-    with _ONE_AT_A_TIME, oracle.Kernel() as k:
+    with _ONE_AT_A_TIME, KvmKernel() as k:
         side = KernelSide(k, budget, kvm)
         for p in play(m, ops[:last]):
             eng = engine_answer(p, m)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from app import oracle
 from app.engine import EngineError, Machine
 from app.models.compare import Answer
+from app.service import kernel_kvm
 from app.service.play import Played
 from app.service.replay import same_errno
 
@@ -65,6 +66,9 @@ def _data(data: bytes) -> str:
 def engine_answer(p: Played, m: Machine) -> Answer:
     if not p.ok:
         return Answer(ok=False, errno=p.errno, text=p.result)
+    if p.op in kernel_kvm.KVM_OPS:
+        v = kernel_kvm.engine_value(p)
+        return Answer(ok=True, value=v, text=kernel_kvm.text(p, v))
     a: Any = p.answer
     value: dict[str, Any] = {}
     if p.op in CREATES:
@@ -139,6 +143,10 @@ def verdict(
     assert ker is not None
     if _same(p, eng, ker):
         return Verdict("agree", diverges=False)
+    if p.op in kernel_kvm.KVM_OPS:
+        why = kernel_kvm.intended(p, eng, ker)
+        if why is not None:
+            return Verdict("intended", True, why)
     if profile == "rfc-v2":
         flags = p.args.get("flags", [])
         if p.op == "memfd_create" and {"MFD_NOEXEC_SEAL", "MFD_EXEC"} & set(flags):

@@ -11,6 +11,8 @@ from typing import Any
 from app import oracle
 from app.engine import EngineError, Machine
 from app.models.compare import Answer
+from app.oracle_kvm import KvmKernel
+from app.service import kernel_kvm
 from app.service.kernel_answers import (
     CREATES,
     GUEST_IFACE,
@@ -30,7 +32,7 @@ class KernelSide:
     """The kernel side of a comparison: the oracle, the engine's fd and map numbers
     translated to the kernel's, what is known to differ and since when, bytes given."""
 
-    k: oracle.Kernel
+    k: KvmKernel
     budget: int
     kvm: tuple[bool, str]
     used: int = 0
@@ -39,6 +41,7 @@ class KernelSide:
     maps: dict[int, int] = field(default_factory=dict)  # engine map id -> kernel map id
     map_fd: dict[int, int] = field(default_factory=dict)  # engine map id -> engine fd
     marks: dict[int, tuple[Kind, str]] = field(default_factory=dict)  # engine fd -> why
+    kvm_side: kernel_kvm.KvmSide = field(default_factory=kernel_kvm.KvmSide)
 
     def mark(self, fd: int | None, kind: Kind, reason: str) -> None:
         if fd is not None and fd not in self.marks:
@@ -52,6 +55,11 @@ class KernelSide:
         elif p.op == "mmap" and eng.ok and ker is not None and ker.ok:
             self.maps[eng.value["map_id"]] = ker.value["map_id"]
             self.map_fd[eng.value["map_id"]] = p.args["fd"]
+            kernel_kvm.mapped(self.kvm_side, self.k, p, eng.value["map_id"], ker.value["map_id"])
+        elif p.op in kernel_kvm.KVM_OPS:
+            kernel_kvm.after(self.kvm_side, self.k, p, eng, ker, v.reason or v.status)
+            if p.op == "vm_guest_memfd":
+                self._created(p, eng, ker, v)
         elif p.op == "munmap" and eng.ok:
             self.maps.pop(p.args["map_id"], None)
         elif p.op == "close" and eng.ok:
@@ -163,6 +171,8 @@ def kernel_op(
     t: KernelSide, profile: str, p: Played, m: Machine
 ) -> tuple[Answer | None, tuple[Kind, str] | None]:
     """The kernel's answer, or why it was not asked."""
+    if p.op in kernel_kvm.KVM_OPS:
+        return _ask_kvm(t, profile, p)
     if p.op in GUEST_IFACE + SIMULATED_KVM + KERNEL_WORK:
         what = (
             "the RFC's guest interface"
@@ -195,3 +205,23 @@ def kernel_op(
     if not ok:
         return Answer(ok=False, errno=str(value), text=str(value)), None
     return Answer(ok=True, value=kernel_value(t.k, p, value, kfd), text=kernel_text(p, value)), None
+
+
+def _ask_kvm(
+    t: KernelSide, profile: str, p: Played
+) -> tuple[Answer | None, tuple[Kind, str] | None]:
+    if not t.kvm[0]:
+        return None, ("skipped", f"no usable /dev/kvm here: {t.kvm[1]}")
+    if p.op in ("vcpu_access", "mapping_access"):  # a touch may allocate a page
+        if t.used + 4096 > t.budget:
+            why = f"it may allocate a page; the kernel comparison's budget is {t.budget}"
+            return None, ("skipped", why + f" ({t.used} given)")
+        t.used += 4096
+    try:
+        got = kernel_kvm.ask(t.k, t.kvm_side, t.fds, t.maps, profile, p)
+    except (ValueError, OverflowError, TypeError) as exc:
+        return None, ("skipped", f"the oracle cannot run it: {exc}")
+    if isinstance(got[0], str):
+        kind: Kind = "intended" if got[0] == "intended" else "follows"
+        return None, (kind, str(got[1]))
+    return kernel_kvm.kernel_answer(t.k, p, bool(got[0]), got[1]), None

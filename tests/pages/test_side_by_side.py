@@ -111,3 +111,27 @@ async def test_the_kernel_screen(client: httpx.AsyncClient) -> None:
     assert r.headers["link"].startswith(f"</api/v1/sessions/{sid}/compare>")
     page = (await client.get(f"/s/{sid}")).text
     assert f'href="/s/{sid}/kernel"' in page and f'href="/s/{sid}/diff"' in page
+
+
+@pytest.mark.skipif(not oracle.kvm_available()[0], reason="no usable /dev/kvm here")
+async def test_the_kernel_screen_shows_kvm_ops(client: httpx.AsyncClient) -> None:
+    """A VM's ops on the kernel screen: a real guest's byte, an exit with its fields, and
+    what this machine cannot answer, intended with the reason."""
+    sid = await session(client, profile="guest-memfd")
+    b = f"/api/v1/sessions/{sid}"
+    assert (
+        await client.post(f"{b}/vms", json={"name": "v", "type": "KVM_X86_DEFAULT_VM"})
+    ).status_code == 201
+    assert (await client.post(f"{b}/vms/0/vcpus", json={})).status_code == 201
+    for gpa in (0x10000, 0x20000):
+        r = await client.post(
+            f"{b}/vms/0/vcpus/0/access",
+            json={"gpa": gpa, "write": False, "private": None, "value": 0},
+        )
+        assert r.status_code == 200, r.text
+    body = {"address": 0, "size": 4096, "attributes": ["KVM_MEMORY_ATTRIBUTE_PRIVATE"], "flags": 0}
+    await client.post(f"{b}/vms/0/memory_attributes", json=body)
+    r = await client.get(f"/s/{sid}/kernel")
+    assert r.status_code == 200 and "No unexpected divergence" in r.text, r.text
+    assert "KVM_EXIT_MMIO at 0x10000" in r.text and "size 1" in r.text
+    assert "KVM_SET_MEMORY_ATTRIBUTES is ENOTTY here" in r.text
