@@ -106,9 +106,10 @@ def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> Event
         hazard=hazard(ev.hazard) if ev.hazard else None,
         file=None if ev.fd is None else files.get(ev.fd, f"fd {ev.fd}"),
         callbacks=cbs,
-        more_callbacks=len(ev.callbacks) - len(cbs),
+        # the event holds the first few thousand of each; n* are the totals
+        more_callbacks=max(ev.ncallbacks, len(ev.callbacks)) - len(cbs),
         touches=touches,
-        more_touches=len(ev.touches) - len(touches),
+        more_touches=max(ev.ntouches, len(ev.touches)) - len(touches),
     )
 
 

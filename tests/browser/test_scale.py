@@ -1,0 +1,48 @@
+"""Issue 13 in a real browser: the visualizer at scale and in time. Each test here was
+written to fail on the code before its fix (the item number is in its name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
+
+
+def traced(rest: httpx.Client, ops: list[dict[str, Any]], **settings: Any) -> str:
+    r = rest.post("/sessions", json={"trace": {**settings, "ops": ops}})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def op(_name: str, **args: Any) -> dict[str, Any]:
+    return {"op": _name, "args": args}
+
+
+def sealed(size: int, name: str = "vm0") -> list[dict[str, Any]]:
+    """A guest-sealed memfd of `size` bytes (fd 3) with a KVM owner (0) registered."""
+    return [
+        op("memfd_create", name=name, flags=["MFD_ALLOW_SEALING"]),
+        op("fcntl", fd=3, cmd="F_ADD_SEALS", seals=["F_SEAL_GUEST"]),
+        op("ftruncate", fd=3, length=size),
+        op("owner_create", name="kvm0", kind="kvm"),
+        op("register_guest", fd=3, owner_id="0"),
+    ]
+
+
+def test_01_more_callbacks_counts_callbacks_total(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    """A punch of 5,000 pages makes 5,000 callbacks; the event stores the first 4,096."""
+    n = 5000
+    ops = sealed(n * 4096)
+    ops += [op("fallocate", fd=3, mode=[], offset=0, len=n * 4096)]
+    ops += [op("fallocate", fd=3, mode=PUNCH, offset=0, len=n * 4096)]
+    sid = traced(rest, ops)
+    page.goto(f"{server}/s/{sid}")
+    punch = page.locator(f"#op-{len(ops)}")
+    expect(punch).to_contain_text(f"… and {n - 8:,} more callbacks")
