@@ -9,8 +9,19 @@
   var PAGE = 4096;
 
   function $(sel, root) { return (root || document).querySelector(sel); }
+  // a field that takes text; a read-only field (the share link) or a slider does not,
+  // so the shortcuts still work there (the keys the control uses itself stay its own)
+  var NOT_TEXT = /^(range|checkbox|radio|button|submit|reset|color|file)$/;
   function typing(el) {
-    return el && el.closest && el.closest("input, textarea, select, [contenteditable=true]");
+    var f = el && el.closest && el.closest("input, textarea, select, [contenteditable=true]");
+    if (!f) return null;
+    if (f.tagName === "INPUT" && (f.readOnly || NOT_TEXT.test(f.type))) return null;
+    return f;
+  }
+  function ownKey(el, key) {
+    if (!el || !el.matches) return false;
+    if (/^(Enter| )$/.test(key)) return el.matches("input, select, button, a, summary");
+    return /^(Arrow|Page|Home$|End$)/.test(key) && el.matches("input, select");
   }
 
   // -- the #ctx form: the view's state, submitted by htmx (hx-get, hx-push-url) --------
@@ -44,7 +55,7 @@
       var open = $("dialog[open]");
       if (open) { open.close(); return; }
     }
-    if (typing(e.target) || $("dialog[open]")) return;
+    if (typing(e.target) || $("dialog[open]") || ownKey(e.target, e.key)) return;
     var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
     if (key === "=") key = "+"; // the + key without shift
     var el = document.querySelector('[data-key="' + (key === '"' ? '\\"' : key) + '"]');

@@ -46,3 +46,39 @@ def test_01_more_callbacks_counts_callbacks_total(
     page.goto(f"{server}/s/{sid}")
     punch = page.locator(f"#op-{len(ops)}")
     expect(punch).to_contain_text(f"… and {n - 8:,} more callbacks")
+
+
+def small(rest: httpx.Client) -> str:
+    """A session of 8 ops: a sealed 64 KiB file, an owner, some pages."""
+    ops = sealed(65536)
+    ops += [op("fallocate", fd=3, mode=[], offset=0, len=16384)]
+    ops += [op("fallocate", fd=3, mode=PUNCH, offset=4096, len=4096)]
+    ops += [op("fallocate", fd=3, mode=[], offset=32768, len=8192)]
+    return traced(rest, ops)
+
+
+def test_03_shortcuts_work_after_s_and_after_the_slider(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    sid = small(rest)
+    page.goto(f"{server}/s/{sid}")
+    page.locator("body").press("s")  # copies the link; the share field has the focus
+    expect(page.locator("#share-url")).to_be_focused()
+    page.keyboard.press(",")
+    page.wait_for_url("**at=7*")
+    page.keyboard.press("l")
+    expect(page.locator(".tt-status")).to_contain_text("Live")
+    # a click on the slider moves time and gives it the focus; the keys still work
+    slider = page.locator("#tt-at")
+    box = slider.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    page.wait_for_url("**at=*")
+    expect(slider).to_be_focused()
+    page.keyboard.press("ArrowRight")  # the slider's own key still moves it
+    at = int(page.url.split("at=")[1].split("&")[0])
+    page.keyboard.press("0")
+    page.wait_for_url("**at=0*")
+    assert at != 0
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_be_visible()
