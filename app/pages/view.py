@@ -38,6 +38,11 @@ class FileView:
     pages: int
     owners: list[str]  # "kvm0 (owner 0)"
 
+    @property
+    def name(self) -> str:
+        """The file's name, or words for an empty one (Linux accepts "")."""
+        return self.info.name or "(empty name)"
+
 
 @dataclass
 class PageDetail:
@@ -224,7 +229,7 @@ def build(
     files = [
         FileView(
             f,
-            f"{f.name} (fd {f.fd})",
+            f"{f.name or '(empty name)'} (fd {f.fd})",
             -(-f.size // 4096),
             [f"{onames.get(o, '?')} (owner {o})" for o in f.owners],
         )

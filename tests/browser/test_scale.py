@@ -82,3 +82,21 @@ def test_03_shortcuts_work_after_s_and_after_the_slider(
     assert at != 0
     page.keyboard.press("?")
     expect(page.locator("#help")).to_be_visible()
+
+
+def test_04_a_file_with_an_empty_name_gets_a_clickable_link(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    ops = [op("memfd_create", name="vm0", flags=[]), op("memfd_create", name="", flags=[])]
+    ops += [op("ftruncate", fd=4, length=8192)]
+    sid = traced(rest, ops)
+    page.goto(f"{server}/s/{sid}")
+    link = page.locator("#files a.file-link").nth(1)
+    expect(link).to_be_visible()
+    expect(link).to_contain_text("empty name")
+    box = link.bounding_box()
+    assert box is not None and box["width"] > 20
+    link.click()
+    page.wait_for_url("**fd=4*")
+    expect(page.locator("#pm-title")).to_contain_text("fd 4")
+    expect(page.locator("#pagemap .window")).to_contain_text("of 2")
