@@ -38,6 +38,7 @@
   function go(changes) {
     var form = $("#ctx");
     if (!form) return;
+    changes.goto = changes.goto || ""; // a click on a map keeps its window
     Object.keys(changes).forEach(function (k) { setParam(form, k, changes[k]); });
     if (window.htmx) { window.htmx.trigger(form, "submit"); } else { form.submit(); }
   }

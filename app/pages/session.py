@@ -46,6 +46,9 @@ PARTS = {
 async def session_page(request: Request, reg: RegistryDep, sid: Sid) -> Response:
     """The session: files, page map, frame map, owners, timeline, time travel, actions."""
     st = ViewState.from_query(sid, request.query_params)
+    if request.query_params.get("goto"):  # "go to page" (G): the map zooms to it
+        st = st.go_to()
+        return await view_response(request, reg, st, headers={"HX-Push-Url": st.url()})
     return await view_response(request, reg, st)
 
 

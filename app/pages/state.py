@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 
 U64 = 2**64 - 1
 PAGE = 4096
+GOTO_WIDTH = 128  # "go to page" shows this many pages around it (each its own cell)
 _SIZE = re.compile(r"^\s*(\d+)\s*(k|m|g|t|p|pages?)?(i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": PAGE}
 
@@ -82,6 +83,18 @@ class ViewState:
 
     def but(self, **changes: object) -> ViewState:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def go_to(self, width: int = GOTO_WIDTH) -> ViewState:
+        """The view zoomed to the selected page (a window of `width` pages around it, so
+        it draws as a cell) or the selected frame."""
+        st = self
+        if st.page is not None:
+            a = max(0, st.page - width // 2)
+            st = st.but(start=a, end=a + width)
+        if st.frame is not None:
+            a = max(0, st.frame - width // 2)
+            st = st.but(fstart=a, fend=a + width)
+        return st
 
     def follow(self, fd: object) -> ViewState:
         """The view on file `fd` (a walkthrough step's file), its page window and selected

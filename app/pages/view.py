@@ -241,10 +241,9 @@ def build(
     if st.frame is not None and st.frame < phys.total:
         frame, ffd, findex = _frame(m, st.frame, fnames)
         if ffd is not None:
-            end = 2**64 if st.end is None else st.end
-            inside = ffd == st.fd and (st.start or 0) <= findex < end
+            same = ffd == st.fd  # then the page window follows the page (below)
             st = st.but(fd=ffd, page=findex, frame=None)  # from now on, a page selection
-            st = st if inside else st.but(start=None, end=None)
+            st = st if same else st.but(start=None, end=None)
     file = next((f for f in files if f.info.fd == st.fd), files[0] if files else None)
     st = st.but(fd=None if file is None else file.info.fd)
     pages, page, table = None, None, []
@@ -252,6 +251,12 @@ def build(
     if file is not None:
         total, fd = file.pages, file.info.fd
         ps, pe, _ = window(st.start, st.end, total)
+        if st.page is not None and st.page < total and not ps <= st.page < pe:
+            # a page selected outside the window: the window moves to it (same width)
+            w = pe - ps
+            ps = max(0, min(st.page - w // 2, total - w))
+            pe = ps + w
+            st = st.but(start=ps, end=pe)
 
         def fetch(a: int, b: int, n: int) -> tuple[list[Any], int]:
             return m.page_runs(fd, a, b, n)

@@ -100,3 +100,44 @@ def test_04_a_file_with_an_empty_name_gets_a_clickable_link(
     page.wait_for_url("**fd=4*")
     expect(page.locator("#pm-title")).to_contain_text("fd 4")
     expect(page.locator("#pagemap .window")).to_contain_text("of 2")
+
+
+def window_of(page: Page) -> tuple[int, int]:
+    track = page.locator('.track[data-kind="pages"]')
+    return int(track.get_attribute("data-start") or -1), int(track.get_attribute("data-end") or -1)
+
+
+def test_05_go_to_page_moves_and_zooms_the_map_to_it(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    ops = sealed(2**30)  # 262,144 pages
+    ops += [op("fallocate", fd=3, mode=[], offset=200_000 * 4096, len=4096)]
+    sid = traced(rest, ops)
+    page.goto(f"{server}/s/{sid}")
+    page.locator("body").press("g")
+    field = page.locator("#ctx-page")
+    expect(field).to_be_focused()
+    field.fill("200000")
+    field.press("Enter")
+    page.wait_for_url("**page=200000*")
+    expect(page.locator("#page-detail")).to_contain_text("Page 200,000")
+    s, e = window_of(page)
+    assert s <= 200_000 < e and e - s <= 128, (s, e)
+    marker = page.locator(".track.pages .marker")
+    box = marker.bounding_box()
+    assert box is not None and box["width"] >= 4
+    expect(page.locator(".track.pages .b.present")).to_have_count(1)
+    # from a zoomed-in window elsewhere, too; a click on the map keeps its window
+    page.goto(f"{server}/s/{sid}?start=0&end=64")
+    page.locator("body").press("g")
+    field.fill("1000")
+    field.press("Enter")
+    page.wait_for_url("**page=1000*")
+    s, e = window_of(page)
+    assert s <= 1000 < e, (s, e)
+    track = page.locator('.track[data-kind="pages"]')
+    tb = track.bounding_box()
+    assert tb is not None
+    page.mouse.click(tb["x"] + tb["width"] * 0.75, tb["y"] + tb["height"] / 2)
+    page.wait_for_url(lambda u: "page=1000" not in u)
+    assert window_of(page) == (s, e)
