@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
 PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
@@ -141,3 +141,38 @@ def test_05_go_to_page_moves_and_zooms_the_map_to_it(
     page.mouse.click(tb["x"] + tb["width"] * 0.75, tb["y"] + tb["height"] / 2)
     page.wait_for_url(lambda u: "page=1000" not in u)
     assert window_of(page) == (s, e)
+
+
+def background(page: Page) -> str:
+    return str(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+
+
+LIGHT_BG, DARK_BG = "rgb(246, 247, 249)", "rgb(17, 20, 24)"
+
+
+@pytest.mark.parametrize("system", ["light", "dark"])
+def test_18_a_light_dark_toggle_beside_the_system_preference(
+    browser: Browser, server: str, rest: httpx.Client, system: str
+) -> None:
+    sid = small(rest)
+    context = browser.new_context(color_scheme=system)
+    page = context.new_page()
+    page.goto(f"{server}/s/{sid}")
+    native, other = (LIGHT_BG, DARK_BG) if system == "light" else (DARK_BG, LIGHT_BG)
+    assert background(page) == native
+    theme = page.get_by_label("Theme")
+    expect(theme).to_have_value("system")
+    flip = "dark" if system == "light" else "light"
+    theme.select_option(flip)
+    assert background(page) == other
+    # remembered: a reload, another page of the service
+    page.reload()
+    assert background(page) == other
+    expect(page.get_by_label("Theme")).to_have_value(flip)
+    page.goto(server + "/")
+    assert background(page) == other
+    page.get_by_label("Theme").select_option("system")
+    assert background(page) == native
+    page.reload()
+    assert background(page) == native
+    context.close()
