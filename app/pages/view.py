@@ -22,13 +22,14 @@ from app.pages.maps import (
     span,
 )
 from app.pages.state import ViewState, window, zooms
-from app.pages.timeline import CallbackRow, OpRow, callback_row, op_rows
+from app.pages.timeline import CallbackRow, OpRow, args_text, callback_row, op_rows
 from app.registry import Registry, Session
 
 TIMELINE = 40
 TABLE_ROWS = 64
 MAX_GFN_RUNS = 64
 FRAME_KEYS = ("fstart", "fend")
+REDO_SHOWN = 6  # the redo stack's first ops, named in the confirmations
 
 
 @dataclass
@@ -94,6 +95,10 @@ class View:
     frame: FrameDetail | None
     waiters: list[Waiter]
     table: list[PageRun]
+    undo: str = ""  # the live log's last op, "#8 fallocate(…)"
+    redo: list[str] = field(default_factory=list)  # the redo stack, "#9 fallocate(…)"
+    redo_total: int = 0
+    going: list[str] = field(default_factory=list)  # ops a rewind to `shown` takes out
 
     @property
     def preview(self) -> bool:
@@ -110,6 +115,10 @@ async def load(reg: Registry, state: ViewState) -> View:
         ops, op_events = s.ops[: state.at], s.op_events[: state.at]
         live = s.machine.event_count
     return build(s, m, ops, op_events, state, seq, live)
+
+
+def _call(op: Any, n: int) -> str:
+    return f"#{n} {op.name}({args_text(op.args_dict())})"
 
 
 def _frame(m: Machine, pfn: int, names: dict[int, str]) -> tuple[FrameDetail, int | None, int]:
@@ -283,6 +292,10 @@ def build(
         events = m.events(lo, max(1, op_events[newest - 1] - lo))
         rows = op_rows(ops[first - 1 : newest], first, op_events, events, onames, fnames)
     return View(
+        undo=_call(s.ops[seq - 1], seq) if seq else "",
+        redo=[_call(o, seq + i + 1) for i, o in enumerate(s.redo[:REDO_SHOWN])],
+        redo_total=len(s.redo),
+        going=[_call(s.ops[i], i + 1) for i in range(shown, min(seq, shown + REDO_SHOWN))],
         state=st,
         profile=s.config.profile,
         thp=s.config.thp,

@@ -49,6 +49,7 @@ def detail_of(s: Session, m: Machine, seq: int) -> SessionDetail:
         owners=[owner_out(o) for o in m.owners()],
         phys=PhysSummary(free=phys.free, used=phys.used, total=phys.total),
         waiters=[Waiter(seq=w.seq, op=w.op, fd=w.fd, pfn=w.pfn) for w in m.waiters()],
+        redo=len(s.redo) if m is s.machine else 0,  # previews: none
     )
 
 
@@ -155,13 +156,15 @@ def _check_seq(s: Session, n: int, op: str) -> None:
 
 
 async def rewind(reg: Registry, sid: str, n: int) -> SessionDetail:
-    """The state after op n, for good: ops after n leave the log (time travel + undo)."""
+    """The state after op n, for good: ops after n leave the log (time travel + undo)
+    for the redo stack (app/service/redo.py)."""
     s = reg.get(sid)
     async with s.lock:
         _check_seq(s, n, "rewind")
         with anyio.CancelScope(shield=True):
             machine = await reg.call(s.machine_at, n)
             await reg.store.truncate(s.id, n, time.time())
+            s.redo[:0] = s.ops[n:]  # POST …/redo replays them, until a new op
             s.truncate(n, machine)
             s.notify()
         return detail_of(s, s.machine, s.seq)

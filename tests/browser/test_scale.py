@@ -3,11 +3,12 @@ written to fail on the code before its fix (the item number is in its name)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 pytestmark = pytest.mark.browser
 PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
@@ -176,3 +177,58 @@ def test_18_a_light_dark_toggle_beside_the_system_preference(
     page.reload()
     assert background(page) == native
     context.close()
+
+
+def test_07_undo_confirms_what_goes_and_redo_brings_it_back(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    sid = small(rest)
+    page.goto(f"{server}/s/{sid}")
+    asked: list[str] = []
+
+    def answer(d: Dialog) -> None:
+        asked.append(d.message)
+        d.accept()
+
+    page.on("dialog", answer)
+    page.locator("body").press("u")
+    expect(page.locator("#timetravel")).to_contain_text("after op 7")
+    assert "#8" in asked[-1] and "fallocate" in asked[-1] and "Redo" in asked[-1], asked
+    expect(page.locator("#files")).to_contain_text("3 pages")
+    redo = page.get_by_role("button", name=re.compile("^Redo"))
+    expect(redo).to_contain_text("#8 fallocate")
+    page.locator("body").press("r")
+    expect(page.locator("#timetravel")).to_contain_text("after op 8")
+    expect(page.locator("#files")).to_contain_text("5 pages")
+    expect(redo).to_have_count(0)
+    # rewind to op 5 from a preview: the confirmation lists the ops that go
+    page.goto(f"{server}/s/{sid}?at=5")
+    page.get_by_role("button", name="Rewind to here").click()
+    expect(page.locator("#timetravel")).to_contain_text("after op 5")
+    assert "#6 fallocate" in asked[-1] and "#8 fallocate" in asked[-1], asked
+    expect(redo).to_contain_text("#6")
+    expect(page.locator("#timetravel")).to_contain_text("3 ops to redo")
+    redo.click()
+    expect(page.locator("#timetravel")).to_contain_text("after op 6")
+    # a new op ends the stack
+    rest.post(f"/sessions/{sid}/files/3/ftruncate", json={"length": 8192})
+    expect(page.locator("#timetravel")).to_contain_text("after op 7")
+    expect(redo).to_have_count(0)
+
+
+def test_07_a_walkthrough_steps_on_after_an_undo(page: Page, server: str) -> None:
+    page.on("dialog", lambda d: d.accept())
+    page.goto(server + "/")
+    page.locator('form[action="/walk/rfc-lifecycle"] button').click()
+    page.wait_for_url("**walk=*")
+    walk = page.locator("#walk")
+    steps = walk.locator("ol.steps li")
+    n = steps.count()
+    steps.nth(n - 1).locator("a").click()
+    expect(walk).to_contain_text("The end")
+    page.locator("body").press("u")
+    expect(walk).to_contain_text(f"step {n - 1} of {n}")
+    page.get_by_role("button", name="Next step ▶").click()
+    expect(walk).to_contain_text(f"step {n} of {n}")
+    expect(walk.locator(".walk-now .got")).to_contain_text("✓")
+    expect(walk).to_contain_text("The end")

@@ -128,7 +128,8 @@ def test_the_rfc_story_by_hand(
     expect(page.locator(".tt-status")).to_contain_text("Live")
     expect(page).not_to_have_url(re.compile("at="))
     expect(owners.locator("table.gfns")).to_contain_text("nothing mapped")
-    # undo: the punch leaves the log, the mapping is back
+    # undo (it asks first): the punch leaves the log, the mapping is back
+    page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Undo last op").click()
     expect(page.locator("#result")).to_contain_text("later ops left the log")
     assert seq(rest, sid) == n - 1

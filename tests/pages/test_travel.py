@@ -45,6 +45,21 @@ async def test_undo_and_rewind_are_for_good(client: httpx.AsyncClient) -> None:
     assert (await api(client, "GET", f"/sessions/{sid}"))["seq"] == 1
 
 
+async def test_redo_replays_what_undo_took_out(client: httpx.AsyncClient) -> None:
+    sid = await session(client)
+    await guest_file(client, sid)
+    r = await client.post(f"/s/{sid}/redo", data={}, headers=HX)
+    assert r.status_code == 409 and "nothing to redo" in r.text
+    await client.post(f"/s/{sid}/rewind", data={"seq": "3"}, headers=HX)
+    r = await client.post(f"/s/{sid}/redo", data={"fd": "3"}, headers=HX)
+    assert r.status_code == 200 and "op 4 is back in the log (1 more to redo)" in r.text
+    assert 'data-key="r"' in r.text and "1 op to redo" in r.text
+    r = await client.post(f"/s/{sid}/redo", data={})
+    assert r.status_code == 303
+    assert (await api(client, "GET", f"/sessions/{sid}"))["seq"] == 5
+    assert 'data-key="r"' not in (await client.get(f"/s/{sid}")).text
+
+
 async def test_why_replays_the_op(client: httpx.AsyncClient) -> None:
     sid = await session(client)
     await guest_file(client, sid, size=8192)
