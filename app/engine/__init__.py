@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from app.engine._errors import BadFdError, EngineError, InvariantError, NotFoundError
 from app.engine._machine import Machine
-from app.engine._names import OP_ARGS
+from app.engine._names import DENS_FLAGS, DENS_MANY, DENS_NOFILE, DENS_NONE, MAX_COLS, OP_ARGS
 from app.engine._types import (
     Callback,
     Config,
@@ -31,6 +31,11 @@ PAGE_SIZE = 4096
 OPS = tuple(OP_ARGS)  # event op names
 
 __all__ = [
+    "DENS_FLAGS",
+    "DENS_MANY",
+    "DENS_NOFILE",
+    "DENS_NONE",
+    "MAX_COLS",
     "OPS",
     "PAGE_SIZE",
     "BadFdError",
