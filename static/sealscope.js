@@ -59,6 +59,10 @@
     if (typing(e.target) || $("dialog[open]") || ownKey(e.target, e.key)) return;
     var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
     if (key === "=") key = "+"; // the + key without shift
+    if ((key === "+" || key === "-") && pointer) {
+      var over = $('.track[data-kind="' + pointer.kind + '"]');
+      if (over) { e.preventDefault(); zoomAt(over, pointer.x, key === "+" ? 0.5 : 2); return; }
+    }
     var el = document.querySelector('[data-key="' + (key === '"' ? '\\"' : key) + '"]');
     if (!el || el.matches(".disabled, :disabled")) return;
     e.preventDefault();
@@ -138,8 +142,155 @@
       text += " · pfn " + (Number(bar.dataset.p) + i - Number(bar.dataset.s)).toLocaleString("en");
     }
     if (bar && bar.title) text += " — " + bar.title;
+    else if (track.dataset.density !== undefined) text += " — " + heatWords(track, ev.clientX);
     return text;
   }
+
+  // -- density: each pixel column of a wide map as a heat scale ------------------------
+  // data-density: per column (data-cols of them over [start, end)) the pages present or
+  // frames used; data-marks: what they are (page flags as letters h l d m w; frames:
+  // their file's fd + 1, "m" for several files, "c" for no open file). A column with
+  // anything in it gets at least the scale's lowest step: nothing present is ever lost.
+  function colour(track, expr) {
+    var probe = track.querySelector(".probe");
+    if (!probe) {
+      probe = document.createElement("span");
+      probe.className = "probe";
+      probe.hidden = true;
+      track.appendChild(probe);
+    }
+    probe.style.color = expr;
+    return getComputedStyle(probe).color;
+  }
+  function buckets(track, width) {
+    // the columns each of `width` pixels covers: [c0, c1)
+    var n = Number(track.dataset.cols), out = [];
+    for (var x = 0; x < width; x++) {
+      var c0 = Math.floor(x * n / width);
+      out.push([c0, Math.max(c0 + 1, Math.floor((x + 1) * n / width))]);
+    }
+    return out;
+  }
+  function bucket(track, counts, marks, c0, c1) {
+    var sum = 0, seen = {};
+    for (var c = c0; c < c1; c++) {
+      sum += counts[c] || 0;
+      var m = marks[c];
+      if (m) seen[m] = true;
+    }
+    return { sum: sum, marks: Object.keys(seen) };
+  }
+  function parse(track) {
+    return {
+      counts: (track.dataset.density || "").split(",").map(Number),
+      marks: (track.dataset.marks || "").split(","),
+      span: (Number(track.dataset.end) - Number(track.dataset.start)) / Number(track.dataset.cols)
+    };
+  }
+  function heat(track) {
+    if (track.dataset.density === undefined) return;
+    var canvas = track.querySelector("canvas.heat");
+    if (!canvas) {
+      canvas = document.createElement("canvas");
+      canvas.className = "heat";
+      canvas.setAttribute("aria-hidden", "true");
+      track.insertBefore(canvas, track.firstChild);
+    }
+    var dpr = window.devicePixelRatio || 1;
+    var W = Math.max(1, Math.round(track.clientWidth * dpr));
+    var H = Math.max(1, Math.round(track.clientHeight * dpr));
+    canvas.width = W;
+    canvas.height = H;
+    var ctx = canvas.getContext("2d"), d = parse(track), pages = track.dataset.kind === "pages";
+    var palette = {};
+    function paint(expr) { return palette[expr] || (palette[expr] = colour(track, expr)); }
+    var strip = Math.max(1, Math.round(H * 0.3));
+    buckets(track, W).forEach(function (b, x) {
+      var got = bucket(track, d.counts, d.marks, b[0], b[1]);
+      if (!got.sum) return;
+      var cap = Math.max(1, (b[1] - b[0]) * d.span);
+      ctx.globalAlpha = Math.min(1, 0.3 + 0.7 * Math.log1p(got.sum) / Math.log1p(cap));
+      var m = got.marks.join("");
+      if (pages) {
+        ctx.fillStyle = paint(m.indexOf("h") >= 0 ? "var(--huge)" : "var(--present)");
+        ctx.fillRect(x, 0, 1, H);
+        ctx.globalAlpha = 1;
+        if (m.indexOf("l") >= 0) { ctx.fillStyle = paint("var(--locked)"); ctx.fillRect(x, 0, 1, strip); }
+        if (m.indexOf("m") >= 0) { ctx.fillStyle = paint("var(--mapped)"); ctx.fillRect(x, H - strip, 1, strip); }
+        return;
+      }
+      var one = got.marks.length === 1 && /^\d+$/.test(got.marks[0]);
+      if (one) {
+        ctx.fillStyle = paint("var(--fd" + ((Number(got.marks[0]) - 1) % 6) + ")");
+        ctx.fillRect(x, 0, 1, H);
+      } else { // several files, or frames of no open file: striped
+        ctx.fillStyle = paint("var(--muted)");
+        for (var y = 0; y < H; y += 4 * dpr) ctx.fillRect(x, y, 1, 2 * dpr);
+      }
+    });
+  }
+  function heats() { document.querySelectorAll(".track[data-density]").forEach(heat); }
+  function heatWords(track, clientX) {
+    var r = track.getBoundingClientRect(), d = parse(track);
+    var x = Math.min(Math.max(Math.floor(clientX - r.left), 0), Math.max(0, Math.round(r.width) - 1));
+    var b = buckets(track, Math.max(1, Math.round(r.width)))[x];
+    if (!b) return "";
+    var got = bucket(track, d.counts, d.marks, b[0], b[1]);
+    var s = Number(track.dataset.start), w = Number(track.dataset.end) - s, n = Number(track.dataset.cols);
+    var lo = s + Math.ceil(b[0] * w / n), hi = s + Math.ceil(b[1] * w / n) - 1;
+    var pages = track.dataset.kind === "pages";
+    var what = pages ? " present" : " in use";
+    var words = (pages ? "pages " : "frames ") + lo.toLocaleString("en") + "\u2013" + hi.toLocaleString("en") +
+      ": " + got.sum.toLocaleString("en") + what + " of " + (hi - lo + 1).toLocaleString("en");
+    var m = got.marks.join("");
+    if (pages) {
+      [["h", "huge"], ["l", "locked"], ["d", "dirty"], ["m", "mapped"], ["w", "waited on"]].forEach(function (k) {
+        if (m.indexOf(k[0]) >= 0) words += ", some " + k[1];
+      });
+    } else if (got.marks.length > 1 || m === "m") {
+      words += ", of several files";
+    }
+    return words;
+  }
+  var resizing = 0;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(heats, 100);
+  });
+  document.addEventListener("change", function (e) {
+    if (e.target && e.target.id === "theme") heats();
+  });
+  if (window.matchMedia) {
+    var mq = window.matchMedia("(prefers-color-scheme: dark)");
+    if (mq.addEventListener) mq.addEventListener("change", heats);
+  }
+
+  // -- zoom around the cursor: the wheel, and + / - over a map ---------------------------
+  function zoomAt(track, clientX, f) {
+    var s = Number(track.dataset.start), e = Number(track.dataset.end);
+    var total = Number(track.dataset.total), pages = track.dataset.kind === "pages";
+    var r = track.getBoundingClientRect();
+    var frac = Math.min(Math.max((clientX - r.left) / r.width, 0), 1);
+    var at = s + frac * (e - s);
+    var w = Math.min(total, Math.max(pages ? 8 : 16, Math.round((e - s) * f)));
+    if (w === e - s) return;
+    var lo = Math.max(0, Math.min(Math.round(at - frac * w), total - w));
+    go(pages ? { start: lo, end: lo + w } : { fstart: lo, fend: lo + w });
+  }
+  var wheelAt = 0, pointer = null;
+  document.addEventListener("wheel", function (e) {
+    var track = e.target.closest && e.target.closest(".track");
+    if (!track || e.ctrlKey || !e.deltaY) return;
+    e.preventDefault();
+    var now = Date.now();
+    if (now - wheelAt < 250) return; // one zoom step per flick of the wheel
+    wheelAt = now;
+    zoomAt(track, e.clientX, e.deltaY < 0 ? 0.5 : 2);
+  }, { passive: false });
+  document.addEventListener("pointerover", function (e) {
+    var track = e.target.closest && e.target.closest(".track");
+    pointer = track ? { kind: track.dataset.kind, x: e.clientX } : null;
+  });
 
   var drag = null;
   document.addEventListener("pointerdown", function (e) {
@@ -151,6 +302,7 @@
   });
   document.addEventListener("pointermove", function (e) {
     var track = drag ? drag.track : e.target.closest && e.target.closest(".track");
+    pointer = track ? { kind: track.dataset.kind, x: e.clientX } : null;
     if (!track) return;
     var hover = $('[data-hover="' + track.dataset.kind + '"]');
     if (hover) hover.textContent = describe(track, e);
@@ -209,6 +361,7 @@
   // -- after every swap ------------------------------------------------------------------
   function settle() {
     drawPick();
+    heats();
     var s = $("[data-share]");
     if (s) s.value = location.href;
   }

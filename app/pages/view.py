@@ -10,17 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine import FileInfo, Machine, OwnerInfo, PageRun, PhysInfo, Waiter
-from app.pages.maps import (
-    PROBE,
-    Track,
-    fetch_runs,
-    frame_track,
-    marker,
-    more_frames,
-    more_pages,
-    page_track,
-    span,
-)
+from app.pages.maps import PROBE, Track, frame_map, marker, page_map, span
 from app.pages.state import ViewState, window, zooms
 from app.pages.timeline import CallbackRow, OpRow, args_text, callback_row, op_rows
 from app.registry import Registry, Session
@@ -266,13 +256,8 @@ def build(
             ps = max(0, min(st.page - w // 2, total - w))
             pe = ps + w
             st = st.but(start=ps, end=pe)
-
-        def fetch(a: int, b: int, n: int) -> tuple[list[Any], int]:
-            return m.page_runs(fd, a, b, n)
-
-        runs = fetch_runs(fetch, ps, pe, more_pages) if total else []
-        pages = page_track(runs, ps, pe, total, onames)
-        table = [r for r in runs if r.state != "more"][:TABLE_ROWS]
+        pages, runs = page_map(m, fd, ps, pe, total, onames)
+        table = sorted(runs, key=lambda r: r.start)[:TABLE_ROWS]
         zoom = _zoom_urls(st, zooms(ps, pe, total), ps, pe, total, False)
         if st.page is not None and st.page < total:
             page = _page(m, fd, st.page, infos)
@@ -280,7 +265,7 @@ def build(
             if frame is None and page is not None and page.pfn is not None:
                 frame, _, _ = _frame(m, page.pfn, fnames)
     fs, fe = _frame_window(m, st, phys.total, frame.pfn if frame else None)
-    frames = frame_track(fetch_runs(m.frame_runs, fs, fe, more_frames), fs, fe, phys.total, fnames)
+    frames = frame_map(m, fs, fe, phys.total, fnames)
     if frame is not None:
         frames.marker = marker(frame.pfn, fs, fe)
     shown = len(ops)

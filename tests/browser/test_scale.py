@@ -3,6 +3,7 @@ written to fail on the code before its fix (the item number is in its name)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -232,3 +233,94 @@ def test_07_a_walkthrough_steps_on_after_an_undo(page: Page, server: str) -> Non
     expect(walk).to_contain_text(f"step {n} of {n}")
     expect(walk.locator(".walk-now .got")).to_contain_text("✓")
     expect(walk).to_contain_text("The end")
+
+
+HEAT = """(sel) => {
+  const c = document.querySelector(sel + " canvas.heat");
+  if (!c) return null;
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  const cols = [];
+  for (let x = 0; x < c.width; x++) {
+    let a = 0, rgb = null;
+    for (let y = 0; y < c.height; y++) {
+      const i = (y * c.width + x) * 4;
+      if (d[i + 3] > a) { a = d[i + 3]; rgb = [d[i], d[i + 1], d[i + 2]]; }
+    }
+    cols.push([a, rgb]);
+  }
+  return cols;
+}"""
+
+
+def heat(page: Page, sel: str) -> list[tuple[int, list[int] | None]]:
+    cols = page.evaluate(HEAT, sel)
+    assert cols is not None, f"no density canvas in {sel}"
+    return [(int(a), rgb) for a, rgb in cols]
+
+
+def lit(cols: list[tuple[int, list[int] | None]], frac: float) -> int:
+    """The strongest alpha within a pixel of fraction `frac` of the track."""
+    x = int(frac * len(cols))
+    return max(a for a, _ in cols[max(0, x - 1) : x + 2])
+
+
+def test_06_density_is_honest_at_1_tib(page: Page, server: str, rest: httpx.Client) -> None:
+    tib_pages = 2**28
+    islands = [i * (tib_pages // 23) + 7 for i in range(23)]
+    ops = sealed(2**40)
+    ops += [op("fallocate", fd=3, mode=[], offset=p * 4096, len=4096) for p in islands]
+    block = tib_pages // 2 + 1000  # 64 MiB: 16,384 pages
+    ops += [op("fallocate", fd=3, mode=[], offset=block * 4096, len=64 << 20)]
+    sid = traced(rest, ops)
+    page.goto(f"{server}/s/{sid}")
+    cols = heat(page, "#pagemap")
+    # every page present has at least one pixel, whatever the zoom
+    for p in islands:
+        assert lit(cols, p / tib_pages) > 0, p
+    # nothing drawn where nothing is: halfway between two islands
+    for a, b in itertools.pairwise(islands):
+        if not a < block < b:
+            assert lit(cols, (a + b) / 2 / tib_pages) == 0, (a, b)
+    # a heat scale: the 64 MiB block's column is stronger than a single page's
+    assert lit(cols, (block + 8192) / tib_pages) > lit(cols, islands[3] / tib_pages) + 40
+    expect(page.locator("#pagemap .legend")).to_contain_text("pages present per pixel")
+    # hovering a lit column reads out how much of it is present
+    track = page.locator('.track[data-kind="pages"]')
+    box = track.bounding_box()
+    assert box is not None
+    x = box["x"] + box["width"] * (islands[5] + 0.5) / tib_pages
+    page.mouse.move(x, box["y"] + box["height"] / 2)
+    expect(page.locator('[data-hover="pages"]')).to_contain_text("1 present")
+    # the frame map: every frame in use is fd 3's, drawn in its colour, never "mixed"
+    frames = heat(page, "#framemap")
+    used = {tuple(rgb) for a, rgb in frames if a > 0 and rgb}
+    assert len(used) == 1, used
+    expect(page.locator("#framemap .b.mixed")).to_have_count(0)
+
+
+def test_06_the_wheel_zooms_around_the_cursor_in_both_maps(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    ops = sealed(2**30)
+    ops += [op("fallocate", fd=3, mode=[], offset=0, len=64 << 20)]
+    sid = traced(rest, ops)
+    page.goto(f"{server}/s/{sid}")
+    for kind, keys in (("pages", ("start", "end")), ("frames", ("fstart", "fend"))):
+        track = page.locator(f'.track[data-kind="{kind}"]')
+        s0 = int(track.get_attribute("data-start") or 0)
+        e0 = int(track.get_attribute("data-end") or 0)
+        box = track.bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] / 2)
+        at = s0 + (e0 - s0) * 0.25
+        page.wait_for_timeout(300)
+        page.mouse.wheel(0, -120)
+        page.wait_for_url(f"**{keys[0]}=*")
+        expect(track).not_to_have_attribute("data-end", str(e0))
+        s1 = int(track.get_attribute("data-start") or 0)
+        e1 = int(track.get_attribute("data-end") or 0)
+        assert e1 - s1 == (e0 - s0) // 2, (s1, e1)
+        assert abs((at - s1) / (e1 - s1) - 0.25) < 0.02, (s1, e1, at)
+        page.wait_for_timeout(300)  # one zoom step per flick of the wheel (250 ms)
+        page.mouse.wheel(0, 120)  # and out again
+        expect(track).to_have_attribute("data-end", str(e0))
