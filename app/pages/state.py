@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
+from app.pages.numbers import parse_number
+
 U64 = 2**64 - 1
 PAGE = 4096
 GOTO_WIDTH = 128  # "go to page" shows this many pages around it (each its own cell)
-_SIZE = re.compile(r"^\s*(\d+)\s*(k|m|g|t|p|pages?)?(i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": PAGE}
 
 
 def to_int(raw: str | None, lo: int = 0, hi: int = U64) -> int | None:
@@ -33,14 +33,9 @@ def to_int(raw: str | None, lo: int = 0, hi: int = U64) -> int | None:
 
 
 def parse_size(raw: str) -> int:
-    """Bytes from "65536", "64K", "64KiB", "2M", "1T" or "16p" (pages); ValueError if not."""
-    m = _SIZE.match(raw or "")
-    if not m:
-        if raw.strip().lstrip("-").isdigit():
-            return int(raw)  # negative: let the kernel answer
-        raise ValueError(f"{raw[:40]!r} is not a size (try 65536, 64K, 2M, 1T or 16p)")
-    unit = (m.group(2) or "").lower()[:1]
-    return int(m.group(1)) * _UNITS.get(unit, 1)
+    """Bytes from "65536", "64K", "1.5M", "1T", "9E" or "16p" (pages), negative too (the
+    kernel answers those); ValueError in words if not (app/pages/numbers.py)."""
+    return parse_number(raw, sizes=True)
 
 
 @dataclass(frozen=True)

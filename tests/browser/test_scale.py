@@ -324,3 +324,65 @@ def test_06_the_wheel_zooms_around_the_cursor_in_both_maps(
         page.wait_for_timeout(300)  # one zoom step per flick of the wheel (250 ms)
         page.mouse.wheel(0, 120)  # and out again
         expect(track).to_have_attribute("data-end", str(e0))
+
+
+def act(page: Page, button: str) -> None:
+    with page.expect_response(lambda r: "/do/" in r.url):
+        page.get_by_role("button", name=button, exact=True).click()
+
+
+def test_11_numbers_in_forms(page: Page, server: str, rest: httpx.Client) -> None:
+    sid = traced(rest, [op("memfd_create", name="vm0", flags=["MFD_ALLOW_SEALING"])])
+    page.goto(f"{server}/s/{sid}")
+    result = page.locator("#result")
+    # suffixes, fractions of them, exa
+    page.locator("#a-len").fill("1.5M")
+    act(page, "ftruncate")
+    expect(result).to_contain_text("1,572,864 bytes")
+    page.locator("#a-len").fill("0x4000")
+    act(page, "ftruncate")
+    expect(result).to_contain_text("16,384 bytes")
+    page.locator("#a-len").fill("9E")
+    act(page, "ftruncate")
+    expect(result).to_contain_text("10,376,293,541,461,622,784")
+    expect(result).not_to_contain_text("is not a size")
+    page.locator("#a-len").fill("0.3K")
+    act(page, "ftruncate")
+    expect(result).to_contain_text("not a whole number of bytes")
+    # a negative length: the kernel's EINVAL, with the rule that says so
+    page.locator("#a-len").fill("-1")
+    act(page, "ftruncate")
+    expect(result).to_contain_text("EINVAL")
+    expect(result.locator(".rule")).to_contain_text("negative")
+    expect(result.locator(".rule")).not_to_contain_text("F_SEAL_GUEST")
+    # a big integer is a number, too big for the field: said so
+    page.locator("#r-to").fill("99999999999999999999")
+    act(page, "Allocate")
+    expect(result).to_contain_text("2^64")
+    expect(result).not_to_contain_text("not a whole number")
+    # the browser stops no field: every one reaches the server, which answers
+    for field, value, button in (("#r-from", "-5", "Allocate"), ("#m-gfn", "4K", "add memslot"),
+                                 ("#l-index", "1.5", "get_lock_pfn")):  # fmt: skip
+        page.locator(field).fill(value)
+        act(page, button)
+        expect(result.locator(".refusal")).to_be_visible()
+
+
+def test_11_a_bad_trace_is_refused_next_to_the_form_and_kept(page: Page, server: str) -> None:
+    page.goto(server + "/")
+    bad = '{"ops": [{"op": "ftruncate", "args": {"fd": 3, "length": "big"}}]}'
+    text = page.locator("#trace-text")
+    text.fill(bad)
+    page.get_by_role("button", name="Import as a new session").click()
+    page.wait_for_load_state()
+    form = page.locator("form.import-form")
+    expect(form.locator(".refusal")).to_contain_text("ops[0]")
+    expect(page.locator("#trace-text")).to_have_value(bad)
+    box, err = page.locator("#trace-text").bounding_box(), form.locator(".refusal").bounding_box()
+    assert box is not None and err is not None and abs(err["y"] - box["y"]) < 300
+    # the page opens where the form is: the refusal is on screen
+    expect(form.locator(".refusal")).to_be_in_viewport()
+    page.locator("#trace-text").fill("{not json")
+    page.get_by_role("button", name="Import as a new session").click()
+    expect(form.locator(".refusal")).to_contain_text("not JSON")
+    expect(page.locator("#trace-text")).to_have_value("{not json")

@@ -31,7 +31,8 @@ def hole(a: int, b: int) -> PageRun:
 @pytest.mark.parametrize(
     ("raw", "size"),
     [("4096", 4096), ("64K", 65536), ("64KiB", 65536), ("2M", 2**21), ("1T", 2**40),
-     ("16p", 65536), (" 3 pages ", 12288), ("-1", -1), ("0x10", None), ("lots", None)],
+     ("16p", 65536), (" 3 pages ", 12288), ("-1", -1), ("0x10", 16), ("lots", None),
+     ("1.5M", 3 << 19), ("9E", 9 << 60), ("1,048,576", 2**20), ("2MB", 2**21), ("1e3", None)],
 )  # fmt: skip
 def test_parse_size(raw: str, size: int | None) -> None:
     if size is None:
