@@ -131,8 +131,12 @@ def _value(key: str, value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+IDS = ("fd", "owner_id", "vm_id", "map_id")  # first, and bare: owner ids are "0" in JSON
+
+
 def args_text(args: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_value(k, v)}" for k, v in list(args.items())[:8])
+    keys = [k for k in IDS if k in args] + [k for k in args if k not in IDS]
+    return ", ".join(f"{k}={args[k] if k in IDS else _value(k, args[k])}" for k in keys[:8])
 
 
 def op_rows(

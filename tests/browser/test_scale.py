@@ -386,3 +386,28 @@ def test_11_a_bad_trace_is_refused_next_to_the_form_and_kept(page: Page, server:
     page.get_by_role("button", name="Import as a new session").click()
     expect(form.locator(".refusal")).to_contain_text("not JSON")
     expect(page.locator("#trace-text")).to_have_value("{not json")
+
+
+def test_09_actions_flow_with_the_page_and_ids_read_alike(
+    browser: Browser, server: str, rest: httpx.Client
+) -> None:
+    sid = traced(rest, sealed(1 << 20)[:4])  # no registration yet
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.goto(f"{server}/s/{sid}")
+    side = page.locator("aside.side")
+    # the column is no scroll box of its own: the page scrolls, the Result stays in view
+    assert side.evaluate("e => e.scrollHeight <= e.clientHeight + 1")
+    button = page.get_by_role("button", name="memfd_register_guest", exact=True)
+    button.scroll_into_view_if_needed()
+    y = button.bounding_box()
+    act(page, "memfd_register_guest")
+    expect(page.locator("#result")).to_contain_text("registered")
+    expect(page.locator("#result h2")).to_be_in_viewport()
+    after = button.bounding_box()
+    assert y is not None and after is not None and abs(after["y"] - y["y"]) < 2  # stayed put
+    # one spelling for ids: owner ids and fds bare, the ids first
+    call = "register_guest(fd=3, owner_id=0)"
+    expect(page.locator("#result code.call")).to_have_text(call)
+    expect(page.locator("#timeline")).to_contain_text(call)
+    context.close()
