@@ -369,6 +369,11 @@
   document.addEventListener("htmx:pushedIntoHistory", settle);
   document.addEventListener("htmx:replacedInHistory", settle);
   document.addEventListener("DOMContentLoaded", settle);
+  // a phone: the action groups start closed (but the first), so the maps stay close
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.matchMedia || !window.matchMedia("(max-width: 700px)").matches) return;
+    document.querySelectorAll(".actions details").forEach(function (d, i) { if (i) d.open = false; });
+  });
   // a failure htmx does not swap (network, 5xx): say so where results go
   function failed(e) {
     var box = $("#result [role=status]");

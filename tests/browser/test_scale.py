@@ -411,3 +411,32 @@ def test_09_actions_flow_with_the_page_and_ids_read_alike(
     expect(page.locator("#result code.call")).to_have_text(call)
     expect(page.locator("#timeline")).to_contain_text(call)
     context.close()
+
+
+def top_of(page: Page, selector: str) -> float:
+    return float(
+        page.evaluate(f"document.querySelector({selector!r}).getBoundingClientRect().top + scrollY")
+    )
+
+
+def test_13_on_a_phone_actions_result_and_next_are_near_the_top(
+    browser: Browser, server: str, rest: httpx.Client
+) -> None:
+    sid = small(rest)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(f"{server}/s/{sid}")
+    assert top_of(page, "#result") < 844, top_of(page, "#result")
+    assert top_of(page, "#actions") < 1200, top_of(page, "#actions")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    # the maps follow, and the actions are one tap from each part
+    assert top_of(page, "#pagemap") < 2600, top_of(page, "#pagemap")
+    page.goto(server + "/")
+    page.locator('form[action="/walk/rfc-lifecycle"] button').click()
+    page.wait_for_url("**walk=*")
+    nxt = page.get_by_role("link", name="Next step ▶")
+    assert top_of(page, "#walk .walk-nav") < 844, top_of(page, "#walk .walk-nav")
+    nxt.click()
+    expect(page.locator("#walk")).to_contain_text("step 1 of")
+    assert top_of(page, "#walk .walk-nav") < 844
+    context.close()
