@@ -440,3 +440,23 @@ def test_13_on_a_phone_actions_result_and_next_are_near_the_top(
     expect(page.locator("#walk")).to_contain_text("step 1 of")
     assert top_of(page, "#walk .walk-nav") < 844
     context.close()
+
+
+def test_12_side_by_side_tells_root_causes_from_what_follows(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    ops = sealed(65536)  # 1-5: the seal (2) is the RFC's alone
+    ops += [op("fallocate", fd=3, mode=[], offset=0, len=16384)]  # 6
+    ops += [op("pread", fd=3, offset=0, count=8)]  # 7: EPERM under the RFC only
+    ops += [op("ftruncate", fd=3, length=131072)]  # 8
+    sid = traced(rest, ops)
+    page.goto(f"{server}/s/{sid}/diff?a=rfc-v2&b=guest-memfd")
+    rows = page.locator(".sbs-table tbody tr")
+    root = page.locator("#d-2")
+    expect(root).to_have_class(re.compile("root"))
+    expect(root).to_contain_text("root cause")
+    follows = page.locator("#d-7")
+    expect(follows).to_have_class(re.compile("follows"))
+    expect(follows).to_contain_text("follows #2")
+    expect(page.locator(".sbs-summary")).to_contain_text("1 root cause")
+    assert rows.count() == len(ops)
