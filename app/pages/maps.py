@@ -23,6 +23,7 @@ PROBE = 320  # runs read at first: a window with fewer is read whole
 PER_SPAN = 64  # runs read through one span of full columns
 BUDGET = 1000  # runs read for a window in all
 CELLS = 128  # a window this narrow draws every page as its own cell
+MAX_BLOCKS = 64  # huge pages drawn one bar each up to this many in a run
 COLS = 1200  # density columns of a wider window (the browser fits them to its pixels)
 DASH = "\u2013"  # an en dash, for ranges
 Fetch = Callable[[int, int, int], tuple[list[Any], int]]
@@ -147,10 +148,28 @@ def _layout(runs: list[Any], s: int, e: int, single: Callable[[Any, int, int], B
         a, b = max(r.start, s), min(r.end, e)
         if b - a < minw or (dense and r.state not in _DRAWN):
             continue
-        bar = single(r, a, b)
-        bar.left, bar.width = pct((a - s) / w), pct((b - a) / w)
-        bars.append(bar)
+        for x, y in _blocks(r, a, b, minw):
+            bar = single(r, x, y)
+            bar.left, bar.width = pct((x - s) / w), pct((y - x) / w)
+            bars.append(bar)
     return bars
+
+
+def _blocks(r: Any, a: int, b: int, minw: int) -> list[tuple[int, int]]:
+    """[a, b) cut at the compound pages of a run of order > 0 (alike huge pages make one
+    run; each is drawn as its own bar while there are few and each is wide enough)."""
+    size = 1 << (r.order or 0)
+    first = getattr(r, "pfn", None) if isinstance(r, PageRun) else r.start
+    if size == 1 or size < minw or (b - a) // size > MAX_BLOCKS:
+        return [(a, b)]
+    # block boundaries: where the pfn (pages) or the frame (frames) is a multiple of size
+    base = (first or 0) - r.start if isinstance(r, PageRun) else 0
+    out, x = [], a
+    while x < b:
+        y = min(b, x + size - (x + base) % size)
+        out.append((x, y))
+        x = y
+    return out
 
 
 _DRAWN = ("present", "cache", "orphan")

@@ -43,6 +43,7 @@ class EventRow:
     more_callbacks: int
     touches: list[str]
     more_touches: int
+    raw: str | None = None  # the raw value a hazard handed back, in words
 
 
 @dataclass(slots=True)
@@ -92,6 +93,15 @@ def _result(ev: Event) -> str:
     return "ok" if ev.result in (0, None) else str(ev.result)
 
 
+def raw_words(raw: int) -> str:
+    """18446744073709551594 -> "18,446,744,073,709,551,594 = 2^64 - 22 (-22 as unsigned
+    long)": an errno travelling back through an unsigned return value."""
+    if raw >= 2**63:
+        n = 2**64 - raw
+        return f"{raw:,} = 2^64 - {n} (-{n} as an unsigned long)"
+    return f"{raw:,}"
+
+
 def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> EventRow:
     cbs = [callback_row(c, owners) for c in ev.callbacks[:MAX_CALLBACKS]]
     touches = [_touch(t, owners) for t in ev.touches[:MAX_TOUCHES]]
@@ -110,6 +120,7 @@ def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> Event
         more_callbacks=max(ev.ncallbacks, len(ev.callbacks)) - len(cbs),
         touches=touches,
         more_touches=max(ev.ntouches, len(ev.touches)) - len(touches),
+        raw=None if ev.raw is None else raw_words(ev.raw),
     )
 
 

@@ -460,3 +460,30 @@ def test_12_side_by_side_tells_root_causes_from_what_follows(
     expect(follows).to_contain_text("follows #2")
     expect(page.locator(".sbs-summary")).to_contain_text("1 root cause")
     assert rows.count() == len(ops)
+
+
+def walk_to(page: Page, server: str, name: str, step: int) -> None:
+    page.goto(server + "/")
+    page.locator(f'form[action="/walk/{name}"] button').click()
+    page.wait_for_url("**walk=*")
+    page.locator("#walk ol.steps li").nth(step - 1).locator("a").click()
+    expect(page.locator("#walk")).to_contain_text(f"step {step} of")
+
+
+def test_10_the_screen_shows_what_the_narration_says(page: Page, server: str) -> None:
+    # "Time travel says 1 operation asleep" (a preview)
+    walk_to(page, server, "punch-waits-on-locked-page", 8)
+    expect(page.locator("#timetravel")).to_contain_text("1 operation asleep on a page lock")
+    # "two 512-page blocks of order 9" in the page map, and in the frame map likewise
+    walk_to(page, server, "huge-pages-split", 6)
+    expect(page.locator(".track.pages .b.huge")).to_have_count(2)
+    expect(page.locator(".track.frames .b.used")).to_have_count(2)
+    # "the events' raw value: 2^64 - 22"
+    walk_to(page, server, "rfc-hazards", 6)
+    expect(page.locator("#walk .got")).to_contain_text("2^64 - 22")
+    expect(page.locator("#timeline")).to_contain_text("18,446,744,073,709,551,594")
+    # expectations in words, not Python's
+    walk_to(page, server, "rfc-lifecycle", 10)
+    expected = page.locator("#walk .expected")
+    expect(expected).to_contain_text("not pending")
+    expect(expected).not_to_contain_text("False")
