@@ -50,6 +50,7 @@ class Track:
     ticks: list[tuple[str, str]] = field(default_factory=list)  # (left %, label)
     sampled: bool = False  # some runs were not read (zoom in to see each)
     marker: tuple[str, str] | None = None  # (left %, width %) of the selection
+    changed: list[tuple[str, str]] = field(default_factory=list)  # what the op shown changed
     density: str = ""  # per column: pages present (frames used), "" for 0, comma separated
     marks: str = ""  # per column: DENS flags (pages) or the file's fd (frames), "" for none
     cols: int = 0

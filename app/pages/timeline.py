@@ -53,6 +53,7 @@ class OpRow:
     args: str
     errno: str | None
     events: list[EventRow] = field(default_factory=list)
+    future: bool = False  # a preview's later op: in the log, not in the state shown
 
 
 def callback_row(cb: Callback, owners: dict[int, str]) -> CallbackRow:
@@ -172,3 +173,13 @@ def op_rows(
         rows.append(row)
     rows.reverse()
     return rows
+
+
+def future_rows(ops: list[Any], first: int, last: int) -> list[OpRow]:
+    """Rows for ops first..last (1-based) of the log that a preview has not applied:
+    their calls and how they ended, newest first (their events are the live state's)."""
+    return [
+        OpRow(n, str(ops[n - 1].op.get("op")), args_text(ops[n - 1].op.get("args", {})),
+              ops[n - 1].errno, future=True)
+        for n in range(last, first - 1, -1)
+    ]  # fmt: skip

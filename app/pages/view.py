@@ -10,12 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine import FileInfo, Machine, OwnerInfo, PageRun, PhysInfo, Waiter
+from app.pages.changes import Changes, changes_of, overlay
 from app.pages.maps import PROBE, Track, frame_map, marker, page_map, span
 from app.pages.state import ViewState, window, zooms
-from app.pages.timeline import CallbackRow, OpRow, args_text, callback_row, op_rows
+from app.pages.timeline import (
+    CallbackRow,
+    OpRow,
+    args_text,
+    callback_row,
+    future_rows,
+    op_rows,
+)
 from app.registry import Registry, Session
 
 TIMELINE = 40
+AHEAD = 12  # a preview's timeline shows this many later ops
 TABLE_ROWS = 64
 MAX_GFN_RUNS = 64
 FRAME_KEYS = ("fstart", "fend")
@@ -56,6 +65,7 @@ class OwnerView:
     files: list[str]
     runs: list[Any]
     more: bool
+    changed: list[str] = field(default_factory=list)  # what the op shown did to it
     zaps: list[str] = field(default_factory=list)
     zap_op: int | None = None
     received: list[tuple[str | None, CallbackRow]] = field(default_factory=list)
@@ -83,6 +93,7 @@ class View:
     older: int | None
     page: PageDetail | None
     frame: FrameDetail | None
+    missing: int | None  # the fd the view names, not open in this preview
     waiters: list[Waiter]
     table: list[PageRun]
     undo: str = ""  # the live log's last op, "#8 fallocate(…)"
@@ -153,6 +164,14 @@ def _page(m: Machine, fd: int, index: int, owners: list[OwnerInfo]) -> PageDetai
         elif where:
             mapped.append(f"not {o.name}: its {where} is not faulted in")
     return PageDetail(fd, index, r, pfn, mapped)
+
+
+def _changes(m: Machine, op_events: list[int], n: int, fd: int | None) -> Changes:
+    """What op n (the last op of the state shown) changed."""
+    if n < 1:
+        return Changes()
+    lo = op_events[n - 2] if n >= 2 else 0
+    return changes_of(m.events(lo, op_events[n - 1] - lo, max_items=256), fd)
 
 
 def _owners(m: Machine, infos: list[OwnerInfo], files: list[FileView]) -> list[OwnerView]:
@@ -243,8 +262,13 @@ def build(
             same = ffd == st.fd  # then the page window follows the page (below)
             st = st.but(fd=ffd, page=findex, frame=None)  # from now on, a page selection
             st = st if same else st.but(start=None, end=None)
-    file = next((f for f in files if f.info.fd == st.fd), files[0] if files else None)
-    st = st.but(fd=None if file is None else file.info.fd)
+    missing: int | None = None
+    file = next((f for f in files if f.info.fd == st.fd), None)
+    if file is None and st.fd is not None and len(ops) < seq:
+        missing = st.fd  # a preview before the file was made: the view keeps it (and its zoom)
+    else:
+        file = file or (files[0] if files else None)
+        st = st.but(fd=None if file is None else file.info.fd)
     pages, page, table = None, None, []
     zoom: dict[str, str | None] = {}
     if file is not None:
@@ -266,16 +290,25 @@ def build(
                 frame, _, _ = _frame(m, page.pfn, fnames)
     fs, fe = _frame_window(m, st, phys.total, frame.pfn if frame else None)
     frames = frame_map(m, fs, fe, phys.total, fnames)
+    shown = len(ops)
+    changes = _changes(m, op_events, shown, file.info.fd if file else None)
+    frames.changed = overlay(changes.frames, fs, fe)
+    if pages is not None:
+        pages.changed = overlay(changes.pages, pages.start, pages.end)
+    owner_views = _owners(m, infos, files)
+    for ov in owner_views:
+        ov.changed = changes.owners.get(ov.info.id, [])
     if frame is not None:
         frames.marker = marker(frame.pfn, fs, fe)
-    shown = len(ops)
-    newest = min(st.log or shown, shown)
+    # the timeline: the whole log, a preview's later ops too (greyed, above the cursor)
+    newest = min(st.log or (shown + AHEAD), seq)
     first = max(1, newest - TIMELINE + 1)
-    rows: list[OpRow] = []
-    if newest:
+    rows: list[OpRow] = future_rows(s.ops, max(first, shown + 1), newest)
+    past = min(newest, shown)
+    if past >= first:
         lo = op_events[first - 2] if first >= 2 else 0
-        events = m.events(lo, max(1, op_events[newest - 1] - lo))
-        rows = op_rows(ops[first - 1 : newest], first, op_events, events, onames, fnames)
+        events = m.events(lo, max(1, op_events[past - 1] - lo))
+        rows += op_rows(ops[first - 1 : past], first, op_events, events, onames, fnames)
     return View(
         undo=_call(s.ops[seq - 1], seq) if seq else "",
         redo=[_call(o, seq + i + 1) for i, o in enumerate(s.redo[:REDO_SHOWN])],
@@ -296,11 +329,12 @@ def build(
         frames=frames,
         frame_zoom=_zoom_urls(st, zooms(fs, fe, phys.total, 16), fs, fe, phys.total, True),
         phys=phys,
-        owners=_owners(m, infos, files),
+        owners=owner_views,
         rows=rows,
         older=first - 1 if first > 1 else None,
         page=page,
         frame=frame,
+        missing=missing,
         waiters=m.waiters(),
         table=table,
     )

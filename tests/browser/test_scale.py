@@ -11,6 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
+from app.pages.maps import DASH
+
 pytestmark = pytest.mark.browser
 PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
 
@@ -487,3 +489,41 @@ def test_10_the_screen_shows_what_the_narration_says(page: Page, server: str) ->
     expected = page.locator("#walk .expected")
     expect(expected).to_contain_text("not pending")
     expect(expected).not_to_contain_text("False")
+
+
+def test_08_preview_shows_the_whole_log_keeps_the_zoom_and_marks_the_change(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    ops = sealed(65536)  # 1-5
+    ops += [op("fallocate", fd=3, mode=[], offset=0, len=16384)]  # 6: pages 0-3
+    ops += [op("memslot_create", owner_id="0", fd=3, gfn=256, index=0, npages=16)]  # 7
+    ops += [op("fault", owner_id="0", gfn=257)]  # 8
+    ops += [op("memfd_create", name="other", flags=[])]  # 9: fd 4
+    ops += [op("ftruncate", fd=4, length=1 << 20)]  # 10
+    sid = traced(rest, ops)
+    # the whole log, the cursor on op 6, the later ops greyed
+    page.goto(f"{server}/s/{sid}?at=6")
+    expect(page.locator("#op-6")).to_have_class(re.compile("current"))
+    expect(page.locator("#op-10")).to_have_class(re.compile("future"))
+    expect(page.locator("#op-10")).to_contain_text("ftruncate")
+    # what op 6 changed: pages 0-3 and their frames are marked
+    changed = page.locator(".track.pages .changed")
+    expect(changed).to_have_count(1)
+    assert changed.get_attribute("style") == "left:0%;width:25%"
+    expect(page.locator(".track.frames .changed")).not_to_have_count(0)
+    # the fault: the owner's new gfn is marked
+    page.goto(f"{server}/s/{sid}?at=8")
+    expect(page.locator("#owners .changed")).to_contain_text("gfn 257")
+    # zoomed into fd 4: back to before it existed and forward again, the zoom stays
+    page.goto(f"{server}/s/{sid}?fd=4&start=8&end=24")
+    page.locator("body").press(",")
+    page.wait_for_url("**at=9*")
+    page.locator("body").press(",")
+    page.wait_for_url("**at=8*")
+    assert "fd=4" in page.url and "start=8" in page.url
+    page.locator("body").press(".")
+    page.wait_for_url("**at=9*")
+    page.locator("body").press(".")
+    page.wait_for_url(lambda u: "at=" not in u)
+    expect(page.locator("#pagemap .window")).to_contain_text(f"Pages 8{DASH}23 of 256")
+    assert "fd=4" in page.url and "start=8" in page.url
