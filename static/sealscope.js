@@ -358,6 +358,43 @@
   document.addEventListener("pointerup", function () { setTimeout(release, 0); });
   document.addEventListener("focusout", function () { setTimeout(release, 0); });
 
+  // -- a walkthrough's autoplay: Next step by itself, every `speed` seconds ----------------
+  var SPEED_KEY = "sealscope-walk-speed", play = { on: false, timer: 0 };
+  function storedSpeed() {
+    try { return localStorage.getItem(SPEED_KEY); } catch (e) { return null; }
+  }
+  function playSync() {
+    var b = $("[data-autoplay]"), sel = $("#walk-speed"), saved = storedSpeed();
+    if (sel && saved && sel.querySelector('option[value="' + saved + '"]')) sel.value = saved;
+    if (!b) { play.on = false; clearTimeout(play.timer); return; }
+    b.textContent = play.on ? "\u275a\u275a Pause" : "\u25b6 Play";
+    b.setAttribute("aria-pressed", String(play.on));
+  }
+  function schedule() {
+    clearTimeout(play.timer);
+    if (!play.on) return;
+    var sel = $("#walk-speed"), wait = (sel ? Number(sel.value) : 2) * 1000;
+    play.timer = setTimeout(function () {
+      var next = $("#walk .walk-nav a.primary, #walk .walk-nav button.primary");
+      if (!play.on) return;
+      if (!next) { play.on = false; playSync(); return; } // the end
+      next.click();
+    }, wait);
+  }
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest && e.target.closest("[data-autoplay]");
+    if (!b) return;
+    play.on = !play.on;
+    playSync();
+    schedule();
+  });
+  document.addEventListener("change", function (e) {
+    if (!e.target || e.target.id !== "walk-speed") return;
+    try { localStorage.setItem(SPEED_KEY, e.target.value); } catch (err) { /* this page only */ }
+    schedule();
+  });
+  document.addEventListener("htmx:afterSettle", function () { playSync(); schedule(); });
+
   // -- after every swap ------------------------------------------------------------------
   function settle() {
     drawPick();
@@ -369,6 +406,7 @@
   document.addEventListener("htmx:pushedIntoHistory", settle);
   document.addEventListener("htmx:replacedInHistory", settle);
   document.addEventListener("DOMContentLoaded", settle);
+  document.addEventListener("DOMContentLoaded", playSync);
   // a phone: the action groups start closed (but the first), so the maps stay close
   document.addEventListener("DOMContentLoaded", function () {
     if (!window.matchMedia || !window.matchMedia("(max-width: 700px)").matches) return;

@@ -527,3 +527,22 @@ def test_08_preview_shows_the_whole_log_keeps_the_zoom_and_marks_the_change(
     page.wait_for_url(lambda u: "at=" not in u)
     expect(page.locator("#pagemap .window")).to_contain_text(f"Pages 8{DASH}23 of 256")
     assert "fd=4" in page.url and "start=8" in page.url
+
+
+def test_17_a_walkthrough_plays_itself_at_a_chosen_speed(page: Page, server: str) -> None:
+    page.goto(server + "/")
+    page.locator('form[action="/walk/userspace-locked-out"] button').click()
+    page.wait_for_url("**walk=*")
+    walk = page.locator("#walk")
+    n = walk.locator("ol.steps li").count()
+    page.get_by_label("Speed").select_option("0.3")
+    page.get_by_role("button", name="▶ Play").click()
+    expect(walk).to_contain_text("step 2 of", timeout=5000)
+    page.get_by_role("button", name="❚❚ Pause").click()
+    at = walk.locator(".card-head .muted").inner_text()
+    page.wait_for_timeout(1000)
+    assert walk.locator(".card-head .muted").inner_text() == at  # paused
+    page.get_by_role("button", name="▶ Play").click()
+    expect(walk).to_contain_text(f"step {n} of {n}", timeout=20000)
+    expect(page.get_by_role("button", name="▶ Play")).to_be_visible()  # it stops at the end
+    expect(page.get_by_label("Speed")).to_have_value("0.3")
