@@ -546,3 +546,34 @@ def test_17_a_walkthrough_plays_itself_at_a_chosen_speed(page: Page, server: str
     expect(walk).to_contain_text(f"step {n} of {n}", timeout=20000)
     expect(page.get_by_role("button", name="▶ Play")).to_be_visible()  # it stops at the end
     expect(page.get_by_label("Speed")).to_have_value("0.3")
+
+
+def test_16_search_for_a_pfn_a_gfn_or_a_file_page(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    ops = sealed(1 << 20)  # 256 pages
+    ops += [op("fallocate", fd=3, mode=[], offset=0, len=16384)]
+    ops += [op("memslot_create", owner_id="0", fd=3, gfn=256, index=0, npages=256)]
+    ops += [op("fault", owner_id="0", gfn=257)]
+    ops += [op("memfd_create", name="other", flags=[]), op("ftruncate", fd=4, length=1 << 20)]
+    ops += [op("fallocate", fd=4, mode=[], offset=257 * 4096, len=4096)]
+    sid = traced(rest, ops)
+    page.goto(f"{server}/s/{sid}")
+    box = page.get_by_label("Find")
+    box.fill("257")
+    box.press("Enter")
+    found = page.locator("#find-results")
+    # a bare number: as a gfn (kvm0 maps it), as a page of each file, as a pfn
+    expect(found).to_contain_text("gfn 257")
+    expect(found).to_contain_text("kvm0")
+    expect(found).to_contain_text("page 257 of other (fd 4)")
+    box.fill("pfn 1")
+    box.press("Enter")
+    expect(found).to_contain_text("frame 1")
+    expect(found).to_contain_text("page 1 of vm0 (fd 3)")
+    found.get_by_role("link", name=re.compile("page 1 of vm0")).first.click()
+    expect(page.locator("#page-detail")).to_contain_text("Page 1 of vm0 (fd 3)")
+    box = page.get_by_label("Find")
+    box.fill("gfn 0x10000")
+    box.press("Enter")
+    expect(page.locator("#find-results")).to_contain_text("no memslot of kvm0 holds gfn 65,536")
