@@ -74,6 +74,7 @@ def test_no_serious_violations(
         ("preview", f"/s/{sid}?at=4"),
         ("diff", f"/s/{sid}/diff"),
         ("kernel", f"/s/{sid}/kernel"),
+        ("versus", f"/s/{sid}/versus?a=4&b=11"),
         ("walk", None),
     ]:
         if path is None:

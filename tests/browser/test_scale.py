@@ -577,3 +577,27 @@ def test_16_search_for_a_pfn_a_gfn_or_a_file_page(
     box.fill("gfn 0x10000")
     box.press("Enter")
     expect(page.locator("#find-results")).to_contain_text("no memslot of kvm0 holds gfn 65,536")
+
+
+def test_15_the_state_at_op_a_and_op_b_side_by_side(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    sid = small(rest)
+    page.goto(f"{server}/s/{sid}?at=5")
+    page.get_by_role("link", name="Compare with the live state").click()
+    page.wait_for_url("**/versus?a=5&b=8*")
+    sides = page.locator(".versus-side")
+    expect(sides).to_have_count(2)
+    expect(sides.nth(0)).to_contain_text("after op 5")
+    expect(sides.nth(1)).to_contain_text("after op 8")
+    expect(sides.nth(0).locator(".track.pages .b.present")).to_have_count(0)
+    expect(sides.nth(1).locator(".track.pages .b.present")).not_to_have_count(0)
+    changes = page.locator("#versus-changes")
+    expect(changes).to_contain_text("vm0 (fd 3): 0 → 5 pages resident")
+    expect(changes).to_contain_text("frames in use")
+    # another pair from the form
+    page.get_by_label("Op A").fill("6")
+    page.get_by_label("Op B").fill("7")
+    page.get_by_role("button", name="Compare").click()
+    page.wait_for_url("**a=6&b=7*")
+    expect(changes).to_contain_text("4 → 3 pages resident")
