@@ -395,6 +395,44 @@
   });
   document.addEventListener("htmx:afterSettle", function () { playSync(); schedule(); });
 
+  // -- charts over the op log: hover reads out, a click previews that op, a drag compares -
+  function chartOp(svg, x) {
+    var r = svg.getBoundingClientRect(), n = Number(svg.closest(".charts").dataset.ops);
+    return Math.round(Math.min(Math.max((x - r.left) / r.width, 0), 1) * n);
+  }
+  var brush = null;
+  document.addEventListener("pointerdown", function (e) {
+    var svg = e.target.closest && e.target.closest(".chart svg");
+    if (!svg || e.button !== 0) return;
+    brush = { svg: svg, x: e.clientX, from: chartOp(svg, e.clientX) };
+    svg.setPointerCapture(e.pointerId);
+    e.preventDefault();
+  });
+  document.addEventListener("pointermove", function (e) {
+    var svg = brush ? brush.svg : e.target.closest && e.target.closest(".chart svg");
+    if (!svg) return;
+    var n = chartOp(svg, e.clientX), fig = svg.closest(".chart");
+    var values = (fig.dataset.values || "").split(","), out = $(".chart-readout");
+    if (out) out.textContent = fig.dataset.title + " after op " + n + ": " + Number(values[n] || 0).toLocaleString("en");
+    if (!brush) return;
+    var rect = svg.querySelector(".brush"), ops = Number(svg.closest(".charts").dataset.ops) || 1;
+    var a = Math.min(brush.from, n), b = Math.max(brush.from, n);
+    rect.setAttribute("x", String(1000 * a / ops));
+    rect.setAttribute("width", String(1000 * (b - a) / ops));
+    rect.hidden = false;
+  });
+  document.addEventListener("pointerup", function (e) {
+    if (!brush) return;
+    var b = brush, root = b.svg.closest(".charts"), n = chartOp(b.svg, e.clientX);
+    brush = null;
+    var q = root.dataset.query ? "&" + root.dataset.query : "";
+    if (Math.abs(e.clientX - b.x) > 4 && n !== b.from) {
+      location.href = root.dataset.base + "/versus?a=" + Math.min(b.from, n) + "&b=" + Math.max(b.from, n) + q;
+    } else {
+      location.href = root.dataset.base + "?at=" + n + q;
+    }
+  });
+
   // -- after every swap ------------------------------------------------------------------
   function settle() {
     drawPick();

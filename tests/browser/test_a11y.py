@@ -75,6 +75,7 @@ def test_no_serious_violations(
         ("diff", f"/s/{sid}/diff"),
         ("kernel", f"/s/{sid}/kernel"),
         ("versus", f"/s/{sid}/versus?a=4&b=11"),
+        ("charts", f"/s/{sid}/charts?at=6"),
         ("walk", None),
     ]:
         if path is None:

@@ -45,6 +45,7 @@ def test_no_page_loads_from_another_host(browser: Browser, server: str, rest: ht
         f"/s/{sid}/kernel",
         f"/s/{sid}/why/5",
         f"/s/{sid}/versus?a=2&b=9",
+        f"/s/{sid}/charts?at=3",
         f"/s/{sid}/find?q=pfn+1",
         "/s/nosuchsession000000",
         "/docs",

@@ -601,3 +601,42 @@ def test_15_the_state_at_op_a_and_op_b_side_by_side(
     page.get_by_role("button", name="Compare").click()
     page.wait_for_url("**a=6&b=7*")
     expect(changes).to_contain_text("4 → 3 pages resident")
+
+
+def test_14_charts_over_the_op_log_with_brushing(
+    page: Page, server: str, rest: httpx.Client
+) -> None:
+    ops = sealed(1 << 20)  # 1-5
+    ops += [op("fallocate", fd=3, mode=[], offset=i * 16384, len=16384) for i in range(10)]
+    ops += [op("fallocate", fd=3, mode=PUNCH, offset=0, len=1 << 20)]  # 16: callbacks
+    sid = traced(rest, ops)
+    page.goto(f"{server}/s/{sid}")
+    page.get_by_role("link", name="Charts").click()
+    page.wait_for_url("**/charts*")
+    charts = page.locator(".chart")
+    expect(charts).to_have_count(4)
+    for name in ("resident pages", "frames in use", "free blocks by order", "callbacks per op"):
+        expect(page.locator(".charts")).to_contain_text(name)
+    resident = charts.nth(0)
+    expect(resident).to_contain_text("40")  # the peak: 10 x 4 pages
+    plot = resident.locator("svg")
+    box = plot.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    # a click moves the time cursor: the session at that op
+    plot.hover(position={"x": box["width"] * 10 / 16, "y": box["height"] / 2})
+    expect(page.locator(".chart-readout")).to_contain_text("op 10")
+    page.mouse.click(box["x"] + box["width"] * 10 / 16, y)
+    page.wait_for_url("**/s/*?at=10*")
+    expect(page.locator("#timetravel")).to_contain_text("after op 10 of 16")
+    # a brushed range: op A vs op B
+    page.go_back()
+    page.wait_for_url("**/charts*")
+    box = page.locator(".chart").nth(0).locator("svg").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 4 / 16, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 12 / 16, y, steps=6)
+    page.mouse.up()
+    page.wait_for_url("**/versus?a=4&b=12*")
+    expect(page.locator("#versus-changes")).to_contain_text("0 → 28 pages resident")
