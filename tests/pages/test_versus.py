@@ -21,7 +21,7 @@ async def test_versus(client: httpx.AsyncClient) -> None:
     assert "vm0 (fd 3): size 0 → 65,536 bytes" in text
     assert "vm0 (fd 3): 0 → 4 pages resident" in text and "frames in use: 0 → 4" in text
     assert "owner kvm0 (owner 0): made" in text
-    assert f"Pages of vm0 (fd 3) <span class=\"muted small\">0{DASH}15" in r.text
+    assert f'Pages of vm0 (fd 3) <span class="muted small">0{DASH}15' in r.text
     # defaults and bounds: a = 0, b = the live state; out of range reads as the default
     r = await client.get(f"/s/{sid}/versus?a=99&b=x")
     assert "after op 0" in r.text and "after op 6" in r.text
