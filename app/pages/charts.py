@@ -5,7 +5,8 @@ a brushed range opens op A next to op B (static/sealscope.js)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -40,7 +41,7 @@ class Chart:
     series: list[Series]
     peak: int = 0
     data: str = ""  # the first series per op, for the readout (comma separated)
-    extra: list[str] = field(default_factory=list)
+    log: bool = False  # a log scale (free blocks: 1 block of order 0 next to 256 of 10)
 
 
 def metrics(m: Machine, ops: list[StoredOp]) -> dict[str, Any]:
@@ -60,16 +61,22 @@ def metrics(m: Machine, ops: list[StoredOp]) -> dict[str, Any]:
     return {"resident": resident, "used": used, "orders": orders, "callbacks": cbs}
 
 
-def _points(values: list[int], peak: int) -> str:
+def _points(values: list[int], peak: int, log: bool = False) -> str:
     n = len(values) - 1
     step = max(1, -(-len(values) // POINTS))
+
+    def y(v: int) -> float:
+        if not peak:
+            return H
+        share = math.log1p(v) / math.log1p(peak) if log else v / peak
+        return H - (H - 4) * share
+
     out = []
     for i in range(0, len(values), step):
-        v = max(values[i : i + step])
         x = W * i / n if n else 0
-        out.append(f"{x:.1f},{H - (H - 4) * v / peak if peak else H:.1f}")
+        out.append(f"{x:.1f},{y(max(values[i : i + step])):.1f}")
     if n and (len(values) - 1) % step:
-        out.append(f"{W:.1f},{H - (H - 4) * values[-1] / peak if peak else H:.1f}")
+        out.append(f"{W:.1f},{y(values[-1]):.1f}")
     return " ".join(out)
 
 
@@ -81,13 +88,13 @@ def charts(data: dict[str, Any]) -> list[Chart]:
     out = [
         Chart("resident pages", [Series("resident pages", data["resident"])]),
         Chart("frames in use", [Series("frames in use", data["used"], "s1")]),
-        Chart("free blocks by order", free or [Series("none", [0] * len(data["used"]))]),
+        Chart("free blocks by order", free or [Series("none", [0] * len(data["used"]))], log=True),
         Chart("callbacks per op", [Series("callbacks", data["callbacks"], "s3")]),
     ]
     for c in out:
         c.peak = max((max(s.values) for s in c.series), default=0)
         for s in c.series:
-            s.points = _points(s.values, c.peak)
+            s.points = _points(s.values, c.peak, c.log)
         c.data = ",".join(str(v) for v in c.series[0].values)
     return out
 
