@@ -21,12 +21,12 @@ GOTO_WIDTH = 128  # "go to page" shows this many pages around it (each its own c
 
 
 def to_int(raw: str | None, lo: int = 0, hi: int = U64) -> int | None:
-    """A decimal (or 0x hex) integer in [lo, hi], else None."""
-    if raw is None:
+    """An integer in [lo, hi] as the forms write them (12, 0x1f, 4K, 1.5M: see
+    app/pages/numbers.py), else None."""
+    if raw is None or len(raw) > 64:
         return None
-    raw = raw.strip()
     try:
-        value = int(raw, 16) if raw.lower().startswith("0x") else int(raw, 10)
+        value = parse_number(raw)
     except ValueError:
         return None
     return value if lo <= value <= hi else None

@@ -46,6 +46,7 @@ def test_to_int_bounds() -> None:
     assert to_int("0x1f") == 31 and to_int("12") == 12
     assert to_int("-1") is None and to_int("1e3") is None and to_int(None) is None
     assert to_int(str(2**64)) is None
+    assert to_int("4K") == 4096 and to_int("1,024") == 1024 and to_int("1.5") is None
 
 
 def test_view_state_round_trips_through_its_url() -> None:
