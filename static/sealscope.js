@@ -277,10 +277,13 @@
     var lo = Math.max(0, Math.min(Math.round(at - frac * w), total - w));
     go(pages ? { start: lo, end: lo + w } : { fstart: lo, fend: lo + w });
   }
-  var wheelAt = 0, pointer = null;
+  var wheelAt = 0, pointer = null, scrolledAt = 0;
+  // a scroll of the page that passes over a map goes on scrolling; a wheel that starts
+  // over a map (the page still) zooms it
+  window.addEventListener("scroll", function () { scrolledAt = Date.now(); }, { passive: true });
   document.addEventListener("wheel", function (e) {
     var track = e.target.closest && e.target.closest(".track");
-    if (!track || e.ctrlKey || !e.deltaY) return;
+    if (!track || e.ctrlKey || !e.deltaY || Date.now() - scrolledAt < 400) return;
     e.preventDefault();
     var now = Date.now();
     if (now - wheelAt < 250) return; // one zoom step per flick of the wheel
