@@ -61,14 +61,17 @@ engine: $(VENV_STAMP)
 
 venv: engine
 
-# htmx, its SSE extension and axe-core from npm (package.json pins them)
+# htmx, its SSE extension, axe-core, Swagger UI and ReDoc from npm (package.json and
+# package-lock.json pin them; no package needs its install scripts)
 $(VENDOR_STAMP): package.json $(wildcard package-lock.json)
-	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; \
-	 else npm install --no-audit --no-fund --silent; fi
+	@if [ -f package-lock.json ]; then npm ci --ignore-scripts --no-audit --no-fund --silent; \
+	 else npm install --ignore-scripts --no-audit --no-fund --silent; fi
 	@mkdir -p static/vendor
 	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx.org/dist/htmx.js \
 	   node_modules/htmx-ext-sse/dist/sse.js node_modules/htmx-ext-sse/dist/sse.min.js \
 	   node_modules/axe-core/axe.min.js static/vendor/
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
+	   node_modules/redoc/bundles/redoc.standalone.js static/vendor/
 	@touch $@
 
 static/vendor: $(VENDOR_STAMP)

@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         summary="memfd F_SEAL_GUEST (RFC v2) and KVM guest_memfd, simulated",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: app/pages/apidocs.py, from static/vendor/
+        redoc_url=None,
     )
     app.state.settings = settings
     errors.install(app)

@@ -77,6 +77,7 @@ class Session:
         self.snapping = False  # a snapshot task is on its way
         self.closed = False
         self.rewinds: list[int] = []  # the event count each rewind went back to
+        self.redo: list[StoredOp] = []  # ops rewinds took out, oldest first (not stored)
         self._changed = asyncio.Event()
         self.published = 0  # engine events of logged ops, as live streams may see them
         # Events that may be huge (a punch of a million pages makes a million callbacks)
@@ -106,6 +107,8 @@ class Session:
         return self.op_bytes[-1] if self.op_bytes else 0
 
     def push(self, op: StoredOp) -> None:
+        """A new op ends the redo stack (a redo puts the rest back)."""
+        self.redo.clear()
         self.ops.append(op)
         self.op_events.append(op.events)
         self.op_bytes.append(self.log_bytes + len(op.args))

@@ -345,6 +345,23 @@ int ss_file_runs(const struct ss_machine *m, int fd, uint64_t start, uint64_t en
 int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 		 struct ss_frame_run *out, int max, uint64_t *next);
 void ss_phys_info(const struct ss_machine *m, struct ss_phys_info *out);
+
+/* density (density.c): [start, end) cut into cols columns (1..SS_MAX_COLS);
+ * per column the present pages of fd, or used frames, and what they are.
+ * Returns 0, -EINVAL (empty window, bad cols), -EBADF (not an open file). */
+#define SS_MAX_COLS 4096
+#define SS_DENS_HUGE 0x01             /* flags: some page of the column is ... */
+#define SS_DENS_LOCKED 0x02
+#define SS_DENS_DIRTY 0x04
+#define SS_DENS_MAPPED 0x08
+#define SS_DENS_WAIT 0x10
+#define SS_DENS_NONE (-1)             /* fd: no frame in use in the column */
+#define SS_DENS_MANY (-2)             /* frames of more than one file */
+#define SS_DENS_NOFILE (-3)           /* frames of no open file (closed, orphans) */
+int ss_file_density(const struct ss_machine *m, int fd, uint64_t start, uint64_t end, int cols,
+		    uint64_t *present, uint8_t *flags);
+int ss_phys_density(const struct ss_machine *m, uint64_t start, uint64_t end, int cols,
+		    uint64_t *used, int *fd);
 int ss_waiters(const struct ss_machine *m, struct ss_waiter_info *out, int max);
 
 /* events: seq 1..ss_event_count() */

@@ -9,8 +9,9 @@ from fastapi.responses import StreamingResponse
 
 from app.api import new_router
 from app.deps import SessionId, registry
-from app.models.sessions import Rewind, Session, SessionCreate, SessionDetail, Trace
+from app.models.sessions import Redo, Rewind, Session, SessionCreate, SessionDetail, Trace
 from app.service import export
+from app.service import redo as redo_svc
 from app.service import sessions as svc
 
 router = new_router("sessions")
@@ -51,6 +52,14 @@ async def rewind(request: Request, sid: SessionId, body: Rewind) -> SessionDetai
     """Back to the state after op `seq` (0 .. the session's seq), for good: the ops
     after it leave the log. Live event streams get a "rewind" message."""
     return await svc.rewind(registry(request), sid, body.seq)
+
+
+@router.post("/sessions/{sid}/redo", name="redo")
+async def redo(request: Request, sid: SessionId, body: Redo | None = None) -> SessionDetail:
+    """Replay the first `count` (default 1) ops that rewinds took out, oldest first, as
+    new ops of the log; possible until a new op is made (`redo` in the answer counts
+    what is left). 409 when there are fewer to redo."""
+    return await redo_svc.redo(registry(request), sid, (body or Redo(count=1)).count)
 
 
 @router.get("/sessions/{sid}/at/{n}", name="at")

@@ -20,7 +20,7 @@ from app.engine._kvm_types import (
     VmMemslot,
 )
 from app.engine._machine import Machine
-from app.engine._names import OP_ARGS
+from app.engine._names import DENS_FLAGS, DENS_MANY, DENS_NOFILE, DENS_NONE, MAX_COLS, OP_ARGS
 from app.engine._types import (
     Callback,
     Config,
@@ -41,6 +41,11 @@ PAGE_SIZE = 4096
 OPS = tuple(OP_ARGS)  # event op names
 
 __all__ = [
+    "DENS_FLAGS",
+    "DENS_MANY",
+    "DENS_NOFILE",
+    "DENS_NONE",
+    "MAX_COLS",
     "MAX_ITEMS",
     "OPS",
     "PAGE_SIZE",

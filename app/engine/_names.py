@@ -16,6 +16,16 @@ THP = {
 VARIANTS = {"multi_owner": lib.SS_VAR_MULTI_OWNER, "mmap_shared": lib.SS_VAR_MMAP_SHARED}
 KINDS = {lib.SS_KIND_MEMFD: "memfd", lib.SS_KIND_GMEM: "guest_memfd"}
 OWNER_KINDS = {"kvm": lib.SS_OWNER_KVM, "recorder": lib.SS_OWNER_RECORDER}
+# Machine.page_density's flags, frame_density's codes for no file / several / none open
+DENS_FLAGS = {
+    "huge": lib.SS_DENS_HUGE,
+    "locked": lib.SS_DENS_LOCKED,
+    "dirty": lib.SS_DENS_DIRTY,
+    "mapped": lib.SS_DENS_MAPPED,
+    "wait": lib.SS_DENS_WAIT,
+}
+DENS_NONE, DENS_MANY, DENS_NOFILE = lib.SS_DENS_NONE, lib.SS_DENS_MANY, lib.SS_DENS_NOFILE
+MAX_COLS = lib.SS_MAX_COLS
 
 MFD_FLAGS = {
     "MFD_CLOEXEC": lib.SS_MFD_CLOEXEC,

@@ -7,6 +7,7 @@ C arrays, so their cost grows with the number of runs, never with sizes.
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -272,6 +273,33 @@ class Views:
             p = self._pinfo
             by_order = {o: int(p.free_by_order[o]) for o in range(lib.SS_MAX_ORDER + 1)}
             return PhysInfo(p.total, p.free, p.used, by_order)
+
+    # ---- density: what a window far wider than the screen holds, per column ----
+    def page_density(self, fd: int, start: int, end: int, cols: int) -> tuple[list[int], list[int]]:
+        """[start, end) of file fd cut in `cols` columns (index x in column
+        (x - start) * cols // (end - start)): per column the present pages and the
+        DENS_* flags of what they are (huge, locked, dirty, mapped, waited on).
+        ValueError on an empty window or cols outside 1..MAX_COLS."""
+        a, b = _index("start", start, 0), _index("end", end, 0)
+        present, flags = ffi.new("uint64_t[]", max(cols, 1)), ffi.new("uint8_t[]", max(cols, 1))
+        with self._lock:
+            rc = lib.ss_file_density(self._m, _fd(fd), a, b, cols, present, flags)
+        if rc == -errno.EBADF:
+            raise make_error("file", -rc, f"fd {fd} is not an open file")
+        if rc < 0:
+            raise ValueError(f"bad window [{start}, {end}) in {cols} columns")
+        return list(present), list(flags)
+
+    def frame_density(self, start: int, end: int, cols: int) -> tuple[list[int], list[int]]:
+        """Frames [start, end) in `cols` columns: per column the frames in use and
+        whose they are: an fd, or DENS_NONE / DENS_MANY / DENS_NOFILE."""
+        a, b = _index("start", start, 0), _index("end", end, 0)
+        used, fds = ffi.new("uint64_t[]", max(cols, 1)), ffi.new("int[]", max(cols, 1))
+        with self._lock:
+            rc = lib.ss_phys_density(self._m, a, b, cols, used, fds)
+        if rc < 0:
+            raise ValueError(f"bad window [{start}, {end}) in {cols} columns")
+        return list(used), list(fds)
 
     def waiters(self) -> list[Waiter]:
         with self._lock:

@@ -81,6 +81,12 @@ class DiffRow(BaseModel):
     a: DiffCell
     b: DiffCell
     differs: list[Aspect] = Field(default_factory=list)
+    cause: Literal["root", "follows"] | None = Field(
+        default=None,
+        description="root: it differs though both states were alike before it; follows: "
+        "the states already differed (since op `follows`)",
+    )
+    follows: int | None = Field(default=None, description="the root cause this row follows")
     model_config = examples(
         {
             "n": 7,
@@ -110,6 +116,7 @@ class Diff(BaseModel):
     compared: int = Field(description="ops replayed under both designs (first .. last answered)")
     diverging: int = Field(description="ops among those answered that differ")
     first_divergence: int | None = None
+    roots: int = Field(default=0, description="diverging ops that are root causes")
     rows: list[DiffRow]
     next: int | None = Field(default=None, description="more rows from this op on (first=)")
     model_config = examples(

@@ -115,6 +115,11 @@ class SessionDetail(Session):
     owners: list[Owner]
     phys: PhysSummary
     waiters: list[Waiter] = Field(default_factory=list)
+    redo: int = Field(
+        0,
+        ge=0,
+        description="ops a rewind took out that POST …/redo can replay (until a new op)",
+    )
     model_config = examples(
         {
             "id": "q3Jx0m2kz5pVw7yH1tB9cA",
@@ -128,6 +133,7 @@ class SessionDetail(Session):
             "owners": [{"owner_id": "0", "name": "kvm0", "kind": "kvm"}],
             "phys": {"free": 262144, "used": 0, "total": 262144},
             "waiters": [],
+            "redo": 0,
         }
     )
 
@@ -135,3 +141,10 @@ class SessionDetail(Session):
 class Rewind(BaseModel):
     seq: int = Field(strict=True, ge=0, le=2**63 - 1, description="an op count: 0 .. seq")
     model_config = examples({"seq": 2})
+
+
+class Redo(BaseModel):
+    count: int = Field(
+        1, strict=True, ge=1, le=2**63 - 1, description="how many rewound ops to replay"
+    )
+    model_config = examples({"count": 1})

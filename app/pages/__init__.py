@@ -14,10 +14,10 @@ from app.resources import static_dir
 
 
 def routes() -> list[BaseRoute]:
-    from app.pages import actions, compare, home, session
+    from app.pages import actions, apidocs, charts, compare, find, home, session, versus
 
     # compare before session: /s/{sid}/{part} would take /s/{sid}/diff
-    mods = (home, compare, session, actions)
+    mods = (home, apidocs, compare, charts, find, versus, session, actions)
     out: list[BaseRoute] = [r for m in mods for r in m.router.routes]
     out.append(Mount("/static", StaticFiles(directory=static_dir()), name="static"))
     return out

@@ -28,8 +28,9 @@ from app.pages.common import (
     view_response,
 )
 from app.pages.maps import span
+from app.pages.numbers import INT64_MAX, INT64_MIN, UINT64_MAX, in_range, parse_number
 from app.pages.render import is_htmx
-from app.pages.state import PAGE, parse_size, to_int
+from app.pages.state import PAGE, parse_size
 from app.pages.timeline import args_text
 from app.registry import Registry
 from app.service import files, guest
@@ -41,17 +42,24 @@ Action = Callable[[Registry, str, int | None, Form], Call]
 
 
 def _num(form: Form, key: str) -> int:
-    value = to_int(first(form, key), -(2**63), 2**64 - 1)
-    if value is None:
-        raise ValueError(f"{key}: {first(form, key)[:30]!r} is not a whole number")
-    return value
+    """A page index, gfn, pfn or count: any integer up to 2^64 - 1 (a negative one goes
+    on to the schema or the kernel, which say what is wrong with it)."""
+    raw = first(form, key)
+    try:
+        value = parse_number(raw)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from exc
+    return in_range(key, raw, value, INT64_MIN, UINT64_MAX, "number a u64 field takes")
 
 
 def _size(form: Form, key: str) -> int:
+    """Bytes (offset, length, count): a loff_t, as the syscalls take."""
+    raw = first(form, key)
     try:
-        return parse_size(first(form, key))
+        value = parse_size(raw)
     except ValueError as exc:
         raise ValueError(f"{key}: {exc}") from exc
+    return in_range(key, raw, value, INT64_MIN, INT64_MAX, "file offset (loff_t)")
 
 
 def _fd(fd: int | None) -> int:

@@ -41,7 +41,7 @@ def explain(exc: Exception, op: str | None = None) -> tuple[dict[str, Any], int]
     """The API's error body for `exc`, plus the rule behind it; and the HTTP status."""
     if isinstance(exc, EngineError):
         body = engine_error_body(exc)
-        body["rule"] = rule(exc.op, exc.name)
+        body["rule"] = rule(exc.op, exc.name, str(body.get("message", "")))
         body["hazard"] = hazard(exc.hazard) if exc.hazard else None
         return body, engine_status(exc)
     if isinstance(exc, ServiceError):

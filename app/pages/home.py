@@ -57,14 +57,22 @@ def _recent(reg: Registry, request: Request) -> list[dict[str, Any]]:
 
 
 def _home(
-    request: Request, reg: Registry, error: dict[str, Any] | None = None, status: int = 200
+    request: Request,
+    reg: Registry,
+    error: dict[str, Any] | None = None,
+    status: int = 200,
+    trace: str | None = None,
 ) -> HTMLResponse:
+    """The home page; with `trace`, an import refused: the error shows at the import form,
+    which keeps the pasted trace."""
     ctx = {
         "memories": MEMORIES,
         "default_memory": DEFAULT_MEMORY,
         "scenarios": scenarios.list_all().scenarios,
         "recent": _recent(reg, request),
-        "error": error,
+        "error": None if trace is not None else error,
+        "import_error": error if trace is not None else None,
+        "trace_text": trace or "",
     }
     return respond(request, "home.html", None, ctx, alternate="/api/v1/scenarios", status=status)
 
@@ -74,12 +82,14 @@ async def home(request: Request, reg: RegistryDep) -> Response:
     return _home(request, reg)
 
 
-async def _create(request: Request, reg: Registry, body: Any, walk: str | None = None) -> Response:
+async def _create(
+    request: Request, reg: Registry, body: Any, walk: str | None = None, trace: str | None = None
+) -> Response:
     try:
         created = await sessions.create(reg, SessionCreate.model_validate(body))
     except (ServiceError, ValidationError, ValueError) as exc:
         error, status = explain(exc, "session")
-        return _home(request, reg, error, status)
+        return _home(request, reg, error, status, trace)
     at = 0 if walk and created.seq else None
     url = ViewState(created.id, walk=walk, at=at).url()
     resp = RedirectResponse(url, status_code=303)
@@ -106,14 +116,14 @@ async def new(request: Request, reg: RegistryDep) -> Response:
 @router.post("/import", name="page_import")
 async def import_trace(request: Request, reg: RegistryDep) -> Response:
     form = await read_form(request)
-    text = first(form, "trace").strip()
+    text = first(form, "trace")
     try:
-        trace = json.loads(text)
+        trace = json.loads(text.strip())
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, 4300+ digits, nesting
         why = str(exc).split("\n", 1)[0][:200]
         error, status = explain(ValueError(f"the trace is not JSON: {why}"), "import")
-        return _home(request, reg, error, status)
-    return await _create(request, reg, {"trace": trace})
+        return _home(request, reg, error, status, text)
+    return await _create(request, reg, {"trace": trace}, trace=text)
 
 
 @router.post("/walk/{name}", name="page_walk")

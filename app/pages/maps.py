@@ -1,12 +1,14 @@
-"""Page and frame maps: runs of alike pages (or frames) drawn as bars in a window.
+"""Page and frame maps: a window of a file's pages (or of the frames) drawn honestly
+whatever its width, at a cost that follows its runs, never its size.
 
-The cost follows the number of runs shown, never the file's size:
-- fetching: when a window holds few runs (under PROBE) all are read; else, for each
-  1/BINS of the window, its first PER_BIN runs and a "more" placeholder for the rest
-  (zoom in to read them all) — so a 1 TiB file with 10,000 runs reads ~1,000;
-- drawing: a run at least 1/BINS of the window wide is its own bar; narrower runs
-  are pooled into one "mixed" bar until the pool is that wide, so a map has at most
-  about 2 * BINS bars. A window of CELLS pages or less draws every page.
+- A window of CELLS pages or less draws every run as bars: each page is a cell.
+- A wider one draws its density: Machine.page_density / frame_density give, per
+  column of COLS, how many pages are present (frames used) and what they are, read
+  in full however many runs the window has; the browser draws it as a heat scale
+  (static/sealscope.js), so a page narrower than a pixel still lights its pixel.
+  Runs at least a column wide are bars on top (their colours, their hover words),
+  read where the density shows full columns (wide_runs: at most BUDGET runs); holes
+  and free frames are the track's background, never bars that could hide a page.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.engine import FrameRun, PageRun
+from app.engine import DENS_FLAGS, DENS_MANY, DENS_NOFILE, DENS_NONE, FrameRun, Machine, PageRun
 
-BINS = 160
-PROBE = 2 * BINS
-PER_BIN = 6
+PROBE = 320  # runs read at first: a window with fewer is read whole
+PER_SPAN = 64  # runs read through one span of full columns
+BUDGET = 1000  # runs read for a window in all
 CELLS = 128  # a window this narrow draws every page as its own cell
+MAX_BLOCKS = 64  # huge pages drawn one bar each up to this many in a run
+COLS = 1200  # density columns of a wider window (the browser fits them to its pixels)
 DASH = "\u2013"  # an en dash, for ranges
 Fetch = Callable[[int, int, int], tuple[list[Any], int]]
 
@@ -46,15 +50,10 @@ class Track:
     ticks: list[tuple[str, str]] = field(default_factory=list)  # (left %, label)
     sampled: bool = False  # some runs were not read (zoom in to see each)
     marker: tuple[str, str] | None = None  # (left %, width %) of the selection
-
-
-@dataclass(slots=True)
-class Pool:
-    start: int = -1
-    end: int = -1
-    runs: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    one: Any = None  # the first run pooled
+    changed: list[tuple[str, str]] = field(default_factory=list)  # what the op shown changed
+    density: str = ""  # per column: pages present (frames used), "" for 0, comma separated
+    marks: str = ""  # per column: DENS flags (pages) or the file's fd (frames), "" for none
+    cols: int = 0
 
 
 def pct(x: float) -> str:
@@ -66,84 +65,122 @@ def span(a: int, b: int) -> str:
     return f"{a:,}" if b - a == 1 else f"{a:,}{DASH}{b - 1:,}"
 
 
-def _same_page(a: PageRun, b: PageRun) -> bool:
-    keys = ("state", "order", "locked", "refcount", "dirty", "mapped_by", "waiters")
-    on = a.pfn is None or (b.pfn is not None and a.pfn + (a.end - a.start) == b.pfn)
-    return on and all(getattr(a, k) == getattr(b, k) for k in keys)
-
-
-def _same_frame(a: FrameRun, b: FrameRun) -> bool:
-    on = a.index is None or (b.index is not None and a.index + (a.end - a.start) == b.index)
-    return on and (a.state, a.fd, a.order) == (b.state, b.fd, b.order)
-
-
-def fetch_runs(fetch: Fetch, s: int, e: int, more: Callable[[int, int], Any]) -> list[Any]:
-    """The runs of [s, e): all when few, else the first PER_BIN of each 1/BINS of the
-    window, a `more(start, end)` placeholder standing for the rest of that part."""
+def wide_runs(fetch: Fetch, s: int, e: int, counts: list[int]) -> tuple[list[Any], bool]:
+    """The runs of [s, e) worth a bar, given the window's density `counts` (len(counts)
+    columns): all of them when the first PROBE are all; else those, and the runs through
+    the spans of full columns (where a run a column wide or more shows), at most BUDGET
+    runs in all. Returns (runs, whether every run of the window was read)."""
     runs, nxt = fetch(s, e, PROBE)
-    if nxt >= e or len(runs) < PROBE:
-        return runs
-    same = _same_page if isinstance(runs[0], PageRun) else _same_frame
-    out, cur, w = runs, nxt, e - s
-    for i in range(BINS):
-        b = s + w * (i + 1) // BINS
-        if b <= cur:
+    if nxt >= e:
+        return runs, True
+    cols, w = len(counts), e - s
+
+    def lo(c: int) -> int:
+        return s + -(-(w * c) // cols)
+
+    out, cur, budget = list(runs), nxt, BUDGET - len(runs)
+    c = 0
+    while c < cols and budget > 0:
+        if not counts[c] or counts[c] < lo(c + 1) - lo(c):
+            c += 1
             continue
-        got, nx = fetch(cur, b, PER_BIN)
-        if got and out and out[-1].end == got[0].start and same(out[-1], got[0]):
-            out[-1] = out[-1]._replace(end=got[0].end)
-            got = got[1:]
-        out.extend(got)
-        if nx < b:
-            out.append(more(nx, b))
-        cur = b
+        c0 = c
+        while c < cols and counts[c] >= lo(c + 1) - lo(c):
+            c += 1
+        a, b = max(cur, lo(c0)), lo(min(cols, c + 1))
+        if b > a:
+            got, cur = fetch(a, b, min(budget, PER_SPAN))
+            out += got
+            budget -= len(got)
+    return out, False
+
+
+def _wide(fetch: Fetch, s: int, e: int, counts: list[int]) -> tuple[list[Any], bool]:
+    if e - s <= CELLS:  # every page is a cell: all its runs (at most CELLS)
+        runs, nxt = fetch(s, e, CELLS + 1)
+        return runs, nxt >= e
+    return wide_runs(fetch, s, e, counts)
+
+
+def page_map(
+    m: Machine, fd: int, s: int, e: int, total: int, owners: dict[int, str]
+) -> tuple[Track, list[PageRun]]:
+    """The page track of [s, e) of file fd, and the runs it read."""
+    if e <= s:
+        return Track(s, e, total, [], True), []
+
+    def fetch(a: int, b: int, n: int) -> tuple[list[Any], int]:
+        return m.page_runs(fd, a, b, n)
+
+    cols = 0 if e - s <= CELLS else min(COLS, e - s)
+    present, flags = m.page_density(fd, s, e, cols) if cols else ([], [])
+    runs, complete = _wide(fetch, s, e, present)
+    t = page_track(runs, s, e, total, owners)
+    t.sampled = not complete
+    if cols:
+        t.cols, t.density = cols, _csv(present)
+        # marks: the flags as letters (huge, locked, dirty, mapped, wait)
+        t.marks = ",".join(_LETTERS[f] for f in flags) if any(flags) else ""
+    return t, runs
+
+
+def frame_map(m: Machine, s: int, e: int, total: int, names: dict[int, str]) -> Track:
+    cols = 0 if e - s <= CELLS else min(COLS, e - s)
+    used, fds = m.frame_density(s, e, cols) if cols else ([], [])
+    runs, complete = _wide(m.frame_runs, s, e, used)
+    t = frame_track(runs, s, e, total, names)
+    t.sampled = not complete
+    if cols:
+        # marks: fd + 1 of the one file, "m" for several, "c" for frames of no open file
+        code = {DENS_NONE: "", DENS_MANY: "m", DENS_NOFILE: "c"}
+        t.cols, t.density = cols, _csv(used)
+        t.marks = ",".join(code.get(f, str(f + 1)) for f in fds)
+    return t
+
+
+def _layout(runs: list[Any], s: int, e: int, single: Callable[[Any, int, int], Bar]) -> list[Bar]:
+    """Bars: in a window of CELLS pages or less, every run; in a wider one (its density
+    draws the rest) the runs at least a column wide that hold something, never holes."""
+    w = e - s
+    dense = w > CELLS
+    minw = -(-w // COLS) if dense else 1
+    bars: list[Bar] = []
+    for r in runs:
+        a, b = max(r.start, s), min(r.end, e)
+        if b - a < minw or (dense and r.state not in _DRAWN):
+            continue
+        for x, y in _blocks(r, a, b, minw):
+            bar = single(r, x, y)
+            bar.left, bar.width = pct((x - s) / w), pct((y - x) / w)
+            bars.append(bar)
+    return bars
+
+
+def _blocks(r: Any, a: int, b: int, minw: int) -> list[tuple[int, int]]:
+    """[a, b) cut at the compound pages of a run of order > 0 (alike huge pages make one
+    run; each is drawn as its own bar while there are few and each is wide enough)."""
+    size = 1 << (r.order or 0)
+    first = getattr(r, "pfn", None) if isinstance(r, PageRun) else r.start
+    if size == 1 or size < minw or (b - a) // size > MAX_BLOCKS:
+        return [(a, b)]
+    # block boundaries: where the pfn (pages) or the frame (frames) is a multiple of size
+    base = (first or 0) - r.start if isinstance(r, PageRun) else 0
+    out, x = [], a
+    while x < b:
+        y = min(b, x + size - (x + base) % size)
+        out.append((x, y))
+        x = y
     return out
 
 
-def _layout(
-    runs: list[Any],
-    s: int,
-    e: int,
-    single: Callable[[Any, int, int], Bar],
-    mixed: Callable[[Pool], Bar],
-    tally: Callable[[Any, int, Pool], None],
-) -> list[Bar]:
-    w = e - s
-    minw = 1 if w <= CELLS else max(1, w // BINS)
-    bars: list[Bar] = []
-    pool = Pool()
+_DRAWN = ("present", "cache", "orphan")
+_LETTERS = [
+    "".join(k[0] for k, bit in DENS_FLAGS.items() if f & bit) for f in range(256)
+]  # "h", "l", "d", "m", "w"
 
-    def flush() -> None:
-        nonlocal pool
-        if pool.runs == 1:
-            bars.append(single(pool.one, pool.start, pool.end))
-        elif pool.runs:
-            bars.append(mixed(pool))
-        pool = Pool()
 
-    for r in runs:
-        a, b = max(r.start, s), min(r.end, e)
-        if b <= a:
-            continue
-        if b - a >= minw and r.state != "more":
-            flush()
-            bars.append(single(r, a, b))
-            continue
-        if not pool.runs:
-            pool.start, pool.one = a, r
-        pool.end = b
-        pool.runs += 1
-        if r.state == "more":
-            pool.counts["more"] = pool.counts.get("more", 0) + 1
-        else:
-            tally(r, b - a, pool)
-        if pool.end - pool.start >= minw:
-            flush()
-    flush()
-    for bar in bars:
-        bar.left = pct((bar.start - s) / w)
-        bar.width = pct((bar.end - bar.start) / w)
-    return bars
+def _csv(values: list[int]) -> str:
+    return ",".join(str(v) if v else "" for v in values)
 
 
 def ticks(s: int, e: int, n: int = 4) -> list[tuple[str, str]]:
@@ -158,14 +195,8 @@ def marker(index: int | None, s: int, e: int) -> tuple[str, str] | None:
     return pct((index - s) / (e - s)), pct(1 / (e - s))
 
 
-def _more_words(p: Pool) -> str:
-    return " and more not read" if p.counts.get("more") else ""
-
-
 # -- pages ---------------------------------------------------------------------------
 def page_cls(r: PageRun) -> str:
-    if r.state == "more":
-        return "unloaded"
     if r.state != "present":
         return "hole"
     parts = ["huge" if (r.order or 0) > 0 else "present"]
@@ -176,8 +207,6 @@ def page_cls(r: PageRun) -> str:
 
 
 def page_words(r: PageRun, owners: dict[int, str]) -> str:
-    if r.state == "more":
-        return "more runs, not read at this zoom (zoom in)"
     if r.state != "present":
         return "hole (no page in the cache)"
     n = r.end - r.start
@@ -191,47 +220,15 @@ def page_words(r: PageRun, owners: dict[int, str]) -> str:
     return ", ".join(words)
 
 
-def more_pages(a: int, b: int) -> PageRun:
-    return PageRun(a, b, "more", None, None, False, 0, False, [], 0)
-
-
 def page_track(runs: list[PageRun], s: int, e: int, total: int, owners: dict[int, str]) -> Track:
     def single(r: PageRun, a: int, b: int) -> Bar:
         pfn = None if r.pfn is None else r.pfn + (a - r.start)
         return Bar(a, b, page_cls(r), f"page {span(a, b)}: {page_words(r, owners)}", pfn)
 
-    def tally(r: PageRun, n: int, pool: Pool) -> None:
-        if r.state != "present":
-            return
-        c = pool.counts
-        for k, on in (
-            ("present", True),
-            ("huge", (r.order or 0) > 0),
-            ("locked", r.locked),
-            ("dirty", r.dirty),
-            ("mapped", bool(r.mapped_by)),
-        ):
-            if on:
-                c[k] = c.get(k, 0) + n
-
-    def mixed(p: Pool) -> Bar:
-        c = p.counts
-        words = [f"{c.get(k, 0):,} {k}" for k in ("present", "huge", "locked", "dirty", "mapped")]
-        title = f"pages {span(p.start, p.end)}: {p.runs:,} runs{_more_words(p)}; pages read: "
-        marks = [k for k in ("present", "locked", "dirty", "mapped") if c.get(k)]
-        cls = " ".join(["mixed", *marks])
-        return Bar(p.start, p.end, cls, title + ", ".join(words) + " (zoom in to see each)")
-
-    bars = _layout(runs, s, e, single, mixed, tally)
-    sampled = any(r.state == "more" for r in runs)
-    return Track(s, e, total, bars, e - s <= CELLS, ticks(s, e), sampled)
+    return Track(s, e, total, _layout(runs, s, e, single), e - s <= CELLS, ticks(s, e))
 
 
 # -- frames --------------------------------------------------------------------------
-def more_frames(a: int, b: int) -> FrameRun:
-    return FrameRun(a, b, "more", None, None, 0)
-
-
 def frame_track(runs: list[FrameRun], s: int, e: int, total: int, names: dict[int, str]) -> Track:
     def single(r: FrameRun, a: int, b: int) -> Bar:
         if r.state == "free":
@@ -241,24 +238,10 @@ def frame_track(runs: list[FrameRun], s: int, e: int, total: int, names: dict[in
             who = names.get(r.fd, f"fd {r.fd}")
             title = f"frame {span(a, b)}: {who}, page {span(first, first + b - a)}"
             return Bar(a, b, f"used fd{r.fd % 6}", f"{title}, order {r.order}")
-        if r.state == "more":
-            return Bar(a, b, "unloaded", f"frames {span(a, b)}: more runs, not read (zoom in)")
         if r.state == "cache" and r.index is not None:  # its file is closed, still held
             first = r.index + (a - r.start)
             title = f"frame {span(a, b)}: a closed file's page {span(first, first + b - a)}"
             return Bar(a, b, "closed", f"{title}, order {r.order}")
         return Bar(a, b, "orphan", f"frame {span(a, b)}: out of the cache, still referenced")
 
-    def tally(r: FrameRun, n: int, pool: Pool) -> None:
-        pool.counts[r.state] = pool.counts.get(r.state, 0) + n
-
-    def mixed(p: Pool) -> Bar:
-        c = p.counts
-        title = f"frames {span(p.start, p.end)}: {p.runs:,} runs{_more_words(p)}; read: "
-        title += f"{c.get('cache', 0):,} in use, {c.get('free', 0):,} free, "
-        title += f"{c.get('orphan', 0):,} orphaned (zoom in)"
-        return Bar(p.start, p.end, "mixed" + (" used" if c.get("cache") else ""), title)
-
-    bars = _layout(runs, s, e, single, mixed, tally)
-    sampled = any(r.state == "more" for r in runs)
-    return Track(s, e, total, bars, e - s <= CELLS, ticks(s, e), sampled)
+    return Track(s, e, total, _layout(runs, s, e, single), e - s <= CELLS, ticks(s, e))

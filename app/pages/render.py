@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from app.pages.timeline import raw_words
 from app.resources import static_dir, templates_dir
 
 CSP = (
@@ -34,6 +35,16 @@ def human_bytes(n: int) -> str:
     return f"{v:.1f} {units[i]}"
 
 
+def expect_words(key: str, value: Any) -> str:
+    """A walkthrough's expectation in words: "pending" / "not pending", "nr_pages=1,024",
+    "event.raw=18,446,744,073,709,551,594 = 2^64 - 22"."""
+    if isinstance(value, bool):
+        return key if value else f"not {key}"
+    if isinstance(value, int) and abs(value) >= 10000:
+        return f"{key}={raw_words(value) if value >= 0 else f'{value:,}'}"
+    return f"{key}={value}"
+
+
 @functools.cache
 def env() -> Environment:
     e = Environment(
@@ -46,6 +57,7 @@ def env() -> Environment:
     e.filters["bytes"] = human_bytes
     e.filters["num"] = lambda n: f"{n:,}"
     e.globals["static"] = static_url
+    e.globals["expect_words"] = expect_words
     return e
 
 

@@ -84,9 +84,30 @@ HAZARDS: dict[str, str] = {
 }
 
 
-def rule(op: str | None, errno: str | None) -> str | None:
+# where one errno has several causes, the engine's message tells which rule applies
+BY_MESSAGE: list[tuple[str, str, str, str]] = [
+    (
+        "ftruncate",
+        "EINVAL",
+        "negative",
+        "do_sys_ftruncate: a negative length is EINVAL, before any seal or size rule.",
+    ),
+    (
+        "fallocate",
+        "EINVAL",
+        "must be >= 0",
+        "vfs_fallocate: an offset below 0 or a length of 0 or less is EINVAL, before any "
+        "seal or alignment rule.",
+    ),
+]
+
+
+def rule(op: str | None, errno: str | None, message: str = "") -> str | None:
     if not op or not errno:
         return None
+    for o, e, word, text in BY_MESSAGE:
+        if (o, e) == (op, errno) and word in message:
+            return text
     return RULES.get((op, errno)) or (RULES.get((op, "EOPNOTSUPP")) if errno == "ENOTSUP" else None)
 
 

@@ -25,6 +25,7 @@ from app.pages.state import ViewState, to_int
 from app.pages.timeline import args_text
 from app.pages.view import load
 from app.registry import Session
+from app.service import redo as redo_svc
 from app.service import room, sessions
 from app.service.ops import parse
 from app.service.replay import apply
@@ -48,6 +49,9 @@ PARTS = {
 async def session_page(request: Request, reg: RegistryDep, sid: Sid) -> Response:
     """The session: files, page map, frame map, owners, timeline, time travel, actions."""
     st = ViewState.from_query(sid, request.query_params)
+    if request.query_params.get("goto"):  # "go to page" (G): the map zooms to it
+        st = st.go_to()
+        return await view_response(request, reg, st, headers={"HX-Push-Url": st.url()})
     return await view_response(request, reg, st)
 
 
@@ -133,6 +137,25 @@ async def rewind(request: Request, reg: RegistryDep, sid: Sid) -> Response:
         return not_found(request, exc.message)
     except (ServiceError, ValueError) as exc:
         outcome.error, status = explain(exc, "rewind")
+    if not is_htmx(request):
+        return RedirectResponse(st.url(), status_code=303)
+    return await view_response(request, reg, st, outcome=outcome, status=status)
+
+
+@router.post("/s/{sid}/redo", name="page_redo", response_class=HTMLResponse)
+async def redo(request: Request, reg: RegistryDep, sid: Sid) -> Response:
+    """Replay the op the last undo (or rewind) took out, as a new op of the log."""
+    form = await read_form(request)
+    st = state_of(sid, form).but(at=None, log=None)
+    outcome = Outcome(call="redo()")
+    status = 200
+    try:
+        detail = await redo_svc.redo(reg, sid)
+        outcome.summary = f"op {detail.seq} is back in the log ({detail.redo} more to redo)"
+    except NotFound as exc:
+        return not_found(request, exc.message)
+    except ServiceError as exc:
+        outcome.error, status = explain(exc, "redo")
     if not is_htmx(request):
         return RedirectResponse(st.url(), status_code=303)
     return await view_response(request, reg, st, outcome=outcome, status=status)

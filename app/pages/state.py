@@ -13,33 +13,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
+from app.pages.numbers import parse_number
+
 U64 = 2**64 - 1
 PAGE = 4096
-_SIZE = re.compile(r"^\s*(\d+)\s*(k|m|g|t|p|pages?)?(i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": PAGE}
+GOTO_WIDTH = 128  # "go to page" shows this many pages around it (each its own cell)
 
 
 def to_int(raw: str | None, lo: int = 0, hi: int = U64) -> int | None:
-    """A decimal (or 0x hex) integer in [lo, hi], else None."""
-    if raw is None:
+    """An integer in [lo, hi] as the forms write them (12, 0x1f, 4K, 1.5M: see
+    app/pages/numbers.py), else None."""
+    if raw is None or len(raw) > 64:
         return None
-    raw = raw.strip()
     try:
-        value = int(raw, 16) if raw.lower().startswith("0x") else int(raw, 10)
+        value = parse_number(raw)
     except ValueError:
         return None
     return value if lo <= value <= hi else None
 
 
 def parse_size(raw: str) -> int:
-    """Bytes from "65536", "64K", "64KiB", "2M", "1T" or "16p" (pages); ValueError if not."""
-    m = _SIZE.match(raw or "")
-    if not m:
-        if raw.strip().lstrip("-").isdigit():
-            return int(raw)  # negative: let the kernel answer
-        raise ValueError(f"{raw[:40]!r} is not a size (try 65536, 64K, 2M, 1T or 16p)")
-    unit = (m.group(2) or "").lower()[:1]
-    return int(m.group(1)) * _UNITS.get(unit, 1)
+    """Bytes from "65536", "64K", "1.5M", "1T", "9E" or "16p" (pages), negative too (the
+    kernel answers those); ValueError in words if not (app/pages/numbers.py)."""
+    return parse_number(raw, sizes=True)
 
 
 @dataclass(frozen=True)
@@ -82,6 +78,18 @@ class ViewState:
 
     def but(self, **changes: object) -> ViewState:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def go_to(self, width: int = GOTO_WIDTH) -> ViewState:
+        """The view zoomed to the selected page (a window of `width` pages around it, so
+        it draws as a cell) or the selected frame."""
+        st = self
+        if st.page is not None:
+            a = max(0, st.page - width // 2)
+            st = st.but(start=a, end=a + width)
+        if st.frame is not None:
+            a = max(0, st.frame - width // 2)
+            st = st.but(fstart=a, fend=a + width)
+        return st
 
     def follow(self, fd: object) -> ViewState:
         """The view on file `fd` (a walkthrough step's file), its page window and selected

@@ -43,6 +43,7 @@ class EventRow:
     more_callbacks: int
     touches: list[str]
     more_touches: int
+    raw: str | None = None  # the raw value a hazard handed back, in words
 
 
 @dataclass(slots=True)
@@ -52,6 +53,7 @@ class OpRow:
     args: str
     errno: str | None
     events: list[EventRow] = field(default_factory=list)
+    future: bool = False  # a preview's later op: in the log, not in the state shown
 
 
 def callback_row(cb: Callback, owners: dict[int, str]) -> CallbackRow:
@@ -92,6 +94,15 @@ def _result(ev: Event) -> str:
     return "ok" if ev.result in (0, None) else str(ev.result)
 
 
+def raw_words(raw: int) -> str:
+    """18446744073709551594 -> "18,446,744,073,709,551,594 = 2^64 - 22 (-22 as unsigned
+    long)": an errno travelling back through an unsigned return value."""
+    if raw >= 2**63:
+        n = 2**64 - raw
+        return f"{raw:,} = 2^64 - {n} (-{n} as an unsigned long)"
+    return f"{raw:,}"
+
+
 def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> EventRow:
     cbs = [callback_row(c, owners) for c in ev.callbacks[:MAX_CALLBACKS]]
     touches = [_touch(t, owners) for t in ev.touches[:MAX_TOUCHES]]
@@ -106,9 +117,11 @@ def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> Event
         hazard=hazard(ev.hazard) if ev.hazard else None,
         file=None if ev.fd is None else files.get(ev.fd, f"fd {ev.fd}"),
         callbacks=cbs,
-        more_callbacks=ev.ncallbacks - len(cbs),
+        # the event holds the first few thousand of each; n* are the totals
+        more_callbacks=max(ev.ncallbacks, len(ev.callbacks)) - len(cbs),
         touches=touches,
-        more_touches=ev.ntouches - len(touches),
+        more_touches=max(ev.ntouches, len(ev.touches)) - len(touches),
+        raw=None if ev.raw is None else raw_words(ev.raw),
     )
 
 
@@ -130,8 +143,12 @@ def _value(key: str, value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+IDS = ("fd", "owner_id", "vm_id", "map_id")  # first, and bare: owner ids are "0" in JSON
+
+
 def args_text(args: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_value(k, v)}" for k, v in list(args.items())[:8])
+    keys = [k for k in IDS if k in args] + [k for k in args if k not in IDS]
+    return ", ".join(f"{k}={args[k] if k in IDS else _value(k, args[k])}" for k in keys[:8])
 
 
 def op_rows(
@@ -156,3 +173,13 @@ def op_rows(
         rows.append(row)
     rows.reverse()
     return rows
+
+
+def future_rows(ops: list[Any], first: int, last: int) -> list[OpRow]:
+    """Rows for ops first..last (1-based) of the log that a preview has not applied:
+    their calls and how they ended, newest first (their events are the live state's)."""
+    return [
+        OpRow(n, str(ops[n - 1].op.get("op")), args_text(ops[n - 1].op.get("args", {})),
+              ops[n - 1].errno, future=True)
+        for n in range(last, first - 1, -1)
+    ]  # fmt: skip

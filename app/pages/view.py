@@ -11,26 +11,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine import FileInfo, Machine, OwnerInfo, PageRun, PhysInfo, Waiter
-from app.pages.maps import (
-    PROBE,
-    Track,
-    fetch_runs,
-    frame_track,
-    marker,
-    more_frames,
-    more_pages,
-    page_track,
-    span,
-)
+from app.pages.changes import Changes, changes_of, overlay
+from app.pages.maps import PROBE, Track, frame_map, marker, page_map, span
 from app.pages.state import ViewState, window, zooms
-from app.pages.timeline import CallbackRow, OpRow, callback_row, op_rows
+from app.pages.timeline import (
+    CallbackRow,
+    OpRow,
+    args_text,
+    callback_row,
+    future_rows,
+    op_rows,
+)
 from app.registry import Registry, Session
 from app.service import room
 
 TIMELINE = 40
+AHEAD = 12  # a preview's timeline shows this many later ops
 TABLE_ROWS = 64
 MAX_GFN_RUNS = 64
 FRAME_KEYS = ("fstart", "fend")
+REDO_SHOWN = 6  # the redo stack's first ops, named in the confirmations
 
 
 @dataclass
@@ -39,6 +39,11 @@ class FileView:
     label: str
     pages: int
     owners: list[str]  # "kvm0 (owner 0)"
+
+    @property
+    def name(self) -> str:
+        """The file's name, or words for an empty one (Linux accepts "")."""
+        return self.info.name or "(empty name)"
 
 
 @dataclass
@@ -62,6 +67,7 @@ class OwnerView:
     files: list[str]
     runs: list[Any]
     more: bool
+    changed: list[str] = field(default_factory=list)  # what the op shown did to it
     zaps: list[str] = field(default_factory=list)
     zap_op: int | None = None
     received: list[tuple[str | None, CallbackRow]] = field(default_factory=list)
@@ -89,9 +95,14 @@ class View:
     older: int | None
     page: PageDetail | None
     frame: FrameDetail | None
+    missing: int | None  # the fd the view names, not open in this preview
     waiters: list[Waiter]
     table: list[PageRun]
     damage: str | None = None  # the stored log could not be replayed: read only
+    undo: str = ""  # the live log's last op, "#8 fallocate(…)"
+    redo: list[str] = field(default_factory=list)  # the redo stack, "#9 fallocate(…)"
+    redo_total: int = 0
+    going: list[str] = field(default_factory=list)  # ops a rewind to `shown` takes out
 
     @property
     def preview(self) -> bool:
@@ -111,6 +122,10 @@ async def load(reg: Registry, state: ViewState) -> View:
             ops, op_events = s.ops[: state.at], s.op_events[: state.at]
             live = s.machine.event_count
         return build(s, m, ops, op_events, state, seq, live)
+
+
+def _call(op: Any, n: int) -> str:
+    return f"#{n} {op.name}({args_text(op.args_dict())})"
 
 
 def _frame(m: Machine, pfn: int, names: dict[int, str]) -> tuple[FrameDetail, int | None, int]:
@@ -155,6 +170,14 @@ def _page(m: Machine, fd: int, index: int, owners: list[OwnerInfo]) -> PageDetai
         elif where:
             mapped.append(f"not {o.name}: its {where} is not faulted in")
     return PageDetail(fd, index, r, pfn, mapped)
+
+
+def _changes(m: Machine, op_events: list[int], n: int, fd: int | None) -> Changes:
+    """What op n (the last op of the state shown) changed."""
+    if n < 1:
+        return Changes()
+    lo = op_events[n - 2] if n >= 2 else 0
+    return changes_of(m.events(lo, op_events[n - 1] - lo, max_items=256), fd)
 
 
 def _owners(m: Machine, infos: list[OwnerInfo], files: list[FileView]) -> list[OwnerView]:
@@ -230,7 +253,7 @@ def build(
     files = [
         FileView(
             f,
-            f"{f.name} (fd {f.fd})",
+            f"{f.name or '(empty name)'} (fd {f.fd})",
             -(-f.size // 4096),
             [f"{onames.get(o, '?')} (owner {o})" for o in f.owners],
         )
@@ -242,24 +265,29 @@ def build(
     if st.frame is not None and st.frame < phys.total:
         frame, ffd, findex = _frame(m, st.frame, fnames)
         if ffd is not None:
-            end = 2**64 if st.end is None else st.end
-            inside = ffd == st.fd and (st.start or 0) <= findex < end
+            same = ffd == st.fd  # then the page window follows the page (below)
             st = st.but(fd=ffd, page=findex, frame=None)  # from now on, a page selection
-            st = st if inside else st.but(start=None, end=None)
-    file = next((f for f in files if f.info.fd == st.fd), files[0] if files else None)
-    st = st.but(fd=None if file is None else file.info.fd)
+            st = st if same else st.but(start=None, end=None)
+    missing: int | None = None
+    file = next((f for f in files if f.info.fd == st.fd), None)
+    if file is None and st.fd is not None and len(ops) < seq:
+        missing = st.fd  # a preview before the file was made: the view keeps it (and its zoom)
+    else:
+        file = file or (files[0] if files else None)
+        st = st.but(fd=None if file is None else file.info.fd)
     pages, page, table = None, None, []
     zoom: dict[str, str | None] = {}
     if file is not None:
         total, fd = file.pages, file.info.fd
         ps, pe, _ = window(st.start, st.end, total)
-
-        def fetch(a: int, b: int, n: int) -> tuple[list[Any], int]:
-            return m.page_runs(fd, a, b, n)
-
-        runs = fetch_runs(fetch, ps, pe, more_pages) if total else []
-        pages = page_track(runs, ps, pe, total, onames)
-        table = [r for r in runs if r.state != "more"][:TABLE_ROWS]
+        if st.page is not None and st.page < total and not ps <= st.page < pe:
+            # a page selected outside the window: the window moves to it (same width)
+            w = pe - ps
+            ps = max(0, min(st.page - w // 2, total - w))
+            pe = ps + w
+            st = st.but(start=ps, end=pe)
+        pages, runs = page_map(m, fd, ps, pe, total, onames)
+        table = sorted(runs, key=lambda r: r.start)[:TABLE_ROWS]
         zoom = _zoom_urls(st, zooms(ps, pe, total), ps, pe, total, False)
         if st.page is not None and st.page < total:
             page = _page(m, fd, st.page, infos)
@@ -267,18 +295,31 @@ def build(
             if frame is None and page is not None and page.pfn is not None:
                 frame, _, _ = _frame(m, page.pfn, fnames)
     fs, fe = _frame_window(m, st, phys.total, frame.pfn if frame else None)
-    frames = frame_track(fetch_runs(m.frame_runs, fs, fe, more_frames), fs, fe, phys.total, fnames)
+    frames = frame_map(m, fs, fe, phys.total, fnames)
+    shown = len(ops)
+    changes = _changes(m, op_events, shown, file.info.fd if file else None)
+    frames.changed = overlay(changes.frames, fs, fe)
+    if pages is not None:
+        pages.changed = overlay(changes.pages, pages.start, pages.end)
+    owner_views = _owners(m, infos, files)
+    for ov in owner_views:
+        ov.changed = changes.owners.get(ov.info.id, [])
     if frame is not None:
         frames.marker = marker(frame.pfn, fs, fe)
-    shown = len(ops)
-    newest = min(st.log or shown, shown)
+    # the timeline: the whole log, a preview's later ops too (greyed, above the cursor)
+    newest = min(st.log or (shown + AHEAD), seq)
     first = max(1, newest - TIMELINE + 1)
-    rows: list[OpRow] = []
-    if newest:
+    rows: list[OpRow] = future_rows(s.ops, max(first, shown + 1), newest)
+    past = min(newest, shown)
+    if past >= first:
         lo = op_events[first - 2] if first >= 2 else 0
-        events = m.events(lo, max(1, op_events[newest - 1] - lo), max_items=16)
-        rows = op_rows(ops[first - 1 : newest], first, op_events, events, onames, fnames)
+        events = m.events(lo, max(1, op_events[past - 1] - lo), max_items=16)
+        rows += op_rows(ops[first - 1 : past], first, op_events, events, onames, fnames)
     return View(
+        undo=_call(s.ops[seq - 1], seq) if seq else "",
+        redo=[_call(o, seq + i + 1) for i, o in enumerate(s.redo[:REDO_SHOWN])],
+        redo_total=len(s.redo),
+        going=[_call(s.ops[i], i + 1) for i in range(shown, min(seq, shown + REDO_SHOWN))],
         state=st,
         profile=s.config.profile,
         thp=s.config.thp,
@@ -294,11 +335,12 @@ def build(
         frames=frames,
         frame_zoom=_zoom_urls(st, zooms(fs, fe, phys.total, 16), fs, fe, phys.total, True),
         phys=phys,
-        owners=_owners(m, infos, files),
+        owners=owner_views,
         rows=rows,
         older=first - 1 if first > 1 else None,
         page=page,
         frame=frame,
+        missing=missing,
         waiters=m.waiters(),
         table=table,
         damage=s.damage,

@@ -3,7 +3,7 @@ op by op, saying where they part (answer or errno, callbacks, frames, resident p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from app.engine import Config, Machine
 from app.models.compare import Aspect, Diff, DiffCell, DiffRequest, DiffRow, DiffSide, Window
@@ -56,25 +56,57 @@ def _differs(a: DiffCell, b: DiffCell) -> list[Aspect]:
     return out
 
 
+def state(m: Machine) -> tuple[Any, ...]:
+    """What a later op can see of the machine: its files (size, seals, pages, mappings,
+    owners), its owners' mappings and the frames in use. Alike on both sides, an op that
+    differs is a root cause; unalike, what differs may follow from an earlier op."""
+    files = tuple(
+        (f.fd, f.kind, f.size, tuple(f.seals), f.nr_pages, f.mappings, tuple(f.owners))
+        for f in m.files()
+    )
+    owners = tuple((o.id, o.nmapped, o.nzapped) for o in m.owners())
+    return files, owners, m.phys().used
+
+
 def run_diff(
     ops: list[tuple[str, dict[str, Any]]], ca: Config, cb: Config, req: Window
-) -> tuple[list[DiffRow], int, int | None, int]:
-    """(rows, diverging, first divergence, ops compared): the log under both configs."""
+) -> tuple[list[DiffRow], int, int | None, int, int]:
+    """(rows, diverging, first divergence, ops compared, root causes): the log under
+    both configs."""
     ma, mb = Machine(ca), Machine(cb)
     last = min(len(ops), req.first + req.limit - 1)
     rows: list[DiffRow] = []
-    diverging, first_div = 0, None
+    diverging, first_div, roots = 0, None, 0
+    root: int | None = None  # the op since which the states differ
     for pa, pb in zip(play(ma, ops[:last]), play(mb, ops[:last]), strict=True):
-        if pa.n < req.first:
-            continue
         a, b = _cell(pa, ma), _cell(pb, mb)
         differs = _differs(a, b)
+        cause: Literal["root", "follows"] | None = None
+        since = root
+        if differs:
+            cause = "root" if root is None else "follows"
+        root = (root or pa.n) if state(ma) != state(mb) else None
+        if pa.n < req.first:
+            continue
         if differs:
             diverging += 1
+            roots += cause == "root"
             first_div = first_div or pa.n
         if differs or not req.only_diverging:
-            rows.append(DiffRow(n=pa.n, op=pa.op, args=pa.args, a=a, b=b, differs=differs))
-    return rows, diverging, first_div, last
+            follows = since if cause == "follows" else None
+            rows.append(
+                DiffRow(
+                    n=pa.n,
+                    op=pa.op,
+                    args=pa.args,
+                    a=a,
+                    b=b,
+                    differs=differs,
+                    cause=cause,
+                    follows=follows,
+                )
+            )
+    return rows, diverging, first_div, last, roots
 
 
 async def diff(reg: Registry, sid: str, req: DiffRequest) -> Diff:
@@ -92,7 +124,7 @@ async def diff_designs(reg: Registry, sid: str, a: str, b: str, req: Window) -> 
     ca = s.config if a == "session" else design_config(a, s.config)
     cb = s.config if b == "session" else design_config(b, s.config)
     with room.machines(reg, 2, s.config.phys_pages, "diff"):
-        rows, diverging, first_div, last = await reg.call(run_diff, ops, ca, cb, req)
+        rows, diverging, first_div, last, roots = await reg.call(run_diff, ops, ca, cb, req)
     return Diff(
         a=side(ca, None if a == "session" else a),
         b=side(cb, None if b == "session" else b),
@@ -100,6 +132,7 @@ async def diff_designs(reg: Registry, sid: str, a: str, b: str, req: Window) -> 
         compared=max(0, last - req.first + 1),
         diverging=diverging,
         first_divergence=first_div,
+        roots=roots,
         rows=rows,
         next=last + 1 if last < total else None,
     )

@@ -49,7 +49,7 @@ async def execute(reg: Registry, sid: str, name: str, args: BaseModel) -> BaseMo
                 session.mark_big(first, session.machine.event_count)
             if out.recorded:
                 op = StoredOp(session.seq + 1, name, text, out.errno, session.machine.event_count)
-                await _log(reg, session, op)
+                await log_op(reg, session, op)
     if out.error is not None:
         raise out.error
     return out.result
@@ -74,7 +74,8 @@ def check_log_bytes(limit: int, used: int, size: int, op: str) -> None:
         )
 
 
-async def _log(reg: Registry, session: Session, op: StoredOp) -> None:
+async def log_op(reg: Registry, session: Session, op: StoredOp) -> None:
+    """Log an op the machine has run: stored before the answer, or undone (503)."""
     session.push(op)
     try:
         await reg.store.append(session.id, op, time.time())

@@ -50,6 +50,7 @@ def detail_of(s: Session, m: Machine, seq: int) -> SessionDetail:
         owners=[owner_out(o) for o in m.owners()],
         phys=PhysSummary(free=phys.free, used=phys.used, total=phys.total),
         waiters=[Waiter(seq=w.seq, op=w.op, fd=w.fd, pfn=w.pfn) for w in m.waiters()],
+        redo=len(s.redo) if m is s.machine else 0,  # previews: none
     )
 
 
@@ -152,7 +153,8 @@ def _check_seq(s: Session, n: int, op: str) -> None:
 
 
 async def rewind(reg: Registry, sid: str, n: int) -> SessionDetail:
-    """The state after op n, for good: ops after n leave the log (time travel + undo)."""
+    """The state after op n, for good: ops after n leave the log (time travel + undo)
+    for the redo stack (app/service/redo.py)."""
     s = reg.get(sid)
     async with s.lock:
         _check_seq(s, n, "rewind")
@@ -160,10 +162,14 @@ async def rewind(reg: Registry, sid: str, n: int) -> SessionDetail:
         with anyio.CancelScope(shield=True):
             with room.machines(reg, 1, s.config.phys_pages, "rewind"):
                 machine = await reg.call(s.machine_at, n)
+            # POST …/redo replays them, until a new op (with their payloads: the store
+            # drops their rows now)
+            going = await reg.call(s.full_ops, n, s.seq)
             try:
                 await reg.store.truncate(s.id, n, time.time())
             except StoreError as exc:
                 raise StoreFailed("the session was not rewound", exc, op="rewind") from exc
+            s.redo[:0] = going
             s.truncate(n, machine)
             s.notify()
         return detail_of(s, s.machine, s.seq)

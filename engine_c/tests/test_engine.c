@@ -375,6 +375,59 @@ static void test_big_sparse(void)
 	ss_machine_free(m);
 }
 
+/* density: a single page among 2^28 counts 1 in its column; a 64 MiB block
+ * fills its columns; the columns add up to the resident pages; frames name
+ * their one file, or "many" */
+static void test_density(void)
+{
+	cur_test = "density";
+	struct ss_machine *m = mk(SS_PROFILE_RFC_V2, SS_THP_NEVER, 0, 32768);
+	int fd = ss_memfd_create(m, "big", 0), fd2 = ss_memfd_create(m, "b", 0);
+	EXPECT(m, ss_ftruncate(m, fd, 1LL << 40), 0);
+	EXPECT(m, ss_ftruncate(m, fd2, 1 << 20), 0);
+	EXPECT(m, ss_fallocate(m, fd, 0, 12345LL << 12, 4096), 0);          /* page 12345 */
+	EXPECT(m, ss_fallocate(m, fd, 0, 1LL << 39, 64LL << 20), 0);        /* 16384 pages */
+	EXPECT(m, ss_fallocate(m, fd, 0, (1LL << 40) - 4096, 4096), 0);     /* the last page */
+	uint64_t present[1000], used[1000], total = 0;
+	uint8_t flags[1000];
+	int fds[1000];
+	EXPECT(m, ss_file_density(m, fd, 0, 1ULL << 28, 1000, present, flags), 0);
+	EXPECT(m, present[0], 1);
+	EXPECT(m, present[500], 16384);      /* 2^27 starts column 500 */
+	EXPECT(m, present[999], 1);
+	for (int c = 0; c < 1000; c++)
+		total += present[c];
+	EXPECT(m, total, 16386);
+	EXPECT(m, flags[0], 0);              /* a clean 4 KiB page, unlocked, unmapped */
+	EXPECT(m, ss_fallocate(m, fd2, 0, 0, 8192), 0);
+	EXPECT(m, ss_phys_density(m, 0, 32768, 1000, used, fds), 0);
+	total = 0;
+	for (int c = 0; c < 1000; c++)
+		total += used[c];
+	EXPECT(m, total, 16388);
+	EXPECT(m, fds[0], fd);               /* frames 0..32: all fd's */
+	EXPECT(m, fds[999], SS_DENS_NONE);
+	EXPECT(m, ss_phys_density(m, 16384, 16390, 6, used, fds), 0);
+	EXPECT(m, fds[1], fd);               /* pfn 16385: the last page of fd */
+	EXPECT(m, fds[2], fd2);
+	EXPECT(m, ss_phys_density(m, 16384, 16390, 1, used, fds), 0);
+	EXPECT(m, fds[0], SS_DENS_MANY);
+	EXPECT(m, used[0], 4);
+	/* one column per page: exact; bad windows */
+	EXPECT(m, ss_file_density(m, fd, 12344, 12348, 4, present, flags), 0);
+	EXPECT(m, present[0] + present[1] * 10 + present[2] * 100 + present[3] * 1000, 10);
+	EXPECT(m, ss_get_lock_pfn(m, fd, 12345, 0, &used[0], &fds[0]), 0);
+	EXPECT(m, ss_file_density(m, fd, 0, 1ULL << 28, 1000, present, flags), 0);
+	EXPECT(m, flags[0], SS_DENS_LOCKED);
+	EXPECT(m, ss_put_unlock_pfn(m, used[0]), 0);
+	EXPECT(m, ss_file_density(m, fd, 5, 5, 4, present, flags), -EINVAL);
+	EXPECT(m, ss_file_density(m, fd, 0, 8, 0, present, flags), -EINVAL);
+	EXPECT(m, ss_file_density(m, fd, 0, 8, SS_MAX_COLS + 1, present, flags), -EINVAL);
+	EXPECT(m, ss_file_density(m, 99, 0, 8, 4, present, flags), -EBADF);
+	EXPECT(m, ss_phys_density(m, 40000, 50000, 4, used, fds), -EINVAL);
+	ss_machine_free(m);
+}
+
 /* a sleeper holds a reference on the huge page it sleeps on; a truncate
  * queued before it splits the page: the reference must survive the split */
 static void test_split_keeps_sleeper_reference(void)
@@ -677,6 +730,7 @@ int main(void)
 	test_callback_runs();
 	test_callback_runs_interleaved();
 	test_log_keep();
+	test_density();
 	printf("%d checks, %d failures\n", checks, failures);
 	return failures ? 1 : 0;
 }

@@ -213,7 +213,8 @@ async def test_rewind_matches_the_state_at_that_op(client: httpx.AsyncClient) ->
     assert (await client.get(f"{API}/{sid}")).json()["seq"] == 13
     for n in (11, 6, 2):
         r = await client.post(f"{API}/{sid}/rewind", json={"seq": n})
-        assert r.json() == seen[n]
+        assert r.json() | {"redo": 0} == seen[n]
+        assert r.json()["redo"] == 13 - n  # the ops it took out (tests/api/test_redo.py)
 
 
 @pytest.mark.parametrize("body", [{"seq": 99}, {"seq": -1}, {"seq": "1"}, {}])

@@ -49,12 +49,23 @@ def populated(rest: httpx.Client) -> str:
     return sid
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize(
+    ("scheme", "theme"),
+    [("light", None), ("dark", None), ("light", "dark"), ("dark", "light")],
+    ids=["light", "dark", "toggled-dark", "toggled-light"],
+)
 def test_no_serious_violations(
-    browser: Browser, server: str, rest: httpx.Client, artifacts: Path, scheme: str
+    browser: Browser,
+    server: str,
+    rest: httpx.Client,
+    artifacts: Path,
+    scheme: str,
+    theme: str | None,
 ) -> None:
     sid = populated(rest)
     context = browser.new_context(viewport={"width": 1440, "height": 1000}, color_scheme=scheme)
+    if theme:  # the header's Theme control, chosen earlier (static/theme.js)
+        context.add_init_script(f"localStorage.setItem('sealscope-theme', '{theme}')")
     page = context.new_page()
     found: dict[str, list[dict[str, Any]]] = {}
     for name, path in [
@@ -63,6 +74,8 @@ def test_no_serious_violations(
         ("preview", f"/s/{sid}?at=4"),
         ("diff", f"/s/{sid}/diff"),
         ("kernel", f"/s/{sid}/kernel"),
+        ("versus", f"/s/{sid}/versus?a=4&b=11"),
+        ("charts", f"/s/{sid}/charts?at=6"),
         ("walk", None),
     ]:
         if path is None:
@@ -75,6 +88,8 @@ def test_no_serious_violations(
         bad = [v for v in page.evaluate(AXE) if v["impact"] in ("serious", "critical")]
         if bad:
             found[name] = bad
-        page.screenshot(path=artifacts / f"{name}-{scheme}.png", full_page=True)
+        page.screenshot(
+            path=artifacts / f"{name}-{scheme}{'-' + theme if theme else ''}.png", full_page=True
+        )
     context.close()
     assert not found, "\n".join(f"{k}: {v}" for k, v in found.items())

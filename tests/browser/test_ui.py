@@ -36,6 +36,7 @@ def do(page: Page, button: str, expect_text: str) -> None:
 def drag_pages(page: Page, first: int, last: int) -> None:
     """Drag across the page map from page `first` to page `last`."""
     track = page.locator('.track[data-kind="pages"]')
+    track.scroll_into_view_if_needed()  # the page scrolls (the actions flow with it)
     box = track.bounding_box()
     assert box is not None
     start = int(track.get_attribute("data-start") or 0)
@@ -99,6 +100,7 @@ def test_the_rfc_story_by_hand(
     expect(page.locator("#owners")).to_contain_text("259")
     expect(page.locator(".track.pages .b.mapped")).to_have_count(1)
     # hovering page 3 reads out its pfn, order, refcount, lock and who maps it
+    page.locator('.track[data-kind="pages"]').scroll_into_view_if_needed()
     box = page.locator('.track[data-kind="pages"]').bounding_box()
     assert box is not None
     page.mouse.move(box["x"] + 3.5 / 16 * box["width"], box["y"] + box["height"] / 2)
@@ -128,7 +130,8 @@ def test_the_rfc_story_by_hand(
     expect(page.locator(".tt-status")).to_contain_text("Live")
     expect(page).not_to_have_url(re.compile("at="))
     expect(owners.locator("table.gfns")).to_contain_text("nothing mapped")
-    # undo: the punch leaves the log, the mapping is back
+    # undo (it asks first): the punch leaves the log, the mapping is back
+    page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Undo last op").click()
     expect(page.locator("#result")).to_contain_text("later ops left the log")
     assert seq(rest, sid) == n - 1

@@ -108,7 +108,7 @@ async def test_migrating_a_guest_sealed_page_is_refused_with_the_rule(
 @pytest.mark.parametrize(
     ("op", "form", "words"),
     [
-        ("allocate", {"from": "abc", "to": "1"}, "from: &#39;abc&#39; is not a whole number"),
+        ("allocate", {"from": "abc", "to": "1"}, "from: &#39;abc&#39; is not a number"),
         ("allocate", {"from": "5", "to": "1"}, "ends (page 1) before it starts (page 5)"),
         ("ftruncate", {"length": "12 parsecs"}, "is not a size"),
         ("register", {"owner": "7"}, "no owner"),

@@ -6,14 +6,13 @@ import pytest
 
 from app.engine import Config, FrameRun, Machine, PageRun
 from app.pages.maps import (
-    BINS,
+    BUDGET,
     DASH,
-    PER_BIN,
     PROBE,
-    fetch_runs,
     frame_track,
-    more_pages,
+    page_map,
     page_track,
+    wide_runs,
 )
 from app.pages.render import human_bytes
 from app.pages.state import ViewState, parse_size, to_int, window, zooms
@@ -32,7 +31,8 @@ def hole(a: int, b: int) -> PageRun:
 @pytest.mark.parametrize(
     ("raw", "size"),
     [("4096", 4096), ("64K", 65536), ("64KiB", 65536), ("2M", 2**21), ("1T", 2**40),
-     ("16p", 65536), (" 3 pages ", 12288), ("-1", -1), ("0x10", None), ("lots", None)],
+     ("16p", 65536), (" 3 pages ", 12288), ("-1", -1), ("0x10", 16), ("lots", None),
+     ("1.5M", 3 << 19), ("9E", 9 << 60), ("1,048,576", 2**20), ("2MB", 2**21), ("1e3", None)],
 )  # fmt: skip
 def test_parse_size(raw: str, size: int | None) -> None:
     if size is None:
@@ -46,6 +46,7 @@ def test_to_int_bounds() -> None:
     assert to_int("0x1f") == 31 and to_int("12") == 12
     assert to_int("-1") is None and to_int("1e3") is None and to_int(None) is None
     assert to_int(str(2**64)) is None
+    assert to_int("4K") == 4096 and to_int("1,024") == 1024 and to_int("1.5") is None
 
 
 def test_view_state_round_trips_through_its_url() -> None:
@@ -84,30 +85,50 @@ def test_few_runs_are_all_drawn_each_page_in_cells() -> None:
     assert (t.bars[1].left, t.bars[1].width) == ("25", "50")
 
 
-def test_many_runs_pool_into_a_bounded_number_of_bars() -> None:
+def test_a_wide_window_draws_only_runs_a_column_wide() -> None:
+    """Narrower runs are the density's (Machine.page_density); holes are background."""
     total = 2**28
     runs = [r for i in range(5000) for r in (present(i * 50000, i * 50000 + 1, i),
                                              hole(i * 50000 + 1, (i + 1) * 50000))]  # fmt: skip
+    runs.append(present(total - 2**20, total, 9000))
     t = page_track(runs, 0, total, total, {})
-    assert len(t.bars) <= 2 * BINS + 1 and not t.cells
-    assert any("mixed present" in b.cls for b in t.bars)
+    assert not t.cells and [(b.start, b.cls) for b in t.bars] == [(total - 2**20, "present")]
 
 
-def test_fetch_reads_a_sample_of_a_dense_window() -> None:
+def test_wide_runs_reads_where_the_density_shows_full_columns() -> None:
     calls: list[tuple[int, int, int]] = []
+    # 100,000 alternating single pages, then one run of 20,000 pages
     runs = [present(i, i + 1, i) if i % 2 == 0 else hole(i, i + 1) for i in range(100000)]
+    runs.append(present(100000, 120000, 100000))
 
     def fetch(a: int, b: int, n: int) -> tuple[list[PageRun], int]:
         calls.append((a, b, n))
-        got = [r for r in runs[a:b]][:n]
+        got = [r._replace(start=max(r.start, a)) for r in runs if r.end > a and r.start < b][:n]
         return got, (got[-1].end if len(got) == n else b)
 
-    out = fetch_runs(fetch, 0, 100000, more_pages)
-    assert len(out) <= PROBE + BINS * (PER_BIN + 1)
-    assert sum(1 for r in out if r.state == "more") > 100
-    assert len(calls) <= BINS + 1
-    t = page_track(out, 0, 100000, 100000, {})
-    assert all(0 <= float(b.left) <= 100 for b in t.bars) and t.sampled
+    counts = [600] * 1000 + [1200] * 200  # 1,200 columns of 100 pages
+    counts = [c // 12 for c in counts]  # half of the first 1,000 columns, all of the rest
+    out, complete = wide_runs(fetch, 0, 120000, counts)
+    assert not complete and len(out) <= BUDGET
+    assert any(r.start <= 100000 and r.end == 120000 for r in out)
+    assert len(calls) == 2 and calls[0] == (0, 120000, PROBE)
+    t = page_track(out, 0, 120000, 120000, {})
+    assert [b.cls for b in t.bars] == ["present"] and float(t.bars[0].width) > 16
+
+
+def test_page_map_reads_the_density_of_a_1_tib_file() -> None:
+    m = Machine(Config("rfc-v2", 524288, "never", frozenset()))
+    fd = m.memfd_create("big", [])
+    m.ftruncate(fd, 2**40)
+    for i in range(1000):
+        m.fallocate(fd, [], i * 2**30, 4096)
+    m.fallocate(fd, [], 2**39 + 4096, 2**30)  # 262,144 pages: more than a column
+    t, runs = page_map(m, fd, 0, 2**28, 2**28, {})
+    assert t.cols == 1200 and t.sampled and len(runs) <= BUDGET
+    counts = [int(c or 0) for c in t.density.split(",")]
+    # island 513 (page 2^27 + 2^18) is inside the run; every island has its column
+    assert sum(counts) == 1000 + 2**18 - 1 and sum(1 for c in counts if c) >= 1000
+    assert t.bars and t.bars[0].start == 2**27 + 1  # the run, a bar of its own
 
 
 def test_frame_track_names_the_file() -> None:

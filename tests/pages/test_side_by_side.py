@@ -84,7 +84,7 @@ async def test_side_by_side_shows_where_they_part(client: httpx.AsyncClient) -> 
     assert r.status_code == 200
     assert r.headers["link"].startswith(f"</api/v1/sessions/{sid}/diff>")
     assert "7 of 16 ops differ" in r.text and 'href="#d-7"' in r.text
-    assert 'id="d-7" class="differs"' in r.text and 'id="d-1" class="same"' in r.text
+    assert 'id="d-7" class="differs root"' in r.text and 'id="d-1" class="same"' in r.text
     frag = await client.get(f"/s/{sid}/diff?a=session&b=mmap_shared&only=1", headers=HX)
     assert frag.text.lstrip().startswith('<section id="diff"')
     assert 'id="d-1"' not in frag.text and 'id="d-7"' in frag.text
