@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -69,3 +70,19 @@ async def test_a_new_op_ends_the_redo_stack(client: httpx.AsyncClient) -> None:
     r = await client.post(f"{API}/{sid}/files/3/ftruncate", json={"length": "big"})
     assert r.status_code == 422
     assert (await client.get(f"{API}/{sid}")).json()["redo"] == 1
+
+
+async def test_a_redone_pwrite_keeps_its_data(client: httpx.AsyncClient) -> None:
+    """The log keeps light copies of stored ops (a pwrite's data is read back from the
+    store); a rewind drops the rows, so the redo stack must keep the real payload."""
+    sid = await session(client)
+    data = base64.b64encode(b"sealscope" * 100).decode()
+    r = await client.post(f"{API}/{sid}/files/3/pwrite", json={"offset": 100, "data_b64": data})
+    assert r.status_code == 200, r.text
+    trace = (await client.get(f"{API}/{sid}/trace")).json()
+    await client.post(f"{API}/{sid}/rewind", json={"seq": 5})
+    r = await client.post(f"{API}/{sid}/redo")
+    assert r.status_code == 200, r.text
+    assert (await client.get(f"{API}/{sid}/trace")).json() == trace
+    r = await client.post(f"{API}/{sid}/files/3/pread", json={"offset": 100, "count": 900})
+    assert base64.b64decode(r.json()["data_b64"]) == b"sealscope" * 100
