@@ -610,11 +610,14 @@ static void test_log_keep(void)
 	ss_machine_free(m);
 }
 int kvm_tests(int *nchecks);  /* test_kvm.c */
+int bulk_tests(int *nchecks);  /* test_bulk.c */
 
 int main(void)
 {
 	int kvm_checks = 0;
 	failures += kvm_tests(&kvm_checks);
+	checks += kvm_checks;
+	failures += bulk_tests(&kvm_checks);
 	checks += kvm_checks;
 	test_last_close_waits_on_locked_page();
 	test_migrate();
