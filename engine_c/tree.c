@@ -5,7 +5,8 @@
  * slots in every node so that searches skip empty subtrees in one step
  * (ctz), and nodes freed as soon as they empty.  Memory grows with the
  * entries, never with the largest index: a single entry at index 2^40
- * costs one node per level (7 nodes).
+ * costs one node per level (7 nodes).  Runs of consecutive values (a huge
+ * page's 512 entries) are stored and erased a leaf at a time.
  *
  * Invariants: a node's bitmap has a bit set exactly for its non-zero slots;
  * count == popcount(bitmap); no node in the tree is empty.
