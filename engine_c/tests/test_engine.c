@@ -614,10 +614,10 @@ int bulk_tests(int *nchecks);  /* test_bulk.c */
 
 int main(void)
 {
-	int kvm_checks = 0;
+	int kvm_checks = 0, bulk_checks = 0;
+	failures += bulk_tests(&bulk_checks);
+	checks += bulk_checks;
 	failures += kvm_tests(&kvm_checks);
-	checks += kvm_checks;
-	failures += bulk_tests(&kvm_checks);
 	checks += kvm_checks;
 	test_last_close_waits_on_locked_page();
 	test_migrate();
