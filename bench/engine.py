@@ -1,18 +1,25 @@
 """Engine benchmarks, each against a baseline measured in the same run.
 
-    python bench/engine.py [--gib 1]
+    python bench/engine.py [--gib 1] [--huge-gib 64] [--rounds 7] [--calls 200000]
 
-1. Bulk fallocate then punch of N GiB in 4 KiB pages: ns per page for the
-   engine (thp=never) and for the real kernel's shmem (memfd_create +
-   fallocate(2) on this machine, shmem THP as the machine has it); ratio.
-2. get_lock_pfn + put_unlock_pfn from Python: calls per second, against the
-   cost of one Python fallocate(2) call on an already allocated page.
+1. Bulk fallocate then punch (KEEP_SIZE): ns per page for the real kernel's
+   shmem (memfd_create + fallocate(2) of --gib on this machine, shmem THP as
+   the machine has it), for the engine with 4 KiB pages (thp=never, the same
+   size; via Machine and via the raw cffi calls) and for the engine with
+   thp=always over --huge-gib (default 64 GiB: 16M frames).  Ratios kernel /
+   engine per round.
+2. get_lock_pfn + put_unlock_pfn from Python, through Machine and through
+   the raw cffi calls, against one Python fallocate(2) call on an already
+   allocated page (ctypes, as a Python program without a wrapper would).
 3. Bytes per frame descriptor, and the engine's memory for a 1 TiB sparse
    file holding one page.
 
-Prints a table; BENCHMARKS.md records a run. Targets: engine >= 10x faster
-per page than shmem in bulk; an engine call <= 0.5x a fallocate syscall;
-<= 64 bytes per frame; a 1 TiB sparse file < 1 MiB.
+Rounds alternate the contenders (forward, then backward), so a slow spell of
+this shared machine hits all of them; each figure is the median over rounds
+with its spread (min..max), each ratio the median of the rounds' ratios.
+Targets: 4 KiB bulk >= 10x the kernel, thp=always bulk >= 50x; an engine call
+<= 0.5x a fallocate syscall and <= 1.5x the raw cffi calls; <= 64 bytes per
+frame; a 1 TiB sparse file < 1 MiB.  BENCHMARKS.md records runs.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,52 +40,79 @@ from app.engine._lib import ffi, lib
 
 PAGE = 4096
 KEEP, PUNCH = 0x1, 0x2
+PHYS_MAX = 1 << 26
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _libc.memfd_create.argtypes = [ctypes.c_char_p, ctypes.c_uint]
 
-
-def best(fn, repeat: int = 3) -> float:
-    """The fastest of `repeat` runs of fn() (seconds): the least disturbed."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+Runner = Callable[[], tuple[float, float]]  # one round: (wall, CPU) seconds per unit
 
 
-def kernel_bulk(nbytes: int) -> float:
+def alternate(
+    runners: dict[str, Runner], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each runner once a round, forward on even rounds and backward on odd ones:
+    ({name: wall times}, {name: CPU times})."""
+    wall: dict[str, list[float]] = {k: [] for k in runners}
+    cpu: dict[str, list[float]] = {k: [] for k in runners}
+    names = list(runners)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else reversed(names):
+            w, c = runners[k]()
+            wall[k].append(w)
+            cpu[k].append(c)
+    return wall, cpu
+
+
+def med(xs: list[float], scale: float = 1e9) -> str:
+    return f"{statistics.median(xs) * scale:9.1f} ({min(xs) * scale:.1f}..{max(xs) * scale:.1f})"
+
+
+def ratio(a: list[float], b: list[float]) -> str:
+    rs = [x / y for x, y in zip(a, b, strict=True)]
+    return f"{statistics.median(rs):6.2f} ({min(rs):.2f}..{max(rs):.2f})"
+
+
+def timed(fn: Callable[[], None], units: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per unit: CPU time (this process's, the kernel's work in
+    its syscalls included) leaves out the time other processes of this shared
+    machine take from it."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return (time.perf_counter() - t) / units, (time.process_time() - c) / units
+
+
+def phys_for(pages: int) -> int:
+    return min(PHYS_MAX, (pages + (1 << 18)) // 1024 * 1024)
+
+
+def kernel_bulk(nbytes: int) -> tuple[Runner, Callable[[], None]]:
     fd = _libc.memfd_create(b"bench", 0)
     if fd < 0:
         raise OSError(ctypes.get_errno(), "memfd_create")
-    try:
 
-        def run() -> None:
-            if _libc.fallocate(fd, 0, 0, nbytes) or _libc.fallocate(fd, KEEP | PUNCH, 0, nbytes):
-                raise OSError(ctypes.get_errno(), "fallocate")
+    def run() -> None:
+        if _libc.fallocate(fd, KEEP, 0, nbytes) or _libc.fallocate(fd, KEEP | PUNCH, 0, nbytes):
+            raise OSError(ctypes.get_errno(), "fallocate")
 
-        return best(run) / (nbytes // PAGE)
-    finally:
-        os.close(fd)
+    return (lambda: timed(run, nbytes // PAGE)), (lambda: os.close(fd))
 
 
-def engine_bulk(nbytes: int) -> float:
-    m = Machine(Config(phys_pages=max(1 << 18, 2 * nbytes // PAGE)))
+def engine_bulk(nbytes: int, thp: str) -> tuple[Runner, Machine]:
+    """Through Machine.fallocate."""
+    m = Machine(Config(phys_pages=phys_for(nbytes // PAGE), thp=thp))
     fd = m.memfd_create("bench")
 
     def run() -> None:
         m.fallocate(fd, ["FALLOC_FL_KEEP_SIZE"], 0, nbytes)
         m.fallocate(fd, ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"], 0, nbytes)
 
-    t = best(run) / (nbytes // PAGE)
-    m.check()
-    return t
+    return (lambda: timed(run, nbytes // PAGE)), m
 
 
-def engine_c_bulk(nbytes: int) -> float:
+def engine_c_bulk(nbytes: int) -> Runner:
     """The same through the raw cffi calls: the C engine's own cost."""
-    m = Machine(Config(phys_pages=max(1 << 18, 2 * nbytes // PAGE)))
+    m = Machine(Config(phys_pages=phys_for(nbytes // PAGE)))
     fd = m.memfd_create("bench")
     raw = m._m
 
@@ -84,11 +120,11 @@ def engine_c_bulk(nbytes: int) -> float:
         assert lib.ss_fallocate(raw, fd, KEEP, 0, nbytes) == 0
         assert lib.ss_fallocate(raw, fd, KEEP | PUNCH, 0, nbytes) == 0
 
-    return best(run) / (nbytes // PAGE)
+    return lambda: timed(run, nbytes // PAGE)
 
 
-def call_costs(n: int) -> tuple[float, float, float]:
-    """(engine get_lock+put pair, raw cffi pair, one fallocate syscall), seconds."""
+def call_runners(n: int) -> tuple[dict[str, Runner], Callable[[], None]]:
+    """Machine pair, raw cffi pair (seconds per pair), one fallocate syscall."""
     m = Machine(Config(phys_pages=1 << 12))
     fd = m.memfd_create("calls", ["MFD_ALLOW_SEALING"])
     m.ftruncate(fd, 16 * PAGE)
@@ -115,10 +151,12 @@ def call_costs(n: int) -> tuple[float, float, float]:
         for _ in range(n):
             _libc.fallocate(kfd, 0, 0, PAGE)
 
-    try:
-        return best(face) / n, best(cffi_pair) / n, best(syscall) / n
-    finally:
-        os.close(kfd)
+    runners = {
+        "face": lambda: timed(face, n),
+        "cffi": lambda: timed(cffi_pair, n),
+        "syscall": lambda: timed(syscall, n),
+    }
+    return runners, lambda: os.close(kfd)
 
 
 def sparse_tib() -> int:
@@ -134,27 +172,63 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--gib", type=float, default=1.0, help="bulk size in GiB (default 1)")
-    ap.add_argument("--calls", type=int, default=200_000, help="calls for the per-call costs")
+    ap.add_argument("--gib", type=float, default=1.0, help="kernel and 4 KiB bulk size (GiB)")
+    ap.add_argument("--huge-gib", type=float, default=64.0, help="thp=always bulk size (GiB)")
+    ap.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    ap.add_argument("--calls", type=int, default=200_000, help="calls a round, per-call costs")
     a = ap.parse_args()
     nbytes = int(a.gib * (1 << 30)) // PAGE * PAGE
+    hbytes = int(a.huge_gib * (1 << 30)) // (2 << 20) * (2 << 20)
+    if hbytes // PAGE > PHYS_MAX - (1 << 18):
+        ap.error(f"--huge-gib: at most {(PHYS_MAX - (1 << 18)) * PAGE >> 30} GiB of frames")
 
-    k = kernel_bulk(nbytes)
-    e = engine_bulk(nbytes)
-    c = engine_c_bulk(nbytes)
-    face, cffi_pair, sc = call_costs(a.calls)
-    per_call = face / 2
-    row = "  {:<36}{:10.1f}   {}"
-    print(f"bulk fallocate + punch of {nbytes >> 20} MiB in 4 KiB pages (ns/page, best of 3)")
-    print(row.format("kernel shmem (memfd + fallocate(2))", k * 1e9, ""))
-    print(row.format("engine via Machine", e * 1e9, f"kernel/engine = {k / e:5.1f}x (>= 10x)"))
-    print(row.format("engine via raw cffi", c * 1e9, f"kernel/engine = {k / c:5.1f}x"))
-    print("per-call cost from Python (ns per call)")
-    print(row.format("fallocate(2) syscall, 1 page", sc * 1e9, ""))
-    ratio = f"engine/syscall = {per_call / sc:4.2f} (<= 0.5); {1 / face:,.0f} pairs/s"
-    print(row.format("get_lock_pfn / put_unlock_pfn", per_call * 1e9, ratio))
-    raw_ratio = f"engine/syscall = {cffi_pair / 2 / sc:4.2f}"
-    print(row.format("same via raw cffi", cffi_pair / 2 * 1e9, raw_ratio))
+    kernel, close_kernel = kernel_bulk(nbytes)
+    e4k, m4k = engine_bulk(nbytes, "never")
+    huge, mhuge = engine_bulk(hbytes, "always")
+    bulk, bulk_cpu = alternate(
+        {"kernel": kernel, "engine": e4k, "cffi": engine_c_bulk(nbytes), "huge": huge}, a.rounds
+    )
+    close_kernel()
+    m4k.check()
+    mhuge.check()
+    del m4k, mhuge
+    calls, close_calls = call_runners(a.calls)
+    per, per_cpu = alternate(calls, a.rounds)
+    close_calls()
+
+    k, kc = bulk["kernel"], bulk_cpu["kernel"]
+    row = "  {:<46}{:<30}{}"
+    print(f"{a.rounds} alternating rounds; each figure: median (min..max) over rounds;")
+    print("ratios: of wall times, then of CPU times (the same rounds)")
+    print("bulk fallocate + punch, ns per page (wall)")
+    print(row.format(f"kernel shmem, {nbytes >> 20} MiB (memfd + fallocate(2))", med(k), ""))
+    for name, key, target in (
+        (f"engine 4 KiB, {nbytes >> 20} MiB, via Machine", "engine", " (>= 10x)"),
+        ("engine 4 KiB, same, via raw cffi", "cffi", ""),
+        (f"engine thp=always, {hbytes >> 30} GiB, via Machine", "huge", " (>= 50x)"),
+    ):
+        print(row.format(name, med(bulk[key]), ""))
+        rw, rc = ratio(k, bulk[key]), ratio(kc, bulk_cpu[key])
+        print(row.format("", "", f"kernel/engine {rw}; CPU {rc}{target}"))
+    # per pair -> per call
+    face, cffi = [x / 2 for x in per["face"]], [x / 2 for x in per["cffi"]]
+    face_c, cffi_c = [x / 2 for x in per_cpu["face"]], [x / 2 for x in per_cpu["cffi"]]
+    sc, sc_c = per["syscall"], per_cpu["syscall"]
+    print("per-call cost from Python, ns per call (wall)")
+    print(row.format("fallocate(2) syscall, 1 page (ctypes)", med(sc), ""))
+    print(row.format("get_lock_pfn / put_unlock_pfn via Machine", med(face), ""))
+    print(
+        row.format("", "", f"engine/syscall {ratio(face, sc)}; CPU {ratio(face_c, sc_c)} (<= 0.5)")
+    )
+    print(
+        row.format(
+            "", "", f"Machine/raw cffi {ratio(face, cffi)}; CPU {ratio(face_c, cffi_c)} (<= 1.5)"
+        )
+    )
+    print(row.format("same via raw cffi", med(cffi), ""))
+    print(row.format("", "", f"engine/syscall {ratio(cffi, sc)}; CPU {ratio(cffi_c, sc_c)}"))
+    pairs = 1 / statistics.median(per["face"])
+    print(f"  {pairs:,.0f} get_lock_pfn + put_unlock_pfn pairs/s through Machine")
     print(f"bytes per frame descriptor: {int(lib.ss_frame_size())} (<= 64)")
     print(f"engine memory, 1 TiB sparse file with one page: {sparse_tib():,} bytes (< 1 MiB)")
 

@@ -8,7 +8,8 @@
  *  - a file's cache tree and the frames point at each other, the resident
  *    page count matches, and nothing lies past the file's end;
  *  - compound pages are whole and aligned; locks, dirty bits and reference
- *    counts live on heads; a locked page is referenced by its holder;
+ *    counts live on heads; a locked page is referenced by its holder; only
+ *    a dirty page has contents (a clean one is freed without looking);
  *  - owners' gfn tables and the frames' mapped bits agree both ways;
  *  - every waiter sleeps on something that is really locked.
  * Returns 0, or -EUCLEAN with the first violation described in msg.
@@ -88,6 +89,8 @@ static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, 
 			CHECK(v != p + 1, "orphan frame %llu is still in the cache", (unsigned long long)p);
 		}
 		CHECK(!(f->flags & F_NEW), "frame %llu still marked as in a fallocate", (unsigned long long)p);
+		CHECK(!f->data || (f->flags & F_DIRTY), "frame %llu has contents but is not dirty",
+		      (unsigned long long)p);
 		for (int o = 0; o < SS_MAX_OWNERS; o++)
 			if (f->mapped & (1u << o)) {
 				CHECK(o < m->nowners, "frame %llu mapped by unknown owner %d", (unsigned long long)p, o);
@@ -107,6 +110,9 @@ static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, 
 				      t->state == f->state,
 				      "tail %llu of huge page %llu inconsistent", (unsigned long long)(p + i),
 				      (unsigned long long)p);
+				CHECK(!t->data || (f->flags & F_DIRTY),
+				      "tail %llu has contents but its head is not dirty",
+				      (unsigned long long)(p + i));
 				if (t->state == SS_FRAME_CACHE)
 					CHECK(tree_load(&in->cache, t->index) == p + i + 1,
 					      "tail %llu not in the cache", (unsigned long long)(p + i));

@@ -73,6 +73,11 @@ int tree_clone(struct tree *dst, const struct tree *src);
 uint64_t tree_load(const struct tree *t, uint64_t index);
 int tree_store(struct tree *t, uint64_t index, uint64_t value);  /* 0, -ENOMEM */
 uint64_t tree_erase(struct tree *t, uint64_t index);             /* old value */
+/* store value, value + 1, ... at index, index + 1, ... (n entries), a leaf
+ * at a time; 0, or -ENOMEM with a prefix of the run stored */
+int tree_store_run(struct tree *t, uint64_t index, uint64_t n, uint64_t value);
+/* erase the entries of [index, index + n), a leaf at a time */
+void tree_erase_run(struct tree *t, uint64_t index, uint64_t n);
 /* first entry at index >= *index and <= max: its value, *index set; 0 if none */
 uint64_t tree_find(const struct tree *t, uint64_t *index, uint64_t max);
 /* how many entries from index on (below end) hold value, value + 1, ...:

@@ -60,6 +60,12 @@ int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
 	}
 	uint64_t nr = 1ULL << order;
 	uint64_t base = index & ~(nr - 1);
+	/* the whole page's entries in one pass over its leaves (512 for a huge page) */
+	if (tree_store_run(&in->cache, base, nr, (uint64_t)p + 1)) {
+		tree_erase_run(&in->cache, base, nr);
+		frames_free(m, (uint32_t)p, order);
+		return -ENOMEM;
+	}
 	for (uint64_t i = 0; i < nr; i++) {
 		struct frame *f = &m->frames[p + i];
 		f->state = SS_FRAME_CACHE;
@@ -67,12 +73,6 @@ int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
 		f->index = base + i;
 		f->order = (uint8_t)order;
 		f->flags = order ? (i ? F_TAIL : F_HEAD) : 0;
-		if (tree_store(&in->cache, base + i, (uint64_t)p + i + 1)) {
-			while (i--)
-				tree_erase(&in->cache, base + i);
-			frames_free(m, (uint32_t)p, order);
-			return -ENOMEM;
-		}
 	}
 	m->frames[p].refcount = 1;
 	in->nr_pages += nr;
@@ -91,10 +91,10 @@ static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
 	struct frame *hf = &m->frames[head];
 	uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
 	uint64_t base = hf->index;
-	for (uint64_t i = 0; i < nr; i++) {
-		tree_erase(&in->cache, base + i);
-		data_drop(m, head + (uint32_t)i);
-	}
+	tree_erase_run(&in->cache, base, nr);
+	if (hf->flags & F_DIRTY)  /* only a dirty page has contents (check.c) */
+		for (uint64_t i = 0; i < nr; i++)
+			data_drop(m, head + (uint32_t)i);
 	in->nr_pages -= nr;
 	hf->refcount--;
 	if (hf->refcount > 0) {

@@ -5,7 +5,8 @@
  * slots in every node so that searches skip empty subtrees in one step
  * (ctz), and nodes freed as soon as they empty.  Memory grows with the
  * entries, never with the largest index: a single entry at index 2^40
- * costs one node per level (7 nodes).
+ * costs one node per level (7 nodes).  Runs of consecutive values (a huge
+ * page's 512 entries) are stored and erased a leaf at a time.
  *
  * Invariants: a node's bitmap has a bit set exactly for its non-zero slots;
  * count == popcount(bitmap); no node in the tree is empty.
@@ -106,7 +107,8 @@ uint64_t tree_load(const struct tree *t, uint64_t index)
 	}
 }
 
-int tree_store(struct tree *t, uint64_t index, uint64_t value)
+/* the leaf that holds index, made (with the nodes above it) if need be */
+static struct tnode *leaf_for(struct tree *t, uint64_t index)
 {
 	if (!t->root) {
 		unsigned int shift = 0;
@@ -114,14 +116,14 @@ int tree_store(struct tree *t, uint64_t index, uint64_t value)
 			shift += 6;
 		t->root = node_new(shift);
 		if (!t->root)
-			return -ENOMEM;
+			return NULL;
 		t->shift = shift;
 		t->nodes++;
 	}
 	while (!covers(t->root->shift, index)) {
 		struct tnode *r = node_new(t->root->shift + 6u);
 		if (!r)
-			return -ENOMEM;
+			return NULL;
 		r->slots[0] = (uint64_t)(uintptr_t)t->root;
 		r->bitmap = 1;
 		t->root = r;
@@ -134,13 +136,21 @@ int tree_store(struct tree *t, uint64_t index, uint64_t value)
 		if (!(n->bitmap & (1ULL << off))) {
 			struct tnode *c = node_new(n->shift - 6u);
 			if (!c)
-				return -ENOMEM;
+				return NULL;
 			n->slots[off] = (uint64_t)(uintptr_t)c;
 			n->bitmap |= 1ULL << off;
 			t->nodes++;
 		}
 		n = (struct tnode *)(uintptr_t)n->slots[off];
 	}
+	return n;
+}
+
+int tree_store(struct tree *t, uint64_t index, uint64_t value)
+{
+	struct tnode *n = leaf_for(t, index);
+	if (!n)
+		return -ENOMEM;
 	unsigned int off = index & 63;
 	if (!(n->bitmap & (1ULL << off)))
 		t->count++;
@@ -149,7 +159,37 @@ int tree_store(struct tree *t, uint64_t index, uint64_t value)
 	return 0;
 }
 
-uint64_t tree_erase(struct tree *t, uint64_t index)
+/* entries [off, off + k) of a leaf, k in 1..64 - off */
+static uint64_t leaf_mask(unsigned int off, unsigned int k)
+{
+	return (k == 64 ? ~0ULL : ((1ULL << k) - 1)) << off;
+}
+
+int tree_store_run(struct tree *t, uint64_t index, uint64_t n, uint64_t value)
+{
+	while (n) {
+		struct tnode *leaf = leaf_for(t, index);
+		if (!leaf)
+			return -ENOMEM;
+		unsigned int off = index & 63;
+		unsigned int k = n < 64u - off ? (unsigned int)n : 64u - off;
+		uint64_t mask = leaf_mask(off, k);
+		t->count += (uint64_t)__builtin_popcountll(mask & ~leaf->bitmap);
+		leaf->bitmap |= mask;
+		for (unsigned int i = 0; i < k; i++)
+			leaf->slots[off + i] = value + i;
+		index += k;
+		value += k;
+		n -= k;
+		if (!index)  /* wrapped */
+			break;
+	}
+	return 0;
+}
+
+/* clear the entries of mask in the leaf that would hold index; nodes that
+ * empty are freed.  The old value at index (0 if none). */
+static uint64_t leaf_clear(struct tree *t, uint64_t index, uint64_t mask)
 {
 	struct tnode *path[12];
 	unsigned int offs[12];
@@ -157,34 +197,60 @@ uint64_t tree_erase(struct tree *t, uint64_t index)
 	struct tnode *n = t->root;
 	if (!n || !covers(n->shift, index))
 		return 0;
-	for (;;) {
+	while (n->shift) {
 		unsigned int off = (index >> n->shift) & 63;
 		if (!(n->bitmap & (1ULL << off)))
 			return 0;
 		path[depth] = n;
 		offs[depth] = off;
 		depth++;
-		if (!n->shift)
-			break;
 		n = (struct tnode *)(uintptr_t)n->slots[off];
 	}
-	uint64_t old = n->slots[offs[depth - 1]];
-	t->count--;
+	uint64_t old = n->slots[index & 63];
+	uint64_t b = n->bitmap & mask;
+	if (!b)
+		return 0;
+	t->count -= (uint64_t)__builtin_popcountll(b);
+	n->bitmap &= ~b;
+	while (b) {
+		n->slots[__builtin_ctzll(b)] = 0;
+		b &= b - 1;
+	}
+	if (n->bitmap)
+		return old;
+	free(n);
+	t->nodes--;
 	while (depth > 0) {
 		depth--;
 		n = path[depth];
 		n->bitmap &= ~(1ULL << offs[depth]);
 		n->slots[offs[depth]] = 0;
 		if (n->bitmap)
-			break;
+			return old;
 		free(n);
 		t->nodes--;
-		if (depth == 0) {
-			t->root = NULL;
-			t->shift = 0;
-		}
 	}
+	t->root = NULL;
+	t->shift = 0;
 	return old;
+}
+
+uint64_t tree_erase(struct tree *t, uint64_t index)
+{
+	return leaf_clear(t, index, 1ULL << (index & 63));
+}
+
+void tree_erase_run(struct tree *t, uint64_t index, uint64_t n)
+{
+	while (n) {
+		unsigned int off = index & 63;
+		unsigned int k = n < 64u - off ? (unsigned int)n : 64u - off;
+		leaf_clear(t, index, leaf_mask(off, k));
+		index += k;
+		n -= k;
+		if (!index)  /* wrapped */
+			break;
+	}
 }
 
 static uint64_t node_find(const struct tnode *n, uint64_t base, uint64_t *index, uint64_t max)

@@ -48,7 +48,6 @@ Names = Iterable[str | int] | str | int
 
 
 _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
-_event_count = lib.ss_event_count
 _get_lock_pfn = lib.ss_get_lock_pfn
 _put_unlock_pfn = lib.ss_put_unlock_pfn
 _fallocate = lib.ss_fallocate
@@ -94,11 +93,24 @@ class Machine(Kvm, Views):
     def _adopt(self, m: Any) -> None:
         self._m = ffi.gc(m, lib.ss_machine_free)
         self._lock = threading.Lock()
+        # the hot path's lock calls: acquire() / release() bound once (a `with`
+        # statement on a Lock costs ~80 ns more a call)
+        self._acquire = self._lock.acquire
+        self._release = self._lock.release
         self._init_buffers()
         self._kvm_buffers()
-        self._u64 = ffi.new("uint64_t *")
         self._counter = lib.ss_event_counter(self._m)
-        self._int = ffi.new("int *")
+        self._out_buffers()
+
+    def _out_buffers(self) -> None:
+        """The pfn and order out-arguments share one 16-byte buffer, read back (as
+        the event counter) through memoryviews: ~20 ns a read less than cffi's."""
+        self._u64 = ffi.new("uint64_t[2]")  # [0] the pfn; [1] holds the order (an int)
+        self._int = ffi.cast("int *", self._u64 + 1)
+        out = ffi.buffer(self._u64)
+        self._out_pfn = memoryview(out).cast("Q")  # [0]: the pfn
+        self._out_order = memoryview(out).cast("i")  # [2]: the int at byte 8
+        self._out_seq = memoryview(ffi.buffer(self._counter, 8)).cast("Q")  # [0]
 
     def clone(self) -> Machine:
         """A deep copy with its own lock (for snapshots)."""
@@ -319,32 +331,40 @@ class Machine(Kvm, Views):
 
     def get_lock_pfn(self, fd: int, index: int, alloc: bool) -> PfnResult:
         # the hot path of the API: cffi itself refuses what does not fit the C
-        # types (OverflowError, TypeError); only then are the ints cast like C
+        # types (OverflowError, TypeError); only then are the ints cast like C.
+        # acquire / try / finally: release is the `with` of the other methods
         a = 1 if alloc else 0
-        u, o = self._u64, self._int
-        with self._lock:
+        self._acquire()
+        try:
             try:
-                rc = _get_lock_pfn(self._m, fd, index, a, u, o)
+                rc = _get_lock_pfn(self._m, fd, index, a, self._u64, self._int)
             except (OverflowError, TypeError):
                 fd, index = i32(fd), u64(index)
-                rc = _get_lock_pfn(self._m, fd, index, a, u, o)
+                rc = _get_lock_pfn(self._m, fd, index, a, self._u64, self._int)
             # get_lock_pfn makes exactly one event (it wakes nobody): the last
-            seq = self._counter[0]
             if rc == 0:  # no dicts, no lookups
-                return _tuple_new(PfnResult, (u[0], o[0], False, seq))
+                return _tuple_new(
+                    PfnResult, (self._out_pfn[0], self._out_order[2], False, self._out_seq[0])
+                )
+            before = self._out_seq[0] - 1
             args = {"index": u64(index), "alloc": a}
-            return self._pfn_result("get_lock_pfn", rc, seq - 1, args, i32(fd))
+            return self._pfn_result("get_lock_pfn", rc, before, args, i32(fd))
+        finally:
+            self._release()
 
     def put_unlock_pfn(self, pfn: int) -> None:
-        with self._lock:
+        self._acquire()
+        try:
             try:
                 rc = _put_unlock_pfn(self._m, pfn)
             except (OverflowError, TypeError):
                 pfn = u64(pfn)
                 rc = _put_unlock_pfn(self._m, pfn)
             if rc:  # a failure makes one event and wakes nobody: the last
-                before = _event_count(self._m) - 1
+                before = self._out_seq[0] - 1
                 self._check("put_unlock_pfn", rc, before, {"pfn": u64(pfn)})
+        finally:
+            self._release()
 
     def migrate_page(self, pfn: int) -> int:
         """Move the page holding pfn to new frames, as compaction would; the pfn that

@@ -706,10 +706,13 @@ static void test_truncate_near_the_largest_size(void)
 }
 
 int kvm_tests(int *nchecks);  /* test_kvm.c */
+int bulk_tests(int *nchecks);  /* test_bulk.c */
 
 int main(void)
 {
-	int kvm_checks = 0;
+	int kvm_checks = 0, bulk_checks = 0;
+	failures += bulk_tests(&bulk_checks);
+	checks += bulk_checks;
 	failures += kvm_tests(&kvm_checks);
 	checks += kvm_checks;
 	test_truncate_near_the_largest_size();

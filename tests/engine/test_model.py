@@ -18,9 +18,9 @@ tests/engine/refmodel.py side by side.  After every step:
 Variants: rfc-v2 (a memfd with a registered recorder owner, a second memfd,
 1024 frames so allocations run out), the same on a memfd sealed with
 F_SEAL_GUEST first, and guest-memfd (memfds with F_SEAL_EXEC, guest_memfd
-files, a KVM owner's memslots).  A variant with thp="within_size" has no
-model: it checks the invariants, that nr_pages agrees with the page runs and
-the frames, and that nothing but EngineError escapes.
+files, a KVM owner's memslots).  Variants with thp="within_size" and
+thp="always" have no model: they check the invariants, that nr_pages agrees
+with the page runs and the frames, and that nothing but EngineError escapes.
 
 Engine bugs the properties found are pinned at the end of the file: fixed
 ones by regression tests, open ones (KNOWN_ENGINE_BUGS) by strict xfails.
@@ -580,6 +580,16 @@ def test_rfc_v2_guest_sealed_engine_matches_model(ops: list[Op]) -> None:
 @given(rfc_ops(npages=1100))
 def test_rfc_v2_thp_within_size_keeps_invariants(ops: list[Op]) -> None:
     r = rfc_runner(Config(profile="rfc-v2", phys_pages=4096, thp="within_size"))
+    for name, args in ops:
+        r.step(name, args)
+
+
+@settings(SETTINGS, max_examples=examples(100))
+@given(rfc_ops(npages=1100))
+def test_rfc_v2_thp_always_keeps_invariants(ops: list[Op]) -> None:
+    """Huge pages wherever a 2 MiB block is empty (the bulk paths allocate and free
+    them a leaf of the cache tree at a time)."""
+    r = rfc_runner(Config(profile="rfc-v2", phys_pages=4096, thp="always"))
     for name, args in ops:
         r.step(name, args)
 
