@@ -13,7 +13,10 @@
  *    frame must still be in that file's cache);
  *  - a huge mapping has alike attributes over its 512 gfns;
  *  - the frames carrying the VM's bit are exactly the frames it maps;
- *  - attribute runs are sorted, disjoint, non-empty, merged and non-zero.
+ *  - attribute runs are sorted, disjoint, non-empty, merged and non-zero;
+ *  - a prepared frame (kvm_coco.c) is a used, uptodate head of a guest_memfd
+ *    page whose VM is SNP or TDX; a VM's measured pages never exceed what it
+ *    populated, and a finalized launch is only on SNP / TDX.
  */
 #include "internal.h"
 #include <stdarg.h>
@@ -126,8 +129,34 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 	return 0;
 }
 
+static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
+{
+	for (uint64_t p = 0; p < m->cfg.phys_pages; p++) {
+		const struct frame *f = &m->frames[p];
+		if (!(f->flags & F_PREPARED))
+			continue;
+		const struct inode *in = f->ino && f->ino <= (uint32_t)m->ninodes
+						 ? &m->inodes[f->ino - 1] : NULL;
+		const struct owner *o = in && in->vm ? vm_get_const(m, in->vm - 1) : NULL;
+		if (f->state == SS_FRAME_FREE || (f->flags & F_TAIL) || !(f->flags & F_UPTODATE) ||
+		    !in || in->kind != SS_KIND_GMEM || !o || !vm_is_coco(o->vm))
+			return fail(msg, len, "pfn %llu is prepared but not an uptodate page of a "
+				    "confidential VM's guest_memfd", ULL(p));
+	}
+	for (int i = 0; i < m->nowners; i++) {
+		const struct kvm_vm *vm = m->owners[i].vm;
+		if (vm && (vm->launch != SS_LAUNCH_NONE) != vm_is_coco(vm))
+			return fail(msg, len, "VM %d: launch state %d on a VM of type %d", i,
+				    vm->launch, vm->type);
+	}
+	return 0;
+}
+
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len)
 {
+	int pr = check_prepared(m, msg, len);
+	if (pr)
+		return pr;
 	for (int o = 0; o < m->nowners; o++) {
 		if (!m->owners[o].vm)
 			continue;

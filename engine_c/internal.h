@@ -45,6 +45,7 @@
 #define F_TAIL 0x10
 #define F_BUDDY 0x20
 #define F_NEW 0x40             /* allocated by the fallocate in progress */
+#define F_PREPARED 0x80        /* guest_memfd: the arch hook ran (SNP RMP assign, TDX S-EPT add) */
 
 struct frame {                 /* 32 bytes: see ss_frame_size() */
 	uint64_t index;        /* page index in its inode */
@@ -133,11 +134,26 @@ struct attr_store {
 	uint32_t n, cap;
 };
 
+struct sha384 {                /* sha384.c */
+	uint64_t h[8];
+	uint64_t len;
+	uint8_t buf[128];
+	uint32_t n;
+};
+void sha384_init(struct sha384 *c);
+void sha384_update(struct sha384 *c, const void *data, size_t len);
+void sha384_final(const struct sha384 *c, uint8_t out[48]);
+
 struct kvm_vm {                /* vm.c */
 	int type;
 	int nvcpus;
 	uint64_t nr_memslot_pages;
 	struct attr_store attrs;
+	/* confidential VMs (kvm_coco.c) */
+	int launch;            /* SS_LAUNCH_* */
+	uint64_t nmeasured;    /* pages populated */
+	uint8_t digest[48];    /* SNP: the launch digest; TDX: MRTD once finalized */
+	struct sha384 mr;      /* TDX: the running MRTD hash */
 };
 
 struct owner {
@@ -373,6 +389,12 @@ int vmm_assign(struct ss_machine *m, struct mapping *mp);
  * SS_SIGBUS past the file's end */
 int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, struct inode **inp,
 		uint64_t *index);
+
+/* kvm_coco.c: the arch hooks of a guest_memfd page (kvm_gmem_get_pfn's
+ * prepare, .free_folio's reclaim) */
+bool vm_is_coco(const struct kvm_vm *vm);
+void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t pfn, bool priv);
+void gmem_reclaim(struct ss_machine *m, uint32_t head);
 
 /* check_kvm.c */
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len);

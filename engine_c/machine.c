@@ -264,13 +264,18 @@ static void page_attrs(const struct ss_machine *m, uint64_t pfn, struct ss_page_
 	r->refcount = hf->refcount;
 	r->mapped_by = m->frames[pfn].mapped;
 	r->waiters = m->nwaiters ? count_waiters(m, head) : 0;
+	const struct inode *in = hf->ino && hf->ino <= (uint32_t)m->ninodes ? &m->inodes[hf->ino - 1] : NULL;
+	r->life = !in || in->kind != SS_KIND_GMEM ? 0
+		  : (hf->flags & F_PREPARED)	   ? SS_LIFE_PREPARED
+		  : (hf->flags & F_UPTODATE)	   ? SS_LIFE_ZEROED
+						   : SS_LIFE_ALLOCATED;
 }
 
 static bool same_attrs(const struct ss_page_run *a, const struct ss_page_run *b)
 {
 	return a->state == b->state && a->order == b->order && a->locked == b->locked &&
 	       a->dirty == b->dirty && a->refcount == b->refcount &&
-	       a->mapped_by == b->mapped_by && a->waiters == b->waiters;
+	       a->mapped_by == b->mapped_by && a->waiters == b->waiters && a->life == b->life;
 }
 
 int ss_file_runs(const struct ss_machine *cm, int fd, uint64_t start, uint64_t end,

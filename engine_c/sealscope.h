@@ -94,6 +94,16 @@
 #define SS_PG_HOLE 0
 #define SS_PG_PRESENT 1
 
+/* the life of a guest_memfd page (ss_page_run.life; 0 for other files and holes) */
+#define SS_LIFE_ALLOCATED 1   /* in the file, not yet uptodate */
+#define SS_LIFE_ZEROED 2      /* uptodate: zeroed (or populated) before the guest saw it */
+#define SS_LIFE_PREPARED 3    /* the arch hook ran: SNP RMP assigned, TDX in the S-EPT */
+
+/* launch state of a confidential VM */
+#define SS_LAUNCH_NONE 0      /* not SNP / TDX */
+#define SS_LAUNCH_INIT 1      /* populating: LAUNCH_UPDATE / INIT_MEM_REGION */
+#define SS_LAUNCH_DONE 2      /* LAUNCH_FINISH / FINALIZE_VM done */
+
 /* frame states */
 #define SS_FRAME_FREE 0
 #define SS_FRAME_CACHE 1      /* in a file's page cache */
@@ -130,6 +140,8 @@ enum ss_op {
 	SS_OP_VCPU_ACCESS,    /* KVM_RUN: one guest access */
 	SS_OP_MAP_ACCESS,     /* the VMM touches its mapping */
 	SS_OP_PRE_FAULT,      /* KVM_PRE_FAULT_MEMORY */
+	SS_OP_LAUNCH_UPDATE,  /* SNP LAUNCH_UPDATE / TDX INIT_MEM_REGION */
+	SS_OP_LAUNCH_FINISH,  /* SNP LAUNCH_FINISH / TDX FINALIZE_VM */
 	SS_OP__COUNT
 };
 
@@ -145,6 +157,11 @@ enum ss_op {
 #define SS_CB_INVALIDATE 0        /* invalidate_page_range, end inclusive */
 #define SS_CB_FALLOCATE 1         /* fallocate, end exclusive */
 #define SS_CB_GMEM_INVALIDATE 2   /* kvm_gmem_invalidate_begin, end exclusive */
+/* arch hooks of a confidential VM's guest_memfd page: start, end = pfns, end exclusive */
+#define SS_CB_RMP_ASSIGN 3        /* SNP: sev_gmem_prepare / post_populate, rmp_make_private */
+#define SS_CB_RMP_RECLAIM 4       /* SNP: sev_gmem_invalidate on free, rmp_make_shared */
+#define SS_CB_SEPT_ADD 5          /* TDX: TDH.MEM.PAGE.AUG / PAGE.ADD into the S-EPT */
+#define SS_CB_SEPT_REMOVE 6       /* TDX: TDH.MEM.PAGE.REMOVE, the page reclaimed */
 
 /* what an event did to pages and frames */
 #define SS_T_ALLOC 0      /* pages added to the cache */
@@ -210,6 +227,7 @@ struct ss_page_run {
 	int refcount;
 	uint32_t mapped_by;      /* bitmask of owner ids */
 	int waiters;             /* operations sleeping on this page */
+	int life;                /* SS_LIFE_*: guest_memfd pages */
 };
 
 /* a run of alike frames: [start, end) */
@@ -445,6 +463,14 @@ enum ss_kvm_rule {
 	SS_R_PREFAULT_NOT_YET,   /* pre_fault_allowed is false (SNP / TDX before launch) */
 	SS_R_PREFAULT_NOSLOT,    /* the first page has no memslot (ENOENT) */
 	SS_R_PREFAULT_FAULT,     /* the first page's fault failed */
+	SS_R_NOT_COCO,           /* launch ops on a VM that is not SNP / TDX (ENOTTY) */
+	SS_R_LAUNCH_DONE,        /* the launch is finalized already */
+	SS_R_LAUNCH_NO_VCPU,     /* TDX INIT_MEM_REGION is a vCPU ioctl: no vCPU */
+	SS_R_POPULATE_RANGE,     /* gpa / length unaligned, empty or wrapping */
+	SS_R_POPULATE_SLOT,      /* the first gfn has no guest_memfd memslot */
+	SS_R_POPULATE_CLOSED,    /* the slot's guest_memfd is closed (EFAULT) */
+	SS_R_POPULATE_SHARED,    /* a gfn is not private */
+	SS_R_POPULATE_EXISTS,    /* the page is uptodate (prepared) already (EEXIST) */
 	SS_R__COUNT
 };
 
@@ -546,6 +572,19 @@ int ss_mapping_addr(const struct ss_machine *m, int map_id, uint64_t *addr);
 int ss_vcpu_pre_fault(struct ss_machine *m, int vm, int vcpu, uint64_t *gpa, uint64_t *size,
 		      uint64_t flags);
 int ss_vm_info(const struct ss_machine *m, int vm, struct ss_vm_info *out);
+/* SNP LAUNCH_UPDATE / TDX INIT_MEM_REGION (through vCPU 0) of len bytes of src at
+ * gpa: pages done (>= 0; SNP answers 0 with the rest when some were done), or
+ * -errno (TDX: also after some pages); *done is the number of pages done */
+int ss_vm_launch_update(struct ss_machine *m, int vm, uint64_t gpa, const uint8_t *src,
+			uint64_t len, uint64_t *done);
+int ss_vm_launch_finish(struct ss_machine *m, int vm);
+struct ss_launch_info {
+	int state;               /* SS_LAUNCH_* */
+	uint64_t pages;          /* pages measured */
+	int have_digest;         /* SNP: always; TDX: once finalized */
+	uint8_t digest[48];
+};
+int ss_vm_launch_info(const struct ss_machine *m, int vm, struct ss_launch_info *out);
 int ss_vm_memslots(const struct ss_machine *m, int vm, struct ss_vm_memslot *out, int max);
 /* attribute runs over [start, end) from the store (gfns without attributes are
  * left out); returns the count (at most max) */

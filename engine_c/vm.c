@@ -87,6 +87,8 @@ int ss_vm_create(struct ss_machine *m, uint64_t type, const char *name)
 	if (!vm)
 		return kvm_fail(m, SS_R_NOMEM, -ENOMEM);
 	vm->type = (int)type;
+	vm->launch = (type == SS_VM_SNP || type == SS_VM_TDX) ? SS_LAUNCH_INIT : SS_LAUNCH_NONE;
+	sha384_init(&vm->mr);
 	struct owner *o = &m->owners[m->nowners];
 	memset(o, 0, sizeof(*o));
 	o->id = m->nowners++;

@@ -115,6 +115,8 @@ int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int wri
 	int err = cache_alloc_page(m, in, index, &pfn, &isnew);
 	if (err)
 		return kvm_fail(m, SS_R_NOMEM, err);
+	if (in->kind == SS_KIND_GMEM)  /* kvm_gmem_fault_user_mapping: zeroed, uptodate */
+		m->frames[frame_head(m, (uint32_t)pfn)].flags |= F_UPTODATE;
 	unsigned int off = (unsigned int)((mp->offset + offset) & (SS_PAGE_SIZE - 1));
 	struct frame *f = &m->frames[pfn];
 	if (write) {

@@ -46,7 +46,9 @@ enum ss_kvm_rule {
     SS_R_ATTR_ALIGN, SS_R_NO_VCPU, SS_R_VCPUS, SS_R_RUN_HVA, SS_R_RUN_NO_PRIVATE_FD,
     SS_R_RUN_LOCKED, SS_R_RUN_COW, SS_R_NO_MAPPING, SS_R_VMM_FULL, SS_R_NOMEM,
     SS_R_PREFAULT_FLAGS, SS_R_PREFAULT_RANGE, SS_R_PREFAULT_NOT_YET, SS_R_PREFAULT_NOSLOT,
-    SS_R_PREFAULT_FAULT, SS_R__COUNT,
+    SS_R_PREFAULT_FAULT, SS_R_NOT_COCO, SS_R_LAUNCH_DONE, SS_R_LAUNCH_NO_VCPU,
+    SS_R_POPULATE_RANGE, SS_R_POPULATE_SLOT, SS_R_POPULATE_CLOSED, SS_R_POPULATE_SHARED,
+    SS_R_POPULATE_EXISTS, SS_R__COUNT,
     ...
 };
 
@@ -147,4 +149,26 @@ int ss_vm_attr_runs(const struct ss_machine *m, int vm, uint64_t start, uint64_t
                     struct ss_attr_run *out, int max);
 int ss_vm_gfn_sources(const struct ss_machine *m, int vm, uint64_t start, uint64_t end,
                       struct ss_gfn_source *out, int max, uint64_t *next);
+
+#define SS_CB_RMP_ASSIGN ...
+#define SS_CB_RMP_RECLAIM ...
+#define SS_CB_SEPT_ADD ...
+#define SS_CB_SEPT_REMOVE ...
+#define SS_LIFE_ALLOCATED ...
+#define SS_LIFE_ZEROED ...
+#define SS_LIFE_PREPARED ...
+#define SS_LAUNCH_NONE ...
+#define SS_LAUNCH_INIT ...
+#define SS_LAUNCH_DONE ...
+struct ss_launch_info {
+    int state;
+    uint64_t pages;
+    int have_digest;
+    uint8_t digest[48];
+    ...;
+};
+int ss_vm_launch_update(struct ss_machine *m, int vm, uint64_t gpa, const uint8_t *src,
+                        uint64_t len, uint64_t *done);
+int ss_vm_launch_finish(struct ss_machine *m, int vm);
+int ss_vm_launch_info(const struct ss_machine *m, int vm, struct ss_launch_info *out);
 """

@@ -495,11 +495,14 @@ static void test_last_close_waits_on_locked_page(void)
 }
 
 int kvm_tests(int *nchecks);  /* test_kvm.c */
+int coco_tests(int *nchecks); /* test_coco.c */
 
 int main(void)
 {
 	int kvm_checks = 0;
 	failures += kvm_tests(&kvm_checks);
+	checks += kvm_checks;
+	failures += coco_tests(&kvm_checks);
 	checks += kvm_checks;
 	test_last_close_waits_on_locked_page();
 	test_migrate();

@@ -1,0 +1,297 @@
+/*
+ * test_coco.c - C unit tests of the confidential VM side (kvm_coco.c): the
+ * life of a guest_memfd page and its arch hooks, populate, the launch
+ * measurement and its finalization; ss_check after every step.
+ */
+#include "../sealscope.h"
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures, checks;
+static const char *cur_test;
+
+#define FAILF(...) do { failures++; fprintf(stderr, "FAIL %s:%d (%s): ", __FILE__, __LINE__, cur_test); \
+	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
+
+static void check(struct ss_machine *m, int line)
+{
+	char msg[512];
+	checks++;
+	if (ss_check(m, msg, sizeof(msg))) {
+		failures++;
+		fprintf(stderr, "FAIL line %d (%s): invariant: %s\n", line, cur_test, msg);
+	}
+}
+
+#define EXPECT(m, expr, want) do { long long _r = (long long)(expr); check(m, __LINE__); \
+	if (_r != (long long)(want)) FAILF("%s = %lld, want %lld", #expr, _r, (long long)(want)); } while (0)
+#define RULE(m, want) do { if (ss_kvm_rule(m) != (want)) FAILF("rule %d, want %s", ss_kvm_rule(m), #want); } while (0)
+#define TRUE(cond) do { if (!(cond)) FAILF("%s", #cond); } while (0)
+
+#define PG 4096ull
+
+static struct ss_machine *mk(void)
+{
+	struct ss_config c = { .profile = SS_PROFILE_GMEM, .thp = SS_THP_NEVER, .phys_pages = 4096 };
+	struct ss_machine *m = ss_machine_new(&c);
+	if (!m) {
+		fprintf(stderr, "machine_new failed\n");
+		exit(2);
+	}
+	return m;
+}
+
+/* a VM of type with one vCPU, a guest_memfd of npages bound at gpa 0; *gfd its fd */
+static int vm_with_gmem(struct ss_machine *m, int type, uint64_t npages, int *gfd)
+{
+	int vm = ss_vm_create(m, (uint64_t)type, "vm");
+	EXPECT(m, vm >= 0, 1);
+	EXPECT(m, ss_vcpu_create(m, vm), 0);
+	*gfd = ss_vm_gmem_create(m, vm, npages * PG, 0);
+	EXPECT(m, *gfd >= 3, 1);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_GUEST_MEMFD, .memory_size = npages * PG,
+			       .guest_memfd = (uint32_t)*gfd };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	return vm;
+}
+
+static int life_at(struct ss_machine *m, int fd, uint64_t index)
+{
+	struct ss_page_run r;
+	uint64_t next;
+	int n = ss_file_runs(m, fd, index, index + 1, &r, 1, &next);
+	return n == 1 && r.state == SS_PG_PRESENT ? r.life : -1;
+}
+
+static uint64_t pfn_at(struct ss_machine *m, int fd, uint64_t index)
+{
+	struct ss_page_run r;
+	uint64_t next;
+	ss_file_runs(m, fd, index, index + 1, &r, 1, &next);
+	return r.pfn;
+}
+
+/* the last event has a callback fn over [start, end) */
+static bool last_has_cb(struct ss_machine *m, int fn, uint64_t start, uint64_t end)
+{
+	struct ss_callback cbs[16];
+	int n = ss_event_callbacks(m, ss_event_count(m), 0, cbs, 16);
+	for (int i = 0; i < n; i++)
+		if (cbs[i].fn == fn && cbs[i].start == start && cbs[i].end == end)
+			return true;
+	return false;
+}
+
+static int last_ncbs(struct ss_machine *m)
+{
+	struct ss_callback cbs[16];
+	return ss_event_callbacks(m, ss_event_count(m), 0, cbs, 16);
+}
+
+static int private_read(struct ss_machine *m, int vm, uint64_t gpa)
+{
+	struct ss_access a = { .gpa = gpa, .private_ = 1 };
+	struct ss_access_result out;
+	int rc = ss_vcpu_access(m, vm, 0, &a, &out);
+	check(m, __LINE__);
+	return rc ? rc : (int)out.exit_reason;
+}
+
+/* allocated -> zeroed + prepared on the first private fault -> reclaimed when
+ * punched, with the arch's hook named per VM type */
+static void test_lifecycle(int type, int add, int reclaim)
+{
+	cur_test = type == SS_VM_SNP ? "lifecycle snp" : "lifecycle tdx";
+	struct ss_machine *m = mk();
+	int g;
+	int vm = vm_with_gmem(m, type, 4, &g);
+	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_KEEP_SIZE, 0, (int64_t)PG), 0);
+	EXPECT(m, life_at(m, g, 0), SS_LIFE_ALLOCATED);
+	EXPECT(m, last_ncbs(m), 0);  /* fallocate prepares nothing (6.11+) */
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 2 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	uint64_t pfn = pfn_at(m, g, 0);
+	EXPECT(m, private_read(m, vm, 0), 0);
+	EXPECT(m, life_at(m, g, 0), SS_LIFE_PREPARED);
+	TRUE(last_has_cb(m, add, pfn, pfn + 1));
+	/* a second fault of the same page prepares nothing again */
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 2 * PG, 0, 0), 0);
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 2 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	EXPECT(m, private_read(m, vm, 0), 0);
+	EXPECT(m, last_ncbs(m), 0);
+	/* a hole: allocated, zeroed and prepared in one fault */
+	EXPECT(m, private_read(m, vm, PG), 0);
+	uint64_t pfn1 = pfn_at(m, g, 1);
+	EXPECT(m, life_at(m, g, 1), SS_LIFE_PREPARED);
+	TRUE(last_has_cb(m, add, pfn1, pfn1 + 1));
+	/* punch: the folio is freed, the arch reclaims it */
+	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, (int64_t)PG), 0);
+	TRUE(last_has_cb(m, reclaim, pfn, pfn + 1));
+	EXPECT(m, life_at(m, g, 0), -1);
+	/* closing the guest_memfd frees (and reclaims) the rest */
+	EXPECT(m, ss_close(m, g), 0);
+	TRUE(last_has_cb(m, reclaim, pfn1, pfn1 + 1));
+	ss_machine_free(m);
+}
+
+/* a VM without an arch hook: zeroed, never prepared */
+static void test_lifecycle_sw_protected(void)
+{
+	cur_test = "lifecycle sw_protected";
+	struct ss_machine *m = mk();
+	int g;
+	int vm = vm_with_gmem(m, SS_VM_SW_PROTECTED, 2, &g);
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	EXPECT(m, private_read(m, vm, 0), 0);
+	EXPECT(m, life_at(m, g, 0), SS_LIFE_ZEROED);
+	EXPECT(m, last_ncbs(m), 0);
+	uint64_t done;
+	uint8_t src[4096] = { 0 };
+	EXPECT(m, ss_vm_launch_update(m, vm, 0, src, PG, &done), -ENOTTY);
+	RULE(m, SS_R_NOT_COCO);
+	EXPECT(m, ss_vm_launch_finish(m, vm), -ENOTTY);
+	ss_machine_free(m);
+}
+
+static void fill(uint8_t *p, size_t n, uint8_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed + i * 7);
+}
+
+static void test_populate(int type)
+{
+	cur_test = type == SS_VM_SNP ? "populate snp" : "populate tdx";
+	struct ss_machine *m = mk();
+	int g;
+	int vm = vm_with_gmem(m, type, 8, &g);
+	static uint8_t src[8 * 4096];
+	fill(src, sizeof(src), 3);
+	uint64_t done = 99;
+	/* range checks, then a shared gfn */
+	EXPECT(m, ss_vm_launch_update(m, vm, 0, src, 0, &done), -EINVAL);
+	RULE(m, SS_R_POPULATE_RANGE);
+	EXPECT(m, ss_vm_launch_update(m, vm, 100, src, PG, &done), -EINVAL);
+	RULE(m, SS_R_POPULATE_RANGE);
+	EXPECT(m, ss_vm_launch_update(m, vm, 64 * PG, src, PG, &done), -EINVAL);
+	RULE(m, SS_R_POPULATE_SLOT);
+	EXPECT(m, ss_vm_launch_update(m, vm, 0, src, PG, &done), -EINVAL);
+	RULE(m, SS_R_POPULATE_SHARED);
+	EXPECT(m, done, 0);
+	EXPECT(m, life_at(m, g, 0), SS_LIFE_ALLOCATED);  /* allocated before the check */
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 6 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	struct ss_launch_info li;
+	EXPECT(m, ss_vm_launch_info(m, vm, &li), 0);
+	EXPECT(m, li.state, SS_LAUNCH_INIT);
+	EXPECT(m, li.pages, 0);
+	uint8_t d0[48];
+	memcpy(d0, li.digest, 48);
+	EXPECT(m, ss_vm_launch_update(m, vm, 0, src, 2 * PG, &done), 2);
+	EXPECT(m, done, 2);
+	uint64_t pfn = pfn_at(m, g, 0);
+	int add = type == SS_VM_SNP ? SS_CB_RMP_ASSIGN : SS_CB_SEPT_ADD;
+	TRUE(last_has_cb(m, add, pfn, pfn + 1));
+	EXPECT(m, life_at(m, g, 0), SS_LIFE_PREPARED);
+	EXPECT(m, life_at(m, g, 1), SS_LIFE_PREPARED);
+	/* the guest reads what was populated */
+	struct ss_access a = { .gpa = PG + 5, .private_ = 1 };
+	struct ss_access_result out;
+	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
+	EXPECT(m, out.value, src[PG + 5]);
+	EXPECT(m, ss_vm_launch_info(m, vm, &li), 0);
+	EXPECT(m, li.pages, 2);
+	if (type == SS_VM_SNP)
+		TRUE(memcmp(d0, li.digest, 48) != 0);
+	else
+		EXPECT(m, li.have_digest, 0);  /* MRTD only once finalized */
+	/* an already prepared page: EEXIST */
+	EXPECT(m, ss_vm_launch_update(m, vm, PG, src, PG, &done), -EEXIST);
+	RULE(m, SS_R_POPULATE_EXISTS);
+	/* a page the guest faulted in is prepared too: EEXIST */
+	a.gpa = 2 * PG;
+	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
+	EXPECT(m, ss_vm_launch_update(m, vm, 2 * PG, src, PG, &done), -EEXIST);
+	/* 4..5 private, 6 shared: SNP answers 2 done, TDX the error with 2 done */
+	EXPECT(m, ss_vm_launch_update(m, vm, 4 * PG, src, 3 * PG, &done),
+		type == SS_VM_SNP ? 2 : -EINVAL);
+	EXPECT(m, done, 2);
+	/* the range is cut at the slot's end */
+	EXPECT(m, ss_vm_launch_update(m, vm, 7 * PG, src, 4 * PG, &done), -EINVAL);
+	RULE(m, SS_R_POPULATE_SHARED);
+	EXPECT(m, ss_vm_launch_finish(m, vm), 0);
+	EXPECT(m, ss_vm_launch_info(m, vm, &li), 0);
+	EXPECT(m, li.state, SS_LAUNCH_DONE);
+	EXPECT(m, li.have_digest, 1);
+	EXPECT(m, li.pages, 4);
+	EXPECT(m, ss_vm_launch_finish(m, vm), type == SS_VM_SNP ? -EIO : -EINVAL);
+	RULE(m, SS_R_LAUNCH_DONE);
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 3 * PG, PG, 0, 0), 0);
+	EXPECT(m, ss_vm_launch_update(m, vm, 3 * PG, src, PG, &done), type == SS_VM_SNP ? -EIO : -EINVAL);
+	RULE(m, SS_R_LAUNCH_DONE);
+	ss_machine_free(m);
+}
+
+/* the digest depends on the order of what was populated */
+static void test_measurement_order(void)
+{
+	cur_test = "measurement order";
+	uint8_t d[2][48];
+	static uint8_t src[2 * 4096];
+	fill(src, sizeof(src), 11);
+	for (int k = 0; k < 2; k++) {
+		struct ss_machine *m = mk();
+		int g;
+		int vm = vm_with_gmem(m, SS_VM_SNP, 2, &g);
+		EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 2 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+		uint64_t done;
+		uint64_t first = k ? PG : 0, second = k ? 0 : PG;
+		EXPECT(m, ss_vm_launch_update(m, vm, first, src + first, PG, &done), 1);
+		EXPECT(m, ss_vm_launch_update(m, vm, second, src + second, PG, &done), 1);
+		struct ss_launch_info li;
+		EXPECT(m, ss_vm_launch_info(m, vm, &li), 0);
+		memcpy(d[k], li.digest, 48);
+		ss_machine_free(m);
+	}
+	TRUE(memcmp(d[0], d[1], 48) != 0);
+}
+
+/* TDX INIT_MEM_REGION is a vCPU ioctl; pre-fault only after the launch */
+static void test_tdx_vcpu_and_prefault(void)
+{
+	cur_test = "tdx vcpu, pre-fault";
+	struct ss_machine *m = mk();
+	int td = ss_vm_create(m, SS_VM_TDX, "td");
+	uint64_t done;
+	uint8_t src[4096] = { 1 };
+	EXPECT(m, ss_vm_launch_update(m, td, 0, src, PG, &done), -EINVAL);
+	RULE(m, SS_R_LAUNCH_NO_VCPU);
+	int g;
+	int snp = vm_with_gmem(m, SS_VM_SNP, 4, &g);
+	uint64_t gpa = 0, size = 4 * PG;
+	EXPECT(m, ss_vcpu_pre_fault(m, snp, 0, &gpa, &size, 0), -EOPNOTSUPP);
+	RULE(m, SS_R_PREFAULT_NOT_YET);
+	EXPECT(m, ss_vm_launch_finish(m, snp), 0);
+	EXPECT(m, ss_vm_set_memory_attributes(m, snp, 0, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	/* gfn 0 private from the guest_memfd, 1.. shared with no userspace mapping */
+	EXPECT(m, ss_vcpu_pre_fault(m, snp, 0, &gpa, &size, 0), 0);
+	EXPECT(m, gpa, PG);
+	EXPECT(m, size, 3 * PG);
+	EXPECT(m, life_at(m, g, 0), SS_LIFE_PREPARED);
+	ss_machine_free(m);
+}
+
+int coco_tests(int *nchecks);
+int coco_tests(int *nchecks)
+{
+	test_lifecycle(SS_VM_SNP, SS_CB_RMP_ASSIGN, SS_CB_RMP_RECLAIM);
+	test_lifecycle(SS_VM_TDX, SS_CB_SEPT_ADD, SS_CB_SEPT_REMOVE);
+	test_lifecycle_sw_protected();
+	test_populate(SS_VM_SNP);
+	test_populate(SS_VM_TDX);
+	test_measurement_order();
+	test_tdx_vcpu_and_prefault();
+	*nchecks = checks;
+	return failures;
+}
