@@ -76,6 +76,8 @@ OPS = {
     lib.SS_OP_VCPU_ACCESS: "vcpu_access",
     lib.SS_OP_MAP_ACCESS: "mapping_access",
     lib.SS_OP_PRE_FAULT: "pre_fault_memory",
+    lib.SS_OP_LAUNCH_UPDATE: "launch_update",
+    lib.SS_OP_LAUNCH_FINISH: "launch_finish",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -112,6 +114,8 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "vcpu_access": ("vm", "vcpu", "gpa", "how"),
     "mapping_access": ("map_id", "offset", "write", "value"),
     "pre_fault_memory": ("vm", "vcpu", "gpa", "size"),
+    "launch_update": ("vm", "gpa", "len"),
+    "launch_finish": ("vm",),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
@@ -128,6 +132,11 @@ CALLBACKS = {
     lib.SS_CB_INVALIDATE: "invalidate_page_range",
     lib.SS_CB_FALLOCATE: "fallocate",
     lib.SS_CB_GMEM_INVALIDATE: "gmem_invalidate",
+    # arch hooks of a confidential VM's guest_memfd page (kvm_coco.c), range = pfns
+    lib.SS_CB_RMP_ASSIGN: "snp_rmp_assign",
+    lib.SS_CB_RMP_RECLAIM: "snp_rmp_reclaim",
+    lib.SS_CB_SEPT_ADD: "tdx_sept_add",
+    lib.SS_CB_SEPT_REMOVE: "tdx_sept_remove",
 }
 TOUCHES = {
     lib.SS_T_ALLOC: "alloc",
@@ -146,6 +155,12 @@ TOUCHES = {
     lib.SS_T_SIGNAL: "signal",  # pfn: the signal number
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
+# the life of a guest_memfd page (kvm_coco.c); a hole is "absent"
+PAGE_LIFE = {
+    lib.SS_LIFE_ALLOCATED: "allocated",
+    lib.SS_LIFE_ZEROED: "zeroed",
+    lib.SS_LIFE_PREPARED: "prepared",
+}
 FRAME_STATES = {
     lib.SS_FRAME_FREE: "free",
     lib.SS_FRAME_CACHE: "cache",

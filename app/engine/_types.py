@@ -89,6 +89,7 @@ class PageRun(NamedTuple):
     dirty: bool
     mapped_by: list[int]
     waiters: int
+    life: str | None = None  # a guest_memfd page: allocated / zeroed / prepared
 
 
 class FrameRun(NamedTuple):

@@ -20,6 +20,7 @@ from app.engine._names import (
     KINDS,
     MFD_FLAGS,
     OPS,
+    PAGE_LIFE,
     PAGE_STATES,
     SEALS,
     names_of,
@@ -215,6 +216,7 @@ class Views:
                             dirty=bool(r.dirty),
                             mapped_by=_owner_ids(r.mapped_by),
                             waiters=r.waiters,
+                            life=PAGE_LIFE.get(r.life),
                         )
                     )
                 nxt = int(self._next[0])

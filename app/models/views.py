@@ -22,6 +22,11 @@ class PageExtent(BaseModel):
     dirty: bool
     mapped_by: list[str] = Field(description="owner ids whose page tables map these pages")
     waiters: int = 0
+    life: str | None = Field(
+        default=None,
+        description='a guest_memfd page: "allocated" | "zeroed" | "prepared" (the arch hook '
+        "ran: SNP RMP assigned, TDX in the S-EPT); null for other files and holes (absent)",
+    )
     model_config = examples(
         {
             "start": 0,

@@ -50,6 +50,7 @@ async def pages(reg: Registry, sid: str, fd: int, start: int, end: int | None, l
             dirty=r.dirty,
             mapped_by=[str(o) for o in r.mapped_by],
             waiters=r.waiters,
+            life=r.life,
         )
         for r in runs
     ]
