@@ -16,7 +16,8 @@
  *  - attribute runs are sorted, disjoint, non-empty, merged and non-zero;
  *  - a prepared frame (kvm_coco.c) is a used, uptodate head of a guest_memfd
  *    page whose VM is SNP or TDX; a VM's measured pages never exceed what it
- *    populated, and a finalized launch is only on SNP / TDX.
+ *    populated, and a finalized launch is only on SNP / TDX;
+ *  - no VM maps a hwpoisoned frame (kvm_poison.c).
  */
 #include "internal.h"
 #include <stdarg.h>
@@ -133,6 +134,9 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 {
 	for (uint64_t p = 0; p < m->cfg.phys_pages; p++) {
 		const struct frame *f = &m->frames[p];
+		if (f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON) &&
+		    (f->mapped || m->frames[frame_head(m, (uint32_t)p)].mapped))
+			return fail(msg, len, "pfn %llu is hwpoisoned but still mapped", ULL(p));
 		if (!(f->flags & F_PREPARED))
 			continue;
 		const struct inode *in = f->ino && f->ino <= (uint32_t)m->ninodes

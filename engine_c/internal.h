@@ -47,9 +47,20 @@
 #define F_NEW 0x40             /* allocated by the fallocate in progress */
 #define F_PREPARED 0x80        /* guest_memfd: the arch hook ran (SNP RMP assign, TDX S-EPT add) */
 
+/* xflags of a used frame (in the free-list links' place) */
+#define X_HWPOISON 0x1         /* memory_failure() hit it (kvm_poison.c) */
+
 struct frame {                 /* 32 bytes: see ss_frame_size() */
 	uint64_t index;        /* page index in its inode */
-	uint32_t next, prev;   /* free list links (pfn or NIL) */
+	union {
+		struct {
+			uint32_t next, prev;   /* free: free list links (pfn or NIL) */
+		};
+		struct {
+			uint32_t xflags;       /* used: X_* (0 when allocated) */
+			uint32_t xspare;
+		};
+	};
 	uint32_t ino;          /* inode number, 0 if none */
 	int32_t refcount;      /* on the head of a compound page */
 	uint32_t data;         /* data slot + 1, 0 when the page reads as zeros */
@@ -395,6 +406,8 @@ int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, 
 bool vm_is_coco(const struct kvm_vm *vm);
 void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t pfn, bool priv);
 void gmem_reclaim(struct ss_machine *m, uint32_t head);
+/* kvm_poison.c: is the guest_memfd page at index hardware-poisoned */
+bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index);
 
 /* check_kvm.c */
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len);

@@ -159,6 +159,8 @@ static int gmem_fault(struct ss_machine *m, struct owner *o, const struct ss_acc
 		struct inode *in = inode_get(m, s->ino);
 		if (!(s->flags & SS_MEM_GUEST_MEMFD) || !in)
 			return memory_fault(m, o, out, gfn, priv, EFAULT);
+		if (gmem_poisoned(m, in, s->index + (gfn - s->gfn)))  /* kvm_gmem_get_pfn */
+			return memory_fault(m, o, out, gfn, priv, EHWPOISON);
 		int r = map_locked(m, o, s, in, gfn, 1, pfn, mo);
 		return r < 0 ? r : 1;
 	}

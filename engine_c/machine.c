@@ -266,6 +266,7 @@ static void page_attrs(const struct ss_machine *m, uint64_t pfn, struct ss_page_
 	r->waiters = m->nwaiters ? count_waiters(m, head) : 0;
 	const struct inode *in = hf->ino && hf->ino <= (uint32_t)m->ninodes ? &m->inodes[hf->ino - 1] : NULL;
 	r->life = !in || in->kind != SS_KIND_GMEM ? 0
+		  : (hf->xflags & X_HWPOISON)	   ? SS_LIFE_HWPOISON
 		  : (hf->flags & F_PREPARED)	   ? SS_LIFE_PREPARED
 		  : (hf->flags & F_UPTODATE)	   ? SS_LIFE_ZEROED
 						   : SS_LIFE_ALLOCATED;

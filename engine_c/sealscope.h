@@ -98,6 +98,7 @@
 #define SS_LIFE_ALLOCATED 1   /* in the file, not yet uptodate */
 #define SS_LIFE_ZEROED 2      /* uptodate: zeroed (or populated) before the guest saw it */
 #define SS_LIFE_PREPARED 3    /* the arch hook ran: SNP RMP assigned, TDX in the S-EPT */
+#define SS_LIFE_HWPOISON 4    /* memory_failure() hit it; kept in the file (MF_DELAYED) */
 
 /* launch state of a confidential VM */
 #define SS_LAUNCH_NONE 0      /* not SNP / TDX */
@@ -142,6 +143,7 @@ enum ss_op {
 	SS_OP_PRE_FAULT,      /* KVM_PRE_FAULT_MEMORY */
 	SS_OP_LAUNCH_UPDATE,  /* SNP LAUNCH_UPDATE / TDX INIT_MEM_REGION */
 	SS_OP_LAUNCH_FINISH,  /* SNP LAUNCH_FINISH / TDX FINALIZE_VM */
+	SS_OP_MEMORY_FAILURE, /* memory_failure() of a pfn (an MCE) */
 	SS_OP__COUNT
 };
 
@@ -471,6 +473,10 @@ enum ss_kvm_rule {
 	SS_R_POPULATE_CLOSED,    /* the slot's guest_memfd is closed (EFAULT) */
 	SS_R_POPULATE_SHARED,    /* a gfn is not private */
 	SS_R_POPULATE_EXISTS,    /* the page is uptodate (prepared) already (EEXIST) */
+	SS_R_MF_PFN,             /* memory_failure: no such pfn (ENXIO) */
+	SS_R_MF_NOT_GMEM,        /* only guest_memfd pages are simulated (EOPNOTSUPP) */
+	SS_R_MF_AGAIN,           /* the page is poisoned already (EHWPOISON) */
+	SS_R_RUN_HWPOISON,       /* KVM_RUN: the page is poisoned (EHWPOISON) */
 	SS_R__COUNT
 };
 
@@ -578,6 +584,11 @@ int ss_vm_info(const struct ss_machine *m, int vm, struct ss_vm_info *out);
 int ss_vm_launch_update(struct ss_machine *m, int vm, uint64_t gpa, const uint8_t *src,
 			uint64_t len, uint64_t *done);
 int ss_vm_launch_finish(struct ss_machine *m, int vm);
+/* memory_failure(pfn): a guest_memfd page is zapped in every VM and kept
+ * (MF_DELAYED): 0, or -errno */
+int ss_memory_failure(struct ss_machine *m, uint64_t pfn);
+/* is the frame hardware-poisoned (1) */
+int ss_frame_poisoned(const struct ss_machine *m, uint64_t pfn);
 struct ss_launch_info {
 	int state;               /* SS_LAUNCH_* */
 	uint64_t pages;          /* pages measured */

@@ -108,6 +108,11 @@ int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int wri
 		ev_touch(m, SS_T_SIGNAL, in ? in->fd : -1, -1, index, 1, (uint64_t)sig);
 		return (int)ev_end(m, 0);
 	}
+	if (in->kind == SS_KIND_GMEM && gmem_poisoned(m, in, index)) {
+		*signal = SS_SIGBUS;  /* a hwpoison page: memory_failure's SIGBUS */
+		ev_touch(m, SS_T_SIGNAL, in->fd, -1, index, 1, SS_SIGBUS);
+		return (int)ev_end(m, 0);
+	}
 	if (write && (mp->flags & SS_MAP_PRIVATE) && !(mp->flags & SS_MAP_SHARED))
 		return kvm_fail(m, SS_R_RUN_COW, -EOPNOTSUPP);
 	uint64_t pfn;

@@ -6,7 +6,14 @@ from fastapi import Request
 
 from app.api import new_router
 from app.deps import OwnerPath, SessionId, registry
-from app.models.kvm_coco import Launch, LaunchAnswer, LaunchUpdate, LaunchUpdateAnswer
+from app.models.kvm_coco import (
+    Launch,
+    LaunchAnswer,
+    LaunchUpdate,
+    LaunchUpdateAnswer,
+    MemoryFailure,
+    MemoryFailureAnswer,
+)
 from app.service import kvm_coco as svc
 
 router = new_router("kvm")
@@ -33,3 +40,13 @@ async def launch_finish(request: Request, sid: SessionId, vm_id: OwnerPath) -> L
 async def launch(request: Request, sid: SessionId, vm_id: OwnerPath) -> Launch:
     """The launch's state and measurement (SNP launch digest; TDX MRTD once finalized)."""
     return await svc.launch(registry(request), sid, vm_id)
+
+
+@router.post("/sessions/{sid}/memory_failure", name="memory_failure")
+async def memory_failure(
+    request: Request, sid: SessionId, body: MemoryFailure
+) -> MemoryFailureAnswer:
+    """memory_failure() of a pfn (an uncorrectable error): a guest_memfd page is zapped in
+    every VM and kept (MF_DELAYED); the guest's next access fails with EHWPOISON, a host
+    touch is SIGBUS; punching the page drops it."""
+    return await svc.memory_failure(registry(request), sid, body)

@@ -74,6 +74,15 @@ class KvmCoco(KvmViews):
             if rc < 0:
                 self._coco_fail(op, rc, before, {})
 
+    def memory_failure(self, pfn: int) -> None:
+        """memory_failure(pfn) of a guest_memfd page: zapped in every VM, kept (MF_DELAYED)."""
+        p = u64(pfn)
+        with self._lock:
+            before = int(lib.ss_event_count(self._m))
+            rc = lib.ss_memory_failure(self._m, p)
+            if rc < 0:
+                self._coco_fail("memory_failure", rc, before, {"pfn": p})
+
     def launch_info(self, vm: int) -> LaunchInfo:
         out = ffi.new("struct ss_launch_info *")
         with self._lock:

@@ -148,6 +148,12 @@ RULES: dict[int, Words] = {
         f"populate: the page of gfn {a.get('gfn', '?')} is uptodate (prepared) already "
         f"(kvm_gmem_populate: EEXIST); {a.get('done', 0)} pages done"
     ),
+    lib.SS_R_MF_PFN: lambda a: f"memory_failure: no pfn {a.get('pfn')} on this machine (ENXIO)",
+    lib.SS_R_MF_NOT_GMEM: lambda a: (
+        "memory_failure: the simulator models the failure of guest_memfd pages only "
+        "(kvm_gmem_error_folio); this frame is free or another file's"
+    ),
+    lib.SS_R_MF_AGAIN: lambda a: "memory_failure: the page is hardware-poisoned already",
 }
 
 

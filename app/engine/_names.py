@@ -78,6 +78,7 @@ OPS = {
     lib.SS_OP_PRE_FAULT: "pre_fault_memory",
     lib.SS_OP_LAUNCH_UPDATE: "launch_update",
     lib.SS_OP_LAUNCH_FINISH: "launch_finish",
+    lib.SS_OP_MEMORY_FAILURE: "memory_failure",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -116,6 +117,7 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "pre_fault_memory": ("vm", "vcpu", "gpa", "size"),
     "launch_update": ("vm", "gpa", "len"),
     "launch_finish": ("vm",),
+    "memory_failure": ("pfn",),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
@@ -160,6 +162,7 @@ PAGE_LIFE = {
     lib.SS_LIFE_ALLOCATED: "allocated",
     lib.SS_LIFE_ZEROED: "zeroed",
     lib.SS_LIFE_PREPARED: "prepared",
+    lib.SS_LIFE_HWPOISON: "hwpoison",
 }
 FRAME_STATES = {
     lib.SS_FRAME_FREE: "free",
@@ -169,7 +172,14 @@ FRAME_STATES = {
 
 # the kernel's spelling where Python's errno module has none, or prefers
 # an alias (95 is EOPNOTSUPP in the kernel's sources and in the API)
-_KERNEL_NAMES = {95: "EOPNOTSUPP", 35: "EDEADLK", 11: "EAGAIN", 117: "EUCLEAN", 524: "ENOTSUPP"}
+_KERNEL_NAMES = {
+    95: "EOPNOTSUPP",
+    35: "EDEADLK",
+    11: "EAGAIN",
+    117: "EUCLEAN",
+    524: "ENOTSUPP",
+    133: "EHWPOISON",
+}
 
 
 def errno_name(value: int) -> str:

@@ -70,6 +70,19 @@ class LaunchAnswer(Launch):
     seq: int = Field(description="engine event seq of the call")
 
 
+class MemoryFailure(BaseModel):
+    pfn: UInt64 = Field(description="the frame that failed (an uncorrectable memory error)")
+    model_config = examples({"pfn": 1024})
+
+
+class MemoryFailureAnswer(BaseModel):
+    pfn: int
+    fd: int | None = Field(description="the guest_memfd that keeps the page (MF_DELAYED)")
+    index: int | None = Field(description="its page index there")
+    seq: int = Field(description="engine event seq of the call")
+    model_config = examples({"pfn": 1024, "fd": 3, "index": 0, "seq": 9})
+
+
 class LaunchUpdateArgs(LaunchUpdate, VmArgs):
     pass
 

@@ -11,6 +11,8 @@ from app.models.kvm_coco import (
     LaunchUpdate,
     LaunchUpdateAnswer,
     LaunchUpdateArgs,
+    MemoryFailure,
+    MemoryFailureAnswer,
 )
 from app.registry import Registry
 from app.service.kvm_coco_ops import launch_out
@@ -33,3 +35,7 @@ async def launch(reg: Registry, sid: str, vm_id: str) -> Launch:
     s = reg.get(sid)
     async with s.lock:
         return launch_out(s.machine, vm_arg(s.machine, vm_id, "launch"))
+
+
+async def memory_failure(reg: Registry, sid: str, body: MemoryFailure) -> MemoryFailureAnswer:
+    return cast(MemoryFailureAnswer, await execute(reg, sid, "memory_failure", body))

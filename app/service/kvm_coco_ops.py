@@ -15,6 +15,8 @@ from app.models.kvm_coco import (
     LaunchFinishArgs,
     LaunchUpdateAnswer,
     LaunchUpdateArgs,
+    MemoryFailure,
+    MemoryFailureAnswer,
 )
 from app.service.kvm_ops import Check, Handler, vm_arg
 from app.settings import Settings
@@ -50,6 +52,13 @@ def launch_finish(m: Machine, a: LaunchFinishArgs) -> LaunchAnswer:
     return LaunchAnswer(**launch_out(m, vm).model_dump(), seq=m.event_count)
 
 
+def memory_failure(m: Machine, a: MemoryFailure) -> MemoryFailureAnswer:
+    m.memory_failure(a.pfn)
+    runs, _ = m.frame_runs(a.pfn, a.pfn + 1, 1)
+    fd, index = (runs[0].fd, runs[0].index) if runs else (None, None)
+    return MemoryFailureAnswer(pfn=a.pfn, fd=fd, index=index, seq=m.event_count)
+
+
 def _check_update(s: Settings, m: Machine, a: LaunchUpdateArgs) -> None:
     n = len(a.data())
     if n > MAX_LAUNCH_BYTES:
@@ -62,4 +71,5 @@ def _check_update(s: Settings, m: Machine, a: LaunchUpdateArgs) -> None:
 COCO_SPECS: list[tuple[str, type, Handler, Check | None]] = [
     ("launch_update", LaunchUpdateArgs, launch_update, _check_update),
     ("launch_finish", LaunchFinishArgs, launch_finish, None),
+    ("memory_failure", MemoryFailure, memory_failure, None),
 ]

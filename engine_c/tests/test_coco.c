@@ -282,6 +282,69 @@ static void test_tdx_vcpu_and_prefault(void)
 	ss_machine_free(m);
 }
 
+/* memory_failure: zapped in every VM, kept (MF_DELAYED), EHWPOISON for the
+ * guest, SIGBUS for the host, cleared by a punch */
+static void test_memory_failure(void)
+{
+	cur_test = "memory failure";
+	struct ss_machine *m = mk();
+	int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+	EXPECT(m, ss_vcpu_create(m, vm), 0);
+	int g = ss_vm_gmem_create(m, vm, 4 * PG, 3 /* MMAP | INIT_SHARED */);
+	EXPECT(m, g >= 3, 1);
+	int map = ss_mmap(m, g, 0, (int64_t)(4 * PG), SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
+	EXPECT(m, map >= 1, 1);
+	uint64_t addr = 0;
+	ss_mapping_addr(m, map, &addr);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_GUEST_MEMFD, .memory_size = 4 * PG,
+			       .userspace_addr = addr, .guest_memfd = (uint32_t)g };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	struct ss_access a = { .gpa = PG, .write = 1, .private_ = -1, .value = 9 };
+	struct ss_access_result out;
+	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
+	EXPECT(m, out.exit_reason, 0);
+	uint64_t pfn = out.pfn;
+	struct ss_gfn_run gr[4];
+	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 1);
+	EXPECT(m, ss_memory_failure(m, 4096 * 16), -ENXIO);
+	RULE(m, SS_R_MF_PFN);
+	EXPECT(m, ss_memory_failure(m, pfn), 0);
+	TRUE(last_has_cb(m, SS_CB_GMEM_INVALIDATE, 1, 2));
+	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 0);  /* zapped */
+	EXPECT(m, ss_frame_poisoned(m, pfn), 1);
+	EXPECT(m, life_at(m, g, 1), SS_LIFE_ZEROED);       /* kept in the file */
+	EXPECT(m, ss_memory_failure(m, pfn), -EHWPOISON);
+	RULE(m, SS_R_MF_AGAIN);
+	a.write = 0;
+	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
+	EXPECT(m, out.exit_reason, SS_EXIT_MEMORY_FAULT);
+	EXPECT(m, out.exit_errno, EHWPOISON);
+	int sig;
+	uint8_t val;
+	EXPECT(m, ss_mapping_access(m, map, PG + 3, 0, 0, &sig, &val), 0);
+	EXPECT(m, sig, SS_SIGBUS);
+	EXPECT(m, ss_mapping_access(m, map, 2 * PG, 0, 0, &sig, &val), 0);
+	EXPECT(m, sig, 0);  /* another page: fine */
+	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, (int64_t)PG,
+			       (int64_t)PG), 0);
+	a.write = 0;
+	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
+	EXPECT(m, out.exit_reason, 0);
+	EXPECT(m, out.value, 0);  /* a fresh page */
+	EXPECT(m, ss_frame_poisoned(m, out.pfn), 0);
+	/* a frame that is not a guest_memfd page */
+	int fd = ss_memfd_create(m, "plain", 0);
+	EXPECT(m, ss_ftruncate(m, fd, (int64_t)PG), 0);
+	uint8_t b = 1;
+	EXPECT(m, ss_pwrite(m, fd, &b, 1, 0), 1);
+	struct ss_page_run pr;
+	uint64_t next;
+	EXPECT(m, ss_file_runs(m, fd, 0, 1, &pr, 1, &next), 1);
+	EXPECT(m, ss_memory_failure(m, pr.pfn), -EOPNOTSUPP);
+	RULE(m, SS_R_MF_NOT_GMEM);
+	ss_machine_free(m);
+}
+
 int coco_tests(int *nchecks);
 int coco_tests(int *nchecks)
 {
@@ -292,6 +355,7 @@ int coco_tests(int *nchecks)
 	test_populate(SS_VM_TDX);
 	test_measurement_order();
 	test_tdx_vcpu_and_prefault();
+	test_memory_failure();
 	*nchecks = checks;
 	return failures;
 }

@@ -143,3 +143,45 @@ async def test_tdx_pre_fault_after_finalize_and_replay(k: Kvm) -> None:
     twin = r2.json()["id"]
     theirs = (await k.c.get(f"{API}/{twin}/vms/{vm}/launch")).json()
     assert theirs == await k.get(f"/vms/{vm}/launch")
+
+
+async def test_memory_failure(k: Kvm) -> None:
+    """virt/kvm/guest_memfd.c kvm_gmem_error_folio: zap, keep (MF_DELAYED); then
+    kvm_gmem_get_pfn's -EHWPOISON (KVM_RUN -1/EHWPOISON with a MEMORY_FAULT exit)."""
+    vm = await k.vm("KVM_X86_DEFAULT_VM")
+    g = await k.gmem(vm, 4 * PAGE, ["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"])
+    mp = await k.post(
+        f"/files/{g}/mmap",
+        {
+            "offset": 0,
+            "length": 4 * PAGE,
+            "prot": ["PROT_READ", "PROT_WRITE"],
+            "flags": ["MAP_SHARED"],
+        },
+        201,
+    )
+    await k.region(
+        vm, slot=0, flags=GM, memory_size=4 * PAGE, userspace_addr=mp["addr"], guest_memfd=g
+    )
+    r = await k.access(vm, PAGE, write=True, value=5)
+    assert r["exit"] is None
+    e = await k.post("/memory_failure", {"pfn": 2**40}, 409)
+    assert e["errno"] == "ENXIO"
+    mf = await k.post("/memory_failure", {"pfn": r["pfn"]})
+    assert (mf["fd"], mf["index"]) == (g, 1)
+    assert (await k.get(f"/vms/{vm}"))["mapped"] == []
+    ext = (await k.get(f"/files/{g}/pages"))["extents"]
+    assert [x["life"] for x in ext if x["start"] == 1] == ["hwpoison"]
+    e = await k.post("/memory_failure", {"pfn": r["pfn"]}, 409)
+    assert e["errno"] == "EHWPOISON"
+    r2 = await k.access(vm, PAGE)
+    assert r2["exit"]["reason"] == "KVM_EXIT_MEMORY_FAULT" and r2["exit"]["errno"] == "EHWPOISON"
+    h = await k.post(f"/mappings/{mp['map_id']}/access", {"offset": PAGE})
+    assert h["signal"] == "SIGBUS"
+    await k.post(
+        f"/files/{g}/fallocate",
+        {"mode": ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"], "offset": PAGE, "len": PAGE},
+    )
+    r3 = await k.access(vm, PAGE)
+    assert r3["exit"] is None and r3["value"] == 0
+    assert "memory_failure" in [o["op"] for o in (await k.get("/trace"))["ops"]]
