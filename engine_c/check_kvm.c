@@ -148,10 +148,30 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 				    "confidential VM's guest_memfd", ULL(p));
 	}
 	for (int i = 0; i < m->nowners; i++) {
-		const struct kvm_vm *vm = m->owners[i].vm;
+		const struct owner *o = &m->owners[i];
+		const struct kvm_vm *vm = o->vm;
 		if (vm && (vm->launch != SS_LAUNCH_NONE) != vm_is_coco(vm))
 			return fail(msg, len, "VM %d: launch state %d on a VM of type %d", i,
 				    vm->launch, vm->type);
+		if (!vm || !is_inplace(m))
+			continue;
+		/* inplace_conversion: the VM's mirror equals the guest_memfd's attributes */
+		for (int k = 0; k < o->nslots; k++) {
+			const struct memslot *s = &o->slots[k];
+			const struct inode *in = s->ino && s->ino <= (uint32_t)m->ninodes
+							 ? &m->inodes[s->ino - 1] : NULL;
+			if (!in || in->ino != s->ino || in->kind != SS_KIND_GMEM)
+				continue;
+			for (uint64_t g = 0; g < s->npages;) {
+				if (attrs_get(&vm->attrs, s->gfn + g) != attrs_get(&in->gattrs, s->index + g))
+					return fail(msg, len, "VM %d gfn %llu: attributes differ from its "
+						    "guest_memfd's", i, ULL(s->gfn + g));
+				uint64_t a = attrs_run_end(&vm->attrs, s->gfn + g, s->gfn + s->npages) - s->gfn;
+				uint64_t b = attrs_run_end(&in->gattrs, s->index + g, s->index + s->npages) -
+					     s->index;
+				g = a < b ? a : b;
+			}
+		}
 	}
 	return 0;
 }

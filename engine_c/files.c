@@ -85,6 +85,7 @@ void inode_put_maybe(struct ss_machine *m, struct inode *in)
 	if (in->orphans)
 		return;
 	tree_destroy(&in->cache);
+	attrs_free(&in->gattrs);
 	memset(in, 0, sizeof(*in));
 	in->fd = -1;
 }
@@ -209,6 +210,7 @@ int do_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags)
 	in->flags = flags;
 	in->size = size;
 	tree_init(&in->cache);
+	inplace_gmem_init(m, in);
 	return install(m, in);
 }
 

@@ -92,6 +92,16 @@ uint64_t tree_find(const struct tree *t, uint64_t *index, uint64_t max);
 uint64_t tree_consecutive(const struct tree *t, uint64_t index, uint64_t value, uint64_t end);
 
 /* ---- inodes ---- */
+/* memory attributes as runs of gfns (attributes.c); of a
+ * guest_memfd's page indexes under variant inplace_conversion */
+struct attr_run {
+	uint64_t start, end, attrs;
+};
+struct attr_store {
+	struct attr_run *runs;  /* sorted, disjoint, non-adjacent-alike, attrs != 0 */
+	uint32_t n, cap;
+};
+
 struct reg {                   /* a registration of an owner on an inode */
 	int owner;
 	int users;             /* variant multi_owner: registrations - unregistrations */
@@ -122,6 +132,7 @@ struct inode {
 	int pending;           /* waiters on this inode */
 	int orphans;           /* its removed pages still referenced */
 	int vm;                /* guest_memfd made by a VM: its owner id + 1 */
+	struct attr_store gattrs; /* inplace_conversion: private indexes (kvm_inplace.c) */
 };
 
 /* ---- owners ---- */
@@ -136,14 +147,6 @@ struct memslot {
 	uint64_t uaddr;        /* userspace_addr */
 };
 
-/* memory attributes as runs of gfns (attributes.c) */
-struct attr_run {
-	uint64_t start, end, attrs;
-};
-struct attr_store {
-	struct attr_run *runs;  /* sorted, disjoint, non-adjacent-alike, attrs != 0 */
-	uint32_t n, cap;
-};
 
 struct sha384 {                /* sha384.c */
 	uint64_t h[8];
@@ -408,6 +411,14 @@ void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint6
 void gmem_reclaim(struct ss_machine *m, uint32_t head);
 /* kvm_poison.c: is the guest_memfd page at index hardware-poisoned */
 bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index);
+/* kvm_inplace.c (variant inplace_conversion, a proposal) */
+static inline bool is_inplace(const struct ss_machine *m)
+{
+	return (m->cfg.variants & SS_VAR_INPLACE) != 0;
+}
+void inplace_gmem_init(struct ss_machine *m, struct inode *in);
+int inplace_slot_sync(struct ss_machine *m, struct owner *o, const struct memslot *s);
+bool inplace_private(const struct inode *in, uint64_t index);
 
 /* check_kvm.c */
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len);

@@ -14,7 +14,7 @@ struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 {
 	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
 	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||
-	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED)) ||
+	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED | SS_VAR_INPLACE)) ||
 	    cfg->phys_pages < (1u << SS_MAX_ORDER) || cfg->phys_pages > SS_MAX_PHYS_PAGES ||
 	    (cfg->phys_pages & ((1u << SS_MAX_ORDER) - 1)))
 		return NULL;
@@ -34,8 +34,10 @@ void ss_machine_free(struct ss_machine *m)
 	if (!m)
 		return;
 	for (int i = 0; i < m->ninodes; i++)
-		if (m->inodes[i].ino)
+		if (m->inodes[i].ino) {
 			tree_destroy(&m->inodes[i].cache);
+			attrs_free(&m->inodes[i].gattrs);
+		}
 	for (uint32_t i = 0; i < m->ndata; i++)
 		free(m->data[i]);
 	owners_free(m);
@@ -105,8 +107,11 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 		for (int i = 0; i < ninodes; i++) {
 			m->inodes[i] = src->inodes[i];
 			tree_init(&m->inodes[i].cache);
+			m->inodes[i].gattrs = (struct attr_store){ 0 };
 			m->ninodes = i + 1;
 			if (src->inodes[i].ino && tree_clone(&m->inodes[i].cache, &src->inodes[i].cache))
+				goto err;
+			if (src->inodes[i].ino && attrs_clone(&m->inodes[i].gattrs, &src->inodes[i].gattrs))
 				goto err;
 		}
 	}

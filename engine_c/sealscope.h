@@ -51,6 +51,7 @@
 /* design variants (bitmask; 0 is the RFC as posted) */
 #define SS_VAR_MULTI_OWNER 0x1        /* a registration list, fan-out */
 #define SS_VAR_MMAP_SHARED 0x2        /* mmap allowed where not encrypted */
+#define SS_VAR_INPLACE 0x4            /* proposal: in-place conversion (v8, June 2026) */
 
 /* file kinds */
 #define SS_KIND_MEMFD 0
@@ -144,6 +145,7 @@ enum ss_op {
 	SS_OP_LAUNCH_UPDATE,  /* SNP LAUNCH_UPDATE / TDX INIT_MEM_REGION */
 	SS_OP_LAUNCH_FINISH,  /* SNP LAUNCH_FINISH / TDX FINALIZE_VM */
 	SS_OP_MEMORY_FAILURE, /* memory_failure() of a pfn (an MCE) */
+	SS_OP_GMEM_SET_ATTRS, /* proposal: KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd */
 	SS_OP__COUNT
 };
 
@@ -477,6 +479,8 @@ enum ss_kvm_rule {
 	SS_R_MF_NOT_GMEM,        /* only guest_memfd pages are simulated (EOPNOTSUPP) */
 	SS_R_MF_AGAIN,           /* the page is poisoned already (EHWPOISON) */
 	SS_R_RUN_HWPOISON,       /* KVM_RUN: the page is poisoned (EHWPOISON) */
+	SS_R_CONTENT_MODE,       /* inplace: the arch cannot honour the content mode */
+	SS_R_CONVERT_BUSY,       /* inplace: a page has an extra reference (EAGAIN) */
 	SS_R__COUNT
 };
 
@@ -587,6 +591,13 @@ int ss_vm_launch_finish(struct ss_machine *m, int vm);
 /* memory_failure(pfn): a guest_memfd page is zapped in every VM and kept
  * (MF_DELAYED): 0, or -errno */
 int ss_memory_failure(struct ss_machine *m, uint64_t pfn);
+/* variant inplace_conversion (a proposal): KVM_SET_MEMORY_ATTRIBUTES2 on a
+ * guest_memfd; flags: content mode ZERO 1, PRESERVE 2; EAGAIN sets *error_offset */
+int ss_gmem_set_attributes(struct ss_machine *m, int fd, uint64_t offset, uint64_t size,
+			   uint64_t attributes, uint64_t flags, uint64_t *error_offset);
+/* variant inplace_conversion: the guest_memfd's attribute runs over [start, end) */
+int ss_gmem_attr_runs(const struct ss_machine *m, int fd, uint64_t start, uint64_t end,
+		      struct ss_attr_run *out, int max);
 /* is the frame hardware-poisoned (1) */
 int ss_frame_poisoned(const struct ss_machine *m, uint64_t pfn);
 struct ss_launch_info {

@@ -68,6 +68,8 @@ int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, 
 	*index = idx;
 	if (idx >= file_pages(in))
 		return SS_SIGBUS;
+	if (in->kind == SS_KIND_GMEM && is_inplace(m))
+		return inplace_private(in, idx) ? SS_SIGBUS : 0;  /* per-page, the proposal */
 	if (in->kind == SS_KIND_GMEM && !(in->flags & SS_GMEM_FLAG_INIT_SHARED))
 		return SS_SIGBUS;  /* kvm_gmem_fault_user_mapping(): private memory */
 	return 0;

@@ -312,7 +312,7 @@ static void test_memory_failure(void)
 	TRUE(last_has_cb(m, SS_CB_GMEM_INVALIDATE, 1, 2));
 	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 0);  /* zapped */
 	EXPECT(m, ss_frame_poisoned(m, pfn), 1);
-	EXPECT(m, life_at(m, g, 1), SS_LIFE_ZEROED);       /* kept in the file */
+	EXPECT(m, life_at(m, g, 1), SS_LIFE_HWPOISON);     /* kept in the file */
 	EXPECT(m, ss_memory_failure(m, pfn), -EHWPOISON);
 	RULE(m, SS_R_MF_AGAIN);
 	a.write = 0;
@@ -345,6 +345,92 @@ static void test_memory_failure(void)
 	ss_machine_free(m);
 }
 
+/* variant inplace_conversion: "[PATCH v8 00/46] guest_memfd: In-place conversion
+ * support" - KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd */
+static void test_inplace(void)
+{
+	cur_test = "inplace";
+	struct ss_config c = { .profile = SS_PROFILE_GMEM, .thp = SS_THP_NEVER, .phys_pages = 4096,
+			       .variants = SS_VAR_INPLACE };
+	struct ss_machine *m = ss_machine_new(&c);
+	int vm = ss_vm_create(m, SS_VM_SW_PROTECTED, "vm");
+	EXPECT(m, ss_vcpu_create(m, vm), 0);
+	/* INIT_SHARED allowed on a private-memory VM; MMAP: one page for both states */
+	int g = ss_vm_gmem_create(m, vm, 4 * PG, 3);
+	EXPECT(m, g >= 3, 1);
+	int map = ss_mmap(m, g, 0, (int64_t)(4 * PG), SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
+	uint64_t addr = 0;
+	ss_mapping_addr(m, map, &addr);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_GUEST_MEMFD, .memory_size = 4 * PG,
+			       .userspace_addr = addr, .guest_memfd = (uint32_t)g };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	/* the VM ioctl no longer takes PRIVATE */
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), -EINVAL);
+	int sig;
+	uint8_t val;
+	EXPECT(m, ss_mapping_access(m, map, 5, 1, 0x42, &sig, &val), 0);
+	EXPECT(m, sig, 0);
+	uint64_t eo = 99;
+	/* checks: flags, attributes, range */
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 3, &eo), -EINVAL);
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, 1, 0, &eo), -EINVAL);
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, 8 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0, &eo), -EINVAL);
+	EXPECT(m, ss_gmem_set_attributes(m, g, 1, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0, &eo), -EINVAL);
+	/* a page with an extra reference: EAGAIN with error_offset at it */
+	uint64_t pfn;
+	int order;
+	EXPECT(m, ss_get_lock_pfn(m, g, 2, 1, &pfn, &order), 0);
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, 4 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0, &eo), -EAGAIN);
+	RULE(m, SS_R_CONVERT_BUSY);
+	EXPECT(m, eo, 2 * PG);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	/* shared -> private in place (PRESERVE honoured by a software VM) */
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, 2 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 2, &eo), 0);
+	EXPECT(m, ss_mapping_access(m, map, 5, 0, 0, &sig, &val), 0);
+	EXPECT(m, sig, SS_SIGBUS);  /* private: the host cannot touch it */
+	struct ss_access a = { .gpa = 5, .private_ = 1 };
+	struct ss_access_result out;
+	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
+	EXPECT(m, out.exit_reason, 0);
+	EXPECT(m, out.value, 0x42);  /* the same page, its bytes kept */
+	uint64_t priv_pfn = out.pfn;
+	/* the range has the attributes already: nothing happens */
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0, &eo), 0);
+	/* private -> shared takes no reference check, even with a hold; ZERO zeroes */
+	EXPECT(m, ss_get_lock_pfn(m, g, 0, 0, &pfn, &order), 0);
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, 0, 1, &eo), 0);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	struct ss_gfn_run gr[4];
+	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 0);  /* zapped */
+	EXPECT(m, ss_mapping_access(m, map, 5, 0, 0, &sig, &val), 0);
+	EXPECT(m, sig, 0);
+	EXPECT(m, val, 0);
+	a.private_ = 0;
+	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
+	EXPECT(m, out.pfn, priv_pfn);  /* in place: the same frame, shared now */
+	struct ss_attr_run ar[4];
+	EXPECT(m, ss_gmem_attr_runs(m, g, 0, 4, ar, 4), 1);
+	EXPECT(m, ar[0].start, 1);
+	EXPECT(m, ar[0].end, 2);
+	ss_machine_free(m);
+	/* a confidential VM: PRESERVE cannot be honoured; a guest_memfd without
+	 * INIT_SHARED starts private */
+	m = ss_machine_new(&c);
+	int snp = ss_vm_create(m, SS_VM_SNP, "snp");
+	g = ss_vm_gmem_create(m, snp, 4 * PG, 0);
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, 0, 2, &eo), -EOPNOTSUPP);
+	RULE(m, SS_R_CONTENT_MODE);
+	EXPECT(m, ss_gmem_attr_runs(m, g, 0, 4, ar, 4), 1);
+	EXPECT(m, ar[0].attributes, SS_MEMORY_ATTRIBUTE_PRIVATE);
+	ss_machine_free(m);
+	/* without the variant there is no such ioctl */
+	m = mk();
+	vm = ss_vm_create(m, SS_VM_SW_PROTECTED, "vm");
+	g = ss_vm_gmem_create(m, vm, 4 * PG, 0);
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, 0, 0, &eo), -ENOTTY);
+	ss_machine_free(m);
+}
+
 int coco_tests(int *nchecks);
 int coco_tests(int *nchecks)
 {
@@ -356,6 +442,7 @@ int coco_tests(int *nchecks)
 	test_measurement_order();
 	test_tdx_vcpu_and_prefault();
 	test_memory_failure();
+	test_inplace();
 	*nchecks = checks;
 	return failures;
 }
