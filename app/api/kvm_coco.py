@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from app.api import new_router
-from app.deps import OwnerPath, SessionId, registry
+from app.deps import FdPath, OwnerPath, SessionId, registry
 from app.models.kvm_coco import (
     Launch,
     LaunchAnswer,
@@ -14,6 +14,7 @@ from app.models.kvm_coco import (
     MemoryFailure,
     MemoryFailureAnswer,
 )
+from app.models.kvm_inplace import MemoryAttributes2, MemoryAttributes2Answer
 from app.service import kvm_coco as svc
 
 router = new_router("kvm")
@@ -50,3 +51,14 @@ async def memory_failure(
     every VM and kept (MF_DELAYED); the guest's next access fails with EHWPOISON, a host
     touch is SIGBUS; punching the page drops it."""
     return await svc.memory_failure(registry(request), sid, body)
+
+
+@router.post("/sessions/{sid}/files/{fd}/memory_attributes2", name="memory_attributes2")
+async def memory_attributes2(
+    request: Request, sid: SessionId, fd: FdPath, body: MemoryAttributes2
+) -> MemoryAttributes2Answer:
+    """PROPOSAL, not merged (variant inplace_conversion: guest_memfd in-place conversion
+    v8, June 2026): KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd.  Shared -> private is
+    EAGAIN while a page has an extra reference (the error names error_offset); without
+    the variant the ioctl does not exist (ENOTTY)."""
+    return await svc.memory_attributes2(registry(request), sid, fd, body)

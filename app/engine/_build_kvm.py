@@ -49,7 +49,7 @@ enum ss_kvm_rule {
     SS_R_PREFAULT_FAULT, SS_R_NOT_COCO, SS_R_LAUNCH_DONE, SS_R_LAUNCH_NO_VCPU,
     SS_R_POPULATE_RANGE, SS_R_POPULATE_SLOT, SS_R_POPULATE_CLOSED, SS_R_POPULATE_SHARED,
     SS_R_POPULATE_EXISTS, SS_R_MF_PFN, SS_R_MF_NOT_GMEM, SS_R_MF_AGAIN, SS_R_RUN_HWPOISON,
-    SS_R__COUNT,
+    SS_R_CONTENT_MODE, SS_R_CONVERT_BUSY, SS_R__COUNT,
     ...
 };
 
@@ -174,5 +174,9 @@ int ss_vm_launch_update(struct ss_machine *m, int vm, uint64_t gpa, const uint8_
 int ss_vm_launch_finish(struct ss_machine *m, int vm);
 int ss_memory_failure(struct ss_machine *m, uint64_t pfn);
 int ss_frame_poisoned(const struct ss_machine *m, uint64_t pfn);
+int ss_gmem_set_attributes(struct ss_machine *m, int fd, uint64_t offset, uint64_t size,
+                           uint64_t attributes, uint64_t flags, uint64_t *error_offset);
+int ss_gmem_attr_runs(const struct ss_machine *m, int fd, uint64_t start, uint64_t end,
+                      struct ss_attr_run *out, int max);
 int ss_vm_launch_info(const struct ss_machine *m, int vm, struct ss_launch_info *out);
 """

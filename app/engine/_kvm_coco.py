@@ -83,6 +83,31 @@ class KvmCoco(KvmViews):
             if rc < 0:
                 self._coco_fail("memory_failure", rc, before, {"pfn": p})
 
+    def set_memory_attributes2(
+        self, fd: int, offset: int, size: int, attributes: int, flags: int = 0
+    ) -> None:
+        """Proposal (in-place conversion v8, not merged): KVM_SET_MEMORY_ATTRIBUTES2 on a
+        guest_memfd.  EAGAIN names error_offset in its message."""
+        eo = ffi.new("uint64_t *")
+        with self._lock:
+            before = int(lib.ss_event_count(self._m))
+            rc = lib.ss_gmem_set_attributes(
+                self._m, i32(fd), u64(offset), u64(size), u64(attributes), u64(flags), eo
+            )
+            if rc < 0:
+                self._coco_fail(
+                    "KVM_SET_MEMORY_ATTRIBUTES2", rc, before, {"error_offset": int(eo[0])}
+                )
+
+    def gmem_attr_runs(self, fd: int) -> list[tuple[int, int, int]]:
+        """inplace_conversion: the guest_memfd's attribute runs (start, end, attributes)."""
+        buf = ffi.new("struct ss_attr_run[]", 256)
+        with self._lock:
+            n = lib.ss_gmem_attr_runs(self._m, i32(fd), 0, 2**64 - 1, buf, 256)
+        if n < 0:
+            raise make_error("file", -n, f"fd {fd} is not a guest_memfd")
+        return [(int(r.start), int(r.end), int(r.attributes)) for r in buf[0:n]]
+
     def launch_info(self, vm: int) -> LaunchInfo:
         out = ffi.new("struct ss_launch_info *")
         with self._lock:

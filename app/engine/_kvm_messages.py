@@ -154,6 +154,15 @@ RULES: dict[int, Words] = {
         "(kvm_gmem_error_folio); this frame is free or another file's"
     ),
     lib.SS_R_MF_AGAIN: lambda a: "memory_failure: the page is hardware-poisoned already",
+    lib.SS_R_CONTENT_MODE: lambda a: (
+        "KVM_SET_MEMORY_ATTRIBUTES2 (proposal, in-place conversion v8): this VM's arch "
+        "cannot honour the content mode (PRESERVE on SNP / TDX: the conversion encrypts)"
+    ),
+    lib.SS_R_CONVERT_BUSY: lambda a: (
+        "KVM_SET_MEMORY_ATTRIBUTES2 (proposal, in-place conversion v8): the page at "
+        f"error_offset={_hex(a.get('error_offset', 0))} has a reference beyond "
+        "guest_memfd's own (a get_lock_pfn hold, a pin): drop it and retry"
+    ),
 }
 
 

@@ -13,7 +13,11 @@ THP = {
     "always": lib.SS_THP_ALWAYS,
     "within_size": lib.SS_THP_WITHIN_SIZE,
 }
-VARIANTS = {"multi_owner": lib.SS_VAR_MULTI_OWNER, "mmap_shared": lib.SS_VAR_MMAP_SHARED}
+VARIANTS = {
+    "multi_owner": lib.SS_VAR_MULTI_OWNER,
+    "mmap_shared": lib.SS_VAR_MMAP_SHARED,
+    "inplace_conversion": lib.SS_VAR_INPLACE,  # a proposal (v8, June 2026): not merged
+}
 KINDS = {lib.SS_KIND_MEMFD: "memfd", lib.SS_KIND_GMEM: "guest_memfd"}
 OWNER_KINDS = {"kvm": lib.SS_OWNER_KVM, "recorder": lib.SS_OWNER_RECORDER}
 
@@ -79,6 +83,7 @@ OPS = {
     lib.SS_OP_LAUNCH_UPDATE: "launch_update",
     lib.SS_OP_LAUNCH_FINISH: "launch_finish",
     lib.SS_OP_MEMORY_FAILURE: "memory_failure",
+    lib.SS_OP_GMEM_SET_ATTRS: "set_memory_attributes2",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -118,6 +123,7 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "launch_update": ("vm", "gpa", "len"),
     "launch_finish": ("vm",),
     "memory_failure": ("pfn",),
+    "set_memory_attributes2": ("offset", "size", "attributes", "flags"),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also

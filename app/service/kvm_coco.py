@@ -14,6 +14,7 @@ from app.models.kvm_coco import (
     MemoryFailure,
     MemoryFailureAnswer,
 )
+from app.models.kvm_inplace import MemoryAttributes2, MemoryAttributes2Answer, MemoryAttributes2Args
 from app.registry import Registry
 from app.service.kvm_coco_ops import launch_out
 from app.service.kvm_ops import vm_arg
@@ -39,3 +40,10 @@ async def launch(reg: Registry, sid: str, vm_id: str) -> Launch:
 
 async def memory_failure(reg: Registry, sid: str, body: MemoryFailure) -> MemoryFailureAnswer:
     return cast(MemoryFailureAnswer, await execute(reg, sid, "memory_failure", body))
+
+
+async def memory_attributes2(
+    reg: Registry, sid: str, fd: int, body: MemoryAttributes2
+) -> MemoryAttributes2Answer:
+    args = MemoryAttributes2Args(fd=fd, **body.model_dump())
+    return cast(MemoryAttributes2Answer, await execute(reg, sid, "set_memory_attributes2", args))

@@ -23,6 +23,11 @@ DESIGNS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "multi_owner": ("rfc-v2", ("multi_owner",), "several owners per file (multi_owner)"),
     "mmap_shared": ("rfc-v2", ("mmap_shared",), "mmap where not encrypted (mmap_shared)"),
     "guest-memfd": ("guest-memfd", (), "today's guest_memfd (Linux 6.18)"),
+    "inplace_conversion": (
+        "guest-memfd",
+        ("inplace_conversion",),
+        "proposal, not merged: in-place conversion (v8, June 2026)",
+    ),
 }
 
 
