@@ -137,6 +137,11 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 		if (f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON) &&
 		    (f->mapped || m->frames[frame_head(m, (uint32_t)p)].mapped))
 			return fail(msg, len, "pfn %llu is hwpoisoned but still mapped", ULL(p));
+		if (f->state != SS_FRAME_FREE && (f->xflags & X_NO_DIRECT_MAP) &&
+		    (!(m->cfg.variants & SS_VAR_NO_DIRECT_MAP) || (f->flags & F_TAIL) || !f->ino ||
+		     f->ino > (uint32_t)m->ninodes || m->inodes[f->ino - 1].kind != SS_KIND_GMEM))
+			return fail(msg, len, "pfn %llu is out of the direct map but not a guest_memfd "
+				    "page of variant no_direct_map", ULL(p));
 		if (!(f->flags & F_PREPARED))
 			continue;
 		const struct inode *in = f->ino && f->ino <= (uint32_t)m->ninodes

@@ -49,6 +49,7 @@
 
 /* xflags of a used frame (in the free-list links' place) */
 #define X_HWPOISON 0x1         /* memory_failure() hit it (kvm_poison.c) */
+#define X_NO_DIRECT_MAP 0x2    /* variant no_direct_map: out of the direct map (kvm_coco.c) */
 
 struct frame {                 /* 32 bytes: see ss_frame_size() */
 	uint64_t index;        /* page index in its inode */
@@ -409,6 +410,7 @@ int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, 
 bool vm_is_coco(const struct kvm_vm *vm);
 void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t pfn, bool priv);
 void gmem_reclaim(struct ss_machine *m, uint32_t head);
+void gmem_direct_map_restore(struct ss_machine *m, uint32_t head);
 /* kvm_poison.c: is the guest_memfd page at index hardware-poisoned */
 bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index);
 /* kvm_inplace.c (variant inplace_conversion, a proposal) */

@@ -60,6 +60,19 @@ static void mark_zeroed(struct ss_machine *m, struct inode *in, uint32_t head)
 	ev_touch(m, SS_T_ZERO, inode_fd(in), -1, hf->index, 1, head);
 }
 
+/* variant no_direct_map (a proposal: "Direct Map Removal Support for guest_memfd",
+ * Patrick Roy, v7 Sep 2025): a folio leaves the direct map after its preparation
+ * and gets it back when freed (every folio, shared or private) */
+static void direct_map_remove(struct ss_machine *m, struct owner *o, uint32_t head)
+{
+	struct frame *hf = &m->frames[head];
+	if (!(m->cfg.variants & SS_VAR_NO_DIRECT_MAP) || (hf->xflags & X_NO_DIRECT_MAP))
+		return;
+	hf->xflags |= X_NO_DIRECT_MAP;
+	ev_callback(m, SS_CB_DIRECT_MAP_REMOVE, o ? o->id : -1, head,
+		    head + (1ull << ((hf->flags & F_HEAD) ? hf->order : 0)));
+}
+
 void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t pfn, bool priv)
 {
 	if (in->kind != SS_KIND_GMEM)
@@ -67,10 +80,22 @@ void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint6
 	uint32_t head = frame_head(m, (uint32_t)pfn);
 	struct frame *hf = &m->frames[head];
 	mark_zeroed(m, in, head);
-	if (!priv || !o->vm || !vm_is_coco(o->vm) || (hf->flags & F_PREPARED))
+	if (priv && o->vm && vm_is_coco(o->vm) && !(hf->flags & F_PREPARED)) {
+		hf->flags |= F_PREPARED;
+		hook(m, o->id, o->vm->type, true, head, 1ull << ((hf->flags & F_HEAD) ? hf->order : 0));
+	}
+	direct_map_remove(m, o, head);
+}
+
+void gmem_direct_map_restore(struct ss_machine *m, uint32_t head)
+{
+	struct frame *hf = &m->frames[head];
+	if (!(hf->xflags & X_NO_DIRECT_MAP))
 		return;
-	hf->flags |= F_PREPARED;
-	hook(m, o->id, o->vm->type, true, head, 1ull << ((hf->flags & F_HEAD) ? hf->order : 0));
+	hf->xflags &= ~(uint32_t)X_NO_DIRECT_MAP;
+	struct inode *in = inode_get(m, hf->ino);
+	ev_callback(m, SS_CB_DIRECT_MAP_RESTORE, in && in->vm ? in->vm - 1 : -1, head,
+		    head + (1ull << ((hf->flags & F_HEAD) ? hf->order : 0)));
 }
 
 void gmem_reclaim(struct ss_machine *m, uint32_t head)
@@ -151,6 +176,7 @@ static int populate_one(struct ss_machine *m, struct owner *o, struct memslot *s
 	hook(m, o->id, o->vm->type, true, head, 1);
 	measure(o->vm, gfn << SS_PAGE_SHIFT, p);
 	m->frames[head].flags |= F_UPTODATE;
+	direct_map_remove(m, o, head);
 	return 0;
 }
 

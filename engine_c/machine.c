@@ -14,7 +14,8 @@ struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 {
 	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
 	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||
-	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED | SS_VAR_INPLACE)) ||
+	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED | SS_VAR_INPLACE |
+					  SS_VAR_NO_DIRECT_MAP)) ||
 	    cfg->phys_pages < (1u << SS_MAX_ORDER) || cfg->phys_pages > SS_MAX_PHYS_PAGES ||
 	    (cfg->phys_pages & ((1u << SS_MAX_ORDER) - 1)))
 		return NULL;
@@ -368,12 +369,14 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 						 ? &m->inodes[f->ino - 1] : NULL;
 			r.fd = in ? in->fd : -1;
 			r.index = f->index;
+			r.no_direct_map = !!(m->frames[frame_head(m, (uint32_t)pfn)].xflags & X_NO_DIRECT_MAP);
 		}
 		if (pfn + len > end)
 			len = end - pfn;
 		if (n) {
 			struct ss_frame_run *l = &out[n - 1];
 			bool merge = l->state == r.state && l->order == r.order && l->end == pfn &&
+				     l->no_direct_map == r.no_direct_map &&
 				     (r.state == SS_FRAME_FREE ||
 				      (l->fd == r.fd && m->frames[pfn - 1].ino == f->ino &&
 				       l->index + (pfn - l->start) == r.index));

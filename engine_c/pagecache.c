@@ -106,6 +106,7 @@ static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
 	}
 	ev_touch(m, SS_T_FREE, inode_fd(in), -1, base, nr, head);
 	gmem_reclaim(m, head);
+	gmem_direct_map_restore(m, head);
 	frames_free(m, head, (unsigned int)(nr > 1 ? hf->order : 0));
 }
 
@@ -116,6 +117,7 @@ void page_free_frames(struct ss_machine *m, uint32_t head)
 	struct inode *in = hf->state == SS_FRAME_ORPHAN ? inode_get(m, hf->ino) : NULL;
 	ev_touch(m, SS_T_FREE, -1, -1, hf->index, 1ULL << order, head);
 	gmem_reclaim(m, head);  /* .free_folio: the arch takes the page back */
+	gmem_direct_map_restore(m, head);
 	for (uint32_t i = 0; i < (1u << order); i++)
 		data_drop(m, head + i);
 	frames_free(m, head, order);

@@ -52,6 +52,7 @@
 #define SS_VAR_MULTI_OWNER 0x1        /* a registration list, fan-out */
 #define SS_VAR_MMAP_SHARED 0x2        /* mmap allowed where not encrypted */
 #define SS_VAR_INPLACE 0x4            /* proposal: in-place conversion (v8, June 2026) */
+#define SS_VAR_NO_DIRECT_MAP 0x8      /* proposal: guest_memfd without direct map (v7, 2025) */
 
 /* file kinds */
 #define SS_KIND_MEMFD 0
@@ -166,6 +167,9 @@ enum ss_op {
 #define SS_CB_RMP_RECLAIM 4       /* SNP: sev_gmem_invalidate on free, rmp_make_shared */
 #define SS_CB_SEPT_ADD 5          /* TDX: TDH.MEM.PAGE.AUG / PAGE.ADD into the S-EPT */
 #define SS_CB_SEPT_REMOVE 6       /* TDX: TDH.MEM.PAGE.REMOVE, the page reclaimed */
+/* variant no_direct_map (a proposal): start, end = pfns */
+#define SS_CB_DIRECT_MAP_REMOVE 7 /* set_direct_map_valid_noflush(false) after preparation */
+#define SS_CB_DIRECT_MAP_RESTORE 8 /* the direct map entries come back when the folio is freed */
 
 /* what an event did to pages and frames */
 #define SS_T_ALLOC 0      /* pages added to the cache */
@@ -241,6 +245,7 @@ struct ss_frame_run {
 	int order;
 	int fd;                  /* -1 if free */
 	uint64_t index;          /* file index of the frame at start */
+	int no_direct_map;       /* variant no_direct_map: out of the kernel's direct map */
 };
 
 struct ss_file_info {

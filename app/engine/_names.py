@@ -17,6 +17,7 @@ VARIANTS = {
     "multi_owner": lib.SS_VAR_MULTI_OWNER,
     "mmap_shared": lib.SS_VAR_MMAP_SHARED,
     "inplace_conversion": lib.SS_VAR_INPLACE,  # a proposal (v8, June 2026): not merged
+    "no_direct_map": lib.SS_VAR_NO_DIRECT_MAP,  # a proposal (v7, Sep 2025): not merged
 }
 KINDS = {lib.SS_KIND_MEMFD: "memfd", lib.SS_KIND_GMEM: "guest_memfd"}
 OWNER_KINDS = {"kvm": lib.SS_OWNER_KVM, "recorder": lib.SS_OWNER_RECORDER}
@@ -145,6 +146,8 @@ CALLBACKS = {
     lib.SS_CB_RMP_RECLAIM: "snp_rmp_reclaim",
     lib.SS_CB_SEPT_ADD: "tdx_sept_add",
     lib.SS_CB_SEPT_REMOVE: "tdx_sept_remove",
+    lib.SS_CB_DIRECT_MAP_REMOVE: "direct_map_remove",
+    lib.SS_CB_DIRECT_MAP_RESTORE: "direct_map_restore",
 }
 TOUCHES = {
     lib.SS_T_ALLOC: "alloc",

@@ -12,7 +12,7 @@ from typing import NamedTuple
 _PHYS_MIN, _PHYS_MAX, _PHYS_STEP = 1024, 1 << 26, 1024
 _PROFILES = ("rfc-v2", "guest-memfd")
 _THP = ("never", "always", "within_size")
-_VARIANTS = ("multi_owner", "mmap_shared", "inplace_conversion")
+_VARIANTS = ("multi_owner", "mmap_shared", "inplace_conversion", "no_direct_map")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,7 @@ class FrameRun(NamedTuple):
     fd: int | None
     index: int | None  # type: ignore[assignment]  # a field shadowing tuple.index
     order: int
+    no_direct_map: bool = False  # variant no_direct_map (a proposal)
 
 
 @dataclass(frozen=True, slots=True)

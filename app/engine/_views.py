@@ -259,6 +259,7 @@ class Views:
                             fd=None if free or r.fd < 0 else r.fd,
                             index=None if free else r.index,
                             order=r.order,
+                            no_direct_map=bool(r.no_direct_map),
                         )
                     )
                 nxt = int(self._next[0])

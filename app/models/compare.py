@@ -10,9 +10,17 @@ from app.models.common import examples
 
 # the designs a log can be replayed under: the RFC as posted, the review's alternatives,
 # and what it became; "session" is the session's own configuration
-Design = Literal["rfc-v2", "multi_owner", "mmap_shared", "guest-memfd", "inplace_conversion"]
+Design = Literal[
+    "rfc-v2", "multi_owner", "mmap_shared", "guest-memfd", "inplace_conversion", "no_direct_map"
+]
 DesignOrSession = Literal[
-    "session", "rfc-v2", "multi_owner", "mmap_shared", "guest-memfd", "inplace_conversion"
+    "session",
+    "rfc-v2",
+    "multi_owner",
+    "mmap_shared",
+    "guest-memfd",
+    "inplace_conversion",
+    "no_direct_map",
 ]
 Aspect = Literal["result", "callbacks", "frames", "pages"]
 Status = Literal["agree", "diverge", "intended", "follows", "skipped"]

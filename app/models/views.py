@@ -76,6 +76,11 @@ class FrameExtent(BaseModel):
     fd: int | None
     index: int | None
     order: int
+    no_direct_map: bool = Field(
+        default=False,
+        description="proposal, not merged (variant no_direct_map, v7 2025): out of the "
+        "kernel's direct map",
+    )
     model_config = examples(
         {"start": 0, "end": 512, "state": "cache", "fd": 3, "index": 0, "order": 9}
     )

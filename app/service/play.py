@@ -28,6 +28,11 @@ DESIGNS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("inplace_conversion",),
         "proposal, not merged: in-place conversion (v8, June 2026)",
     ),
+    "no_direct_map": (
+        "guest-memfd",
+        ("no_direct_map",),
+        "proposal, not merged: guest_memfd without direct map (v7, Sep 2025)",
+    ),
 }
 
 

@@ -431,6 +431,34 @@ static void test_inplace(void)
 	ss_machine_free(m);
 }
 
+/* variant no_direct_map ("Direct Map Removal Support for guest_memfd", Patrick Roy,
+ * v7, Sep 2025): a prepared folio leaves the direct map, comes back when freed */
+static void test_no_direct_map(void)
+{
+	cur_test = "no_direct_map";
+	struct ss_config c = { .profile = SS_PROFILE_GMEM, .thp = SS_THP_NEVER, .phys_pages = 4096,
+			       .variants = SS_VAR_NO_DIRECT_MAP };
+	struct ss_machine *m = ss_machine_new(&c);
+	int g;
+	int vm = vm_with_gmem(m, SS_VM_SNP, 4, &g);
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 4 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_KEEP_SIZE, 0, (int64_t)PG), 0);
+	uint64_t pfn = pfn_at(m, g, 0);
+	struct ss_frame_run fr;
+	uint64_t next;
+	EXPECT(m, ss_phys_runs(m, pfn, pfn + 1, &fr, 1, &next), 1);
+	EXPECT(m, fr.no_direct_map, 0);  /* allocated: still in the direct map */
+	EXPECT(m, private_read(m, vm, 0), 0);
+	TRUE(last_has_cb(m, SS_CB_DIRECT_MAP_REMOVE, pfn, pfn + 1));
+	EXPECT(m, ss_phys_runs(m, pfn, pfn + 1, &fr, 1, &next), 1);
+	EXPECT(m, fr.no_direct_map, 1);
+	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, (int64_t)PG), 0);
+	TRUE(last_has_cb(m, SS_CB_DIRECT_MAP_RESTORE, pfn, pfn + 1));
+	EXPECT(m, ss_phys_runs(m, pfn, pfn + 1, &fr, 1, &next), 1);
+	EXPECT(m, fr.no_direct_map, 0);
+	ss_machine_free(m);
+}
+
 int coco_tests(int *nchecks);
 int coco_tests(int *nchecks)
 {
@@ -443,6 +471,7 @@ int coco_tests(int *nchecks)
 	test_tdx_vcpu_and_prefault();
 	test_memory_failure();
 	test_inplace();
+	test_no_direct_map();
 	*nchecks = checks;
 	return failures;
 }

@@ -185,3 +185,35 @@ async def test_memory_failure(k: Kvm) -> None:
     r3 = await k.access(vm, PAGE)
     assert r3["exit"] is None and r3["value"] == 0
     assert "memory_failure" in [o["op"] for o in (await k.get("/trace"))["ops"]]
+
+
+async def test_no_direct_map_per_frame(tmp_path: Path) -> None:
+    """Variant no_direct_map, a proposal ("Direct Map Removal Support for guest_memfd",
+    Patrick Roy, v7 Sep 2025): folios leave the direct map after preparation and get
+    it back only when freed; the frame view shows it."""
+    settings = Settings(data=tmp_path / "data", log_requests=False, rate=0)
+    async with running(settings) as (app, c):
+        body = {"profile": "guest-memfd", "variants": ["no_direct_map"]}
+        r = await c.post(API, json=body)
+        assert r.status_code == 201, r.text
+        k = Kvm(app, c, r.json()["id"])
+        vm, g = await _cvm(k, "KVM_X86_SNP_VM")
+        await k.post(
+            f"/vms/{vm}/memory_attributes", {"address": 0, "size": PAGE, "attributes": PRIV}
+        )
+        a = await k.access(vm, 0, private=True)
+        pfn = a["pfn"]
+        ph = await k.get(f"/phys?start={pfn}&end={pfn + 1}")
+        assert ph["extents"][0]["no_direct_map"] is True
+        fns = [c["fn"] for c in (await k.get("/events"))["events"][-1]["callbacks"]]
+        assert fns == ["snp_rmp_assign", "direct_map_remove"]
+        await k.post(
+            f"/files/{g}/fallocate",
+            {"mode": ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"], "offset": 0, "len": PAGE},
+        )
+        fns = [c["fn"] for c in (await k.get("/events"))["events"][-1]["callbacks"]]
+        assert "direct_map_restore" in fns
+        ph = await k.get(f"/phys?start={pfn}&end={pfn + 1}")
+        assert ph["extents"][0]["no_direct_map"] is False
+        d = await k.post("/diff", {"variant": "guest-memfd"})
+        assert d["a"]["label"].startswith("proposal, not merged")
