@@ -15,7 +15,8 @@
  * snp_launch_update, TDX tdx_vcpu_init_mem_region): the range must be page
  * aligned, non-empty and not wrap (EINVAL); the first gfn needs a
  * guest_memfd memslot (EINVAL), an open guest_memfd (EFAULT); the range is
- * cut at the slot's end.  Page by page: the page is allocated; an uptodate
+ * cut at the slot's end.  Page by page: the page is allocated (a hwpoisoned
+ * one is EHWPOISON); an uptodate
  * one is EEXIST; a gfn that is not private EINVAL (after the allocation, as
  * kvm_gmem_populate orders it); else the source is copied in, the page
  * prepared, measured, and marked uptodate.  kvm_gmem_populate answers the
@@ -158,6 +159,10 @@ static int populate_one(struct ss_machine *m, struct owner *o, struct memslot *s
 		return r;
 	}
 	uint32_t head = frame_head(m, (uint32_t)pfn);
+	if (m->frames[head].xflags & X_HWPOISON) {  /* __kvm_gmem_get_pfn: -EHWPOISON */
+		m->kvm_rule = SS_R_RUN_HWPOISON;
+		return -EHWPOISON;
+	}
 	if (m->frames[head].flags & F_UPTODATE) {
 		m->kvm_rule = SS_R_POPULATE_EXISTS;
 		return -EEXIST;

@@ -154,6 +154,10 @@ RULES: dict[int, Words] = {
         "(kvm_gmem_error_folio); this frame is free or another file's"
     ),
     lib.SS_R_MF_AGAIN: lambda a: "memory_failure: the page is hardware-poisoned already",
+    lib.SS_R_RUN_HWPOISON: lambda a: (
+        f"the page of gfn {a.get('gfn', '?')} is hardware-poisoned (kvm_gmem_get_pfn: "
+        f"EHWPOISON); {a.get('done', 0)} pages done"
+    ),
     lib.SS_R_CONTENT_MODE: lambda a: (
         "KVM_SET_MEMORY_ATTRIBUTES2 (proposal, in-place conversion v8): this VM's arch "
         "cannot honour the content mode (PRESERVE on SNP / TDX: the conversion encrypts)"
