@@ -202,6 +202,8 @@ int do_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags)
 		return -EINVAL;
 	if (size <= 0 || (size & (SS_PAGE_SIZE - 1)))
 		return -EINVAL;
+	if ((m->cfg.variants & SS_VAR_HUGETLB_1G) && (size & ((SS_PAGE_SIZE << SS_GIGA_ORDER) - 1)))
+		return -EINVAL;  /* hugetlb_1g: a multiple of the 1 GiB page */
 	struct inode *in = inode_new(m);
 	if (!in)
 		return -ENFILE;

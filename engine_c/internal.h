@@ -29,6 +29,7 @@
 
 #define NIL 0xffffffffu
 #define HPAGE_NR (1u << SS_HPAGE_ORDER)
+#define SS_GIGA_ORDER 18       /* variant hugetlb_1g: 1 GiB folios */
 
 #ifndef EUCLEAN
 #define EUCLEAN 117
@@ -416,8 +417,17 @@ bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t 
 /* kvm_inplace.c (variant inplace_conversion, a proposal) */
 static inline bool is_inplace(const struct ss_machine *m)
 {
-	return (m->cfg.variants & SS_VAR_INPLACE) != 0;
+	/* hugetlb_1g builds on conversion support (its part (a)) */
+	return (m->cfg.variants & (SS_VAR_INPLACE | SS_VAR_HUGETLB_1G)) != 0;
 }
+static inline bool is_giga(const struct ss_machine *m, const struct inode *in)
+{
+	return (m->cfg.variants & SS_VAR_HUGETLB_1G) && in->kind == SS_KIND_GMEM;
+}
+/* hugetlb.c */
+void giga_split(struct ss_machine *m, struct inode *in, uint32_t head);
+void giga_split_range(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
+void giga_merge_range(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
 void inplace_gmem_init(struct ss_machine *m, struct inode *in);
 int inplace_slot_sync(struct ss_machine *m, struct owner *o, const struct memslot *s);
 bool inplace_private(const struct inode *in, uint64_t index);

@@ -128,7 +128,11 @@ int ss_gmem_set_attributes(struct ss_machine *m, int fd, uint64_t offset, uint64
 	callback_gmem_invalidate(m, in, start, end);  /* zap every binding */
 	if (attrs_set(&in->gattrs, start, end, attributes))
 		return fail_at(m, SS_R_NOMEM, -ENOMEM);
+	if (is_giga(m, in))
+		giga_split_range(m, in, start, end);  /* hugetlb_1g: a part of a 1 GiB folio */
 	convert_pages(m, in, start, end, to_private, flags);
+	if (is_giga(m, in))
+		giga_merge_range(m, in, start, end);
 	ev_touch(m, SS_T_ATTR, fd, -1, start, end - start, attributes);
 	if (o) {
 		for (int i = 0; i < o->nslots; i++)

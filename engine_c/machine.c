@@ -15,7 +15,7 @@ struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
 	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||
 	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED | SS_VAR_INPLACE |
-					  SS_VAR_NO_DIRECT_MAP)) ||
+					  SS_VAR_NO_DIRECT_MAP | SS_VAR_HUGETLB_1G)) ||
 	    cfg->phys_pages < (1u << SS_MAX_ORDER) || cfg->phys_pages > SS_MAX_PHYS_PAGES ||
 	    (cfg->phys_pages & ((1u << SS_MAX_ORDER) - 1)))
 		return NULL;

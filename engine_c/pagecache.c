@@ -27,6 +27,11 @@ uint64_t inode_limit(const struct inode *in)
 
 static unsigned int alloc_order(struct ss_machine *m, struct inode *in, uint64_t index)
 {
+	if (is_giga(m, in)) {  /* hugetlb_1g: a 1 GiB folio where none of its pages is */
+		uint64_t g = index & ~((1ull << SS_GIGA_ORDER) - 1);
+		uint64_t i = g;
+		return tree_find(&in->cache, &i, g + (1ull << SS_GIGA_ORDER) - 1) ? 0 : SS_GIGA_ORDER;
+	}
 	if (in->kind != SS_KIND_MEMFD || m->cfg.thp == SS_THP_NEVER)
 		return 0;
 	uint64_t h = index & ~(uint64_t)(HPAGE_NR - 1);
@@ -52,6 +57,8 @@ int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
 	}
 	unsigned int order = alloc_order(m, in, index);
 	int64_t p = order ? frames_alloc(m, order) : -ENOMEM;
+	if (p < 0 && order == SS_GIGA_ORDER)
+		return (int)p;  /* the pool has no 1 GiB page left */
 	if (p < 0) {
 		order = 0;
 		p = frames_alloc(m, 0);
@@ -200,7 +207,10 @@ int cache_remove_range(struct ss_machine *m, struct inode *in, uint64_t start,
 				callback_invalidate(m, in, s, e - 1);
 			mmu_notify_file(m, in->ino, s, e);  /* the VMM's mappings */
 			if (nr > 1 && (s != hidx || e != next)) {
-				page_split(m, in, head);
+				if (hf->order == SS_GIGA_ORDER)
+					giga_split(m, in, head);
+				else
+					page_split(m, in, head);
 				for (uint64_t i = s; i < e; i++)
 					page_remove(m, in, head + (uint32_t)(i - hidx));
 			} else {

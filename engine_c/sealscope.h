@@ -53,6 +53,7 @@
 #define SS_VAR_MMAP_SHARED 0x2        /* mmap allowed where not encrypted */
 #define SS_VAR_INPLACE 0x4            /* proposal: in-place conversion (v8, June 2026) */
 #define SS_VAR_NO_DIRECT_MAP 0x8      /* proposal: guest_memfd without direct map (v7, 2025) */
+#define SS_VAR_HUGETLB_1G 0x10        /* proposal: 1 GiB HugeTLB guest_memfd (RFC v2, 2025) */
 
 /* file kinds */
 #define SS_KIND_MEMFD 0
@@ -186,6 +187,7 @@ enum ss_op {
 #define SS_T_EXIT 11      /* a vCPU exit: index = gfn, pfn = SS_EXIT_* */
 #define SS_T_ATTR 12      /* attributes of gfns [index, index + npages) set to pfn */
 #define SS_T_SIGNAL 13    /* a host touch of a mapping faulted: pfn = signal */
+#define SS_T_MERGE 14     /* hugetlb_1g: 4 KiB pages merged back into a 1 GiB folio */
 
 struct ss_config {
 	int profile;             /* SS_PROFILE_* */

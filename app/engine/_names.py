@@ -18,6 +18,7 @@ VARIANTS = {
     "mmap_shared": lib.SS_VAR_MMAP_SHARED,
     "inplace_conversion": lib.SS_VAR_INPLACE,  # a proposal (v8, June 2026): not merged
     "no_direct_map": lib.SS_VAR_NO_DIRECT_MAP,  # a proposal (v7, Sep 2025): not merged
+    "hugetlb_1g": lib.SS_VAR_HUGETLB_1G,  # a proposal (RFC v2, May 2025): not merged
 }
 KINDS = {lib.SS_KIND_MEMFD: "memfd", lib.SS_KIND_GMEM: "guest_memfd"}
 OWNER_KINDS = {"kvm": lib.SS_OWNER_KVM, "recorder": lib.SS_OWNER_RECORDER}
@@ -164,6 +165,7 @@ TOUCHES = {
     lib.SS_T_EXIT: "exit",  # pfn: the KVM_EXIT_* number
     lib.SS_T_ATTR: "attributes",  # pfn: the attributes set on the gfns
     lib.SS_T_SIGNAL: "signal",  # pfn: the signal number
+    lib.SS_T_MERGE: "merge",  # hugetlb_1g: 4 KiB pages back into a 1 GiB folio
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
 # the life of a guest_memfd page (kvm_coco.c); a hole is "absent"

@@ -12,7 +12,13 @@ from typing import NamedTuple
 _PHYS_MIN, _PHYS_MAX, _PHYS_STEP = 1024, 1 << 26, 1024
 _PROFILES = ("rfc-v2", "guest-memfd")
 _THP = ("never", "always", "within_size")
-_VARIANTS = ("multi_owner", "mmap_shared", "inplace_conversion", "no_direct_map")
+_VARIANTS = (
+    "multi_owner",
+    "mmap_shared",
+    "inplace_conversion",
+    "no_direct_map",
+    "hugetlb_1g",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,11 @@ DESIGNS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("no_direct_map",),
         "proposal, not merged: guest_memfd without direct map (v7, Sep 2025)",
     ),
+    "hugetlb_1g": (
+        "guest-memfd",
+        ("hugetlb_1g",),
+        "proposal, not merged: 1 GiB HugeTLB guest_memfd (RFC v2, May 2025)",
+    ),
 }
 
 

@@ -459,6 +459,70 @@ static void test_no_direct_map(void)
 	ss_machine_free(m);
 }
 
+/* variant hugetlb_1g: "[RFC PATCH v2 00/51] 1G page support for guest_memfd" - a
+ * 1 GiB folio splits to 4 KiB pages on a partial conversion, merges back after */
+static int order_at(struct ss_machine *m, int fd, uint64_t index)
+{
+	struct ss_page_run r;
+	uint64_t next;
+	return ss_file_runs(m, fd, index, index + 1, &r, 1, &next) == 1 ? r.order : -1;
+}
+
+static void test_hugetlb_1g(void)
+{
+	cur_test = "hugetlb_1g";
+	const uint64_t GIB = 1ull << 30, NR = GIB / PG;
+	struct ss_config c = { .profile = SS_PROFILE_GMEM, .thp = SS_THP_NEVER,
+			       .phys_pages = 2 * NR, .variants = SS_VAR_HUGETLB_1G };
+	struct ss_machine *m = ss_machine_new(&c);
+	int vm = ss_vm_create(m, SS_VM_SW_PROTECTED, "vm");
+	EXPECT(m, ss_vcpu_create(m, vm), 0);
+	EXPECT(m, ss_vm_gmem_create(m, vm, GIB + PG, 3), -EINVAL);  /* not a 1 GiB multiple */
+	int g = ss_vm_gmem_create(m, vm, GIB, 3);
+	EXPECT(m, g >= 3, 1);
+	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_KEEP_SIZE, 0, (int64_t)PG), 0);
+	EXPECT(m, order_at(m, g, 0), 18);
+	EXPECT(m, order_at(m, g, NR - 1), 18);
+	uint64_t head = pfn_at(m, g, 0);
+	EXPECT(m, head % NR, 0);
+	struct ss_frame_run fr[4];
+	uint64_t next;
+	EXPECT(m, ss_phys_runs(m, head, head + NR, fr, 4, &next), 1);
+	EXPECT(m, fr[0].order, 18);
+	/* a part converts: split to 4 KiB pages */
+	uint64_t eo;
+	EXPECT(m, ss_gmem_set_attributes(m, g, 5 * PG, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0, &eo), 0);
+	EXPECT(m, order_at(m, g, 0), 0);
+	EXPECT(m, order_at(m, g, 5), 0);
+	EXPECT(m, pfn_at(m, g, 5), head + 5);  /* in place */
+	EXPECT(m, ss_phys_runs(m, head, head + NR, fr, 4, &next), 1);
+	EXPECT(m, fr[0].order, 0);
+	/* back to one attribute over the whole folio: merged */
+	EXPECT(m, ss_gmem_set_attributes(m, g, 5 * PG, PG, 0, 0, &eo), 0);
+	EXPECT(m, order_at(m, g, 5), 18);
+	EXPECT(m, ss_phys_runs(m, head, head + NR, fr, 4, &next), 1);
+	EXPECT(m, fr[0].order, 18);
+	/* the whole folio converts without a split */
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, GIB, SS_MEMORY_ATTRIBUTE_PRIVATE, 0, &eo), 0);
+	EXPECT(m, order_at(m, g, 7), 18);
+	/* a page of it held: shared -> private of a part is refused, nothing splits */
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, 0, 0, &eo), 0);
+	uint64_t pfn;
+	int order;
+	EXPECT(m, ss_get_lock_pfn(m, g, 0, 0, &pfn, &order), 0);
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0, &eo), -EAGAIN);
+	EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+	/* a punch of a part splits; the rest is freed as the file goes */
+	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, (int64_t)(3 * PG),
+			       (int64_t)PG), 0);
+	EXPECT(m, order_at(m, g, 4), 0);
+	EXPECT(m, ss_close(m, g), 0);
+	struct ss_phys_info pi;
+	ss_phys_info(m, &pi);
+	EXPECT(m, pi.free, 2 * NR);
+	ss_machine_free(m);
+}
+
 int coco_tests(int *nchecks);
 int coco_tests(int *nchecks)
 {
@@ -472,6 +536,7 @@ int coco_tests(int *nchecks)
 	test_memory_failure();
 	test_inplace();
 	test_no_direct_map();
+	test_hugetlb_1g();
 	*nchecks = checks;
 	return failures;
 }

@@ -138,3 +138,34 @@ async def test_side_by_side_with_todays_guest_memfd(tmp_path: Path) -> None:
         assert d["diverging"] >= 1
         row = next(r for r in d["rows"] if r["differs"])
         assert row["op"] == "set_memory_attributes"
+
+
+async def test_hugetlb_1g_split_and_merge(tmp_path: Path) -> None:
+    """Variant hugetlb_1g, a proposal ("[RFC PATCH v2 00/51] 1G page support for
+    guest_memfd", May 2025): a 1 GiB folio (order 18) splits to 4 KiB pages when part
+    of it converts, and merges back once its range has one attribute again."""
+    gib = 1 << 30
+    body = {"profile": "guest-memfd", "variants": ["hugetlb_1g"], "phys_pages": 2 * gib // PAGE}
+    async for k in _kvm(tmp_path, **body):
+        vm = await k.vm()
+        flags = ["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"]
+        e = await k.post(f"/vms/{vm}/guest_memfd", {"size": gib + PAGE, "flags": flags}, 409)
+        assert e["errno"] == "EINVAL"
+        g = await k.gmem(vm, gib, flags)
+        await k.post(
+            f"/files/{g}/fallocate", {"mode": ["FALLOC_FL_KEEP_SIZE"], "offset": 0, "len": PAGE}
+        )
+        ext = (await k.get(f"/files/{g}/pages"))["extents"]
+        assert [(x["start"], x["end"], x["order"]) for x in ext] == [(0, gib // PAGE, 18)]
+        head = ext[0]["pfn"]
+        ma2 = f"/files/{g}/memory_attributes2"
+        await k.post(ma2, {"offset": 5 * PAGE, "size": PAGE, "attributes": PRIV})
+        touches = (await k.get("/events"))["events"][-1]["touches"]
+        assert "split" in [t["what"] for t in touches]
+        ph = await k.get(f"/phys?start={head}&end={head + gib // PAGE}")
+        assert [x["order"] for x in ph["extents"]] == [0]
+        await k.post(ma2, {"offset": 5 * PAGE, "size": PAGE, "attributes": []})
+        touches = (await k.get("/events"))["events"][-1]["touches"]
+        assert "merge" in [t["what"] for t in touches]
+        ph = await k.get(f"/phys?start={head}&end={head + gib // PAGE}")
+        assert [x["order"] for x in ph["extents"]] == [18]
