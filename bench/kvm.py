@@ -15,6 +15,11 @@
    KVM_CREATE_GUEST_MEMFD on /dev/kvm).  Rounds alternate engine and kernel;
    medians and spreads.  Target: an engine round trip <= 0.5x that baseline.
 3. The attribute store of a 1 TiB VM with 3 runs (target < 64 KiB).
+4. Variant hugetlb_1g (a proposal, not merged): converting one 4 KiB page of a 1 GiB
+   folio to private and back (the folio splits to 4 KiB pages, then merges back),
+   per round, against the same conversion in a 4 KiB-backed guest_memfd (variant
+   inplace_conversion) in the same run; ns per conversion and ns per 4 KiB page of
+   the folio.  Rounds alternate; medians and spreads.
 """
 
 from __future__ import annotations
@@ -140,13 +145,66 @@ def attr_memory_tib() -> tuple[int, int]:
     return info.nattr_runs, info.attr_bytes
 
 
+GIB = 1 << 30
+
+
+def _conversion_machine(variant: str) -> tuple[Machine, int]:
+    """A 1 GiB guest_memfd (INIT_SHARED) with its memory allocated, under variant."""
+    m = Machine(Config("guest-memfd", 2 * GIB // PAGE + (1 << 16), "never", {variant}))
+    vm = m.vm_create("bench", "KVM_X86_SW_PROTECTED_VM")
+    g = m.vm_guest_memfd(vm, GIB, ["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"])
+    m.fallocate(g, ["FALLOC_FL_KEEP_SIZE"], 0, GIB)
+    return m, g
+
+
+def _round_trip(m: Machine, g: int, page: int, n: int) -> float:
+    """Seconds per private-and-back conversion of one page (n times)."""
+    priv = 1 << 3
+    t = time.perf_counter()
+    for _ in range(n):
+        m.set_memory_attributes2(g, page * PAGE, PAGE, priv)
+        m.set_memory_attributes2(g, page * PAGE, PAGE, 0)
+    return (time.perf_counter() - t) / n
+
+
+def giga_conversions(rounds: int) -> None:
+    giga, gg = _conversion_machine("hugetlb_1g")
+    small, sg = _conversion_machine("inplace_conversion")
+    runs, _ = giga.page_runs(gg, 0, 1)
+    assert runs[0].order == 18, runs[0]
+    g1: list[float] = []
+    s4: list[float] = []
+    for r in range(rounds):
+        page = (r * 7919) % (GIB // PAGE)
+        g1.append(_round_trip(giga, gg, page, 3) * 1e9)
+        s4.append(_round_trip(small, sg, page, 200) * 1e9)
+    runs, _ = giga.page_runs(gg, 0, 1)
+    assert runs[0].order == 18, "merged back"
+    giga.check()
+    small.check()
+    per_page = [x / (GIB // PAGE) for x in g1]
+    ratios = [a / b for a, b in zip(g1, s4, strict=True)]
+    print("hugetlb_1g (proposal): one 4 KiB page of a 1 GiB folio to private and back:")
+    print(f"  1 GiB folio, split + merge, ns per conversion  {spread(g1)}")
+    print(f"  1 GiB folio, ns per 4 KiB page of the folio    {spread(per_page)}")
+    print(f"  4 KiB pages (inplace_conversion), ns per conv. {spread(s4)}")
+    print(
+        f"  1 GiB / 4 KiB per conversion {statistics.median(ratios):8.1f} "
+        f"(spread {min(ratios):.1f}..{max(ratios):.1f})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--gib", type=float, default=16.0, help="VM size (default 16)")
     ap.add_argument("--rounds", type=int, default=9, help="alternating rounds (default 9)")
+    ap.add_argument("--only-giga", action="store_true", help="only benchmark 4 (1 GiB pages)")
     a = ap.parse_args()
+    if a.only_giga:
+        giga_conversions(a.rounds)
+        return
     v = Vm(a.gib)
     print(f"VM of {v.size >> 20} MiB ({v.pages} pages), SW_PROTECTED, shared memfd mapped")
     touch = v.touch_all()
@@ -192,6 +250,7 @@ def main() -> None:
         print("  kernel baseline: no /dev/kvm or no KVM_CREATE_GUEST_MEMFD here (skipped)")
     runs, nbytes = attr_memory_tib()
     print(f"attribute store of a 1 TiB VM with {runs} runs: {nbytes} bytes (target < 64 KiB)")
+    giga_conversions(a.rounds)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,8 @@ int ss_vm_set_memory_attributes(struct ss_machine *m, int id, uint64_t address,
 		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
 	if (is_rfc(m))
 		return kvm_fail(m, SS_R_NO_IOCTL, -ENOTTY);
-	uint64_t supported = vm_has_private_mem(o->vm) ? SS_MEMORY_ATTRIBUTE_PRIVATE : 0;
+	/* inplace_conversion (a proposal): PRIVATE lives in the guest_memfd */
+	uint64_t supported = vm_has_private_mem(o->vm) && !is_inplace(m) ? SS_MEMORY_ATTRIBUTE_PRIVATE : 0;
 	/* mainline's order: flags, then attributes the VM does not support (a
 	 * VM without private memory supports none: EINVAL for PRIVATE; this
 	 * machine's kernel, built without the attribute ioctl, says ENOTTY) */

@@ -98,7 +98,9 @@ static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, 
 			}
 		if (f->flags & F_HEAD) {
 			uint64_t sz = 1ULL << f->order;
-			CHECK(f->order == SS_HPAGE_ORDER && (p & (sz - 1)) == 0 && (f->index & (sz - 1)) == 0,
+			CHECK((f->order == SS_HPAGE_ORDER ||
+			       (f->order == SS_GIGA_ORDER && (m->cfg.variants & SS_VAR_HUGETLB_1G))) &&
+				      (p & (sz - 1)) == 0 && (f->index & (sz - 1)) == 0,
 			      "huge page at %llu misshapen", (unsigned long long)p);
 			CHECK(f->refcount >= 1, "huge page %llu has refcount %d", (unsigned long long)p, f->refcount);
 			CHECK(!(f->flags & F_LOCKED) || f->refcount >= 2 || !is_rfc(m),

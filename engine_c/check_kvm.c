@@ -13,7 +13,11 @@
  *    frame must still be in that file's cache);
  *  - a huge mapping has alike attributes over its 512 gfns;
  *  - the frames carrying the VM's bit are exactly the frames it maps;
- *  - attribute runs are sorted, disjoint, non-empty, merged and non-zero.
+ *  - attribute runs are sorted, disjoint, non-empty, merged and non-zero;
+ *  - a prepared frame (kvm_coco.c) is a used, uptodate head of a guest_memfd
+ *    page whose VM is SNP or TDX; a VM's measured pages never exceed what it
+ *    populated, and a finalized launch is only on SNP / TDX;
+ *  - no VM maps a hwpoisoned frame (kvm_poison.c).
  */
 #include "internal.h"
 #include <stdarg.h>
@@ -126,8 +130,62 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 	return 0;
 }
 
+static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
+{
+	for (uint64_t p = 0; p < m->cfg.phys_pages; p++) {
+		const struct frame *f = &m->frames[p];
+		if (f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON) &&
+		    (f->mapped || m->frames[frame_head(m, (uint32_t)p)].mapped))
+			return fail(msg, len, "pfn %llu is hwpoisoned but still mapped", ULL(p));
+		if (f->state != SS_FRAME_FREE && (f->xflags & X_NO_DIRECT_MAP) &&
+		    (!(m->cfg.variants & SS_VAR_NO_DIRECT_MAP) || (f->flags & F_TAIL) || !f->ino ||
+		     f->ino > (uint32_t)m->ninodes || m->inodes[f->ino - 1].kind != SS_KIND_GMEM))
+			return fail(msg, len, "pfn %llu is out of the direct map but not a guest_memfd "
+				    "page of variant no_direct_map", ULL(p));
+		if (!(f->flags & F_PREPARED))
+			continue;
+		const struct inode *in = f->ino && f->ino <= (uint32_t)m->ninodes
+						 ? &m->inodes[f->ino - 1] : NULL;
+		const struct owner *o = in && in->vm ? vm_get_const(m, in->vm - 1) : NULL;
+		if (f->state == SS_FRAME_FREE || (f->flags & F_TAIL) || !(f->flags & F_UPTODATE) ||
+		    !in || in->kind != SS_KIND_GMEM || !o || !vm_is_coco(o->vm))
+			return fail(msg, len, "pfn %llu is prepared but not an uptodate page of a "
+				    "confidential VM's guest_memfd", ULL(p));
+	}
+	for (int i = 0; i < m->nowners; i++) {
+		const struct owner *o = &m->owners[i];
+		const struct kvm_vm *vm = o->vm;
+		if (vm && (vm->launch != SS_LAUNCH_NONE) != vm_is_coco(vm))
+			return fail(msg, len, "VM %d: launch state %d on a VM of type %d", i,
+				    vm->launch, vm->type);
+		if (!vm || !is_inplace(m))
+			continue;
+		/* inplace_conversion: the VM's mirror equals the guest_memfd's attributes */
+		for (int k = 0; k < o->nslots; k++) {
+			const struct memslot *s = &o->slots[k];
+			const struct inode *in = s->ino && s->ino <= (uint32_t)m->ninodes
+							 ? &m->inodes[s->ino - 1] : NULL;
+			if (!in || in->ino != s->ino || in->kind != SS_KIND_GMEM)
+				continue;
+			for (uint64_t g = 0; g < s->npages;) {
+				if (attrs_get(&vm->attrs, s->gfn + g) != attrs_get(&in->gattrs, s->index + g))
+					return fail(msg, len, "VM %d gfn %llu: attributes differ from its "
+						    "guest_memfd's", i, ULL(s->gfn + g));
+				uint64_t a = attrs_run_end(&vm->attrs, s->gfn + g, s->gfn + s->npages) - s->gfn;
+				uint64_t b = attrs_run_end(&in->gattrs, s->index + g, s->index + s->npages) -
+					     s->index;
+				g = a < b ? a : b;
+			}
+		}
+	}
+	return 0;
+}
+
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len)
 {
+	int pr = check_prepared(m, msg, len);
+	if (pr)
+		return pr;
 	for (int o = 0; o < m->nowners; o++) {
 		if (!m->owners[o].vm)
 			continue;

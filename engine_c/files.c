@@ -85,6 +85,7 @@ void inode_put_maybe(struct ss_machine *m, struct inode *in)
 	if (in->orphans)
 		return;
 	tree_destroy(&in->cache);
+	attrs_free(&in->gattrs);
 	memset(in, 0, sizeof(*in));
 	in->fd = -1;
 }
@@ -201,6 +202,8 @@ int do_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags)
 		return -EINVAL;
 	if (size <= 0 || (size & (SS_PAGE_SIZE - 1)))
 		return -EINVAL;
+	if ((m->cfg.variants & SS_VAR_HUGETLB_1G) && (size & ((SS_PAGE_SIZE << SS_GIGA_ORDER) - 1)))
+		return -EINVAL;  /* hugetlb_1g: a multiple of the 1 GiB page */
 	struct inode *in = inode_new(m);
 	if (!in)
 		return -ENFILE;
@@ -209,6 +212,7 @@ int do_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags)
 	in->flags = flags;
 	in->size = size;
 	tree_init(&in->cache);
+	inplace_gmem_init(m, in);
 	return install(m, in);
 }
 

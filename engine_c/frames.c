@@ -64,8 +64,30 @@ int frames_init(struct ss_machine *m)
 	return 0;
 }
 
+/* variant hugetlb_1g: an aligned 1 GiB range of wholly free max-order blocks,
+ * taken off the free lists (the RFC's allocator takes 1 GiB folios from a
+ * HugeTLB pool; here from the buddy allocator) */
+static int64_t frames_alloc_giga(struct ss_machine *m)
+{
+	uint64_t nr = 1ull << SS_GIGA_ORDER, block = 1ull << SS_MAX_ORDER;
+	for (uint64_t base = 0; base + nr <= m->cfg.phys_pages; base += nr) {
+		bool all = true;
+		for (uint64_t b = base; b < base + nr && all; b += block)
+			all = (m->frames[b].flags & F_BUDDY) && m->frames[b].order == SS_MAX_ORDER;
+		if (!all)
+			continue;
+		for (uint64_t b = base; b < base + nr; b += block)
+			list_del(m, (uint32_t)b, SS_MAX_ORDER);
+		m->nr_free -= nr;
+		return (int64_t)base;
+	}
+	return -ENOMEM;
+}
+
 int64_t frames_alloc(struct ss_machine *m, unsigned int order)
 {
+	if (order == SS_GIGA_ORDER)
+		return frames_alloc_giga(m);
 	unsigned int o = order;
 	while (o <= SS_MAX_ORDER && m->free_head[o] == NIL)
 		o++;
@@ -83,6 +105,11 @@ int64_t frames_alloc(struct ss_machine *m, unsigned int order)
 
 void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order)
 {
+	if (order > SS_MAX_ORDER) {  /* a 1 GiB folio: back as max-order blocks */
+		for (uint32_t b = 0; b < (1u << order); b += 1u << SS_MAX_ORDER)
+			frames_free(m, pfn + b, SS_MAX_ORDER);
+		return;
+	}
 	memset(&m->frames[pfn], 0, sizeof(struct frame) << order);
 	m->nr_free += 1u << order;
 	while (order < SS_MAX_ORDER) {

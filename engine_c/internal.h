@@ -29,6 +29,7 @@
 
 #define NIL 0xffffffffu
 #define HPAGE_NR (1u << SS_HPAGE_ORDER)
+#define SS_GIGA_ORDER 18       /* variant hugetlb_1g: 1 GiB folios */
 
 #ifndef EUCLEAN
 #define EUCLEAN 117
@@ -45,10 +46,23 @@
 #define F_TAIL 0x10
 #define F_BUDDY 0x20
 #define F_NEW 0x40             /* allocated by the fallocate in progress */
+#define F_PREPARED 0x80        /* guest_memfd: the arch hook ran (SNP RMP assign, TDX S-EPT add) */
+
+/* xflags of a used frame (in the free-list links' place) */
+#define X_HWPOISON 0x1         /* memory_failure() hit it (kvm_poison.c) */
+#define X_NO_DIRECT_MAP 0x2    /* variant no_direct_map: out of the direct map (kvm_coco.c) */
 
 struct frame {                 /* 32 bytes: see ss_frame_size() */
 	uint64_t index;        /* page index in its inode */
-	uint32_t next, prev;   /* free list links (pfn or NIL) */
+	union {
+		struct {
+			uint32_t next, prev;   /* free: free list links (pfn or NIL) */
+		};
+		struct {
+			uint32_t xflags;       /* used: X_* (0 when allocated) */
+			uint32_t xspare;
+		};
+	};
 	uint32_t ino;          /* inode number, 0 if none */
 	int32_t refcount;      /* on the head of a compound page */
 	uint32_t data;         /* data slot + 1, 0 when the page reads as zeros */
@@ -85,6 +99,16 @@ uint64_t tree_find(const struct tree *t, uint64_t *index, uint64_t max);
 uint64_t tree_consecutive(const struct tree *t, uint64_t index, uint64_t value, uint64_t end);
 
 /* ---- inodes ---- */
+/* memory attributes as runs of gfns (attributes.c); of a
+ * guest_memfd's page indexes under variant inplace_conversion */
+struct attr_run {
+	uint64_t start, end, attrs;
+};
+struct attr_store {
+	struct attr_run *runs;  /* sorted, disjoint, non-adjacent-alike, attrs != 0 */
+	uint32_t n, cap;
+};
+
 struct reg {                   /* a registration of an owner on an inode */
 	int owner;
 	int users;             /* variant multi_owner: registrations - unregistrations */
@@ -115,6 +139,7 @@ struct inode {
 	int pending;           /* waiters on this inode */
 	int orphans;           /* its removed pages still referenced */
 	int vm;                /* guest_memfd made by a VM: its owner id + 1 */
+	struct attr_store gattrs; /* inplace_conversion: private indexes (kvm_inplace.c) */
 };
 
 /* ---- owners ---- */
@@ -129,20 +154,27 @@ struct memslot {
 	uint64_t uaddr;        /* userspace_addr */
 };
 
-/* memory attributes as runs of gfns (attributes.c) */
-struct attr_run {
-	uint64_t start, end, attrs;
+
+struct sha384 {                /* sha384.c */
+	uint64_t h[8];
+	uint64_t len;
+	uint8_t buf[128];
+	uint32_t n;
 };
-struct attr_store {
-	struct attr_run *runs;  /* sorted, disjoint, non-adjacent-alike, attrs != 0 */
-	uint32_t n, cap;
-};
+void sha384_init(struct sha384 *c);
+void sha384_update(struct sha384 *c, const void *data, size_t len);
+void sha384_final(const struct sha384 *c, uint8_t out[48]);
 
 struct kvm_vm {                /* vm.c */
 	int type;
 	int nvcpus;
 	uint64_t nr_memslot_pages;
 	struct attr_store attrs;
+	/* confidential VMs (kvm_coco.c) */
+	int launch;            /* SS_LAUNCH_* */
+	uint64_t nmeasured;    /* pages populated */
+	uint8_t digest[48];    /* SNP: the launch digest; TDX: MRTD once finalized */
+	struct sha384 mr;      /* TDX: the running MRTD hash */
 };
 
 struct owner {
@@ -402,6 +434,32 @@ int vmm_assign(struct ss_machine *m, struct mapping *mp);
  * SS_SIGBUS past the file's end */
 int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, struct inode **inp,
 		uint64_t *index);
+
+/* kvm_coco.c: the arch hooks of a guest_memfd page (kvm_gmem_get_pfn's
+ * prepare, .free_folio's reclaim) */
+bool vm_is_coco(const struct kvm_vm *vm);
+void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t pfn, bool priv);
+void gmem_reclaim(struct ss_machine *m, uint32_t head);
+void gmem_direct_map_restore(struct ss_machine *m, uint32_t head);
+/* kvm_poison.c: is the guest_memfd page at index hardware-poisoned */
+bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index);
+/* kvm_inplace.c (variant inplace_conversion, a proposal) */
+static inline bool is_inplace(const struct ss_machine *m)
+{
+	/* hugetlb_1g builds on conversion support (its part (a)) */
+	return (m->cfg.variants & (SS_VAR_INPLACE | SS_VAR_HUGETLB_1G)) != 0;
+}
+static inline bool is_giga(const struct ss_machine *m, const struct inode *in)
+{
+	return (m->cfg.variants & SS_VAR_HUGETLB_1G) && in->kind == SS_KIND_GMEM;
+}
+/* hugetlb.c */
+void giga_split(struct ss_machine *m, struct inode *in, uint32_t head);
+void giga_split_range(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
+void giga_merge_range(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
+void inplace_gmem_init(struct ss_machine *m, struct inode *in);
+int inplace_slot_sync(struct ss_machine *m, struct owner *o, const struct memslot *s);
+bool inplace_private(const struct inode *in, uint64_t index);
 
 /* check_kvm.c */
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len);

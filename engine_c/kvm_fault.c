@@ -83,6 +83,10 @@ static int map_locked(struct ss_machine *m, struct owner *o, struct memslot *s,
 		   base >= s->gfn && base + HPAGE_NR <= s->gfn + s->npages &&
 		   (!o->vm || is_rfc(m) ||
 		    attrs_all(&o->vm->attrs, base, base + HPAGE_NR, attrs_get(&o->vm->attrs, gfn)));
+	if (o->vm && !is_rfc(m))  /* kvm_gmem_get_pfn: zero, then the arch's prepare */
+		gmem_prepare(m, o, in, *pfn,
+			     vm_has_private_mem(o->vm) &&
+				     (attrs_get(&o->vm->attrs, gfn) & SS_MEMORY_ATTRIBUTE_PRIVATE));
 	r = mmu_map(m, o, s, gfn, *pfn, huge, mo);
 	int u = do_put_unlock(m, (uint32_t)*pfn);
 	return r ? r : u;
@@ -155,6 +159,8 @@ static int gmem_fault(struct ss_machine *m, struct owner *o, const struct ss_acc
 		struct inode *in = inode_get(m, s->ino);
 		if (!(s->flags & SS_MEM_GUEST_MEMFD) || !in)
 			return memory_fault(m, o, out, gfn, priv, EFAULT);
+		if (gmem_poisoned(m, in, s->index + (gfn - s->gfn)))  /* kvm_gmem_get_pfn */
+			return memory_fault(m, o, out, gfn, priv, EHWPOISON);
 		int r = map_locked(m, o, s, in, gfn, 1, pfn, mo);
 		return r < 0 ? r : 1;
 	}

@@ -288,6 +288,8 @@ static int do_set_region(struct ss_machine *m, struct owner *o, const struct ss_
 		s->gmem_only = (gm->flags & SS_GMEM_FLAG_MMAP) != 0;
 		if (m->cur)
 			m->cur->e.fd = gm->fd;
+		if (inplace_slot_sync(m, o, s))
+			return kvm_fail(m, SS_R_NOMEM, -ENOMEM);
 	}
 	if (shared) {
 		s->index = r->userspace_addr >> SS_PAGE_SHIFT;  /* the offset into both files */

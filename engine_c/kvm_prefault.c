@@ -5,7 +5,7 @@
  *
  * Order: flags != 0, then an unaligned, empty or wrapping range (EINVAL);
  * a VM whose pre_fault_allowed is false (SNP and TDX until their launch is
- * finalized): EOPNOTSUPP; rfc-v2's 5.15 has no such ioctl (ENOTTY).  Then
+ * finalized: LAUNCH_FINISH / FINALIZE_VM set it, kvm_coco.c): EOPNOTSUPP; rfc-v2's 5.15 has no such ioctl (ENOTTY).  Then
  * page after page: a read fault, private when the attribute says so; a
  * mapping ends the step at its end (a 2 MiB mapping covers the rest of its
  * 2 MiB).  A gfn without memslot ends it with ENOENT (RET_PF_EMULATE), a
@@ -58,7 +58,7 @@ int ss_vcpu_pre_fault(struct ss_machine *m, int id, int vcpu, uint64_t *gpa, uin
 		return kvm_fail(m, SS_R_PREFAULT_FLAGS, -EINVAL);
 	if ((*gpa | *size) & (SS_PAGE_SIZE - 1) || *gpa + *size <= *gpa)
 		return kvm_fail(m, SS_R_PREFAULT_RANGE, -EINVAL);
-	if (o->vm->type == SS_VM_SNP || o->vm->type == SS_VM_TDX)
+	if (vm_is_coco(o->vm) && o->vm->launch != SS_LAUNCH_DONE)
 		return kvm_fail(m, SS_R_PREFAULT_NOT_YET, -EOPNOTSUPP);
 	uint64_t full = *size;
 	int r = 0;

@@ -14,7 +14,8 @@ struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 {
 	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
 	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||
-	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED)) ||
+	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED | SS_VAR_INPLACE |
+					  SS_VAR_NO_DIRECT_MAP | SS_VAR_HUGETLB_1G)) ||
 	    cfg->phys_pages < (1u << SS_MAX_ORDER) || cfg->phys_pages > SS_MAX_PHYS_PAGES ||
 	    (cfg->phys_pages & ((1u << SS_MAX_ORDER) - 1)))
 		return NULL;
@@ -34,8 +35,10 @@ void ss_machine_free(struct ss_machine *m)
 	if (!m)
 		return;
 	for (int i = 0; i < m->ninodes; i++)
-		if (m->inodes[i].ino)
+		if (m->inodes[i].ino) {
 			tree_destroy(&m->inodes[i].cache);
+			attrs_free(&m->inodes[i].gattrs);
+		}
 	for (uint32_t i = 0; i < m->ndata; i++)
 		free(m->data[i]);
 	owners_free(m);
@@ -105,8 +108,11 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 		for (int i = 0; i < ninodes; i++) {
 			m->inodes[i] = src->inodes[i];
 			tree_init(&m->inodes[i].cache);
+			m->inodes[i].gattrs = (struct attr_store){ 0 };
 			m->ninodes = i + 1;
 			if (src->inodes[i].ino && tree_clone(&m->inodes[i].cache, &src->inodes[i].cache))
+				goto err;
+			if (src->inodes[i].ino && attrs_clone(&m->inodes[i].gattrs, &src->inodes[i].gattrs))
 				goto err;
 		}
 	}
@@ -264,13 +270,19 @@ static void page_attrs(const struct ss_machine *m, uint64_t pfn, struct ss_page_
 	r->refcount = hf->refcount;
 	r->mapped_by = m->frames[pfn].mapped;
 	r->waiters = m->nwaiters ? count_waiters(m, head) : 0;
+	const struct inode *in = hf->ino && hf->ino <= (uint32_t)m->ninodes ? &m->inodes[hf->ino - 1] : NULL;
+	r->life = !in || in->kind != SS_KIND_GMEM ? 0
+		  : (hf->xflags & X_HWPOISON)	   ? SS_LIFE_HWPOISON
+		  : (hf->flags & F_PREPARED)	   ? SS_LIFE_PREPARED
+		  : (hf->flags & F_UPTODATE)	   ? SS_LIFE_ZEROED
+						   : SS_LIFE_ALLOCATED;
 }
 
 static bool same_attrs(const struct ss_page_run *a, const struct ss_page_run *b)
 {
 	return a->state == b->state && a->order == b->order && a->locked == b->locked &&
 	       a->dirty == b->dirty && a->refcount == b->refcount &&
-	       a->mapped_by == b->mapped_by && a->waiters == b->waiters;
+	       a->mapped_by == b->mapped_by && a->waiters == b->waiters && a->life == b->life;
 }
 
 int ss_file_runs(const struct ss_machine *cm, int fd, uint64_t start, uint64_t end,
@@ -357,12 +369,14 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 						 ? &m->inodes[f->ino - 1] : NULL;
 			r.fd = in ? in->fd : -1;
 			r.index = f->index;
+			r.no_direct_map = !!(m->frames[frame_head(m, (uint32_t)pfn)].xflags & X_NO_DIRECT_MAP);
 		}
 		if (pfn + len > end)
 			len = end - pfn;
 		if (n) {
 			struct ss_frame_run *l = &out[n - 1];
 			bool merge = l->state == r.state && l->order == r.order && l->end == pfn &&
+				     l->no_direct_map == r.no_direct_map &&
 				     (r.state == SS_FRAME_FREE ||
 				      (l->fd == r.fd && m->frames[pfn - 1].ino == f->ino &&
 				       l->index + (pfn - l->start) == r.index));

@@ -27,6 +27,11 @@ uint64_t inode_limit(const struct inode *in)
 
 static unsigned int alloc_order(struct ss_machine *m, struct inode *in, uint64_t index)
 {
+	if (is_giga(m, in)) {  /* hugetlb_1g: a 1 GiB folio where none of its pages is */
+		uint64_t g = index & ~((1ull << SS_GIGA_ORDER) - 1);
+		uint64_t i = g;
+		return tree_find(&in->cache, &i, g + (1ull << SS_GIGA_ORDER) - 1) ? 0 : SS_GIGA_ORDER;
+	}
 	if (in->kind != SS_KIND_MEMFD || m->cfg.thp == SS_THP_NEVER)
 		return 0;
 	uint64_t h = index & ~(uint64_t)(HPAGE_NR - 1);
@@ -52,6 +57,8 @@ int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
 	}
 	unsigned int order = alloc_order(m, in, index);
 	int64_t p = order ? frames_alloc(m, order) : -ENOMEM;
+	if (p < 0 && order == SS_GIGA_ORDER)
+		return (int)p;  /* the pool has no 1 GiB page left */
 	if (p < 0) {
 		order = 0;
 		p = frames_alloc(m, 0);
@@ -105,6 +112,8 @@ static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
 		return;
 	}
 	ev_touch(m, SS_T_FREE, inode_fd(in), -1, base, nr, head);
+	gmem_reclaim(m, head);
+	gmem_direct_map_restore(m, head);
 	frames_free(m, head, (unsigned int)(nr > 1 ? hf->order : 0));
 }
 
@@ -114,6 +123,8 @@ void page_free_frames(struct ss_machine *m, uint32_t head)
 	unsigned int order = (hf->flags & F_HEAD) ? hf->order : 0;
 	struct inode *in = hf->state == SS_FRAME_ORPHAN ? inode_get(m, hf->ino) : NULL;
 	ev_touch(m, SS_T_FREE, -1, -1, hf->index, 1ULL << order, head);
+	gmem_reclaim(m, head);  /* .free_folio: the arch takes the page back */
+	gmem_direct_map_restore(m, head);
 	for (uint32_t i = 0; i < (1u << order); i++)
 		data_drop(m, head + i);
 	frames_free(m, head, order);
@@ -196,7 +207,10 @@ int cache_remove_range(struct ss_machine *m, struct inode *in, uint64_t start,
 				callback_invalidate(m, in, s, e - 1);
 			mmu_notify_file(m, in->ino, s, e);  /* the VMM's mappings */
 			if (nr > 1 && (s != hidx || e != next)) {
-				page_split(m, in, head);
+				if (hf->order == SS_GIGA_ORDER)
+					giga_split(m, in, head);
+				else
+					page_split(m, in, head);
 				for (uint64_t i = s; i < e; i++)
 					page_remove(m, in, head + (uint32_t)(i - hidx));
 			} else {

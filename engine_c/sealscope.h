@@ -53,6 +53,9 @@
 /* design variants (bitmask; 0 is the RFC as posted) */
 #define SS_VAR_MULTI_OWNER 0x1        /* a registration list, fan-out */
 #define SS_VAR_MMAP_SHARED 0x2        /* mmap allowed where not encrypted */
+#define SS_VAR_INPLACE 0x4            /* proposal: in-place conversion (v8, June 2026) */
+#define SS_VAR_NO_DIRECT_MAP 0x8      /* proposal: guest_memfd without direct map (v7, 2025) */
+#define SS_VAR_HUGETLB_1G 0x10        /* proposal: 1 GiB HugeTLB guest_memfd (RFC v2, 2025) */
 
 /* file kinds */
 #define SS_KIND_MEMFD 0
@@ -96,6 +99,17 @@
 #define SS_PG_HOLE 0
 #define SS_PG_PRESENT 1
 
+/* the life of a guest_memfd page (ss_page_run.life; 0 for other files and holes) */
+#define SS_LIFE_ALLOCATED 1   /* in the file, not yet uptodate */
+#define SS_LIFE_ZEROED 2      /* uptodate: zeroed (or populated) before the guest saw it */
+#define SS_LIFE_PREPARED 3    /* the arch hook ran: SNP RMP assigned, TDX in the S-EPT */
+#define SS_LIFE_HWPOISON 4    /* memory_failure() hit it; kept in the file (MF_DELAYED) */
+
+/* launch state of a confidential VM */
+#define SS_LAUNCH_NONE 0      /* not SNP / TDX */
+#define SS_LAUNCH_INIT 1      /* populating: LAUNCH_UPDATE / INIT_MEM_REGION */
+#define SS_LAUNCH_DONE 2      /* LAUNCH_FINISH / FINALIZE_VM done */
+
 /* frame states */
 #define SS_FRAME_FREE 0
 #define SS_FRAME_CACHE 1      /* in a file's page cache */
@@ -132,6 +146,10 @@ enum ss_op {
 	SS_OP_VCPU_ACCESS,    /* KVM_RUN: one guest access */
 	SS_OP_MAP_ACCESS,     /* the VMM touches its mapping */
 	SS_OP_PRE_FAULT,      /* KVM_PRE_FAULT_MEMORY */
+	SS_OP_LAUNCH_UPDATE,  /* SNP LAUNCH_UPDATE / TDX INIT_MEM_REGION */
+	SS_OP_LAUNCH_FINISH,  /* SNP LAUNCH_FINISH / TDX FINALIZE_VM */
+	SS_OP_MEMORY_FAILURE, /* memory_failure() of a pfn (an MCE) */
+	SS_OP_GMEM_SET_ATTRS, /* proposal: KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd */
 	SS_OP__COUNT
 };
 
@@ -147,6 +165,14 @@ enum ss_op {
 #define SS_CB_INVALIDATE 0        /* invalidate_page_range, end inclusive */
 #define SS_CB_FALLOCATE 1         /* fallocate, end exclusive */
 #define SS_CB_GMEM_INVALIDATE 2   /* kvm_gmem_invalidate_begin, end exclusive */
+/* arch hooks of a confidential VM's guest_memfd page: start, end = pfns, end exclusive */
+#define SS_CB_RMP_ASSIGN 3        /* SNP: sev_gmem_prepare / post_populate, rmp_make_private */
+#define SS_CB_RMP_RECLAIM 4       /* SNP: sev_gmem_invalidate on free, rmp_make_shared */
+#define SS_CB_SEPT_ADD 5          /* TDX: TDH.MEM.PAGE.AUG / PAGE.ADD into the S-EPT */
+#define SS_CB_SEPT_REMOVE 6       /* TDX: TDH.MEM.PAGE.REMOVE, the page reclaimed */
+/* variant no_direct_map (a proposal): start, end = pfns */
+#define SS_CB_DIRECT_MAP_REMOVE 7 /* set_direct_map_valid_noflush(false) after preparation */
+#define SS_CB_DIRECT_MAP_RESTORE 8 /* the direct map entries come back when the folio is freed */
 
 /* what an event did to pages and frames */
 #define SS_T_ALLOC 0      /* pages added to the cache */
@@ -163,6 +189,7 @@ enum ss_op {
 #define SS_T_EXIT 11      /* a vCPU exit: index = gfn, pfn = SS_EXIT_* */
 #define SS_T_ATTR 12      /* attributes of gfns [index, index + npages) set to pfn */
 #define SS_T_SIGNAL 13    /* a host touch of a mapping faulted: pfn = signal */
+#define SS_T_MERGE 14     /* hugetlb_1g: 4 KiB pages merged back into a 1 GiB folio */
 
 struct ss_config {
 	int profile;             /* SS_PROFILE_* */
@@ -214,6 +241,7 @@ struct ss_page_run {
 	int refcount;
 	uint32_t mapped_by;      /* bitmask of owner ids */
 	int waiters;             /* operations sleeping on this page */
+	int life;                /* SS_LIFE_*: guest_memfd pages */
 };
 
 /* a run of alike frames: [start, end) */
@@ -223,6 +251,7 @@ struct ss_frame_run {
 	int order;
 	int fd;                  /* -1 if free */
 	uint64_t index;          /* file index of the frame at start */
+	int no_direct_map;       /* variant no_direct_map: out of the kernel's direct map */
 };
 
 struct ss_file_info {
@@ -466,6 +495,20 @@ enum ss_kvm_rule {
 	SS_R_PREFAULT_NOT_YET,   /* pre_fault_allowed is false (SNP / TDX before launch) */
 	SS_R_PREFAULT_NOSLOT,    /* the first page has no memslot (ENOENT) */
 	SS_R_PREFAULT_FAULT,     /* the first page's fault failed */
+	SS_R_NOT_COCO,           /* launch ops on a VM that is not SNP / TDX (ENOTTY) */
+	SS_R_LAUNCH_DONE,        /* the launch is finalized already */
+	SS_R_LAUNCH_NO_VCPU,     /* TDX INIT_MEM_REGION is a vCPU ioctl: no vCPU */
+	SS_R_POPULATE_RANGE,     /* gpa / length unaligned, empty or wrapping */
+	SS_R_POPULATE_SLOT,      /* the first gfn has no guest_memfd memslot */
+	SS_R_POPULATE_CLOSED,    /* the slot's guest_memfd is closed (EFAULT) */
+	SS_R_POPULATE_SHARED,    /* a gfn is not private */
+	SS_R_POPULATE_EXISTS,    /* the page is uptodate (prepared) already (EEXIST) */
+	SS_R_MF_PFN,             /* memory_failure: no such pfn (ENXIO) */
+	SS_R_MF_NOT_GMEM,        /* only guest_memfd pages are simulated (EOPNOTSUPP) */
+	SS_R_MF_AGAIN,           /* the page is poisoned already (EHWPOISON) */
+	SS_R_RUN_HWPOISON,       /* KVM_RUN: the page is poisoned (EHWPOISON) */
+	SS_R_CONTENT_MODE,       /* inplace: the arch cannot honour the content mode */
+	SS_R_CONVERT_BUSY,       /* inplace: a page has an extra reference (EAGAIN) */
 	SS_R__COUNT
 };
 
@@ -567,6 +610,31 @@ int ss_mapping_addr(const struct ss_machine *m, int map_id, uint64_t *addr);
 int ss_vcpu_pre_fault(struct ss_machine *m, int vm, int vcpu, uint64_t *gpa, uint64_t *size,
 		      uint64_t flags);
 int ss_vm_info(const struct ss_machine *m, int vm, struct ss_vm_info *out);
+/* SNP LAUNCH_UPDATE / TDX INIT_MEM_REGION (through vCPU 0) of len bytes of src at
+ * gpa: pages done (>= 0; SNP answers 0 with the rest when some were done), or
+ * -errno (TDX: also after some pages); *done is the number of pages done */
+int ss_vm_launch_update(struct ss_machine *m, int vm, uint64_t gpa, const uint8_t *src,
+			uint64_t len, uint64_t *done);
+int ss_vm_launch_finish(struct ss_machine *m, int vm);
+/* memory_failure(pfn): a guest_memfd page is zapped in every VM and kept
+ * (MF_DELAYED): 0, or -errno */
+int ss_memory_failure(struct ss_machine *m, uint64_t pfn);
+/* variant inplace_conversion (a proposal): KVM_SET_MEMORY_ATTRIBUTES2 on a
+ * guest_memfd; flags: content mode ZERO 1, PRESERVE 2; EAGAIN sets *error_offset */
+int ss_gmem_set_attributes(struct ss_machine *m, int fd, uint64_t offset, uint64_t size,
+			   uint64_t attributes, uint64_t flags, uint64_t *error_offset);
+/* variant inplace_conversion: the guest_memfd's attribute runs over [start, end) */
+int ss_gmem_attr_runs(const struct ss_machine *m, int fd, uint64_t start, uint64_t end,
+		      struct ss_attr_run *out, int max);
+/* is the frame hardware-poisoned (1) */
+int ss_frame_poisoned(const struct ss_machine *m, uint64_t pfn);
+struct ss_launch_info {
+	int state;               /* SS_LAUNCH_* */
+	uint64_t pages;          /* pages measured */
+	int have_digest;         /* SNP: always; TDX: once finalized */
+	uint8_t digest[48];
+};
+int ss_vm_launch_info(const struct ss_machine *m, int vm, struct ss_launch_info *out);
 int ss_vm_memslots(const struct ss_machine *m, int vm, struct ss_vm_memslot *out, int max);
 /* attribute runs over [start, end) from the store (gfns without attributes are
  * left out); returns the count (at most max) */

@@ -87,6 +87,8 @@ int ss_vm_create(struct ss_machine *m, uint64_t type, const char *name)
 	if (!vm)
 		return kvm_fail(m, SS_R_NOMEM, -ENOMEM);
 	vm->type = (int)type;
+	vm->launch = (type == SS_VM_SNP || type == SS_VM_TDX) ? SS_LAUNCH_INIT : SS_LAUNCH_NONE;
+	sha384_init(&vm->mr);
 	struct owner *o = &m->owners[m->nowners];
 	memset(o, 0, sizeof(*o));
 	o->id = m->nowners++;
@@ -135,7 +137,7 @@ static uint64_t gmem_flags(const struct kvm_vm *vm)
 	uint64_t f = SS_GMEM_FLAG_MMAP;
 	if (!vm_has_private_mem(vm))
 		f |= SS_GMEM_FLAG_INIT_SHARED;
-	return f;
+	return f;  /* inplace_conversion: see ss_vm_gmem_create */
 }
 
 int ss_vm_gmem_create(struct ss_machine *m, int id, uint64_t size, uint64_t flags)
@@ -148,7 +150,7 @@ int ss_vm_gmem_create(struct ss_machine *m, int id, uint64_t size, uint64_t flag
 	if (is_rfc(m))
 		return kvm_fail(m, SS_R_NO_IOCTL, -ENOTTY);
 	/* kvm_gmem_create(): flags first, then the size (a loff_t) */
-	if (flags & ~gmem_flags(o->vm))
+	if (flags & ~(gmem_flags(o->vm) | (is_inplace(m) ? SS_GMEM_FLAG_INIT_SHARED : 0)))
 		return kvm_fail(m, SS_R_GMEM_FLAGS, -EINVAL);
 	if ((int64_t)size <= 0 || (size & (SS_PAGE_SIZE - 1)))
 		return kvm_fail(m, SS_R_GMEM_SIZE, -EINVAL);

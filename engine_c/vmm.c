@@ -68,6 +68,8 @@ int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, 
 	*index = idx;
 	if (idx >= file_pages(in))
 		return SS_SIGBUS;
+	if (in->kind == SS_KIND_GMEM && is_inplace(m))
+		return inplace_private(in, idx) ? SS_SIGBUS : 0;  /* per-page, the proposal */
 	if (in->kind == SS_KIND_GMEM && !(in->flags & SS_GMEM_FLAG_INIT_SHARED))
 		return SS_SIGBUS;  /* kvm_gmem_fault_user_mapping(): private memory */
 	return 0;
@@ -108,6 +110,11 @@ int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int wri
 		ev_touch(m, SS_T_SIGNAL, in ? in->fd : -1, -1, index, 1, (uint64_t)sig);
 		return (int)ev_end(m, 0);
 	}
+	if (in->kind == SS_KIND_GMEM && gmem_poisoned(m, in, index)) {
+		*signal = SS_SIGBUS;  /* a hwpoison page: memory_failure's SIGBUS */
+		ev_touch(m, SS_T_SIGNAL, in->fd, -1, index, 1, SS_SIGBUS);
+		return (int)ev_end(m, 0);
+	}
 	if (write && (mp->flags & SS_MAP_PRIVATE) && !(mp->flags & SS_MAP_SHARED))
 		return kvm_fail(m, SS_R_RUN_COW, -EOPNOTSUPP);
 	uint64_t pfn;
@@ -115,6 +122,8 @@ int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int wri
 	int err = cache_alloc_page(m, in, index, &pfn, &isnew);
 	if (err)
 		return kvm_fail(m, SS_R_NOMEM, err);
+	if (in->kind == SS_KIND_GMEM)  /* kvm_gmem_fault_user_mapping: zeroed, uptodate */
+		m->frames[frame_head(m, (uint32_t)pfn)].flags |= F_UPTODATE;
 	unsigned int off = (unsigned int)((mp->offset + offset) & (SS_PAGE_SIZE - 1));
 	struct frame *f = &m->frames[pfn];
 	if (write) {

@@ -20,10 +20,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def routers() -> list[APIRouter]:
-    from app.api import batch, compare, files, guest, kvm, scenarios, sessions, views
+    from app.api import batch, compare, files, guest, kvm, kvm_coco, scenarios, sessions, views
 
     # the busiest first: routes are matched in order
-    return [m.router for m in (files, guest, kvm, views, sessions, batch, scenarios, compare)]
+    return [
+        m.router for m in (files, guest, kvm, kvm_coco, views, sessions, batch, scenarios, compare)
+    ]
 
 
 def new_router(tag: str) -> APIRouter:

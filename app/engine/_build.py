@@ -40,6 +40,9 @@ CDEF = """
 #define SS_THP_WITHIN_SIZE ...
 #define SS_VAR_MULTI_OWNER ...
 #define SS_VAR_MMAP_SHARED ...
+#define SS_VAR_INPLACE ...
+#define SS_VAR_NO_DIRECT_MAP ...
+#define SS_VAR_HUGETLB_1G ...
 #define SS_KIND_MEMFD ...
 #define SS_KIND_GMEM ...
 
@@ -81,7 +84,8 @@ enum ss_op {
     SS_OP_UNREGISTER_GUEST, SS_OP_GET_LOCK_PFN, SS_OP_PUT_UNLOCK_PFN,
     SS_OP_INVALIDATE, SS_OP_MEMSLOT, SS_OP_FAULT, SS_OP_WAKE, SS_OP_MIGRATE,
     SS_OP_VM_CREATE, SS_OP_VM_GMEM, SS_OP_SET_REGION, SS_OP_SET_ATTRS, SS_OP_VCPU_CREATE,
-    SS_OP_VCPU_ACCESS, SS_OP_MAP_ACCESS, SS_OP_PRE_FAULT, SS_OP__COUNT,
+    SS_OP_VCPU_ACCESS, SS_OP_MAP_ACCESS, SS_OP_PRE_FAULT, SS_OP_LAUNCH_UPDATE,
+    SS_OP_LAUNCH_FINISH, SS_OP_MEMORY_FAILURE, SS_OP_GMEM_SET_ATTRS, SS_OP__COUNT,
     ...
 };
 
@@ -160,6 +164,7 @@ struct ss_page_run {
     int refcount;
     uint32_t mapped_by;
     int waiters;
+    int life;
     ...;
 };
 
@@ -169,6 +174,7 @@ struct ss_frame_run {
     int order;
     int fd;
     uint64_t index;
+    int no_direct_map;
     ...;
 };
 

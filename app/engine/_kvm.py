@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from app.engine._errors import make_error
+from app.engine._kvm_coco import KvmCoco
 from app.engine._kvm_messages import kvm_words
 from app.engine._kvm_names import (
     ATTRIBUTES,
@@ -30,7 +31,6 @@ from app.engine._kvm_names import (
     kernel_bits,
 )
 from app.engine._kvm_types import AccessResult, Exit, HostAccess, VmMemslot
-from app.engine._kvm_views import KvmViews
 from app.engine._lib import ffi, lib
 from app.engine._names import GMEM_FLAGS, HAZARDS, errno_name, i32, i64, names_of, u32, u64
 
@@ -49,7 +49,7 @@ def _fd32(fd: int) -> int:
     return fd if -(1 << 31) <= fd < 1 << 31 else -2
 
 
-class Kvm(KvmViews):
+class Kvm(KvmCoco):
     _m: Any
     _lock: threading.Lock
 

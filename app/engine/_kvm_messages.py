@@ -122,6 +122,51 @@ RULES: dict[int, Words] = {
     lib.SS_R_PREFAULT_FAULT: lambda a: (
         "the first page's fault failed (a memory fault exit, or no page at userspace_addr)"
     ),
+    lib.SS_R_NOT_COCO: lambda a: (
+        "launch ops exist for SNP and TDX VMs only (KVM_MEMORY_ENCRYPT_OP: ENOTTY)"
+    ),
+    lib.SS_R_LAUNCH_DONE: lambda a: (
+        "the launch is finalized already (TDX: state is not TD_STATE_INITIALIZED, EINVAL; "
+        "SNP: the firmware's guest left the launch state, EIO)"
+    ),
+    lib.SS_R_LAUNCH_NO_VCPU: lambda a: (
+        "KVM_TDX_INIT_MEM_REGION is a vCPU ioctl: create a vCPU first"
+    ),
+    lib.SS_R_POPULATE_RANGE: lambda a: (
+        "populate: gpa and the source's length must be page aligned, non-empty, not wrapping"
+    ),
+    lib.SS_R_POPULATE_SLOT: lambda a: (
+        "populate: the first gfn has no memslot with a guest_memfd (kvm_gmem_populate: EINVAL)"
+    ),
+    lib.SS_R_POPULATE_CLOSED: lambda a: "populate: the memslot's guest_memfd is closed (EFAULT)",
+    lib.SS_R_POPULATE_SHARED: lambda a: (
+        f"populate: gfn {a.get('gfn', '?')} is not private (kvm_gmem_populate needs "
+        "KVM_MEMORY_ATTRIBUTE_PRIVATE; the page was allocated first); "
+        f"{a.get('done', 0)} pages done"
+    ),
+    lib.SS_R_POPULATE_EXISTS: lambda a: (
+        f"populate: the page of gfn {a.get('gfn', '?')} is uptodate (prepared) already "
+        f"(kvm_gmem_populate: EEXIST); {a.get('done', 0)} pages done"
+    ),
+    lib.SS_R_MF_PFN: lambda a: f"memory_failure: no pfn {a.get('pfn')} on this machine (ENXIO)",
+    lib.SS_R_MF_NOT_GMEM: lambda a: (
+        "memory_failure: the simulator models the failure of guest_memfd pages only "
+        "(kvm_gmem_error_folio); this frame is free or another file's"
+    ),
+    lib.SS_R_MF_AGAIN: lambda a: "memory_failure: the page is hardware-poisoned already",
+    lib.SS_R_RUN_HWPOISON: lambda a: (
+        f"the page of gfn {a.get('gfn', '?')} is hardware-poisoned (kvm_gmem_get_pfn: "
+        f"EHWPOISON); {a.get('done', 0)} pages done"
+    ),
+    lib.SS_R_CONTENT_MODE: lambda a: (
+        "KVM_SET_MEMORY_ATTRIBUTES2 (proposal, in-place conversion v8): this VM's arch "
+        "cannot honour the content mode (PRESERVE on SNP / TDX: the conversion encrypts)"
+    ),
+    lib.SS_R_CONVERT_BUSY: lambda a: (
+        "KVM_SET_MEMORY_ATTRIBUTES2 (proposal, in-place conversion v8): the page at "
+        f"error_offset={_hex(a.get('error_offset', 0))} has a reference beyond "
+        "guest_memfd's own (a get_lock_pfn hold, a pin): drop it and retry"
+    ),
 }
 
 

@@ -13,7 +13,13 @@ THP = {
     "always": lib.SS_THP_ALWAYS,
     "within_size": lib.SS_THP_WITHIN_SIZE,
 }
-VARIANTS = {"multi_owner": lib.SS_VAR_MULTI_OWNER, "mmap_shared": lib.SS_VAR_MMAP_SHARED}
+VARIANTS = {
+    "multi_owner": lib.SS_VAR_MULTI_OWNER,
+    "mmap_shared": lib.SS_VAR_MMAP_SHARED,
+    "inplace_conversion": lib.SS_VAR_INPLACE,  # a proposal (v8, June 2026): not merged
+    "no_direct_map": lib.SS_VAR_NO_DIRECT_MAP,  # a proposal (v7, Sep 2025): not merged
+    "hugetlb_1g": lib.SS_VAR_HUGETLB_1G,  # a proposal (RFC v2, May 2025): not merged
+}
 KINDS = {lib.SS_KIND_MEMFD: "memfd", lib.SS_KIND_GMEM: "guest_memfd"}
 OWNER_KINDS = {"kvm": lib.SS_OWNER_KVM, "recorder": lib.SS_OWNER_RECORDER}
 # Machine.page_density's flags, frame_density's codes for no file / several / none open
@@ -89,6 +95,10 @@ OPS = {
     lib.SS_OP_VCPU_ACCESS: "vcpu_access",
     lib.SS_OP_MAP_ACCESS: "mapping_access",
     lib.SS_OP_PRE_FAULT: "pre_fault_memory",
+    lib.SS_OP_LAUNCH_UPDATE: "launch_update",
+    lib.SS_OP_LAUNCH_FINISH: "launch_finish",
+    lib.SS_OP_MEMORY_FAILURE: "memory_failure",
+    lib.SS_OP_GMEM_SET_ATTRS: "set_memory_attributes2",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -125,6 +135,10 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "vcpu_access": ("vm", "vcpu", "gpa", "how"),
     "mapping_access": ("map_id", "offset", "write", "value"),
     "pre_fault_memory": ("vm", "vcpu", "gpa", "size"),
+    "launch_update": ("vm", "gpa", "len"),
+    "launch_finish": ("vm",),
+    "memory_failure": ("pfn",),
+    "set_memory_attributes2": ("offset", "size", "attributes", "flags"),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
@@ -141,6 +155,13 @@ CALLBACKS = {
     lib.SS_CB_INVALIDATE: "invalidate_page_range",
     lib.SS_CB_FALLOCATE: "fallocate",
     lib.SS_CB_GMEM_INVALIDATE: "gmem_invalidate",
+    # arch hooks of a confidential VM's guest_memfd page (kvm_coco.c), range = pfns
+    lib.SS_CB_RMP_ASSIGN: "snp_rmp_assign",
+    lib.SS_CB_RMP_RECLAIM: "snp_rmp_reclaim",
+    lib.SS_CB_SEPT_ADD: "tdx_sept_add",
+    lib.SS_CB_SEPT_REMOVE: "tdx_sept_remove",
+    lib.SS_CB_DIRECT_MAP_REMOVE: "direct_map_remove",
+    lib.SS_CB_DIRECT_MAP_RESTORE: "direct_map_restore",
 }
 TOUCHES = {
     lib.SS_T_ALLOC: "alloc",
@@ -157,8 +178,16 @@ TOUCHES = {
     lib.SS_T_EXIT: "exit",  # pfn: the KVM_EXIT_* number
     lib.SS_T_ATTR: "attributes",  # pfn: the attributes set on the gfns
     lib.SS_T_SIGNAL: "signal",  # pfn: the signal number
+    lib.SS_T_MERGE: "merge",  # hugetlb_1g: 4 KiB pages back into a 1 GiB folio
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
+# the life of a guest_memfd page (kvm_coco.c); a hole is "absent"
+PAGE_LIFE = {
+    lib.SS_LIFE_ALLOCATED: "allocated",
+    lib.SS_LIFE_ZEROED: "zeroed",
+    lib.SS_LIFE_PREPARED: "prepared",
+    lib.SS_LIFE_HWPOISON: "hwpoison",
+}
 FRAME_STATES = {
     lib.SS_FRAME_FREE: "free",
     lib.SS_FRAME_CACHE: "cache",
@@ -167,7 +196,14 @@ FRAME_STATES = {
 
 # the kernel's spelling where Python's errno module has none, or prefers
 # an alias (95 is EOPNOTSUPP in the kernel's sources and in the API)
-_KERNEL_NAMES = {95: "EOPNOTSUPP", 35: "EDEADLK", 11: "EAGAIN", 117: "EUCLEAN", 524: "ENOTSUPP"}
+_KERNEL_NAMES = {
+    95: "EOPNOTSUPP",
+    35: "EDEADLK",
+    11: "EAGAIN",
+    117: "EUCLEAN",
+    524: "ENOTSUPP",
+    133: "EHWPOISON",
+}
 
 
 def errno_name(value: int) -> str:

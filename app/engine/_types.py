@@ -12,7 +12,13 @@ from typing import NamedTuple
 _PHYS_MIN, _PHYS_MAX, _PHYS_STEP = 1024, 1 << 26, 1024
 _PROFILES = ("rfc-v2", "guest-memfd")
 _THP = ("never", "always", "within_size")
-_VARIANTS = ("multi_owner", "mmap_shared")
+_VARIANTS = (
+    "multi_owner",
+    "mmap_shared",
+    "inplace_conversion",
+    "no_direct_map",
+    "hugetlb_1g",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ class PageRun(NamedTuple):
     dirty: bool
     mapped_by: list[int]
     waiters: int
+    life: str | None = None  # a guest_memfd page: allocated / zeroed / prepared
 
 
 class FrameRun(NamedTuple):
@@ -100,6 +107,7 @@ class FrameRun(NamedTuple):
     fd: int | None
     index: int | None  # type: ignore[assignment]  # a field shadowing tuple.index
     order: int
+    no_direct_map: bool = False  # variant no_direct_map (a proposal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from app.engine._names import (
     KINDS,
     MFD_FLAGS,
     OPS,
+    PAGE_LIFE,
     PAGE_STATES,
     SEALS,
     names_of,
@@ -216,6 +217,7 @@ class Views:
                             dirty=bool(r.dirty),
                             mapped_by=_owner_ids(r.mapped_by),
                             waiters=r.waiters,
+                            life=PAGE_LIFE.get(r.life),
                         )
                     )
                 nxt = int(self._next[0])
@@ -258,6 +260,7 @@ class Views:
                             fd=None if free or r.fd < 0 else r.fd,
                             index=None if free else r.index,
                             order=r.order,
+                            no_direct_map=bool(r.no_direct_map),
                         )
                     )
                 nxt = int(self._next[0])

@@ -30,7 +30,7 @@ OwnerId = Annotated[str, BeforeValidator(_owner_id), Field(min_length=1, max_len
 
 Profile = Literal["rfc-v2", "guest-memfd"]
 Thp = Literal["never", "always", "within_size"]
-Variant = Literal["multi_owner", "mmap_shared"]
+Variant = Literal["multi_owner", "mmap_shared", "inplace_conversion", "no_direct_map", "hugetlb_1g"]
 MfdFlag = Literal["MFD_ALLOW_SEALING", "MFD_CLOEXEC", "MFD_HUGETLB", "MFD_NOEXEC_SEAL", "MFD_EXEC"]
 GmemFlag = Literal["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"]
 Seal = Literal[

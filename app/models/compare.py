@@ -10,8 +10,25 @@ from app.models.common import examples
 
 # the designs a log can be replayed under: the RFC as posted, the review's alternatives,
 # and what it became; "session" is the session's own configuration
-Design = Literal["rfc-v2", "multi_owner", "mmap_shared", "guest-memfd"]
-DesignOrSession = Literal["session", "rfc-v2", "multi_owner", "mmap_shared", "guest-memfd"]
+Design = Literal[
+    "rfc-v2",
+    "multi_owner",
+    "mmap_shared",
+    "guest-memfd",
+    "inplace_conversion",
+    "no_direct_map",
+    "hugetlb_1g",
+]
+DesignOrSession = Literal[
+    "session",
+    "rfc-v2",
+    "multi_owner",
+    "mmap_shared",
+    "guest-memfd",
+    "inplace_conversion",
+    "no_direct_map",
+    "hugetlb_1g",
+]
 Aspect = Literal["result", "callbacks", "frames", "pages"]
 Status = Literal["agree", "diverge", "intended", "follows", "skipped"]
 

@@ -22,6 +22,11 @@ class PageExtent(BaseModel):
     dirty: bool
     mapped_by: list[str] = Field(description="owner ids whose page tables map these pages")
     waiters: int = 0
+    life: str | None = Field(
+        default=None,
+        description='a guest_memfd page: "allocated" | "zeroed" | "prepared" (the arch hook '
+        "ran: SNP RMP assigned, TDX in the S-EPT); null for other files and holes (absent)",
+    )
     model_config = examples(
         {
             "start": 0,
@@ -71,6 +76,11 @@ class FrameExtent(BaseModel):
     fd: int | None
     index: int | None
     order: int
+    no_direct_map: bool = Field(
+        default=False,
+        description="proposal, not merged (variant no_direct_map, v7 2025): out of the "
+        "kernel's direct map",
+    )
     model_config = examples(
         {"start": 0, "end": 512, "state": "cache", "fd": 3, "index": 0, "order": 9}
     )

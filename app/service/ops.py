@@ -312,9 +312,11 @@ def parse(name: str, args: dict[str, Any]) -> tuple[OpSpec, BaseModel]:
 
 
 def _register_kvm() -> None:
+    from app.service.kvm_coco_ops import COCO_SPECS
+    from app.service.kvm_inplace import INPLACE_SPECS
     from app.service.kvm_ops import KVM_HEAVY, KVM_SPECS
 
-    for name, args, handler, check in KVM_SPECS:
+    for name, args, handler, check in KVM_SPECS + COCO_SPECS + INPLACE_SPECS:
         OPS[name] = OpSpec(name, args, handler, check, KVM_HEAVY.get(name))
 
 

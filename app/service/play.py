@@ -22,6 +22,21 @@ DESIGNS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "multi_owner": ("rfc-v2", ("multi_owner",), "several owners per file (multi_owner)"),
     "mmap_shared": ("rfc-v2", ("mmap_shared",), "mmap where not encrypted (mmap_shared)"),
     "guest-memfd": ("guest-memfd", (), "today's guest_memfd (Linux 6.18)"),
+    "inplace_conversion": (
+        "guest-memfd",
+        ("inplace_conversion",),
+        "proposal, not merged: in-place conversion (v8, June 2026)",
+    ),
+    "no_direct_map": (
+        "guest-memfd",
+        ("no_direct_map",),
+        "proposal, not merged: guest_memfd without direct map (v7, Sep 2025)",
+    ),
+    "hugetlb_1g": (
+        "guest-memfd",
+        ("hugetlb_1g",),
+        "proposal, not merged: 1 GiB HugeTLB guest_memfd (RFC v2, May 2025)",
+    ),
 }
 
 

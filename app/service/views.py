@@ -53,6 +53,7 @@ async def pages(reg: Registry, sid: str, fd: int, start: int, end: int | None, l
             dirty=r.dirty,
             mapped_by=[str(o) for o in r.mapped_by],
             waiters=r.waiters,
+            life=r.life,
         )
         for r in runs
     ]
@@ -71,7 +72,13 @@ async def phys(reg: Registry, sid: str, start: int, end: int | None, limit: int)
         free_by_order={str(k): v for k, v in sorted(info.free_by_order.items())},
         extents=[
             FrameExtent(
-                start=r.start, end=r.end, state=r.state, fd=r.fd, index=r.index, order=r.order
+                start=r.start,
+                end=r.end,
+                state=r.state,
+                fd=r.fd,
+                index=r.index,
+                order=r.order,
+                no_direct_map=r.no_direct_map,
             )
             for r in runs
         ],
