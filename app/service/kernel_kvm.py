@@ -51,6 +51,25 @@ R_AS_ID = (
     "this machine's KVM has one address space (KVM_CAP_MULTI_ADDRESS_SPACE 0); with SMM, "
     "mainline gives a VM without private memory two (slot >> 16 == 1)"
 )
+# the confidential-VM ops and the proposals after 6.18: never asked of this machine
+COCO_REASONS = {
+    "launch_update": (
+        "SNP LAUNCH_UPDATE / TDX INIT_MEM_REGION need an SNP or TDX VM; this machine's KVM "
+        "(PVM backend) makes only KVM_X86_DEFAULT_VM"
+    ),
+    "launch_finish": (
+        "SNP LAUNCH_FINISH / TDX FINALIZE_VM need an SNP or TDX VM; this machine's KVM "
+        "(PVM backend) makes only KVM_X86_DEFAULT_VM"
+    ),
+    "memory_failure": (
+        "a memory failure is kernel-internal (memory_failure()); MADV_HWPOISON would "
+        "poison a real page of this machine, so it is not asked"
+    ),
+    "set_memory_attributes2": (
+        "KVM_SET_MEMORY_ATTRIBUTES2 is the in-place conversion proposal (series v8, June "
+        "2026), not merged: Linux 6.18 has no such ioctl"
+    ),
+}
 PAGE = 4096
 
 

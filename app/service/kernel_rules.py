@@ -173,6 +173,8 @@ def kernel_op(
     """The kernel's answer, or why it was not asked."""
     if p.op in kernel_kvm.KVM_OPS:
         return _ask_kvm(t, profile, p)
+    if p.op in kernel_kvm.COCO_REASONS:
+        return None, ("intended", kernel_kvm.COCO_REASONS[p.op])
     if p.op in GUEST_IFACE + SIMULATED_KVM + KERNEL_WORK:
         what = (
             "the RFC's guest interface"

@@ -258,3 +258,41 @@ async def test_a_private_mapping_write_is_the_simulators_limit(client: httpx.Asy
     rows = (await compare(client, ops))["rows"]
     assert [r["status"] for r in rows][-2:] == ["intended", "intended"], rows
     assert "copy-on-write" in rows[-1]["reason"] and rows[-2]["kernel"]["value"]["value"] == 6
+
+
+@pytest.mark.anyio
+async def test_confidential_ops_and_proposals_are_intended(client: httpx.AsyncClient) -> None:
+    """SNP populate and finish, a memory failure and the in-place conversion proposal's
+    KVM_SET_MEMORY_ATTRIBUTES2 are never asked of this machine: intended, each with why."""
+    ops = [
+        op("vm_create", name="snp", type="KVM_X86_SNP_VM"),
+        op("vm_guest_memfd", vm_id="0", size=4 * P, flags=[]),
+        region(slot=0, guest_phys_addr=0, memory_size=4 * P),
+        op(
+            "set_memory_attributes",
+            vm_id="0",
+            address=0,
+            size=P,
+            attributes=["KVM_MEMORY_ATTRIBUTE_PRIVATE"],
+            flags=0,
+        ),
+        op("launch_update", vm_id="0", gpa=0, data_b64=base64.b64encode(b"boot").decode()),
+        op("launch_finish", vm_id="0"),
+        op("memory_failure", pfn=0),
+        op("set_memory_attributes2", fd=3, offset=P, size=P, attributes=[], flags=[]),
+    ]
+    trace = {"profile": "guest-memfd", "phys_pages": 16384, "ops": ops}
+    trace["variants"] = ["inplace_conversion"]
+    r = await client.post("/api/v1/sessions", json={"trace": trace})
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/api/v1/sessions/{r.json()['id']}/compare", json={})
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    assert r.json()["unexpected"] == 0, rows
+    reasons = {row["op"]: (row["status"], row["reason"]) for row in rows[4:]}
+    assert reasons["launch_update"][0] == "intended" and "SNP or TDX" in reasons["launch_update"][1]
+    assert reasons["launch_finish"][0] == "intended"
+    assert reasons["memory_failure"] == ("intended", reasons["memory_failure"][1])
+    assert "memory_failure()" in reasons["memory_failure"][1]
+    status, why = reasons["set_memory_attributes2"]
+    assert status == "intended" and "not merged" in why
