@@ -132,8 +132,9 @@ async def _vmm_answer(reg: Registry, sid: str, vm: int, gpa: int, to: str) -> li
         if slot.private_fd is None or slot.fd is None:
             raise ValueError(f"slot {slot.slot} has no private_fd: nothing to convert to")
         src, dst = (slot.fd, slot.private_fd) if to == "private" else (slot.private_fd, slot.fd)
-        await falloc(dst, rel, [])
-        await falloc(src, rel, PUNCH)
+        index = rel + (slot.userspace_addr >> 12)  # the RFC: userspace_addr is the offset
+        await falloc(dst, index, [])
+        await falloc(src, index, PUNCH)
         return done
     before, _ = m.gfn_sources(vm, gfn, gfn + 1, 1)  # the shared copy, before the change
     attrs = [PRIVATE] if to == "private" else []

@@ -204,7 +204,8 @@ def _slot_bars(info: VmInfo, s: int, e: int, st: ViewState) -> list[VBar]:
         bar = VBar(a, b, "slot" + (" gone" if sl.gmem_closed else ""), title)
         bar.left, bar.width = pct((a - s) / w), pct((b - a) / w)
         if fd is not None:
-            index = (sl.guest_memfd_offset >> 12) if sl.guest_memfd is not None else 0
+            gm = sl.guest_memfd is not None
+            index = (sl.guest_memfd_offset if gm else sl.userspace_addr) >> 12
             bar.href = st.url(fd=fd, start=None, end=None, page=index)
         out.append(bar)
     return out
@@ -231,7 +232,8 @@ def _back(m: Machine, info: VmInfo, fd: int, index: int, st: ViewState) -> list[
         if sl.slot >> 16:
             continue
         g0, n = sl.guest_phys_addr >> 12, sl.memory_size >> 12
-        base = sl.guest_memfd_offset >> 12 if sl.guest_memfd == fd else 0
+        # the file page of the slot's first gfn (the RFC: userspace_addr is the offset)
+        base = sl.guest_memfd_offset >> 12 if sl.guest_memfd == fd else sl.userspace_addr >> 12
         if fd not in (sl.guest_memfd, sl.fd, sl.private_fd) or not base <= index < base + n:
             continue
         gfn = g0 + index - base
