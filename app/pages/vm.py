@@ -16,10 +16,12 @@ Adjacent columns alike make one bar, so many runs in a column cost nothing more.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine import Machine
+from app.engine._kvm_names import ATTRIBUTES
 from app.engine._kvm_types import GfnSource, VmInfo
 from app.pages.maps import pct, span, ticks
 from app.pages.state import ViewState, window
@@ -29,6 +31,7 @@ EXACT = 4096  # a window this narrow reads every gfn source run
 SOURCE_RUNS = 1000  # at most this many source runs read in an exact window
 ATTR_BUDGET = 20000  # attribute runs read for a window
 MIN_GFNS = 16
+PRIVATE_BIT = ATTRIBUTES["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
 
 # a gfn source -> (css class, words)
 SOURCES = {
@@ -117,23 +120,26 @@ def _merge(
 def _attr_cols(m: Machine, vm: int, edges: list[int]) -> tuple[list[tuple[str, str]], int, bool]:
     """Per column: private / shared / mixed (with its share). Exact from the runs."""
     s, e = edges[0], edges[-1]
-    runs = m.attr_runs(vm, s, e, ATTR_BUDGET)
-    unread_from = runs[-1].end if len(runs) >= ATTR_BUDGET else e
+    runs = m.attr_spans(vm, s, e, ATTR_BUDGET)
+    unread_from = runs[-1][1] if len(runs) >= ATTR_BUDGET else e
     n = len(edges) - 1
     priv = [0] * n
     c = 0
     total = 0
-    for r in runs:
-        if "KVM_MEMORY_ATTRIBUTE_PRIVATE" not in r.attributes:
+    for r0, r1, bits in runs:
+        if not bits & PRIVATE_BIT:
             continue
-        a, b = max(r.start, s), min(r.end, e)
-        total += max(0, b - a)
-        while c < n and edges[c + 1] <= a:
-            c += 1
-        k = c
-        while k < n and edges[k] < b:
-            priv[k] += min(b, edges[k + 1]) - max(a, edges[k])
+        a, b = (r0 if r0 > s else s), (r1 if r1 < e else e)
+        if b <= a:
+            continue
+        total += b - a
+        k = bisect_right(edges, a, c) - 1  # the column of a (runs come in order)
+        c = k
+        while b > edges[k + 1]:  # a run over several columns
+            priv[k] += edges[k + 1] - a
+            a = edges[k + 1]
             k += 1
+        priv[k] += b - a
     out = []
     for k in range(n):
         width = edges[k + 1] - edges[k]
@@ -144,7 +150,7 @@ def _attr_cols(m: Machine, vm: int, edges: list[int]) -> tuple[list[tuple[str, s
         elif priv[k] >= width:
             out.append(("priv", "private"))
         else:
-            out.append(("mixed", f"mixed: {priv[k] * 100 // width}% private"))
+            out.append(("mixed", f"mixed: {priv[k] * 100 / width:.2g}% private"))
     return out, total, unread_from < e
 
 
