@@ -20,10 +20,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def routers() -> list[APIRouter]:
-    from app.api import batch, compare, files, guest, kvm, scenarios, sessions, views
+    from app.api import batch, compare, files, guest, history, kvm, scenarios, sessions, views
 
     # the busiest first: routes are matched in order
-    return [m.router for m in (files, guest, kvm, views, sessions, batch, scenarios, compare)]
+    mods = (files, guest, kvm, views, sessions, batch, scenarios, compare, history)
+    return [m.router for m in mods]
 
 
 def new_router(tag: str) -> APIRouter:
