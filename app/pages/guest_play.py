@@ -157,9 +157,17 @@ async def _vmm_answer(reg: Registry, sid: str, vm: int, gpa: int, to: str) -> li
 
 
 async def _respond(
-    request: Request, reg: Registry, sid: str, form: Form, outcome: Outcome, status: int
+    request: Request,
+    reg: Registry,
+    sid: str,
+    form: Form,
+    outcome: Outcome,
+    status: int,
+    gfn: int | None,
 ) -> Response:
     st = state_of(sid, form).but(at=None, log=None)
+    if gfn is not None:  # the panel selects the gfn the guest touched
+        st = st.but(gfn=gfn)
     if not is_htmx(request):
         return RedirectResponse(st.url(), status_code=303)
     return await view_response(request, reg, st, outcome=outcome, status=status, with_result=True)
@@ -168,6 +176,7 @@ async def _respond(
 async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response:
     form = await read_form(request)
     outcome, status = Outcome(call=what), 200
+    gfn: int | None = None
     try:
         reg.get(sid)
     except NotFound as exc:
@@ -180,6 +189,7 @@ async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response
             outcome.summary = f"vCPU {out.vcpu_id}"
         elif what == "access":
             body = _access_body(form)
+            gfn = body.gpa >> 12
             vcpu = 0
             outcome.call = (
                 f"KVM_RUN: vCPU {vcpu} {'writes' if body.write else 'reads'} gpa {body.gpa:#x}"
@@ -199,6 +209,7 @@ async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response
             if to not in ("private", "shared"):
                 raise ValueError("to: private or shared")
             gpa = _gpa(form)
+            gfn = gpa >> 12
             outcome.call = f"the VMM converts gpa {gpa:#x} to {to}"
             done = await _vmm_answer(reg, sid, vm, gpa, to)
             outcome.summary = "; ".join(done) + " — now retry the access"
@@ -208,7 +219,7 @@ async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response
         if isinstance(exc, NotFound) and exc.op == "session":
             return not_found(request, exc.message)
         outcome.error, status = explain(exc, what)
-    return await _respond(request, reg, sid, form, outcome, status)
+    return await _respond(request, reg, sid, form, outcome, status, gfn)
 
 
 @router.post("/s/{sid}/vm/vcpu", name="page_vm_vcpu", response_class=HTMLResponse)
