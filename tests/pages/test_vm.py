@@ -191,3 +191,20 @@ async def test_bad_input_is_an_error_not_a_500(client: httpx.AsyncClient) -> Non
     assert r.status_code == 422 and "in no memslot" in r.text
     r = await client.post("/s/nope/vm/access", data={"gpa": "0"}, headers=HX)
     assert r.status_code == 404
+
+
+async def test_timeline_rows_for_exits_conversions_and_zaps(client: httpx.AsyncClient) -> None:
+    sid, g, fd = await sw_vm(client)
+    b = f"/sessions/{sid}/vms/0"
+    await api(client, "POST", f"{b}/vcpus/0/access", gpa=0x5000, write=True, value=1)
+    await api(client, "POST", f"{b}/vcpus/0/access", gpa=0x5000, private=True)
+    await api(
+        client, "POST", f"{b}/memory_attributes", address=0x5000, size=0x1000,
+        attributes=[PRIVATE],
+    )  # fmt: skip
+    r = await client.get(f"/s/{sid}/timeline", headers=HX)
+    text = r.text
+    assert 'class="cb kvm-row kind-exit"' in text and "KVM_EXIT_MEMORY_FAULT" in text
+    assert 'class="cb kvm-row kind-conversion"' in text
+    assert "gfn 5 now private (zapped)" in text and "[5, 6)" in text
+    assert 'class="cb kvm-row kind-zap"' in text and "vm0 zaps gfn 5" in text
