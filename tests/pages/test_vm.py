@@ -194,7 +194,7 @@ async def test_bad_input_is_an_error_not_a_500(client: httpx.AsyncClient) -> Non
 
 
 async def test_timeline_rows_for_exits_conversions_and_zaps(client: httpx.AsyncClient) -> None:
-    sid, g, fd = await sw_vm(client)
+    sid, _g, _fd = await sw_vm(client)
     b = f"/sessions/{sid}/vms/0"
     await api(client, "POST", f"{b}/vcpus/0/access", gpa=0x5000, write=True, value=1)
     await api(client, "POST", f"{b}/vcpus/0/access", gpa=0x5000, private=True)
