@@ -6,8 +6,25 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.models.common import examples
+
+_OP = {
+    "op": "vcpu_access",
+    "args": {"vm_id": "0", "vcpu_id": 0, "gpa": 20480, "write": False, "private": False,
+             "value": 0},
+    "note": "the guest touches it shared: MAP_SHARED",
+    "errno": None,
+    "answer": "KVM_EXIT_MEM_MAP_SHARED",
+}  # fmt: skip
+_CELL = {"design": "rfc-v2", "ops": [_OP], "parts": False, "note": ""}
+_CHAPTER = {"key": "to-shared", "title": "Convert the bounce buffer to shared",
+            "cells": [_CELL], "parts": True}  # fmt: skip
+_DESIGN = {"key": "rfc-v2", "title": "RFC v2 as posted", "when": "Nov 2021",
+           "profile": "rfc-v2", "variants": [], "available": True, "why": None}  # fmt: skip
+
 
 class HistoryOp(BaseModel):
+    model_config = examples(_OP)
     op: str
     args: dict[str, Any]
     note: str
@@ -16,6 +33,7 @@ class HistoryOp(BaseModel):
 
 
 class HistoryCell(BaseModel):
+    model_config = examples(_CELL)
     design: str
     ops: list[HistoryOp]
     parts: bool = Field(description="differs from the design before (ops or answers)")
@@ -23,6 +41,7 @@ class HistoryCell(BaseModel):
 
 
 class HistoryChapter(BaseModel):
+    model_config = examples(_CHAPTER)
     key: str
     title: str
     cells: list[HistoryCell]
@@ -30,6 +49,7 @@ class HistoryChapter(BaseModel):
 
 
 class HistoryDesign(BaseModel):
+    model_config = examples(_DESIGN)
     key: str
     title: str
     when: str
@@ -40,6 +60,9 @@ class HistoryDesign(BaseModel):
 
 
 class History(BaseModel):
+    model_config = examples(
+        {"story": "bounce-buffer", "designs": [_DESIGN], "chapters": [_CHAPTER]}
+    )
     story: str
     designs: list[HistoryDesign]
     chapters: list[HistoryChapter]
