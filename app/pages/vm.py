@@ -25,6 +25,7 @@ from app.engine._kvm_names import ATTRIBUTES
 from app.engine._kvm_types import GfnSource, VmInfo
 from app.pages.maps import pct, span, ticks
 from app.pages.state import ViewState, window
+from app.pages.vm_links import SOURCES, GfnDetail, back, detail
 
 COLS = 400  # columns of a wide window
 EXACT = 4096  # a window this narrow reads every gfn source run
@@ -32,18 +33,6 @@ SOURCE_RUNS = 1000  # at most this many source runs read in an exact window
 ATTR_BUDGET = 20000  # attribute runs read for a window
 MIN_GFNS = 16
 PRIVATE_BIT = ATTRIBUTES["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
-
-# a gfn source -> (css class, words)
-SOURCES = {
-    "none": ("nogfn", "no memslot (MMIO)"),
-    "private": ("priv", "a private page of the guest_memfd"),
-    "shared_guest_memfd": ("shgm", "shared, in place in the guest_memfd"),
-    "shared_userspace_addr": ("shva", "shared, the VMM's page at userspace_addr"),
-    "shared_fd": ("shfd", "shared, a page of the shared fd (rfc-v2)"),
-    "unmapped_userspace_addr": ("unmapped", "not mapped: userspace_addr has no VMM mapping"),
-    "closed_guest_memfd": ("closed", "its guest_memfd was closed"),
-    "poisoned": ("poison", "poisoned (hardware memory error)"),
-}
 
 
 @dataclass(slots=True)
@@ -55,19 +44,6 @@ class VBar:
     left: str = ""
     width: str = ""
     href: str = ""
-
-
-@dataclass
-class GfnDetail:
-    gfn: int
-    words: str
-    attributes: list[str]
-    source: str
-    fd: int | None = None
-    index: int | None = None
-    pfn: int | None = None
-    page_url: str = ""
-    frame_url: str = ""
 
 
 @dataclass
@@ -217,40 +193,6 @@ def _slot_bars(info: VmInfo, s: int, e: int, st: ViewState) -> list[VBar]:
     return out
 
 
-def _detail(m: Machine, vm: int, gfn: int, st: ViewState) -> GfnDetail:
-    runs, _ = m.gfn_sources(vm, gfn, gfn + 1, 1)
-    if not runs:
-        return GfnDetail(gfn, "past the gfn space", [], "none")
-    r = runs[0]
-    words = SOURCES.get(r.source, ("", r.source))[1]
-    d = GfnDetail(gfn, words, r.attributes, r.source, r.fd, r.index, r.pfn)
-    if r.fd is not None and r.index is not None:
-        d.page_url = st.url(fd=r.fd, start=None, end=None, page=r.index, frame=None)
-    if r.pfn is not None:
-        d.frame_url = st.url(frame=r.pfn, page=None)
-    return d
-
-
-def _back(m: Machine, info: VmInfo, fd: int, index: int, st: ViewState) -> list[tuple[str, str]]:
-    """The gfns that a file page backs (checked against the gfn's own source)."""
-    out = []
-    for sl in info.memslots:
-        if sl.slot >> 16:
-            continue
-        g0, n = sl.guest_phys_addr >> 12, sl.memory_size >> 12
-        # the file page of the slot's first gfn (the RFC: userspace_addr is the offset)
-        base = sl.guest_memfd_offset >> 12 if sl.guest_memfd == fd else sl.userspace_addr >> 12
-        if fd not in (sl.guest_memfd, sl.fd, sl.private_fd) or not base <= index < base + n:
-            continue
-        gfn = g0 + index - base
-        runs, _ = m.gfn_sources(info.id, gfn, gfn + 1, 1)
-        serves = bool(runs) and runs[0].fd == fd and runs[0].index == index
-        how = "serves" if serves else "could serve (the guest's view is the other file now)"
-        words = f"page {index:,} of fd {fd} {how} gfn {gfn:,} of {info.name} (slot {sl.slot})"
-        out.append((words, st.url(gfn=gfn)))
-    return out
-
-
 def vm_panel(m: Machine, st: ViewState) -> VmPanel | None:
     vms = m.vms()
     if not vms:
@@ -286,9 +228,9 @@ def vm_panel(m: Machine, st: ViewState) -> VmPanel | None:
         private=private,
     )
     if st.gfn is not None:
-        p.gfn = _detail(m, info.id, st.gfn, st)
+        p.gfn = detail(m, info.id, st.gfn, st)
     if st.fd is not None and st.page is not None:
-        p.back = _back(m, info, st.fd, st.page, st)
+        p.back = back(m, info, st.fd, st.page, st)
     shown = {b.cls.split()[0] for b in p.sources}
     p.legend = [(c, w) for c, w in SOURCES.values() if c in shown]
     return p

@@ -76,7 +76,7 @@ async def test_panel_draws_slots_attributes_and_sources(client: httpx.AsyncClien
 
 
 async def test_gfn_to_page_to_frame_and_back(client: httpx.AsyncClient) -> None:
-    sid, g, _fd = await sw_vm(client)
+    sid, g, fd = await sw_vm(client)
     b = f"/sessions/{sid}/vms/0"
     await api(client, "POST", f"{b}/memory_attributes", address=0x10000, size=0x1000,
               attributes=[PRIVATE])  # fmt: skip
@@ -92,6 +92,9 @@ async def test_gfn_to_page_to_frame_and_back(client: httpx.AsyncClient) -> None:
     r = await client.get(frame.group(1).replace("&amp;", "&"))
     assert f"Frame {got['pfn']}" in r.text
     assert "page 16 of fd 3 serves gfn 16 of vm0" in r.text
+    # the shared memfd behind userspace_addr: its page 17 serves gfn 17
+    r = await client.get(f"/s/{sid}", params={"fd": fd, "page": 17})
+    assert "page 17 of fd 4 serves gfn 17 of vm0 (slot 0)" in r.text
     # page 17 is shared (no attribute): the guest_memfd's page 17 could serve it only
     r = await client.get(f"/s/{sid}", params={"fd": g, "page": 17})
     assert "page 17 of fd 3 could serve (the guest" in r.text
