@@ -20,12 +20,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def routers() -> list[APIRouter]:
-    from app.api import batch, compare, files, guest, kvm, kvm_coco, scenarios, sessions, views
+    from app.api import (
+        batch,
+        compare,
+        files,
+        guest,
+        history,
+        kvm,
+        kvm_coco,
+        scenarios,
+        sessions,
+        views,
+    )
 
     # the busiest first: routes are matched in order
-    return [
-        m.router for m in (files, guest, kvm, kvm_coco, views, sessions, batch, scenarios, compare)
-    ]
+    mods = (files, guest, kvm, kvm_coco, views, sessions, batch, scenarios, compare, history)
+    return [m.router for m in mods]
 
 
 def new_router(tag: str) -> APIRouter:

@@ -104,6 +104,18 @@ class KvmViews:
             raise make_error("vm", 2, f"no VM with id {vm}")
         return [AttrRun(r.start, r.end, names_of(r.attributes, ATTRIBUTES)) for r in buf[0:got]]
 
+    def attr_spans(
+        self, vm: int, start: int, end: int, max_runs: int = 10000
+    ) -> list[tuple[int, int, int]]:
+        """attr_runs as raw (start, end, attribute bits): for views reading thousands."""
+        n = max(1, min(max_runs, 1 << 20))
+        buf = ffi.new("struct ss_attr_run[]", n)
+        with self._lock:
+            got = int(lib.ss_vm_attr_runs(self._m, vm, start, min(end, (1 << 64) - 1), buf, n))
+        if got < 0:
+            raise make_error("vm", 2, f"no VM with id {vm}")
+        return [(r.start, r.end, int(r.attributes)) for r in buf[0:got]]
+
     def gfn_sources(
         self, vm: int, start: int, end: int, max_runs: int = 1000
     ) -> tuple[list[GfnSource], int]:

@@ -14,10 +14,21 @@ from app.resources import static_dir
 
 
 def routes() -> list[BaseRoute]:
-    from app.pages import actions, apidocs, charts, compare, find, home, session, versus
+    from app.pages import (
+        actions,
+        apidocs,
+        charts,
+        compare,
+        find,
+        guest_play,
+        history,
+        home,
+        session,
+        versus,
+    )
 
     # compare before session: /s/{sid}/{part} would take /s/{sid}/diff
-    mods = (home, apidocs, compare, charts, find, versus, session, actions)
+    mods = (home, apidocs, history, compare, charts, find, versus, guest_play, session, actions)
     out: list[BaseRoute] = [r for m in mods for r in m.router.routes]
     out.append(Mount("/static", StaticFiles(directory=static_dir()), name="static"))
     return out

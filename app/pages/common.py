@@ -35,6 +35,7 @@ class Outcome:
     summary: str = ""
     error: dict[str, Any] | None = None
     row: OpRow | None = None
+    guest: dict[str, Any] | None = None  # a vCPU exit as the guest's request (guest_play)
 
 
 def explain(exc: Exception, op: str | None = None) -> tuple[dict[str, Any], int]:

@@ -42,6 +42,7 @@ PARTS = {
     "owners": ("_owners.html", ""),
     "timeline": ("_timeline.html", "/events"),
     "timetravel": ("_timetravel.html", "/trace"),
+    "vm": ("_vm.html", "/vms/{vm_id}"),
 }
 
 
@@ -75,8 +76,9 @@ async def session_part(request: Request, reg: RegistryDep, sid: Sid, part: str) 
         end=pages.end if pages else 0,
         fstart=frames.start,
         fend=frames.end,
+        vm_id=v.vm.info.id if v.vm else 0,
     )
-    if part == "pagemap" and v.file is None:
+    if (part == "pagemap" and v.file is None) or (part == "vm" and v.vm is None):
         alt = v.state.api
     ctx = {"v": v, "walk": walk_of(v.state.walk), "outcome": None, "oob": False}
     return respond(request, "session.html", template, ctx | {"view_oob": False}, alternate=alt)

@@ -11,6 +11,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import quote, urlencode
 
 from app.pages.numbers import parse_number
@@ -51,8 +52,22 @@ class ViewState:
     at: int | None = None  # previewing the state after op `at` (None: live)
     walk: str | None = None  # a guided walkthrough's name
     log: int | None = None  # the newest op the timeline shows (None: the newest)
+    vm: int | None = None  # the VM panel's VM (its owner id; None: the first VM)
+    gfn: int | None = None  # the selected gfn of that VM
+    gstart: int | None = None  # the VM panel's gfn window [gstart, gend)
+    gend: int | None = None
 
-    KEYS = ("fd", "start", "end", "fstart", "fend", "page", "frame", "at", "walk", "log")
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "fd",
+        "start",
+        "end",
+        "fstart",
+        "fend",
+        "page",
+        "frame",
+        "at",
+    )
+    KEYS += ("walk", "log", "vm", "gfn", "gstart", "gend")
 
     @classmethod
     def from_query(cls, sid: str, q: Mapping[str, str]) -> ViewState:
@@ -74,6 +89,10 @@ class ViewState:
             at=n("at"),
             walk=walk,
             log=n("log"),
+            vm=n("vm"),
+            gfn=n("gfn"),
+            gstart=n("gstart"),
+            gend=n("gend"),
         )
 
     def but(self, **changes: object) -> ViewState:

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine import Callback, Event
+from app.engine._kvm_names import ATTRIBUTES, EXITS
 from app.pages.maps import span
 from app.pages.rules import hazard
 
 MAX_CALLBACKS = 8
 MAX_TOUCHES = 6
 BYTE_KEYS = ("offset", "len", "length", "size", "count")
+PRIVATE_BIT = ATTRIBUTES["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
 
 
 @dataclass(slots=True)
@@ -26,6 +28,18 @@ class CallbackRow:
     inclusive: bool
     pages: str  # "page 1" / "pages 0-3"
     npages: int
+
+
+@dataclass(slots=True)
+class KvmRow:
+    """A KVM event of its own: a vCPU exit, a conversion (attributes), a zap, an arch hook."""
+
+    kind: str  # "exit" | "conversion" | "zap" | "hook"
+    source: str  # the arrow's start: "vCPU", the VM
+    target: str  # its end: "VMM", the gfns
+    what: str  # KVM_EXIT_MEMORY_FAULT, "private", "zap", the hook's name
+    notation: str  # "[5, 6)": gfns, end exclusive
+    words: str
 
 
 @dataclass(slots=True)
@@ -44,6 +58,7 @@ class EventRow:
     touches: list[str]
     more_touches: int
     raw: str | None = None  # the raw value a hazard handed back, in words
+    kvm: list[KvmRow] = field(default_factory=list)  # exits, conversions, zaps, hooks
 
 
 @dataclass(slots=True)
@@ -72,6 +87,27 @@ def _touch(t: Any, owners: dict[int, str]) -> str:
         verb = "maps" if t.what == "map" else "zaps"
         return f"{who} {verb} gfn {span(t.index, t.index + n)} → pfn {span(t.pfn, t.pfn + n)}"
     return f"{t.what} page {span(t.index, t.index + n)} (pfn {span(t.pfn, t.pfn + n)})"
+
+
+HOOKS = ("prepare", "reclaim", "populate", "poison", "invalidate")  # arch hooks' touches
+
+
+def _kvm_row(t: Any, owners: dict[int, str]) -> KvmRow | None:
+    """A touch that is a KVM event of its own, else None (it stays in the touch list)."""
+    n, who = t.npages, owners.get(t.owner, f"VM {t.owner}") if t.owner is not None else "VM"
+    rng = f"[{t.index}, {t.index + n})"
+    gfns = f"gfn {span(t.index, t.index + n)}"
+    if t.what == "exit":
+        reason = EXITS.get(t.pfn, f"exit {t.pfn}")
+        return KvmRow("exit", "vCPU", "VMM", reason, rng, f"{gfns}: the guest's request")
+    if t.what == "attributes":
+        kind = "private" if t.pfn & PRIVATE_BIT else "shared"
+        return KvmRow("conversion", "VMM", who, kind, rng, f"{gfns} now {kind} (zapped)")
+    if t.what == "zap":
+        return KvmRow("zap", who, gfns, "zap", rng, _touch(t, owners))
+    if t.what in HOOKS:
+        return KvmRow("hook", who, gfns, t.what, rng, f"arch hook {t.what}, {gfns}")
+    return None
 
 
 def _result(ev: Event) -> str:
@@ -105,7 +141,15 @@ def raw_words(raw: int) -> str:
 
 def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> EventRow:
     cbs = [callback_row(c, owners) for c in ev.callbacks[:MAX_CALLBACKS]]
-    touches = [_touch(t, owners) for t in ev.touches[:MAX_TOUCHES]]
+    kvm: list[KvmRow] = []
+    plain: list[Any] = []
+    for t in ev.touches:
+        row = _kvm_row(t, owners) if len(kvm) < MAX_TOUCHES else None
+        if row is not None:
+            kvm.append(row)
+        elif len(plain) < MAX_TOUCHES:
+            plain.append(t)
+    touches = [_touch(t, owners) for t in plain]
     return EventRow(
         seq=ev.seq,
         op=ev.op,
@@ -120,8 +164,9 @@ def event_row(ev: Event, owners: dict[int, str], files: dict[int, str]) -> Event
         # the event holds the first few thousand of each; n* are the totals
         more_callbacks=max(ev.ncallbacks, len(ev.callbacks)) - len(cbs),
         touches=touches,
-        more_touches=max(ev.ntouches, len(ev.touches)) - len(touches),
+        more_touches=max(ev.ntouches, len(ev.touches)) - len(touches) - len(kvm),
         raw=None if ev.raw is None else raw_words(ev.raw),
+        kvm=kvm,
     )
 
 

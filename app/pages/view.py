@@ -22,6 +22,7 @@ from app.pages.timeline import (
     future_rows,
     op_rows,
 )
+from app.pages.vm import VmPanel, vm_panel
 from app.registry import Registry, Session
 from app.service import room
 
@@ -103,6 +104,7 @@ class View:
     redo: list[str] = field(default_factory=list)  # the redo stack, "#9 fallocate(…)"
     redo_total: int = 0
     going: list[str] = field(default_factory=list)  # ops a rewind to `shown` takes out
+    vm: VmPanel | None = None  # the VM panel (app/pages/vm.py), when there is a VM
 
     @property
     def preview(self) -> bool:
@@ -344,4 +346,5 @@ def build(
         waiters=m.waiters(),
         table=table,
         damage=s.damage,
+        vm=vm_panel(m, st),
     )

@@ -58,6 +58,11 @@ class KernelSide:
             kernel_kvm.mapped(self.kvm_side, self.k, p, eng.value["map_id"], ker.value["map_id"])
         elif p.op in kernel_kvm.KVM_OPS:
             kernel_kvm.after(self.kvm_side, self.k, p, eng, ker, v.reason or v.status)
+            if p.op == "vcpu_access" and p.args.get("write") and eng.ok and v.status != "agree":
+                # the guest's write went through userspace_addr in the engine only
+                kind: Kind = "intended" if v.status == "intended" else "follows"
+                why = f"the guest's write (op #{p.n}) reached it in the engine only"
+                self.mark(getattr(p.answer, "fd", None), kind, why)
             if p.op == "vm_guest_memfd":
                 self._created(p, eng, ker, v)
         elif p.op == "munmap" and eng.ok:

@@ -30,6 +30,14 @@ _ROUTES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "migrate_page": ("POST", "/migrate_page", ()),
     "memslot_create": ("POST", "/owners/{owner_id}/memslots", ("owner_id",)),
     "fault": ("POST", "/owners/{owner_id}/fault", ("owner_id",)),
+    # the KVM side (API.md "The KVM side")
+    "vm_create": ("POST", "/vms", ()),
+    "vm_guest_memfd": ("POST", "/vms/{vm_id}/guest_memfd", ("vm_id",)),
+    "set_user_memory_region": ("POST", "/vms/{vm_id}/memory_regions", ("vm_id",)),
+    "set_memory_attributes": ("POST", "/vms/{vm_id}/memory_attributes", ("vm_id",)),
+    "vcpu_create": ("POST", "/vms/{vm_id}/vcpus", ("vm_id",)),
+    "vcpu_access": ("POST", "/vms/{vm_id}/vcpus/{vcpu_id}/access", ("vm_id", "vcpu_id")),
+    "mapping_access": ("POST", "/mappings/{map_id}/access", ("map_id",)),
 }
 _FILE_OPS = (
     "ftruncate",

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.browser.conftest import ROOT
+from tests.browser.test_vm_ui import vm_session
 
 pytestmark = [
     pytest.mark.browser,
@@ -63,6 +64,8 @@ def test_no_serious_violations(
     theme: str | None,
 ) -> None:
     sid = populated(rest)
+    vsid = vm_session(rest)  # the VM panel
+    rest.post(f"/sessions/{vsid}/vms/0/vcpus/0/access", json={"gpa": 0x5000, "private": True})
     context = browser.new_context(viewport={"width": 1440, "height": 1000}, color_scheme=scheme)
     if theme:  # the header's Theme control, chosen earlier (static/theme.js)
         context.add_init_script(f"localStorage.setItem('sealscope-theme', '{theme}')")
@@ -77,6 +80,8 @@ def test_no_serious_violations(
         ("versus", f"/s/{sid}/versus?a=4&b=11"),
         ("charts", f"/s/{sid}/charts?at=6"),
         ("walk", None),
+        ("vm", f"/s/{vsid}?gfn=5"),
+        ("history", "/history?chapter=use"),
     ]:
         if path is None:
             page.goto(server + "/")

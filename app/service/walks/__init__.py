@@ -6,6 +6,10 @@ from typing import Any
 
 from app.service.walks.classic import FAULT_ZAP, GMEM_BASICS, PER_PAGE
 from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS, STAY_PUT
+from app.service.walks.kvm_convert import CONVERSION_68, DOUBLE_MEMORY, RFC_CONVERSION
+from app.service.walks.kvm_gmem import CLOSE_BOUND, INPLACE_618, PRIVATE_PUNCH
+from app.service.walks.kvm_review import LEFT_SHMEM, SEVERAL_OWNERS, UNMOVABLE
+from app.service.walks.kvm_selftests import CONVERSIONS_TEST, EXITS_TEST, GMEM_TEST
 from app.service.walks.review import GMEM_LIFECYCLE, MMAP_SHARED, MULTI
 from app.service.walks.rfc import HUGE, LIFECYCLE, SEAL_REFUSED
 
@@ -24,4 +28,16 @@ ALL: list[dict[str, Any]] = [
     FAULT_ZAP,
     PER_PAGE,
     GMEM_BASICS,
+    RFC_CONVERSION,
+    CONVERSION_68,
+    DOUBLE_MEMORY,
+    PRIVATE_PUNCH,
+    CLOSE_BOUND,
+    INPLACE_618,
+    LEFT_SHMEM,
+    SEVERAL_OWNERS,
+    UNMOVABLE,
+    CONVERSIONS_TEST,
+    EXITS_TEST,
+    GMEM_TEST,
 ]

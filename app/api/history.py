@@ -1,0 +1,18 @@
+"""GET /api/v1/history: one guest story in each design (the history screen's twin)."""
+
+from __future__ import annotations
+
+from app.api import new_router
+from app.deps import RegistryDep
+from app.models.history import History
+from app.service import history as svc
+
+router = new_router("history")
+
+
+@router.get("/history", name="history")
+async def history(reg: RegistryDep) -> History:
+    """Boot, convert a bounce buffer to shared, use it, convert it back, punch, close: as
+    RFC v2 as posted, with the review's variants, 6.8's attributes and 6.18's in-place
+    mmap do it (the in-place conversion proposal's column is reserved), op by op."""
+    return await svc.history(reg)

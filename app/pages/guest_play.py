@@ -1,0 +1,240 @@
+"""Play the guest: a vCPU access from the VM panel, the exit shown as the guest's
+request, one click that answers it as the VMM of the session's design does, then the
+retry (the conversion loop by hand).
+
+The VMM's answer, by design (KVM.md):
+- rfc-v2 (the RFC as posted): to private, fallocate private_fd over the page (the
+  callback maps it eagerly, the shared mapping is zapped) and punch the shared fd;
+  to shared, fallocate the shared fd and punch private_fd;
+- guest-memfd (6.8 on): KVM_SET_MEMORY_ATTRIBUTES on the page, then discard the other
+  copy (punch the guest_memfd to shared, punch the file behind userspace_addr to
+  private); a guest_memfd-only slot (6.18, shared in place) has one copy: nothing to
+  discard.
+Each call is an op of the log, as if the VMM made it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from app.deps import RegistryDep
+from app.engine import EngineError
+from app.errors import NotFound, ServiceError
+from app.models import files as fm
+from app.models import kvm as km
+from app.pages.common import (
+    Form,
+    Outcome,
+    explain,
+    first,
+    not_found,
+    read_form,
+    state_of,
+    view_response,
+)
+from app.pages.numbers import parse_number
+from app.pages.render import is_htmx
+from app.registry import Registry
+from app.service import files, kvm
+
+router = APIRouter(include_in_schema=False)
+Sid = Annotated[str, Path(max_length=128)]
+PAGE = 4096
+PRIVATE = "KVM_MEMORY_ATTRIBUTE_PRIVATE"
+PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
+
+
+def _vm_id(reg: Registry, sid: str, form: Form) -> int:
+    m = reg.get(sid).machine
+    vms = m.vms()
+    if not vms:
+        raise ValueError("no VM in this session: make one first (KVM_CREATE_VM)")
+    raw = first(form, "vm").strip()
+    want = int(raw) if raw.isdigit() else vms[0].id
+    return next((v.id for v in vms if v.id == want), vms[0].id)
+
+
+def _gpa(form: Form) -> int:
+    raw = first(form, "gpa")
+    try:
+        value = parse_number(raw)
+    except ValueError as exc:
+        raise ValueError(f"gpa: {exc}") from exc
+    if not 0 <= value < 2**64:
+        raise ValueError(f"gpa: {raw[:30]} is not a u64")
+    return value
+
+
+def _access_body(form: Form) -> km.Access:
+    priv = first(form, "private", "auto")
+    private = None if priv == "auto" else priv == "1"
+    raw = first(form, "value", "0") or "0"
+    value = parse_number(raw)
+    return km.Access(gpa=_gpa(form), write=bool(first(form, "write")), private=private, value=value)
+
+
+def exit_request(out: km.AccessAnswer, body: km.Access, vm: int) -> dict[str, Any] | None:
+    """The guest's request an exit makes, for the answer form; None for no exit."""
+    ex = out.exit
+    if ex is None:
+        return None
+    to: str | None = None  # MMIO: no conversion serves it
+    if ex.reason == "KVM_EXIT_MEMORY_FAULT":
+        to = "private" if "KVM_MEMORY_EXIT_FLAG_PRIVATE" in (ex.flags or []) else "shared"
+    elif ex.reason == "KVM_EXIT_MEMORY_ERROR":  # the RFC's exit
+        to = "private" if ex.type == "KVM_EXIT_MEM_MAP_PRIVATE" else "shared"
+    words = f"{ex.reason} at gpa {ex.gpa:#x}, {ex.size} bytes"
+    if ex.flags:
+        words += f", flags {', '.join(ex.flags)}"
+    if ex.type:
+        words += f", type {ex.type}"
+    asks = (
+        f"the guest asks for gpa {ex.gpa:#x} as {to} memory"
+        if to
+        else "no conversion can serve it (MMIO: the VMM emulates the device)"
+    )
+    retry = {"gpa": hex(body.gpa), "write": "1" if body.write else "", "value": str(body.value)}
+    retry["private"] = "auto" if body.private is None else ("1" if body.private else "0")
+    return {"words": words, "asks": asks, "to": to, "gpa": ex.gpa, "vm": vm, "retry": retry}
+
+
+async def _vmm_answer(reg: Registry, sid: str, vm: int, gpa: int, to: str) -> list[str]:
+    """The VMM's calls that convert the page at gpa `to` private or shared; each made
+    through the service, as an op. Returns the calls in words."""
+    m = reg.get(sid).machine
+    info = m.vm(vm)
+    gfn = gpa >> 12
+    slot = next(
+        (
+            s
+            for s in info.memslots
+            if not s.slot >> 16
+            and s.guest_phys_addr >> 12 <= gfn < (s.guest_phys_addr + s.memory_size) >> 12
+        ),
+        None,
+    )
+    if slot is None:
+        raise ValueError(f"gpa {gpa:#x} is in no memslot: no conversion serves it")
+    rel = gfn - (slot.guest_phys_addr >> 12)
+    done: list[str] = []
+
+    async def falloc(fd: int, index: int, mode: list[str]) -> None:
+        body = fm.Fallocate(mode=mode, offset=index * PAGE, len=PAGE)  # type: ignore[arg-type]
+        await files.fallocate(reg, sid, fd, body)
+        kind = "punch" if mode else "allocate"
+        done.append(f"fallocate(fd {fd}, page {index:,}, {kind})")
+
+    if reg.get(sid).config.profile == "rfc-v2":
+        if slot.private_fd is None or slot.fd is None:
+            raise ValueError(f"slot {slot.slot} has no private_fd: nothing to convert to")
+        src, dst = (slot.fd, slot.private_fd) if to == "private" else (slot.private_fd, slot.fd)
+        index = rel + (slot.userspace_addr >> 12)  # the RFC: userspace_addr is the offset
+        await falloc(dst, index, [])
+        await falloc(src, index, PUNCH)
+        return done
+    before, _ = m.gfn_sources(vm, gfn, gfn + 1, 1)  # the shared copy, before the change
+    attrs = [PRIVATE] if to == "private" else []
+    body = km.MemoryAttributesSet(address=gfn * PAGE, size=PAGE, attributes=attrs)
+    await kvm.memory_attributes(reg, sid, str(vm), body)
+    done.append(f"KVM_SET_MEMORY_ATTRIBUTES(gpa {gfn * PAGE:#x}, 4 KiB, {attrs or '[]'})")
+    if slot.gmem_only:
+        done.append("no discard: a guest_memfd-only slot has one copy, shared in place")
+        return done
+    if to == "shared" and slot.guest_memfd is not None:
+        await falloc(slot.guest_memfd, (slot.guest_memfd_offset >> 12) + rel, PUNCH)
+    elif to == "private":
+        fds = {f.fd for f in m.files()}
+        shared = next((r for r in before if r.fd is not None and r.index is not None), None)
+        if shared is not None and shared.fd in fds and shared.fd != slot.guest_memfd:
+            await falloc(shared.fd, shared.index or 0, PUNCH)
+        else:
+            done.append("no shared copy to discard (userspace_addr has no file page)")
+    return done
+
+
+async def _respond(
+    request: Request,
+    reg: Registry,
+    sid: str,
+    form: Form,
+    outcome: Outcome,
+    status: int,
+    gfn: int | None,
+) -> Response:
+    st = state_of(sid, form).but(at=None, log=None)
+    if gfn is not None:  # the panel selects the gfn the guest touched
+        st = st.but(gfn=gfn)
+    if not is_htmx(request):
+        return RedirectResponse(st.url(), status_code=303)
+    return await view_response(request, reg, st, outcome=outcome, status=status, with_result=True)
+
+
+async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response:
+    form = await read_form(request)
+    outcome, status = Outcome(call=what), 200
+    gfn: int | None = None
+    try:
+        reg.get(sid)
+    except NotFound as exc:
+        return not_found(request, exc.message)
+    try:
+        vm = _vm_id(reg, sid, form)
+        if what == "vcpu":
+            out = await kvm.vcpu_create(reg, sid, str(vm))
+            outcome.call = f"KVM_CREATE_VCPU(vm {vm})"
+            outcome.summary = f"vCPU {out.vcpu_id}"
+        elif what == "access":
+            body = _access_body(form)
+            gfn = body.gpa >> 12
+            vcpu = 0
+            outcome.call = (
+                f"KVM_RUN: vCPU {vcpu} {'writes' if body.write else 'reads'} gpa {body.gpa:#x}"
+                f" (private: {'the attribute' if body.private is None else body.private})"
+            )
+            ans = await kvm.vcpu_access(reg, sid, str(vm), vcpu, body)
+            outcome.guest = exit_request(ans, body, vm)
+            if ans.exit is None:
+                outcome.summary = (
+                    f"served from a {ans.backing} page: fd {ans.fd} page {ans.index}, "
+                    f"pfn {ans.pfn}; the byte is {ans.value}"
+                )
+            else:
+                outcome.summary = "exit to the VMM: " + outcome.guest["words"]  # type: ignore[index]
+        else:
+            to = first(form, "to")
+            if to not in ("private", "shared"):
+                raise ValueError("to: private or shared")
+            gpa = _gpa(form)
+            gfn = gpa >> 12
+            outcome.call = f"the VMM converts gpa {gpa:#x} to {to}"
+            done = await _vmm_answer(reg, sid, vm, gpa, to)
+            outcome.summary = "; ".join(done) + " — now retry the access"
+            retry = {k[6:]: first(form, k) for k in form if k.startswith("retry_")}
+            outcome.guest = {"retry": retry, "vm": vm, "answered": True} if retry else None
+    except (EngineError, ServiceError, ValidationError, ValueError) as exc:
+        if isinstance(exc, NotFound) and exc.op == "session":
+            return not_found(request, exc.message)
+        outcome.error, status = explain(exc, what)
+    return await _respond(request, reg, sid, form, outcome, status, gfn)
+
+
+@router.post("/s/{sid}/vm/vcpu", name="page_vm_vcpu", response_class=HTMLResponse)
+async def vcpu(request: Request, reg: RegistryDep, sid: Sid) -> Response:
+    """KVM_CREATE_VCPU on the panel's VM."""
+    return await _run(request, reg, sid, "vcpu")
+
+
+@router.post("/s/{sid}/vm/access", name="page_vm_access", response_class=HTMLResponse)
+async def access(request: Request, reg: RegistryDep, sid: Sid) -> Response:
+    """vCPU 0 touches a gpa; an exit comes back as the guest's request."""
+    return await _run(request, reg, sid, "access")
+
+
+@router.post("/s/{sid}/vm/answer", name="page_vm_answer", response_class=HTMLResponse)
+async def answer(request: Request, reg: RegistryDep, sid: Sid) -> Response:
+    """Answer the guest's request as the VMM of the session's design does."""
+    return await _run(request, reg, sid, "answer")
