@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,9 @@ class PgStore:
         self._listener = asyncio.create_task(self._listen())
 
     async def _connect(self) -> Conn:
-        return await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        return await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, application_name=f"sealscope {os.getpid()}"
+        )
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -340,6 +343,21 @@ class PgStore:
             await self._conn.close()
         self._conn = await self._connect()
         return self._conn
+
+
+HOLDERS = """
+SELECT s.id, a.application_name FROM sessions s
+JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted
+    AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(s.id, 0)
+JOIN pg_stat_activity a ON a.pid = l.pid
+"""
+
+
+def holders(url: str) -> dict[str, int]:
+    """{sid: pid of the worker that holds it} (a look at who owns what: tests, operators)."""
+    with psycopg.connect(url, autocommit=True) as c:
+        rows = c.execute(HOLDERS).fetchall()
+    return {sid: int(name.split()[-1]) for sid, name in rows if name.startswith("sealscope ")}
 
 
 async def _notify(c: Conn, sid: str) -> None:

@@ -41,12 +41,15 @@ def _need() -> str:
 
 
 class Cluster:
-    def __init__(self, data: Path, port: int, workers: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, data: Path, port: int, workers: int, host: str = "127.0.0.1", pg_url: str = ""
+    ) -> None:
         self.data = data.resolve()
         self.port = port
         self.host = host
         self.ports = [port + i for i in range(1, workers + 1)]
         self.pg = Postgres(self.data / "pg", port + workers + 1)
+        self.pg_url = pg_url  # a PostgreSQL of someone else's (the tests'): not started here
         self.workers: list[subprocess.Popen[bytes]] = []
         self.haproxy: subprocess.Popen[bytes] | None = None
         self.dir = self.data / "cluster"
@@ -54,7 +57,8 @@ class Cluster:
     def start(self) -> Cluster:
         haproxy = _need()
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.pg.start()
+        if not self.pg_url:
+            self.pg_url = self.pg.start().url
         try:
             for i, p in enumerate(self.ports, 1):
                 self.workers.append(self.start_worker(i, p))
@@ -77,7 +81,7 @@ class Cluster:
     def start_worker(self, i: int, port: int) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
-            "SEALSCOPE_STORE": self.pg.url,
+            "SEALSCOPE_STORE": self.pg_url,
             "SEALSCOPE_RATE": "0",  # the balancer limits each client (every one is its address)
         }
         log = open(self.dir / f"worker{i}.log", "ab")  # noqa: SIM115 (the child keeps it)
@@ -100,7 +104,8 @@ class Cluster:
                 p.kill()
                 p.wait()
         self.workers, self.haproxy = [], None
-        self.pg.stop()
+        if self.pg_url == self.pg.url:
+            self.pg.stop()
 
 
 def _wait_http(url: str, timeout: float = 30.0) -> None:
