@@ -31,9 +31,11 @@ def config(port: int, workers: list[int], rate: float, host: str = "127.0.0.1") 
 
 defaults
     mode http
-    option redispatch
-    retries 3
-    timeout connect 1s
+    # a refused connection (a dead worker) is retried on another one after the
+    # turn-around of min(timeout connect, 1 s): keep it short on a LAN
+    option redispatch 1
+    retries 2
+    timeout connect 200ms
     timeout client 60s
     timeout server 60s
     timeout tunnel 1h

@@ -63,8 +63,12 @@ class Cluster:
             for i, p in enumerate(self.ports, 1):
                 self.workers.append(self.start_worker(i, p))
             (self.dir / "workers.pid").write_text("".join(f"{w.pid}\n" for w in self.workers))
-            for p in self.ports:
-                _wait_http(f"http://{self.host}:{p}/api/v1/scenarios")
+            for i, p in enumerate(self.ports, 1):
+                try:
+                    _wait_http(f"http://{self.host}:{p}/api/v1/scenarios")
+                except RuntimeError as exc:
+                    tail = (self.dir / f"worker{i}.log").read_text(errors="replace")[-1500:]
+                    raise RuntimeError(f"worker {i}: {exc}; its log ends:\n{tail}") from exc
             rate = float(os.environ.get("SEALSCOPE_RATE", "500"))
             cfg = write_config(self.dir / "haproxy.cfg", config(self.port, self.ports, rate))
             self.haproxy = subprocess.Popen([haproxy, "-db", "-f", str(cfg)])
