@@ -5,6 +5,7 @@ racing for one session (never both writing). Loopback only, each bounded in time
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -200,3 +201,69 @@ def test_two_workers_racing_for_one_session_never_both_write(
         with httpx.Client(base_url=url, timeout=10) as h:
             detail: dict[str, Any] = h.get(f"{API}/{sid}").json()
             assert detail["seq"] == n
+
+
+def _follow(url: str, after: str, out: list[tuple[str, Any]], done: threading.Event) -> None:
+    """Collect (event, data) of an SSE stream until it ends or breaks."""
+    event, data = "message", ""
+    try:
+        with (
+            httpx.Client(timeout=httpx.Timeout(20, read=20)) as c,
+            c.stream("GET", url, headers={"Last-Event-ID": after}) as r,
+        ):
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data += line[5:].strip()
+                elif line == "":
+                    if data:
+                        out.append((event, json.loads(data)))
+                    event, data = "message", ""
+    except httpx.HTTPError:
+        pass  # the worker died under it
+    finally:
+        done.set()
+
+
+def _seqs(got: list[tuple[str, Any]]) -> list[int]:
+    return [int(d["seq"]) for e, d in got if e == "message"]
+
+
+def _until(cond: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_an_event_stream_follows_its_session_to_the_new_owner(
+    cluster: Callable[[int], Cluster],
+) -> None:
+    c = cluster(2)
+    with httpx.Client(base_url=c.url, timeout=10) as h:
+        sid = new_session(h)
+        assert fallocate(h, sid, (0, PAGE)).status_code == 200
+        last = h.get(f"{API}/{sid}").json()["event_seq"]
+        url = f"{c.url}{API}/{sid}/events/stream"
+        got: list[tuple[str, Any]] = []
+        ended = threading.Event()
+        threading.Thread(target=_follow, args=(url, "0", got, ended), daemon=True).start()
+        _until(lambda: last in _seqs(got))
+        owner = holders(c.pg_url)[sid]
+        next(w for w in c.workers if w.pid == owner).kill()
+        assert ended.wait(10)  # the stream ends with its worker
+        # the browser reconnects with the last id it saw: the balancer sends it to the
+        # session's new owner, which goes on from there
+        again: list[tuple[str, Any]] = []
+        follow = threading.Event()
+        args = (url, str(_seqs(got)[-1]), again, follow)
+        threading.Thread(target=_follow, args=args, daemon=True).start()
+        assert fallocate(h, sid, (PAGE, PAGE)).status_code == 200
+        now = h.get(f"{API}/{sid}").json()["event_seq"]
+        _until(lambda: now in _seqs(again))
+        assert holders(c.pg_url)[sid] != owner
+        assert _seqs(got) + _seqs(again) == list(range(1, now + 1))  # no gap, no repeat
+        assert h.delete(f"{API}/{sid}").status_code == 204
+        assert follow.wait(10)
