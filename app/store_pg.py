@@ -118,8 +118,13 @@ class PgStore:
                 await self._conn.execute(SCHEMA)
         except psycopg.Error as exc:
             raise RuntimeError(f"the store (PostgreSQL) cannot be opened: {exc}") from exc
-        self._pool = ConnectionPool(
-            self.url, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True
+        self._pool = ConnectionPool(  # reads are rare (claims, payloads): check each
+            self.url,
+            min_size=1,
+            max_size=4,
+            kwargs={"autocommit": True, "application_name": f"sealscope {os.getpid()}"},
+            check=ConnectionPool.check_connection,
+            open=True,
         )
         self._flusher = asyncio.create_task(self._flush_loop())
         self._listener = asyncio.create_task(self._listen())
