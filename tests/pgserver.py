@@ -46,7 +46,9 @@ def postgres() -> Iterator[str]:
     except (ImportError, Missing) as exc:
         pytest.skip(f"PostgreSQL is not available here ({exc}); .ci/run installs it")
     root = reachable_tmpdir()
-    pg = Postgres(root / "pg", free_port())
+    # fsync off: a throwaway server (the tests kill workers, never it); commits stay
+    # synchronous, so what a worker was answered is what every other worker reads
+    pg = Postgres(root / "pg", free_port(), extra="-c fsync=off -c full_page_writes=off")
     try:
         pg.start()
     except Missing as exc:

@@ -80,6 +80,7 @@ class Postgres:
     root: Path  # its data directory
     port: int
     user: str | None = None
+    extra: str = ""  # more server options (the tests': fsync off, a throwaway server)
 
     @property
     def url(self) -> str:
@@ -111,7 +112,7 @@ class Postgres:
             )  # fmt: skip
         opts = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
-            "-c max_connections=200 -c shared_buffers=64MB"
+            f"-c max_connections=200 -c shared_buffers=64MB {self.extra}"
         )
         done = self._cmd(
             bindir / "pg_ctl", "-D", self.root, "-o", opts, "-l", self.root / "server.log",

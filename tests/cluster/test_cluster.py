@@ -260,6 +260,8 @@ def test_an_event_stream_follows_its_session_to_the_new_owner(
         follow = threading.Event()
         args = (url, str(_seqs(got)[-1]), again, follow)
         threading.Thread(target=_follow, args=args, daemon=True).start()
+    # a new connection: HAProxy may close the kept-alive ones whose worker died
+    with httpx.Client(base_url=c.url, timeout=10) as h:
         assert fallocate(h, sid, (PAGE, PAGE)).status_code == 200
         now = h.get(f"{API}/{sid}").json()["event_seq"]
         _until(lambda: now in _seqs(again))
