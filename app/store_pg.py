@@ -30,34 +30,20 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from app.store import StoreError
-from app.storetypes import StoredOp, StoredSession, op_of, session_of
+from app.store_pg_rows import (
+    CHANNEL,
+    KEY,
+    SCHEMA,
+    SCHEMA_LOCK,
+    NoAcked,
+    holders,
+    read_sessions,
+)
+from app.storetypes import StoredOp, StoredSession
+
+__all__ = ["NoAcked", "PgStore", "holders"]
 
 log = logging.getLogger("sealscope.store")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    profile TEXT NOT NULL,
-    phys_pages BIGINT NOT NULL,
-    thp TEXT NOT NULL,
-    variants TEXT NOT NULL,
-    created DOUBLE PRECISION NOT NULL,
-    active DOUBLE PRECISION NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ops (
-    sid TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    op TEXT NOT NULL,
-    args TEXT NOT NULL,
-    errno TEXT,
-    events BIGINT NOT NULL,
-    ts DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (sid, seq)
-);
-"""
-SCHEMA_LOCK = 0x5EA15C09E  # the workers of a cluster create the schema one at a time
-CHANNEL = "sealscope_handoff"  # NOTIFY payload: a sid some worker wants
-KEY = "hashtextextended(%s, 0)"  # a session's advisory lock key
 
 Conn = psycopg.AsyncConnection[Any]
 Write = Callable[[Conn], Awaitable[None]]
@@ -65,26 +51,6 @@ Write = Callable[[Conn], Awaitable[None]]
 
 class NotOwner(RuntimeError):
     pass
-
-
-class NoAcked:
-    """The acknowledged-count file guards SQLite's WAL against silent truncation; a
-    PostgreSQL commit is reported or it failed, so there is nothing to keep."""
-
-    def read(self) -> dict[str, int]:
-        return {}
-
-    def start(self, counts: dict[str, int]) -> None:
-        pass
-
-    def ack(self, sid: str, n: int) -> None:
-        pass
-
-    def lower(self, sid: str, n: int | None) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
 
 
 def _error(exc: Exception) -> StoreError:
@@ -179,30 +145,11 @@ class PgStore:
         return []
 
     def load_all(self) -> list[StoredSession]:
-        return self._read(None)
+        return read_sessions(self._rows, None)
 
     def load_one(self, sid: str) -> StoredSession | None:
-        found = self._read(sid)
+        found = read_sessions(self._rows, sid)
         return found[0] if found else None
-
-    def _read(self, sid: str | None) -> list[StoredSession]:
-        where, args = ("WHERE id = %s", (sid,)) if sid is not None else ("", ())
-        out: dict[str, StoredSession] = {}
-        cols = "id, profile, phys_pages, thp, variants, created, active"
-        for row in self._rows(f"SELECT {cols} FROM sessions {where}", args):
-            s = session_of(row)
-            if isinstance(s, StoredSession):
-                out[s.id] = s
-            else:
-                log.warning("session %s: not loaded, its sessions row is damaged (%s)", sid, s)
-        where = "WHERE sid = %s" if sid is not None else ""
-        sql = f"SELECT sid, seq, op, args, errno, events, ts FROM ops {where} ORDER BY sid, seq"
-        for osid, seq, op, a, errno, events, ts in self._rows(sql, args):
-            if osid in out:
-                s = out[osid]
-                s.ops.append(op_of(seq, op, a, errno, events))
-                s.active = max(s.active, ts)
-        return list(out.values())
 
     def payloads(self, sid: str, lo: int, hi: int) -> dict[int, str]:
         rows = self._rows(
@@ -348,21 +295,6 @@ class PgStore:
             await self._conn.close()
         self._conn = await self._connect()
         return self._conn
-
-
-HOLDERS = """
-SELECT s.id, a.application_name FROM sessions s
-JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted
-    AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(s.id, 0)
-JOIN pg_stat_activity a ON a.pid = l.pid
-"""
-
-
-def holders(url: str) -> dict[str, int]:
-    """{sid: pid of the worker that holds it} (a look at who owns what: tests, operators)."""
-    with psycopg.connect(url, autocommit=True) as c:
-        rows = c.execute(HOLDERS).fetchall()
-    return {sid: int(name.split()[-1]) for sid, name in rows if name.startswith("sealscope ")}
 
 
 async def _notify(c: Conn, sid: str) -> None:

@@ -65,7 +65,7 @@ class Cluster:
             (self.dir / "workers.pid").write_text("".join(f"{w.pid}\n" for w in self.workers))
             for i, p in enumerate(self.ports, 1):
                 try:
-                    _wait_http(f"http://{self.host}:{p}/api/v1/scenarios")
+                    _wait_http(f"http://{self.host}:{p}/api/v1/scenarios", 60, self.workers[i - 1])
                 except RuntimeError as exc:
                     tail = (self.dir / f"worker{i}.log").read_text(errors="replace")[-1500:]
                     raise RuntimeError(f"worker {i}: {exc}; its log ends:\n{tail}") from exc
@@ -112,9 +112,14 @@ class Cluster:
             self.pg.stop()
 
 
-def _wait_http(url: str, timeout: float = 30.0) -> None:
+def _wait_http(
+    url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until url answers 200 (RuntimeError after timeout, or at once if proc exits)."""
     deadline = time.monotonic() + timeout
     while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"it exited with status {proc.returncode} (a port in use?)")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return

@@ -45,9 +45,15 @@ def cluster(
     made: list[Cluster] = []
 
     def start(workers: int) -> Cluster:
-        c = Cluster(tmp_path / "data", free_ports(workers), workers, pg_url=pg_url)
-        made.append(c)
-        return c.start()
+        for attempt in (1, 2):  # a port taken meanwhile by another process: new ports
+            c = Cluster(tmp_path / f"data{len(made)}", free_ports(workers), workers, pg_url=pg_url)
+            made.append(c)
+            try:
+                return c.start()
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     yield start
     for c in made:
