@@ -35,10 +35,11 @@ BUILD_ENGINE := $(QUIET_BUILD) $(PIP) install -q --no-deps --no-build-isolation 
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help venv engine run test lint ctest fuzz pytest asan-pytest soak bench chromium clean distclean
+.PHONY: help venv engine run cluster test lint ctest fuzz pytest asan-pytest soak bench chromium clean distclean
 
 help:
 	@echo "make run          serve http://$(HOST):$(PORT) (HOST=, PORT=, SEALSCOPE_DATA=$(SEALSCOPE_DATA))"
+	@echo "make cluster      HAProxy on PORT, WORKERS=$(WORKERS) workers, PostgreSQL (docs/deploy.md)"
 	@echo "make test         ruff, C unit tests (+ASan/UBSan), pytest (browser tests need $(CHROMIUM))"
 	@echo "make venv         create/update .venv (pip install -e '.[test]') and build the engine"
 	@echo "make ctest        C unit tests only;  make lint: ruff + mypy;  make bench;  make clean"
@@ -78,6 +79,11 @@ static/vendor: $(VENDOR_STAMP)
 
 run: venv static/vendor
 	$(VENV)/bin/sealscope serve --host $(HOST) --port $(PORT) --data $(SEALSCOPE_DATA)
+
+# PostgreSQL + HAProxy on PORT + WORKERS workers (app/cluster/launch.py, docs/deploy.md)
+WORKERS ?= 3
+cluster: venv static/vendor
+	$(VENV)/bin/sealscope cluster --workers $(WORKERS) --port $(PORT) --data $(SEALSCOPE_DATA)
 
 # Debian's chromium for the browser tests: installed when missing and root;
 # otherwise tests/conftest.py skips them, saying why

@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (SEALSCOPE_HOST)")
     serve.add_argument("--port", type=int, help="port (SEALSCOPE_PORT)")
     serve.add_argument("--data", help="data directory (SEALSCOPE_DATA)")
+    sub.add_parser("cluster", help="HAProxy, workers, PostgreSQL (docs/deploy.md)", add_help=False)
     for name, what in CI.items():
         sub.add_parser(name, help=what, add_help=False)
     return p
@@ -35,6 +36,10 @@ CI = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "cluster":
+        from app.cluster.launch import main as cluster_main
+
+        return cluster_main(argv[1:])
     if argv and argv[0] in CI:
         from sealscope.ci import main as ci_main
 

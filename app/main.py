@@ -11,10 +11,10 @@ from app import api, errors, pages
 from app.crosssite import CrossSite
 from app.lastresort import LastResort
 from app.middleware import AccessLog, BodyLimit, RateLimit
+from app.ownership import ClaimSessions, claim_sessions, make_store
 from app.registry import Registry
 from app.routing import index_routes
 from app.settings import Settings
-from app.store import Store
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,9 +22,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = Registry(settings, Store(settings.data / "sealscope.db", settings.sync))
+        store = make_store(settings)
+        registry = Registry(settings, store)
         await registry.start()
         app.state.registry = registry
+        app.state.ownership = claim_sessions(registry)  # None but in a cluster's worker
         try:
             yield
         finally:
@@ -47,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.extend(pages.routes())
     index_routes(app.router)
     app.add_middleware(LastResort)
+    if settings.store != "sqlite":
+        app.add_middleware(ClaimSessions)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RateLimit, settings=settings)
     app.add_middleware(CrossSite)

@@ -42,6 +42,9 @@ class Settings:
     # the store: "normal" (WAL: a commit survives SIGKILL, not a power cut) or "full"
     # (an fsync per group commit, in a worker thread)
     sync: str = "normal"
+    # where the op log lives: "sqlite" (SEALSCOPE_DATA/sealscope.db, one process) or a
+    # postgresql:// URL shared by the workers of a cluster (docs/deploy.md)
+    store: str = "sqlite"
     # rewind: an in-memory snapshot (Machine.clone) every K ops, within a byte budget per
     # session and one for all sessions (a machine takes 32 bytes a frame: 8 MiB by default)
     snapshot_every: int = 256  # replay runs at ~45k ops/s: a rewind replays <= ~6 ms

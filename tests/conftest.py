@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.pgserver"]  # the private PostgreSQL fixtures (postgres, pg_url)
 CHROMIUM = os.environ.get("SEALSCOPE_CHROMIUM", "/usr/bin/chromium")
 
 

@@ -1,5 +1,6 @@
 """Durability by op log: restarts rebuild every session; SIGKILL loses no acknowledged op;
-idle sessions expire with their log."""
+idle sessions expire with their log. The in-process tests run on both stores (SQLite and
+PostgreSQL: tests/pgserver.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from app.registry import Session
 from app.settings import Settings
 from app.store import Store
 from tests.api.helpers import Server, guest_file, new_session, running, with_
+from tests.pgserver import STORES, store_settings
 
 API = "/api/v1/sessions"
 PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
@@ -30,6 +32,28 @@ async def _snapshot(c: httpx.AsyncClient, sid: str) -> dict[str, Any]:
         "trace": (await c.get(f"{API}/{sid}/trace")).json(),
         "pages": (await c.get(f"{API}/{sid}/files/3/pages")).json(),
     }
+
+
+@pytest.fixture(params=STORES)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    return store_settings(request, tmp_path)
+
+
+TABLES = ("ops", "sessions")
+
+
+def _rows(settings: Settings) -> tuple[int, int]:
+    """(ops, sessions) rows in the store."""
+    if settings.store == "sqlite":
+        db = sqlite3.connect(settings.data / "sealscope.db")
+        counts = [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES]
+        db.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(settings.store) as c:
+            counts = [c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES]  # type: ignore[index]
+    return counts[0], counts[1]
 
 
 @pytest.mark.anyio
@@ -76,9 +100,7 @@ async def test_idle_sessions_expire_with_their_log(settings: Settings) -> None:
         await c.post(f"{API}/{sid}/memfds", json={})
         await asyncio.sleep(1.0)
         assert (await c.get(f"{API}/{sid}")).status_code == 404
-    db = sqlite3.connect(settings.data / "sealscope.db")
-    assert db.execute("SELECT count(*) FROM ops").fetchone() == (0,)
-    assert db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+    assert _rows(settings) == (0, 0)
 
 
 @pytest.mark.anyio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from app.service.ops import parse
 from app.service.replay import apply
 from app.settings import Settings
 from app.store import Store, StoredOp, StoredSession
+from tests.pgserver import STORES
 
 
 def _session(budget: Budget, **settings: int) -> Session:
@@ -49,10 +51,20 @@ def test_the_service_wide_budget_is_shared() -> None:
     assert b.machine_at(55).file(3).size == 4096 * 55  # slower, not wrong
 
 
+@pytest.mark.parametrize("kind", STORES)
 @pytest.mark.parametrize("sync", ["normal", "full"])
-def test_group_commit(tmp_path: Path, sync: str) -> None:
+def test_group_commit(tmp_path: Path, sync: str, kind: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("pg_url") if kind == "postgresql" else ""
+
+    def make() -> Any:
+        if url:
+            from app.store_pg import PgStore
+
+            return PgStore(url, sync)
+        return Store(tmp_path / "db.sqlite", sync)
+
     async def run() -> None:
-        store = Store(tmp_path / "db.sqlite", sync)
+        store = make()
         await store.open()
         row = StoredSession("a", "rfc-v2", 4096, "never", [], 0.0, 0.0)
         await store.create_session(row, [], 1.0)
@@ -62,7 +74,8 @@ def test_group_commit(tmp_path: Path, sync: str) -> None:
             await store.append("a", ops[0], 3.0)
         await store.truncate("a", 150, 4.0)
         await store.close()
-        (loaded,) = Store(tmp_path / "db.sqlite").load()
+        other = make()
+        (loaded,) = other.load_all() if url else other.load()
         assert [o.seq for o in loaded.ops] == list(range(1, 151))
         assert loaded.active == 4.0
 

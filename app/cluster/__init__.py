@@ -1,0 +1,1 @@
+"""Running sealscope past one process: a private PostgreSQL, HAProxy, N workers."""
