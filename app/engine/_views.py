@@ -121,6 +121,31 @@ class Views:
             raise make_error("file", 9, f"fd {fd} is not an open file")
         return info
 
+    def file_row(
+        self, fd: int
+    ) -> tuple[int, int, bytes, int, int, int, int, int, int, int, int] | None:
+        """fd's struct ss_file_info as it is (None: not an open file): fd, kind, name bytes,
+        size, seals, flags, owner mask, nr_pages, mappings, writable_maps, pending. For
+        answers built straight from it (a batch's); file() is the same, named."""
+        fd = _fd(fd)
+        i = self._finfo
+        with self._lock:
+            if lib.ss_file_info(self._m, fd, i) < 0:
+                return None
+            return (
+                i.fd,
+                i.kind,
+                ffi.string(i.name),
+                i.size,
+                i.seals,
+                i.flags,
+                i.owners,
+                i.nr_pages,
+                i.mappings,
+                i.writable_maps,
+                i.pending,
+            )
+
     def files(self) -> list[FileInfo]:
         with self._lock:
             fds, n = _read_all("int", lambda buf, size: lib.ss_file_list(self._m, buf, size))
