@@ -62,6 +62,7 @@ _VM_FAULTS = (
     "(POST .../vms/{vm_id}/vcpus/{n}/access)"
 )
 _PUNCH_KEEP = lib.SS_FALLOC_FL_PUNCH_HOLE | lib.SS_FALLOC_FL_KEEP_SIZE
+_PUNCH_LIST = ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"]
 # fallocate modes as callers spell them most (a list of names -> bits)
 _FALLOC_BITS: dict[tuple[str, ...] | str, int] = {
     (): 0,
@@ -223,8 +224,11 @@ class Machine(Kvm, Views):
         # spell them most are one dict lookup, the lock is taken with bound acquire /
         # release, cffi refuses what does not fit the C types and only then are the
         # ints cast like C
-        try:
-            md = _FALLOC_BITS.get(tuple(mode) if mode.__class__ is list else mode)  # type: ignore[arg-type]
+        try:  # a punch as the bench and the service spell it first: a list compare
+            if mode == _PUNCH_LIST:
+                md = _PUNCH_KEEP
+            else:
+                md = _FALLOC_BITS.get(tuple(mode) if mode.__class__ is list else mode)  # type: ignore[arg-type]
         except TypeError:  # unhashable: a set, a dict, ...
             md = None
         if md is None:

@@ -81,6 +81,9 @@ class Views:
     config: Config
     _m: Any
     _lock: threading.Lock
+    _acquire: Any  # the lock's bound acquire / release, the counter's view (Machine)
+    _release: Any
+    _out_seq: memoryview
     _reader: EventReader
 
     def _init_buffers(self) -> None:
@@ -339,8 +342,13 @@ class Views:
     # ---- events, checks ----
     @property
     def event_count(self) -> int:
-        with self._lock:
-            return int(lib.ss_event_count(self._m))
+        # read on every op (a batch reads it twice an op): the engine's counter through
+        # the memoryview Machine keeps over it, under the lock taken with bound calls
+        self._acquire()
+        try:
+            return int(self._out_seq[0])
+        finally:
+            self._release()
 
     def events(
         self, after: int = 0, limit: int | None = None, max_items: int = MAX_ITEMS
