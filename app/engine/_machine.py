@@ -51,6 +51,7 @@ _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
 _get_lock_pfn = lib.ss_get_lock_pfn
 _put_unlock_pfn = lib.ss_put_unlock_pfn
 _fallocate = lib.ss_fallocate
+_PENDING = lib.SS_PENDING
 _EINVAL = 22
 _VM_SLOTS = (
     "this owner is a VM: it takes memslots through KVM_SET_USER_MEMORY_REGION2 "
@@ -61,6 +62,7 @@ _VM_FAULTS = (
     "(POST .../vms/{vm_id}/vcpus/{n}/access)"
 )
 _PUNCH_KEEP = lib.SS_FALLOC_FL_PUNCH_HOLE | lib.SS_FALLOC_FL_KEEP_SIZE
+_PUNCH_LIST = ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"]
 # fallocate modes as callers spell them most (a list of names -> bits)
 _FALLOC_BITS: dict[tuple[str, ...] | str, int] = {
     (): 0,
@@ -218,13 +220,21 @@ class Machine(Kvm, Views):
 
     def fallocate(self, fd: int, mode: Names, offset: int, length: int) -> bool:
         """True when pending: a punch waits on a page locked by get_lock_pfn."""
-        # a hot path (a VMM's conversions): as get_lock_pfn, cffi refuses what does
-        # not fit the C types, and only then are the ints cast like C
-        key = tuple(mode) if isinstance(mode, list) else mode
-        md = _FALLOC_BITS.get(key) if isinstance(key, tuple | str) else None
+        # a hot path (a VMM's conversions), made as get_lock_pfn: the modes as callers
+        # spell them most are one dict lookup, the lock is taken with bound acquire /
+        # release, cffi refuses what does not fit the C types and only then are the
+        # ints cast like C
+        try:  # a punch as the bench and the service spell it first: a list compare
+            if mode == _PUNCH_LIST:
+                md = _PUNCH_KEEP
+            else:
+                md = _FALLOC_BITS.get(tuple(mode) if mode.__class__ is list else mode)  # type: ignore[arg-type]
+        except TypeError:  # unhashable: a set, a dict, ...
+            md = None
         if md is None:
             md = i32(bits(mode, FALLOC_MODES, "fallocate mode"))
-        with self._lock:
+        self._acquire()
+        try:
             try:
                 rc = _fallocate(self._m, fd, md, offset, length)
             except (OverflowError, TypeError):
@@ -232,12 +242,14 @@ class Machine(Kvm, Views):
                 rc = _fallocate(self._m, fd, md, offset, length)
             if rc == 0:
                 return False
-            if rc == lib.SS_PENDING:
+            if rc == _PENDING:
                 return True
-            before = self._counter[0] - 1  # a failure makes one event: the last
+            before = self._out_seq[0] - 1  # a failure makes one event: the last
             args = {"mode": md, "offset": i64(offset), "len": i64(length)}
             self._check("fallocate", rc, before, args, i32(fd))
             return False
+        finally:
+            self._release()
 
     def pread(self, fd: int, offset: int, count: int) -> bytes:
         fd, off, n = i32(fd), i64(offset), i64(count)

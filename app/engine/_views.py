@@ -82,6 +82,9 @@ class Views:
     config: Config
     _m: Any
     _lock: threading.Lock
+    _acquire: Any  # the lock's bound acquire / release, the counter's view (Machine)
+    _release: Any
+    _out_seq: memoryview
     _reader: EventReader
 
     def _init_buffers(self) -> None:
@@ -121,6 +124,31 @@ class Views:
         if info is None:
             raise make_error("file", 9, f"fd {fd} is not an open file")
         return info
+
+    def file_row(
+        self, fd: int
+    ) -> tuple[int, int, bytes, int, int, int, int, int, int, int, int] | None:
+        """fd's struct ss_file_info as it is (None: not an open file): fd, kind, name bytes,
+        size, seals, flags, owner mask, nr_pages, mappings, writable_maps, pending. For
+        answers built straight from it (a batch's); file() is the same, named."""
+        fd = _fd(fd)
+        i = self._finfo
+        with self._lock:
+            if lib.ss_file_info(self._m, fd, i) < 0:
+                return None
+            return (
+                i.fd,
+                i.kind,
+                ffi.string(i.name),
+                i.size,
+                i.seals,
+                i.flags,
+                i.owners,
+                i.nr_pages,
+                i.mappings,
+                i.writable_maps,
+                i.pending,
+            )
 
     def files(self) -> list[FileInfo]:
         with self._lock:
@@ -317,8 +345,13 @@ class Views:
     # ---- events, checks ----
     @property
     def event_count(self) -> int:
-        with self._lock:
-            return int(lib.ss_event_count(self._m))
+        # read on every op (a batch reads it twice an op): the engine's counter through
+        # the memoryview Machine keeps over it, under the lock taken with bound calls
+        self._acquire()
+        try:
+            return int(self._out_seq[0])
+        finally:
+            self._release()
 
     def events(
         self, after: int = 0, limit: int | None = None, max_items: int = MAX_ITEMS
