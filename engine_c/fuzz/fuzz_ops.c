@@ -11,10 +11,13 @@
  * cloned (the snapshot path), both are checked, and the rest of the program
  * runs on the clone.
  *
+ * Config bit 7 adds the KVM ops of fuzz_kvm.c (VMs, guest_memfd, memslots,
+ * attributes, vCPU and host accesses, pre-fault) to the file-side ones.
+ *
  * Built with clang -fsanitize=fuzzer,address,undefined where clang is
  * present, else with gcc and fuzz_main.c (make fuzz).
  */
-#include "../sealscope.h"
+#include "fuzz.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +25,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct input {
-	const uint8_t *p;
-	size_t left;
-};
+#define input fuzz_input
+#define take fuzz_take
 
-static uint64_t take(struct input *in, int nbytes)
+uint64_t fuzz_take(struct input *in, int nbytes)
 {
 	uint64_t v = 0;
 	for (int i = 0; i < nbytes; i++) {
@@ -65,11 +66,12 @@ static uint64_t index_of(struct input *in)
 	return take(in, 2) % 1100;
 }
 
-static int fd_of(struct input *in)
+int fuzz_fd(struct input *in)
 {
 	uint64_t v = take(in, 1);
 	return v < 250 ? 3 + (int)(v % 6) : (int)v - 253;   /* mostly 3..8; -3..2 */
 }
+#define fd_of fuzz_fd
 
 /* FUZZ_VERBOSE=1: print each call and its result (to read a failing input) */
 static int verbose;
@@ -90,6 +92,15 @@ static void check_or_die(struct ss_machine *m, int step, int op)
 	char msg[512];
 	if (ss_check(m, msg, sizeof(msg))) {
 		fprintf(stderr, "fuzz_ops: invariant broken after step %d (op %d): %s\n", step, op, msg);
+		abort();
+	}
+}
+
+void fuzz_check(struct ss_machine *m, const char *what)
+{
+	char msg[512];
+	if (ss_check(m, msg, sizeof(msg))) {
+		fprintf(stderr, "fuzz_ops: invariant broken after %s: %s\n", what, msg);
 		abort();
 	}
 }
@@ -131,12 +142,18 @@ static void read_views(struct ss_machine *m)
 	(void)ss_memory_bytes(m);
 }
 
-static void step(struct ss_machine *m, struct input *in, uint8_t *buf, size_t bufsize,
-		 uint64_t *pfns, int *npfns)
+#define FILE_OPS 21
+
+static void step(struct ss_machine *m, struct input *in, int nops, uint8_t *buf,
+		 size_t bufsize, uint64_t *pfns, int *npfns)
 {
 	uint64_t pfn = 0;
 	int order = 0, fd;
-	int op = (int)(take(in, 1) % 21);
+	int op = (int)(take(in, 1) % (uint64_t)nops);
+	if (op >= FILE_OPS) {
+		fuzz_kvm_step(m, in, op - FILE_OPS);
+		return;
+	}
 	switch (op) {
 	case 0:
 		ss_memfd_create(m, "f", (unsigned int)take(in, 1) & 0x3f);
@@ -244,6 +261,7 @@ static void step(struct ss_machine *m, struct input *in, uint8_t *buf, size_t bu
 	}
 	case 20:
 		read_views(m);
+		fuzz_kvm_views(m);
 		break;
 	}
 }
@@ -256,9 +274,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t pfns[64];
 	int npfns = 0;
 	uint64_t cfg = take(&in, 1);
+	/* bit 7: the KVM ops too (inputs saved before they existed have it clear) */
+	int nops = cfg & 0x80 ? FILE_OPS + FUZZ_KVM_OPS : FILE_OPS;
 	struct ss_config c = {
 		.profile = (int)(cfg & 1),
-		.thp = (int)((cfg >> 1) % 3),
+		.thp = (int)(((cfg & 0x7f) >> 1) % 3),
 		.variants = (uint32_t)(cfg >> 3) & 3,
 		.phys_pages = PAGES[(cfg >> 5) & 3],
 	};
@@ -268,12 +288,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_or_die(m, 0, -1);
 	verbose = getenv("FUZZ_VERBOSE") != NULL;
 	if (verbose)
-		fprintf(stderr, "config: profile %d thp %d variants %u pages %llu\n", c.profile, c.thp,
-			c.variants, (unsigned long long)c.phys_pages);
+		fprintf(stderr, "config: profile %d thp %d variants %u pages %llu kvm %d\n", c.profile,
+			c.thp, c.variants, (unsigned long long)c.phys_pages, nops > FILE_OPS);
 	for (int i = 1; in.left && i <= 400; i++) {
-		int op = in.left ? in.p[0] % 21 : -1;
+		int op = in.left ? in.p[0] % nops : -1;
 		uint64_t before = ss_event_count(m);
-		step(m, &in, buf, sizeof(buf), pfns, &npfns);
+		step(m, &in, nops, buf, sizeof(buf), pfns, &npfns);
 		if (verbose)
 			print_events(m, before);
 		check_or_die(m, i, op);
