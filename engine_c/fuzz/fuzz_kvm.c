@@ -160,6 +160,9 @@ static void world(struct ss_machine *m, struct fuzz_input *in)
 		ss_ftruncate(m, (int)priv, pages * (int64_t)PG);
 	} else {
 		priv = ss_vm_gmem_create(m, vm, (uint64_t)pages * PG, (sel >> 3) & 3);
+		if (sel & 8 && priv >= 0)   /* GUEST_MEMFD_FLAG_MMAP: the VMM maps it (gmem-only) */
+			map = ss_mmap(m, (int)priv, 0, pages * (int64_t)PG,
+				      SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
 	}
 	fuzz_check(m, "world: private file");
 	r.slot = (uint32_t)(sel >> 5);
