@@ -227,3 +227,20 @@ async def test_created_kvm_ops_answer_201_in_a_batch(settings: Settings) -> None
         assert res[4]["answer"]["vm_id"] == "0" and res[4]["answer"]["kind"] == "guest_memfd"
         assert res[1]["errno"] == "EINVAL" and res[1]["answer"]["op"] == "KVM_CREATE_VM"
         assert res[3]["errno"] == "ENOENT" and res[3]["seq"] is None
+
+
+async def test_the_owner_limit_in_a_batch_is_the_single_routes(settings: Settings) -> None:
+    """The 9th owner (VMs are owners) is 429 max_owners, batched as alone; not logged."""
+    vms = [op("vm_create", name=f"v{i}", type="KVM_X86_DEFAULT_VM") for i in range(9)]
+    async with running(settings) as (_, c):
+        alone = await new_session(c, profile="guest-memfd")
+        singles = []
+        for o in vms:
+            r = await c.post(f"{API}/{alone}/vms", json=o["args"])
+            singles.append((r.status_code, r.json()))
+        batched = await new_session(c, profile="guest-memfd")
+        out = (await c.post(f"{API}/{batched}/ops", json={"ops": vms})).json()
+        assert [(x["status"], x["answer"]) for x in out["results"]] == singles
+        last = out["results"][-1]
+        assert last["status"] == 429 and last["answer"]["limit"] == "max_owners"
+        assert last["seq"] is None and out["seq"] == 8
