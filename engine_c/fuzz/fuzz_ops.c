@@ -9,7 +9,8 @@
  * op the invariant checker runs; a failure aborts, so libFuzzer (or the
  * driver in fuzz_main.c) reports the input.  Every so often the machine is
  * cloned (the snapshot path), both are checked, and the rest of the program
- * runs on the clone.
+ * runs on the clone, with the original in lockstep for 32 ops: both must record
+ * the same events (a clone that lost state answers differently).
  *
  * Config bit 7 adds the KVM ops of fuzz_kvm.c (VMs, guest_memfd, memslots,
  * attributes, vCPU and host accesses, pre-fault) to the file-side ones.
@@ -143,6 +144,32 @@ static void read_views(struct ss_machine *m)
 }
 
 #define FILE_OPS 21
+
+/* a clone and its original, given the same op, record the same events */
+static void same_events(const struct ss_machine *a, const struct ss_machine *b, uint64_t before,
+			int step)
+{
+	struct ss_event x, y;
+	uint64_t n = ss_event_count(a);
+	if (ss_event_count(b) != n) {
+		fprintf(stderr, "fuzz_ops: step %d: the clone has %llu events, the original %llu\n",
+			step, (unsigned long long)n, (unsigned long long)ss_event_count(b));
+		abort();
+	}
+	for (uint64_t s = before + 1; s <= n; s++) {
+		if (ss_event_get(a, s, &x) || ss_event_get(b, s, &y))
+			abort();
+		if (x.op != y.op || x.fd != y.fd || memcmp(x.args, y.args, sizeof(x.args)) ||
+		    x.result != y.result || x.hazard != y.hazard || x.raw != y.raw ||
+		    memcmp(x.out, y.out, sizeof(x.out)) || x.ncallbacks != y.ncallbacks ||
+		    x.ntouches != y.ntouches || x.pending != y.pending) {
+			fprintf(stderr, "fuzz_ops: step %d: event %llu (op %d) differs between the "
+				"clone (result %lld) and its original (result %lld)\n", step,
+				(unsigned long long)s, x.op, (long long)x.result, (long long)y.result);
+			abort();
+		}
+	}
+}
 
 static void step(struct ss_machine *m, struct input *in, int nops, uint8_t *buf,
 		 size_t bufsize, uint64_t *pfns, int *npfns)
@@ -290,13 +317,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (verbose)
 		fprintf(stderr, "config: profile %d thp %d variants %u pages %llu kvm %d\n", c.profile,
 			c.thp, c.variants, (unsigned long long)c.phys_pages, nops > FILE_OPS);
+	struct ss_machine *twin = NULL;   /* the original of the last clone, in lockstep */
+	uint64_t tpfns[64];
+	int tnpfns = 0, twin_left = 0;
 	for (int i = 1; in.left && i <= 400; i++) {
 		int op = in.left ? in.p[0] % nops : -1;
 		uint64_t before = ss_event_count(m);
+		struct input at = in;
 		step(m, &in, nops, buf, sizeof(buf), pfns, &npfns);
 		if (verbose)
 			print_events(m, before);
 		check_or_die(m, i, op);
+		if (twin) {   /* the same op on the original answers the same */
+			step(twin, &at, nops, buf, sizeof(buf), tpfns, &tnpfns);
+			check_or_die(twin, i, op);
+			same_events(m, twin, before, i);
+			if (--twin_left == 0) {
+				ss_machine_free(twin);
+				twin = NULL;
+			}
+		}
 		if (i % 64 == 0) {   /* the snapshot path: go on with the clone */
 			struct ss_machine *copy = ss_machine_clone(m);
 			if (!copy)
@@ -304,11 +344,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_or_die(copy, i, -2);
 			if (ss_event_count(copy) != ss_event_count(m))
 				abort();
-			ss_machine_free(m);
+			ss_machine_free(twin);
+			twin = m;
+			twin_left = 32;
+			memcpy(tpfns, pfns, sizeof(pfns));
+			tnpfns = npfns;
 			m = copy;
 		}
 	}
 	read_views(m);
+	ss_machine_free(twin);
 	ss_machine_free(m);
 	return 0;
 }
