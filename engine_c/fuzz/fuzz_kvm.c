@@ -70,6 +70,19 @@ static uint64_t small_of(struct fuzz_input *in)
 	return sel < 224 ? (sel % 64) * PG : u64_of(in);
 }
 
+/* a gpa inside one of the VM's memslots (else gpa_of): so that accesses,
+ * attributes and pre-faults meet pages that exist */
+static uint64_t slot_gpa(const struct ss_machine *m, int vm, struct fuzz_input *in)
+{
+	struct ss_vm_memslot ms[8];
+	int n = ss_vm_memslots(m, vm, ms, 8);
+	if (n <= 0 || take(in, 1) < 48)
+		return gpa_of(in);
+	const struct ss_vm_memslot *s = &ms[take(in, 1) % (uint64_t)(n > 8 ? 8 : n)];
+	uint64_t pages = s->memory_size / PG;
+	return s->guest_phys_addr + (pages ? take(in, 2) % pages : 0) * PG;
+}
+
 /* userspace_addr: mostly inside a mapping of the VMM, else any u64 */
 static uint64_t uaddr_of(const struct ss_machine *m, struct fuzz_input *in)
 {
@@ -139,7 +152,9 @@ static void world(struct ss_machine *m, struct fuzz_input *in)
 	struct ss_config mc;
 	struct ss_region r = { 0 };
 	uint64_t addr, sel = take(in, 1);
-	int64_t pages = (int64_t)(take(in, 1) % 32 + 1), shared, priv = -1;
+	uint64_t psel = take(in, 1);   /* mostly a few pages, sometimes 2 or 4 MiB (THP) */
+	int64_t pages = psel < 224 ? (int64_t)(psel % 32 + 1) : (psel & 1 ? 512 : 1024);
+	int64_t shared, priv = -1;
 	int vm, rfc, map;
 	ss_machine_config(m, &mc);
 	rfc = mc.profile == SS_PROFILE_RFC_V2;
@@ -205,7 +220,7 @@ void fuzz_kvm_step(struct ss_machine *m, struct fuzz_input *in, int op)
 		break;
 	case 4:
 		vm = vm_of(m, in);
-		gpa = gpa_of(in);
+		gpa = slot_gpa(m, vm, in);
 		size = small_of(in);
 		v = attributes_of(in);
 		ss_vm_set_memory_attributes(m, vm, gpa, size, v, take(in, 1) < 240 ? 0 : take(in, 8));
@@ -217,7 +232,7 @@ void fuzz_kvm_step(struct ss_machine *m, struct fuzz_input *in, int op)
 	case 7:
 		vm = vm_of(m, in);
 		v = take(in, 1);
-		a.gpa = gpa_of(in);
+		a.gpa = slot_gpa(m, vm, in);
 		a.write = (int)(v & 1);
 		a.private_ = (int)((v >> 1) % 3) - 1;   /* -1: the attributes decide */
 		a.value = (uint8_t)take(in, 1);
@@ -230,8 +245,8 @@ void fuzz_kvm_step(struct ss_machine *m, struct fuzz_input *in, int op)
 		break;
 	case 9:
 		vm = vm_of(m, in);
-		gpa = gpa_of(in);
-		size = gpa_of(in);
+		gpa = slot_gpa(m, vm, in);
+		size = small_of(in);
 		v = take(in, 1);
 		ss_vcpu_pre_fault(m, vm, (int)(v % 3) - 1, &gpa, &size, v < 240 ? 0 : take(in, 8));
 		break;
