@@ -280,3 +280,37 @@ async def test_hostile_region_ext(settings: Settings, name: str) -> None:
                 assert r.status_code in (200, 409), r.text[:500]
                 if r.status_code == 409:
                     _error_ok(409, r.json())
+
+
+async def test_rfc_fallocate_inside_a_huge_page_makes_all_of_it_private(
+    settings: Settings,
+) -> None:
+    """thp always: fallocate of private pages [56, 149) allocates the 2 MiB page 0..511;
+    gfn 38's page (index 3) is private now, its shared mapping gone (the fuzzer found the
+    engine keeping it: engine_c/fuzz/corpus/rfc-thp-fallocate-edge.bin)."""
+    async with running(settings) as (app, c):
+        sid = await new_session(c, profile="rfc-v2", thp="always")
+        b = f"{API}/{sid}"
+        assert (await c.post(f"{b}/vms", json={})).status_code == 201
+        assert (await c.post(f"{b}/vms/0/vcpus", json={})).status_code == 201
+        for name in ("shared", "private"):
+            await c.post(f"{b}/memfds", json={"name": name, "flags": ["MFD_ALLOW_SEALING"]})
+        seal = {"cmd": "F_ADD_SEALS", "seals": ["F_SEAL_GUEST"]}
+        assert (await c.post(f"{b}/files/4/fcntl", json=seal)).is_success
+        for fd in (3, 4):
+            assert (await c.post(f"{b}/files/{fd}/ftruncate", json={"length": 20480})).is_success
+        region = {"slot": 0, "flags": ["KVM_MEM_FD"], "guest_phys_addr": 0x23000,
+                  "memory_size": 20480, "fd": 3, "private_fd": 4}  # fmt: skip
+        assert (await c.post(f"{b}/vms/0/memory_regions", json=region)).status_code == 200
+        access = f"{b}/vms/0/vcpus/0/access"
+        r = await c.post(access, json={"gpa": 0x26000, "write": True, "value": 255})
+        assert r.json()["fd"] == 3
+        body = {"mode": [], "offset": 229376, "len": 379886}
+        assert (await c.post(f"{b}/files/4/fallocate", json=body)).status_code == 200
+        app.state.registry.get(sid).machine.check()
+        assert (await c.get(f"{b}/files/4")).json()["nr_pages"] == 512
+        r = await c.post(access, json={"gpa": 0x26000, "private": True})
+        assert (r.json()["backing"], r.json()["fd"]) == ("private", 4)
+        r = await c.post(access, json={"gpa": 0x26000, "private": False})
+        assert r.json()["exit"]["type"] == "KVM_EXIT_MEM_MAP_SHARED"
+        app.state.registry.get(sid).machine.check()
