@@ -685,6 +685,36 @@ static void test_rfc_fallocate_huge_edges(void)
 	ss_machine_free(m);
 }
 
+/* multi_owner: a VM's fd slot holds a use of its shared fd as of its private
+ * one; unregistering it is EBUSY (else the VM faulted pages of the shared fd
+ * that a truncate freed under its mapping: the fuzzer's
+ * rfc-unregister-shared-fd.bin) */
+static void test_rfc_unregister_shared_fd_in_use(void)
+{
+	cur_test = "rfc_unregister_shared_fd_in_use";
+	struct ss_config c = { .profile = RFC, .variants = SS_VAR_MULTI_OWNER, .phys_pages = 8192 };
+	struct ss_machine *m = ss_machine_new(&c);
+	int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+	ss_vcpu_create(m, vm);
+	int sh = ss_memfd_create(m, "shared", 0);
+	ss_ftruncate(m, sh, 69632);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_FD, .guest_phys_addr = 348160,
+			       .memory_size = 69632, .fd = sh, .private_fd = -1 };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_unregister_guest(m, sh, vm), -EBUSY);
+	int rc;
+	struct ss_access_result a = access(m, vm, 380928, 0, 0, 0, &rc);
+	EXPECT(m, rc, 0);
+	EXPECT(m, a.fd, sh);
+	EXPECT(m, ss_ftruncate(m, sh, 20480), 0);   /* the VM is told: the mapping goes */
+	struct ss_gfn_run gr[2];
+	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 2), 0);
+	r.memory_size = 0;
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_unregister_guest(m, sh, vm), -ENOENT);   /* the delete dropped the use */
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);
 int kvm_tests(int *nchecks)
 {
@@ -701,6 +731,7 @@ int kvm_tests(int *nchecks)
 	test_rfc_multi_owner_delete();
 	test_legacy_slot_holds_gmem();
 	test_rfc_fallocate_huge_edges();
+	test_rfc_unregister_shared_fd_in_use();
 	*nchecks = checks;
 	return failures;
 }

@@ -314,3 +314,27 @@ async def test_rfc_fallocate_inside_a_huge_page_makes_all_of_it_private(
         r = await c.post(access, json={"gpa": 0x26000, "private": False})
         assert r.json()["exit"]["type"] == "KVM_EXIT_MEM_MAP_SHARED"
         app.state.registry.get(sid).machine.check()
+
+
+async def test_multi_owner_unregister_of_a_vms_shared_fd_is_ebusy(settings: Settings) -> None:
+    """A VM's KVM_MEM_FD slot holds a use of its shared fd: unregistering the VM from it
+    is EBUSY, and a truncate still zaps the VM's mapping (the fuzzer found the
+    registration dropped and a frame freed under the mapping: corpus
+    rfc-unregister-shared-fd.bin)."""
+    async with running(settings) as (app, c):
+        sid = await new_session(c, profile="rfc-v2", variants=["multi_owner"])
+        b = f"{API}/{sid}"
+        assert (await c.post(f"{b}/vms", json={})).status_code == 201
+        assert (await c.post(f"{b}/vms/0/vcpus", json={})).status_code == 201
+        assert (await c.post(f"{b}/memfds", json={"name": "shared"})).json()["fd"] == 3
+        assert (await c.post(f"{b}/files/3/ftruncate", json={"length": 69632})).is_success
+        region = {"slot": 0, "flags": ["KVM_MEM_FD"], "guest_phys_addr": 348160,
+                  "memory_size": 69632, "fd": 3, "private_fd": -1}  # fmt: skip
+        assert (await c.post(f"{b}/vms/0/memory_regions", json=region)).status_code == 200
+        r = await c.post(f"{b}/files/3/unregister_guest", json={"owner_id": "0"})
+        assert r.status_code == 409 and r.json()["errno"] == "EBUSY", r.text
+        r = await c.post(f"{b}/vms/0/vcpus/0/access", json={"gpa": 380928})
+        assert r.status_code == 200 and r.json()["fd"] == 3
+        assert (await c.post(f"{b}/files/3/ftruncate", json={"length": 20480})).is_success
+        app.state.registry.get(sid).machine.check()
+        assert (await c.get(f"{b}/vms/0")).json()["mapped"] == []
