@@ -128,7 +128,7 @@ endif
 CLANG ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_SEED ?= 1
-FUZZ_SRC := $(ENGINE_SRC) engine_c/fuzz/fuzz_ops.c
+FUZZ_SRC := $(ENGINE_SRC) engine_c/fuzz/fuzz_ops.c engine_c/fuzz/fuzz_kvm.c
 FUZZ_SAN := $(SANITIZE)
 FUZZ_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 fuzz:

@@ -114,8 +114,8 @@ int ss_register_guest(struct ss_machine *m, int fd, int owner)
 static int slots_on(const struct owner *o, uint64_t ino)
 {
 	int n = 0;
-	for (int i = 0; i < o->nslots; i++)
-		n += o->slots[i].ino == ino;
+	for (int i = 0; i < o->nslots; i++)   /* an rfc-v2 fd slot uses its shared fd too */
+		n += o->slots[i].ino == ino || o->slots[i].shared_ino == ino;
 	return n;
 }
 

@@ -208,9 +208,29 @@ void mmu_gmem_invalidate(struct ss_machine *m, struct owner *o, struct memslot *
 		mmu_zap(m, o, s->gfn + (a - s->index), s->gfn + (b - s->index), s->ino);
 }
 
+/* [*start, *end) grown to the huge pages at its edges: an allocation inside a
+ * 2 MiB page allocates all of it (shmem rounds the index down), so pages the
+ * request did not name are in private_fd now, private by the RFC's rule */
+static void folio_bounds(const struct ss_machine *m, const struct inode *in, uint64_t *start,
+			 uint64_t *end)
+{
+	uint64_t v;
+	if ((v = tree_load(&in->cache, *start))) {
+		const struct frame *hf = &m->frames[frame_head(m, (uint32_t)(v - 1))];
+		if (hf->flags & F_HEAD)
+			*start = hf->index;
+	}
+	if (*end > *start && (v = tree_load(&in->cache, *end - 1))) {
+		const struct frame *hf = &m->frames[frame_head(m, (uint32_t)(v - 1))];
+		if (hf->flags & F_HEAD)
+			*end = hf->index + (1ull << hf->order);
+	}
+}
+
 void mmu_rfc_fallocate(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t start,
 		       uint64_t end)
 {
+	folio_bounds(m, in, &start, &end);
 	for (int i = 0; i < o->nslots; i++) {
 		struct memslot *s = &o->slots[i];
 		if (s->ino != in->ino || !slot_in_as0(s))

@@ -10,7 +10,7 @@ import httpx
 from pydantic import BaseModel
 
 from sealscope._batch import AsyncBatch
-from sealscope._kvm import KvmOps
+from sealscope._kvm import AsyncKvmOps, Req
 from sealscope._wire import (
     API,
     ROUTES,
@@ -18,7 +18,6 @@ from sealscope._wire import (
     SseParser,
     check,
     decode,
-    decode_json,
     drop_none,
     op_call,
 )
@@ -101,7 +100,7 @@ class AsyncClient:
         return AsyncSession(self, await self.get(SessionInfo, "POST", path, {"steps": steps}))
 
 
-class AsyncSession(KvmOps):
+class AsyncSession(AsyncKvmOps):
     """One simulated machine. Each op method is one op of its log; `batch()` sends many
     together; `follow()` iterates its live events."""
 
@@ -122,9 +121,10 @@ class AsyncSession(KvmOps):
             return None
         return decode(model, r.status_code, r.content)
 
-    async def _kvm(self, method: str, path: str, body: Any = None, **params: Any) -> Json:
-        r = await self.client.request(method, f"{self.path}{path}", body, **params)
-        return decode_json(r.status_code, r.content)
+    async def _kvm(self, req: Req[M]) -> M:
+        path = f"{self.path}{req.path}"
+        r = await self.client.request(req.method, path, req.body, **dict(req.params))
+        return decode(req.model, r.status_code, r.content)
 
     async def _run(self, model: type[M], op: str, **args: Any) -> M:
         call = op_call(self.id, op, args)

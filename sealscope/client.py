@@ -20,7 +20,7 @@ import httpx
 from pydantic import BaseModel
 
 from sealscope._batch import Batch
-from sealscope._kvm import KvmOps
+from sealscope._kvm import KvmOps, Req
 from sealscope._wire import (
     API,
     ROUTES,
@@ -29,7 +29,6 @@ from sealscope._wire import (
     SseEvent,
     check,
     decode,
-    decode_json,
     drop_none,
     op_call,
     sse_messages,
@@ -128,9 +127,9 @@ class Session(KvmOps):
             return None
         return decode(model, r.status_code, r.content)
 
-    def _kvm(self, method: str, path: str, body: Any = None, **params: Any) -> Json:
-        r = self.client.request(method, f"{self.path}{path}", body, **params)
-        return decode_json(r.status_code, r.content)
+    def _kvm(self, req: Req[M]) -> M:
+        r = self.client.request(req.method, f"{self.path}{req.path}", req.body, **dict(req.params))
+        return decode(req.model, r.status_code, r.content)
 
     def _run(self, model: type[M], op: str, **args: Any) -> M:
         call = op_call(self.id, op, args)

@@ -9,12 +9,16 @@
  * op the invariant checker runs; a failure aborts, so libFuzzer (or the
  * driver in fuzz_main.c) reports the input.  Every so often the machine is
  * cloned (the snapshot path), both are checked, and the rest of the program
- * runs on the clone.
+ * runs on the clone, with the original in lockstep for 32 ops: both must record
+ * the same events (a clone that lost state answers differently).
+ *
+ * Config bit 7 adds the KVM ops of fuzz_kvm.c (VMs, guest_memfd, memslots,
+ * attributes, vCPU and host accesses, pre-fault) to the file-side ones.
  *
  * Built with clang -fsanitize=fuzzer,address,undefined where clang is
  * present, else with gcc and fuzz_main.c (make fuzz).
  */
-#include "../sealscope.h"
+#include "fuzz.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +26,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct input {
-	const uint8_t *p;
-	size_t left;
-};
+#define input fuzz_input
+#define take fuzz_take
 
-static uint64_t take(struct input *in, int nbytes)
+uint64_t fuzz_take(struct input *in, int nbytes)
 {
 	uint64_t v = 0;
 	for (int i = 0; i < nbytes; i++) {
@@ -65,11 +67,12 @@ static uint64_t index_of(struct input *in)
 	return take(in, 2) % 1100;
 }
 
-static int fd_of(struct input *in)
+int fuzz_fd(struct input *in)
 {
 	uint64_t v = take(in, 1);
 	return v < 250 ? 3 + (int)(v % 6) : (int)v - 253;   /* mostly 3..8; -3..2 */
 }
+#define fd_of fuzz_fd
 
 /* FUZZ_VERBOSE=1: print each call and its result (to read a failing input) */
 static int verbose;
@@ -90,6 +93,15 @@ static void check_or_die(struct ss_machine *m, int step, int op)
 	char msg[512];
 	if (ss_check(m, msg, sizeof(msg))) {
 		fprintf(stderr, "fuzz_ops: invariant broken after step %d (op %d): %s\n", step, op, msg);
+		abort();
+	}
+}
+
+void fuzz_check(struct ss_machine *m, const char *what)
+{
+	char msg[512];
+	if (ss_check(m, msg, sizeof(msg))) {
+		fprintf(stderr, "fuzz_ops: invariant broken after %s: %s\n", what, msg);
 		abort();
 	}
 }
@@ -131,12 +143,44 @@ static void read_views(struct ss_machine *m)
 	(void)ss_memory_bytes(m);
 }
 
-static void step(struct ss_machine *m, struct input *in, uint8_t *buf, size_t bufsize,
-		 uint64_t *pfns, int *npfns)
+#define FILE_OPS 21
+
+/* a clone and its original, given the same op, record the same events */
+static void same_events(const struct ss_machine *a, const struct ss_machine *b, uint64_t before,
+			int step)
+{
+	struct ss_event x, y;
+	uint64_t n = ss_event_count(a);
+	if (ss_event_count(b) != n) {
+		fprintf(stderr, "fuzz_ops: step %d: the clone has %llu events, the original %llu\n",
+			step, (unsigned long long)n, (unsigned long long)ss_event_count(b));
+		abort();
+	}
+	for (uint64_t s = before + 1; s <= n; s++) {
+		if (ss_event_get(a, s, &x) || ss_event_get(b, s, &y))
+			abort();
+		if (x.op != y.op || x.fd != y.fd || memcmp(x.args, y.args, sizeof(x.args)) ||
+		    x.result != y.result || x.hazard != y.hazard || x.raw != y.raw ||
+		    memcmp(x.out, y.out, sizeof(x.out)) || x.ncallbacks != y.ncallbacks ||
+		    x.ntouches != y.ntouches || x.pending != y.pending) {
+			fprintf(stderr, "fuzz_ops: step %d: event %llu (op %d) differs between the "
+				"clone (result %lld) and its original (result %lld)\n", step,
+				(unsigned long long)s, x.op, (long long)x.result, (long long)y.result);
+			abort();
+		}
+	}
+}
+
+static void step(struct ss_machine *m, struct input *in, int nops, uint8_t *buf,
+		 size_t bufsize, uint64_t *pfns, int *npfns)
 {
 	uint64_t pfn = 0;
 	int order = 0, fd;
-	int op = (int)(take(in, 1) % 21);
+	int op = (int)(take(in, 1) % (uint64_t)nops);
+	if (op >= FILE_OPS) {
+		fuzz_kvm_step(m, in, op - FILE_OPS);
+		return;
+	}
 	switch (op) {
 	case 0:
 		ss_memfd_create(m, "f", (unsigned int)take(in, 1) & 0x3f);
@@ -244,6 +288,7 @@ static void step(struct ss_machine *m, struct input *in, uint8_t *buf, size_t bu
 	}
 	case 20:
 		read_views(m);
+		fuzz_kvm_views(m);
 		break;
 	}
 }
@@ -256,9 +301,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t pfns[64];
 	int npfns = 0;
 	uint64_t cfg = take(&in, 1);
+	/* bit 7: the KVM ops too (inputs saved before they existed have it clear) */
+	int nops = cfg & 0x80 ? FILE_OPS + FUZZ_KVM_OPS : FILE_OPS;
 	struct ss_config c = {
 		.profile = (int)(cfg & 1),
-		.thp = (int)((cfg >> 1) % 3),
+		.thp = (int)(((cfg & 0x7f) >> 1) % 3),
 		.variants = (uint32_t)(cfg >> 3) & 3,
 		.phys_pages = PAGES[(cfg >> 5) & 3],
 	};
@@ -268,15 +315,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_or_die(m, 0, -1);
 	verbose = getenv("FUZZ_VERBOSE") != NULL;
 	if (verbose)
-		fprintf(stderr, "config: profile %d thp %d variants %u pages %llu\n", c.profile, c.thp,
-			c.variants, (unsigned long long)c.phys_pages);
+		fprintf(stderr, "config: profile %d thp %d variants %u pages %llu kvm %d\n", c.profile,
+			c.thp, c.variants, (unsigned long long)c.phys_pages, nops > FILE_OPS);
+	struct ss_machine *twin = NULL;   /* the original of the last clone, in lockstep */
+	uint64_t tpfns[64];
+	int tnpfns = 0, twin_left = 0;
 	for (int i = 1; in.left && i <= 400; i++) {
-		int op = in.left ? in.p[0] % 21 : -1;
+		int op = in.left ? in.p[0] % nops : -1;
 		uint64_t before = ss_event_count(m);
-		step(m, &in, buf, sizeof(buf), pfns, &npfns);
+		struct input at = in;
+		step(m, &in, nops, buf, sizeof(buf), pfns, &npfns);
 		if (verbose)
 			print_events(m, before);
 		check_or_die(m, i, op);
+		if (twin) {   /* the same op on the original answers the same */
+			step(twin, &at, nops, buf, sizeof(buf), tpfns, &tnpfns);
+			check_or_die(twin, i, op);
+			same_events(m, twin, before, i);
+			if (--twin_left == 0) {
+				ss_machine_free(twin);
+				twin = NULL;
+			}
+		}
 		if (i % 64 == 0) {   /* the snapshot path: go on with the clone */
 			struct ss_machine *copy = ss_machine_clone(m);
 			if (!copy)
@@ -284,11 +344,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_or_die(copy, i, -2);
 			if (ss_event_count(copy) != ss_event_count(m))
 				abort();
-			ss_machine_free(m);
+			ss_machine_free(twin);
+			twin = m;
+			twin_left = 32;
+			memcpy(tpfns, pfns, sizeof(pfns));
+			tnpfns = npfns;
 			m = copy;
 		}
 	}
 	read_views(m);
+	ss_machine_free(twin);
 	ss_machine_free(m);
 	return 0;
 }

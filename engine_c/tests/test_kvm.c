@@ -648,6 +648,73 @@ static void test_legacy_slot_holds_gmem(void)
 	ss_machine_free(m);
 }
 
+/* rfc-v2, thp always: fallocate of private pages inside a 2 MiB page allocates
+ * all of it; the pages the request did not name are private too, so their
+ * shared mappings go (the fuzzer found the shared mapping kept: corpus
+ * rfc-thp-fallocate-edge.bin) */
+static void test_rfc_fallocate_huge_edges(void)
+{
+	cur_test = "rfc_fallocate_huge_edges";
+	struct ss_machine *m = mk(RFC, SS_THP_ALWAYS);
+	int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+	ss_vcpu_create(m, vm);
+	int sh = ss_memfd_create(m, "shared", SS_MFD_ALLOW_SEALING);
+	int pr = ss_memfd_create(m, "private", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_add_seals(m, pr, SS_F_SEAL_GUEST), 0);
+	ss_ftruncate(m, sh, 20480);
+	ss_ftruncate(m, pr, 20480);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_FD, .guest_phys_addr = 0x23000,
+			       .memory_size = 20480, .fd = sh, .private_fd = pr };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	int rc;
+	struct ss_access_result a = access(m, vm, 0x26000, 1, 0, 0xff, &rc);   /* index 3 */
+	EXPECT(m, rc, 0);
+	EXPECT(m, a.fd, sh);
+	/* pages [56, 149) and the size to 609262: one 2 MiB page, index 0..511 */
+	EXPECT(m, ss_fallocate(m, pr, 0, 229376, 379886), 0);
+	struct ss_file_info fi;
+	ss_file_info(m, pr, &fi);
+	EXPECT(m, fi.nr_pages, 512);
+	a = access(m, vm, 0x26000, 0, 1, 0, &rc);   /* index 3 is private now */
+	EXPECT(m, rc, 0);
+	EXPECT(m, a.backing, 1);
+	EXPECT(m, a.fd, pr);
+	a = access(m, vm, 0x26000, 0, 0, 0, &rc);
+	EXPECT(m, a.exit_reason, SS_EXIT_MEMORY_ERROR);
+	EXPECT(m, a.exit_type, SS_EXIT_MEM_MAP_SHARED);
+	ss_machine_free(m);
+}
+
+/* multi_owner: a VM's fd slot holds a use of its shared fd as of its private
+ * one; unregistering it is EBUSY (else the VM faulted pages of the shared fd
+ * that a truncate freed under its mapping: the fuzzer's
+ * rfc-unregister-shared-fd.bin) */
+static void test_rfc_unregister_shared_fd_in_use(void)
+{
+	cur_test = "rfc_unregister_shared_fd_in_use";
+	struct ss_config c = { .profile = RFC, .variants = SS_VAR_MULTI_OWNER, .phys_pages = 8192 };
+	struct ss_machine *m = ss_machine_new(&c);
+	int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+	ss_vcpu_create(m, vm);
+	int sh = ss_memfd_create(m, "shared", 0);
+	ss_ftruncate(m, sh, 69632);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_FD, .guest_phys_addr = 348160,
+			       .memory_size = 69632, .fd = sh, .private_fd = -1 };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_unregister_guest(m, sh, vm), -EBUSY);
+	int rc;
+	struct ss_access_result a = access(m, vm, 380928, 0, 0, 0, &rc);
+	EXPECT(m, rc, 0);
+	EXPECT(m, a.fd, sh);
+	EXPECT(m, ss_ftruncate(m, sh, 20480), 0);   /* the VM is told: the mapping goes */
+	struct ss_gfn_run gr[2];
+	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 2), 0);
+	r.memory_size = 0;
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_unregister_guest(m, sh, vm), -ENOENT);   /* the delete dropped the use */
+	ss_machine_free(m);
+}
+
 int kvm_tests(int *nchecks);
 int kvm_tests(int *nchecks)
 {
@@ -663,6 +730,8 @@ int kvm_tests(int *nchecks)
 	test_smm_address_space();
 	test_rfc_multi_owner_delete();
 	test_legacy_slot_holds_gmem();
+	test_rfc_fallocate_huge_edges();
+	test_rfc_unregister_shared_fd_in_use();
 	*nchecks = checks;
 	return failures;
 }
