@@ -256,7 +256,7 @@ int ss_check(const struct ss_machine *m, char *msg, size_t len)
 	if ((r = check_free_lists(m, msg, len)) || (r = check_frames(m, mapped, msg, len)) ||
 	    (r = check_inodes(m, msg, len)) || (r = check_owners(m, mapped, msg, len)) ||
 	    (r = check_waiters(m, msg, len)) || (r = check_events(m, msg, len)) ||
-	    (r = check_kvm(m, mapped, msg, len)))
+	    (r = check_kvm(m, mapped, msg, len)) || (r = check_pins(m, msg, len)))
 		return r;
 	return 0;
 }

@@ -31,6 +31,7 @@ void giga_split(struct ss_machine *m, struct inode *in, uint32_t head)
 		f->xflags = xkeep;
 		f->refcount = i ? 1 : head_refs;
 	}
+	pin_split(m, head, nr);
 	ev_touch(m, SS_T_SPLIT, inode_fd(in), -1, hf->index, nr, head);
 }
 

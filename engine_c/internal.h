@@ -122,6 +122,15 @@ struct mapping {
 	uint64_t addr;         /* in the VMM address space (vmm.c) */
 };
 
+struct pin {                   /* a GUP pin of a mapping's pages (kvm_pin.c) */
+	int id;                /* pin id, 0 when the slot is free */
+	int map_id;
+	uint32_t ino;
+	uint64_t offset;       /* in the mapping, page aligned */
+	uint64_t npages;
+	uint32_t *pfns;        /* the pinned page of each */
+};
+
 struct inode {
 	uint32_t ino;          /* 0 when the slot is free */
 	int kind;
@@ -273,6 +282,9 @@ struct ss_machine {
 	struct ss_touch *touches;
 	uint64_t ntouches, cap_touches;
 	struct evrec *cur;     /* the event being built, NULL when none */
+
+	struct pin *pins;      /* slot i holds pin id i + 1 (kvm_pin.c) */
+	int npins;
 
 	uint64_t vmm_lowest;   /* lowest VMM address handed out (0: none yet) */
 	int kvm_rule;          /* SS_R_* of the last failing KVM call */
@@ -460,6 +472,12 @@ void giga_merge_range(struct ss_machine *m, struct inode *in, uint64_t start, ui
 void inplace_gmem_init(struct ss_machine *m, struct inode *in);
 int inplace_slot_sync(struct ss_machine *m, struct owner *o, const struct memslot *s);
 bool inplace_private(const struct inode *in, uint64_t index);
+
+/* kvm_pin.c */
+void pin_split(struct ss_machine *m, uint32_t head, uint64_t nr);
+int pins_clone(struct ss_machine *dst, const struct ss_machine *src);
+void pins_free(struct ss_machine *m);
+int check_pins(const struct ss_machine *m, char *msg, size_t len);
 
 /* check_kvm.c */
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len);

@@ -148,6 +148,7 @@ static void page_split(struct ss_machine *m, struct inode *in, uint32_t head)
 		f->flags = keep;
 		f->refcount = i ? 1 : head_refs;
 	}
+	pin_split(m, head, HPAGE_NR);
 	ev_touch(m, SS_T_SPLIT, inode_fd(in), -1, hf->index, HPAGE_NR, head);
 }
 

@@ -99,6 +99,8 @@ OPS = {
     lib.SS_OP_LAUNCH_FINISH: "launch_finish",
     lib.SS_OP_MEMORY_FAILURE: "memory_failure",
     lib.SS_OP_GMEM_SET_ATTRS: "set_memory_attributes2",
+    lib.SS_OP_MAP_PIN: "mapping_pin",
+    lib.SS_OP_MAP_UNPIN: "mapping_unpin",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -139,6 +141,8 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "launch_finish": ("vm",),
     "memory_failure": ("pfn",),
     "set_memory_attributes2": ("offset", "size", "attributes", "flags"),
+    "mapping_pin": ("map_id", "offset", "length"),
+    "mapping_unpin": ("pin_id",),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
