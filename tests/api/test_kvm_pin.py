@@ -60,12 +60,12 @@ async def _unpin(k: Kvm, pin_id: int, status: int = 204) -> None:
 
 
 async def test_pin_blocks_shared_to_private(k: Kvm) -> None:
-    """"[PATCH v8 00/46] guest_memfd: In-place conversion support" (Ackerley Tng, June
+    """ "[PATCH v8 00/46] guest_memfd: In-place conversion support" (Ackerley Tng, June
     2026), patch "KVM: guest_memfd: Ensure pages are not in use before conversion":
     shared -> private is EAGAIN while a folio's refcount is above what guest_memfd's
     filemap holds (a GUP pin of a host mapping raises it); error_offset is the first
     such page.  Unpinning lets the conversion through."""
-    vm, g, map_id = await _vm(k)
+    _, g, map_id = await _vm(k)
     p = await k.post(f"/mappings/{map_id}/pin", {"offset": 2 * PAGE + 7, "length": 1}, 201)
     assert (p["map_id"], p["offset"], p["pages"], len(p["pfns"])) == (map_id, 2 * PAGE, 1, 1)
     ext = (await k.get(f"/files/{g}/pages"))["extents"]
@@ -88,7 +88,7 @@ async def test_punched_pinned_page_is_an_orphan_until_unpin(k: Kvm) -> None:
     """truncate_inode_folio drops only the page cache's reference: a pinned page that
     is punched stays allocated (an orphan frame) until unpin_user_pages drops the last
     reference.  The trace replays to the same frames."""
-    vm, g, map_id = await _vm(k)
+    _, g, map_id = await _vm(k)
     p = await k.post(f"/mappings/{map_id}/pin", {"offset": PAGE, "length": PAGE}, 201)
     pfn = p["pfns"][0]
     await k.post(f"/files/{g}/fallocate", {"mode": PUNCH, "offset": PAGE, "len": PAGE})
@@ -109,7 +109,7 @@ async def test_punched_pinned_page_is_an_orphan_until_unpin(k: Kvm) -> None:
 
 async def test_pin_blocks_migration(k: Kvm) -> None:
     """A pinned page cannot move (migrate_folio: the refcount is not the expected one)."""
-    fd, map_id, _ = await k.shared(4 * PAGE)
+    _, map_id, _ = await k.shared(4 * PAGE)
     p = await k.post(f"/mappings/{map_id}/pin", {"offset": 0, "length": PAGE}, 201)
     e = await k.post("/migrate_page", {"pfn": p["pfns"][0]}, 409)
     assert e["errno"] == "EBUSY"
