@@ -51,6 +51,7 @@
 /* xflags of a used frame (in the free-list links' place) */
 #define X_HWPOISON 0x1         /* memory_failure() hit it (kvm_poison.c) */
 #define X_NO_DIRECT_MAP 0x2    /* variant no_direct_map: out of the direct map (kvm_coco.c) */
+#define X_HWPOISON_RAW 0x4     /* this very frame failed (PageHWPoison of the raw page) */
 
 struct frame {                 /* 32 bytes: see ss_frame_size() */
 	uint64_t index;        /* page index in its inode */
@@ -455,6 +456,9 @@ void gmem_reclaim(struct ss_machine *m, uint32_t head);
 void gmem_direct_map_restore(struct ss_machine *m, uint32_t head);
 /* kvm_poison.c: is the guest_memfd page at index hardware-poisoned */
 bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index);
+/* freeing the block at head: the raw poisoned frames stay out of the free lists, the
+ * others go back one by one; false when none is poisoned (the caller frees it) */
+bool poison_keep_out(struct ss_machine *m, uint32_t head, unsigned int order);
 /* kvm_inplace.c (variant inplace_conversion, a proposal) */
 static inline bool is_inplace(const struct ss_machine *m)
 {

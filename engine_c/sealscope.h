@@ -114,6 +114,7 @@
 #define SS_FRAME_FREE 0
 #define SS_FRAME_CACHE 1      /* in a file's page cache */
 #define SS_FRAME_ORPHAN 2     /* removed from the cache, still referenced */
+#define SS_FRAME_HWPOISON 3   /* hwpoisoned and removed: kept off the free lists for good */
 
 /* operations, as recorded in events */
 enum ss_op {
@@ -192,6 +193,7 @@ enum ss_op {
 #define SS_T_ATTR 12      /* attributes of gfns [index, index + npages) set to pfn */
 #define SS_T_SIGNAL 13    /* a host touch of a mapping faulted: pfn = signal */
 #define SS_T_MERGE 14     /* hugetlb_1g: 4 KiB pages merged back into a 1 GiB folio */
+#define SS_T_HWPOISON_KEEP 15 /* a freed hwpoisoned frame (pfn) stays off the free lists */
 
 struct ss_config {
 	int profile;             /* SS_PROFILE_* */

@@ -183,6 +183,7 @@ TOUCHES = {
     lib.SS_T_ATTR: "attributes",  # pfn: the attributes set on the gfns
     lib.SS_T_SIGNAL: "signal",  # pfn: the signal number
     lib.SS_T_MERGE: "merge",  # hugetlb_1g: 4 KiB pages back into a 1 GiB folio
+    lib.SS_T_HWPOISON_KEEP: "hwpoison_kept",  # pfn: a freed poisoned frame, off the free lists
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
 # the life of a guest_memfd page (kvm_coco.c); a hole is "absent"
@@ -196,6 +197,7 @@ FRAME_STATES = {
     lib.SS_FRAME_FREE: "free",
     lib.SS_FRAME_CACHE: "cache",
     lib.SS_FRAME_ORPHAN: "orphan",
+    lib.SS_FRAME_HWPOISON: "hwpoison",
 }
 
 # the kernel's spelling where Python's errno module has none, or prefers

@@ -325,13 +325,39 @@ static void test_memory_failure(void)
 	EXPECT(m, sig, SS_SIGBUS);
 	EXPECT(m, ss_mapping_access(m, map, 2 * PG, 0, 0, &sig, &val), 0);
 	EXPECT(m, sig, 0);  /* another page: fine */
+	struct ss_phys_info pinfo;
+	ss_phys_info(m, &pinfo);
+	uint64_t free_before = pinfo.free;
 	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, (int64_t)PG,
 			       (int64_t)PG), 0);
+	/* the punch frees the folio, but a hwpoisoned frame never returns to the
+	 * buddy allocator (take_page_off_buddy / free_pages_prepare) */
+	ss_phys_info(m, &pinfo);
+	EXPECT(m, pinfo.free, free_before);
+	struct ss_frame_run fr;
+	uint64_t fnext;
+	EXPECT(m, ss_phys_runs(m, pfn, pfn + 1, &fr, 1, &fnext), 1);
+	EXPECT(m, fr.state, SS_FRAME_HWPOISON);
+	EXPECT(m, ss_frame_poisoned(m, pfn), 1);
+	EXPECT(m, ss_memory_failure(m, pfn), -EHWPOISON);
 	a.write = 0;
 	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
 	EXPECT(m, out.exit_reason, 0);
-	EXPECT(m, out.value, 0);  /* a fresh page */
+	EXPECT(m, out.value, 0);  /* a fresh page, on another frame */
+	TRUE(out.pfn != pfn);
 	EXPECT(m, ss_frame_poisoned(m, out.pfn), 0);
+	/* the allocator never hands the poisoned frame out: take every free frame */
+	int hog = ss_memfd_create(m, "hog", 0);
+	ss_phys_info(m, &pinfo);
+	int64_t rest = (int64_t)(pinfo.free * PG);
+	EXPECT(m, ss_ftruncate(m, hog, rest + (int64_t)PG), 0);
+	EXPECT(m, ss_fallocate(m, hog, 0, 0, rest + (int64_t)PG), -ENOMEM);  /* one too many */
+	EXPECT(m, ss_fallocate(m, hog, 0, 0, rest), 0);
+	ss_phys_info(m, &pinfo);
+	EXPECT(m, pinfo.free, 0);
+	EXPECT(m, ss_phys_runs(m, pfn, pfn + 1, &fr, 1, &fnext), 1);
+	EXPECT(m, fr.state, SS_FRAME_HWPOISON);
+	EXPECT(m, ss_close(m, hog), 0);
 	/* a frame that is not a guest_memfd page */
 	int fd = ss_memfd_create(m, "plain", 0);
 	EXPECT(m, ss_ftruncate(m, fd, (int64_t)PG), 0);

@@ -182,9 +182,23 @@ async def test_memory_failure(k: Kvm) -> None:
         f"/files/{g}/fallocate",
         {"mode": ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"], "offset": PAGE, "len": PAGE},
     )
+    # the punch frees the folio, but the hwpoisoned frame stays off the free lists for
+    # good (take_page_off_buddy); the index gets a fresh page on another frame
+    pfn = r["pfn"]
+    ph = (await k.get(f"/phys?start={pfn}&end={pfn + 1}"))["extents"]
+    assert [(x["state"], x["fd"]) for x in ph] == [("hwpoison", None)]
+    touches = (await k.get("/events"))["events"][-1]["touches"]
+    assert "hwpoison_kept" in [t["what"] for t in touches]
+    e = await k.post("/memory_failure", {"pfn": pfn}, 409)
+    assert e["errno"] == "EHWPOISON"
     r3 = await k.access(vm, PAGE)
-    assert r3["exit"] is None and r3["value"] == 0
-    assert "memory_failure" in [o["op"] for o in (await k.get("/trace"))["ops"]]
+    assert r3["exit"] is None and r3["value"] == 0 and r3["pfn"] != pfn
+    trace = await k.get("/trace")
+    assert "memory_failure" in [o["op"] for o in trace["ops"]]
+    r4 = await k.c.post(API, json={"trace": trace})
+    assert r4.status_code == 201, r4.text
+    twin = (await k.c.get(f"{API}/{r4.json()['id']}/phys?start={pfn}&end={pfn + 1}")).json()
+    assert twin["extents"][0]["state"] == "hwpoison"
 
 
 async def test_no_direct_map_per_frame(tmp_path: Path) -> None:
