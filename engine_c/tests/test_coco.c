@@ -85,6 +85,16 @@ static bool last_has_cb(struct ss_machine *m, int fn, uint64_t start, uint64_t e
 	return false;
 }
 
+/* how many callbacks fn the last event has */
+static int last_count_cb(struct ss_machine *m, int fn)
+{
+	struct ss_callback cbs[16];
+	int n = ss_event_callbacks(m, ss_event_count(m), 0, cbs, 16), c = 0;
+	for (int i = 0; i < n; i++)
+		c += cbs[i].fn == fn;
+	return c;
+}
+
 static int last_ncbs(struct ss_machine *m)
 {
 	struct ss_callback cbs[16];
@@ -116,11 +126,24 @@ static void test_lifecycle(int type, int add, int reclaim)
 	EXPECT(m, private_read(m, vm, 0), 0);
 	EXPECT(m, life_at(m, g, 0), SS_LIFE_PREPARED);
 	TRUE(last_has_cb(m, add, pfn, pfn + 1));
-	/* a second fault of the same page prepares nothing again */
+	/* SNP: a second fault of the same page prepares nothing again (the RMP
+	 * entry outlives the zap).  TDX: the S-EPT entry is the mapping; the zap of
+	 * the conversion removes it (tdx_sept_remove_private_spte: BLOCK, TRACK,
+	 * PAGE.REMOVE) and the next private fault adds it back (PAGE.AUG) */
 	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 2 * PG, 0, 0), 0);
+	if (type == SS_VM_TDX) {
+		TRUE(last_has_cb(m, reclaim, pfn, pfn + 1));
+		EXPECT(m, life_at(m, g, 0), SS_LIFE_ZEROED);
+	} else {
+		EXPECT(m, last_ncbs(m), 0);
+	}
 	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 2 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
 	EXPECT(m, private_read(m, vm, 0), 0);
-	EXPECT(m, last_ncbs(m), 0);
+	if (type == SS_VM_TDX)
+		TRUE(last_has_cb(m, add, pfn, pfn + 1));
+	else
+		EXPECT(m, last_ncbs(m), 0);
+	EXPECT(m, life_at(m, g, 0), SS_LIFE_PREPARED);
 	/* a hole: allocated, zeroed and prepared in one fault */
 	EXPECT(m, private_read(m, vm, PG), 0);
 	uint64_t pfn1 = pfn_at(m, g, 1);
@@ -129,6 +152,7 @@ static void test_lifecycle(int type, int add, int reclaim)
 	/* punch: the folio is freed, the arch reclaims it */
 	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, (int64_t)PG), 0);
 	TRUE(last_has_cb(m, reclaim, pfn, pfn + 1));
+	EXPECT(m, last_count_cb(m, reclaim), 1);  /* TDX: at the zap, not again at the free */
 	EXPECT(m, life_at(m, g, 0), -1);
 	/* closing the guest_memfd frees (and reclaims) the rest */
 	EXPECT(m, ss_close(m, g), 0);
