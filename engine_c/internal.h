@@ -454,7 +454,7 @@ bool vm_is_coco(const struct kvm_vm *vm);
 void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t pfn, bool priv);
 void gmem_reclaim(struct ss_machine *m, uint32_t head);
 /* TDX: a zap of a private mapping of pfn removes its S-EPT entry (kvm_coco.c) */
-void gmem_zap_private(struct ss_machine *m, const struct owner *o, uint64_t pfn);
+void gmem_zap_private(struct ss_machine *m, const struct owner *o, uint64_t pfn, uint64_t n);
 void gmem_direct_map_restore(struct ss_machine *m, uint32_t head);
 /* kvm_poison.c: is the guest_memfd page at index hardware-poisoned */
 bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index);

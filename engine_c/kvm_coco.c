@@ -119,13 +119,17 @@ void gmem_reclaim(struct ss_machine *m, uint32_t head)
  * tdx_sept_remove_private_spte: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, then
  * TDH.MEM.PAGE.REMOVE), not only the free; the next private fault adds it again
  * (tdx_sept_set_private_spte: TDH.MEM.PAGE.AUG).  SNP's RMP entry outlives a zap. */
-void gmem_zap_private(struct ss_machine *m, const struct owner *o, uint64_t pfn)
+void gmem_zap_private(struct ss_machine *m, const struct owner *o, uint64_t pfn, uint64_t n)
 {
 	if (!o->vm || o->vm->type != SS_VM_TDX)
 		return;
 	uint32_t head = frame_head(m, (uint32_t)pfn);
 	struct frame *hf = &m->frames[head];
 	if (hf->state == SS_FRAME_FREE || !(hf->flags & F_PREPARED))
+		return;
+	/* the engine keeps "prepared" per folio: a zap of a part of a huge folio
+	 * leaves it to the free (or to the zap of a whole-folio mapping) */
+	if (n != 1ull << ((hf->flags & F_HEAD) ? hf->order : 0))
 		return;
 	hf->flags &= (uint8_t)~F_PREPARED;
 	hook(m, o->id, SS_VM_TDX, false, head, 1ull << ((hf->flags & F_HEAD) ? hf->order : 0));

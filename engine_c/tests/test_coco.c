@@ -573,6 +573,39 @@ static void test_hugetlb_1g(void)
 	ss_machine_free(m);
 }
 
+/* TDX on 1 GiB folios: a zap of one 4 KiB mapping of a folio leaves the other
+ * mappings' S-EPT entries (the checker: every private TDX mapping is prepared);
+ * going shared reclaims the converted page alone once the folio is split */
+static void test_tdx_zap_part_of_a_folio(void)
+{
+	cur_test = "tdx zap of part of a 1 GiB folio";
+	const uint64_t GIB = 1ull << 30, NR = GIB / PG;
+	struct ss_config c = { .profile = SS_PROFILE_GMEM, .thp = SS_THP_NEVER,
+			       .phys_pages = 2 * NR, .variants = SS_VAR_HUGETLB_1G };
+	struct ss_machine *m = ss_machine_new(&c);
+	int g;
+	int vm = ss_vm_create(m, SS_VM_TDX, "td");
+	EXPECT(m, ss_vcpu_create(m, vm), 0);
+	g = ss_vm_gmem_create(m, vm, GIB, 0);  /* private from the start */
+	EXPECT(m, g >= 3, 1);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_GUEST_MEMFD, .memory_size = GIB,
+			       .guest_memfd = (uint32_t)g };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_vm_launch_finish(m, vm), 0);
+	EXPECT(m, private_read(m, vm, 0), 0);
+	EXPECT(m, private_read(m, vm, PG), 0);
+	uint64_t head = pfn_at(m, g, 0);
+	uint64_t eo;
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, 0, 0, &eo), 0);
+	TRUE(last_has_cb(m, SS_CB_SEPT_REMOVE, head, head + 1));
+	EXPECT(m, last_count_cb(m, SS_CB_SEPT_REMOVE), 1);
+	EXPECT(m, life_at(m, g, 1), SS_LIFE_PREPARED);  /* gfn 1 keeps its entry */
+	EXPECT(m, private_read(m, vm, PG), 0);
+	EXPECT(m, last_ncbs(m), 0);
+	EXPECT(m, ss_close(m, g), 0);
+	ss_machine_free(m);
+}
+
 int coco_tests(int *nchecks);
 int coco_tests(int *nchecks)
 {
@@ -587,6 +620,7 @@ int coco_tests(int *nchecks)
 	test_inplace();
 	test_no_direct_map();
 	test_hugetlb_1g();
+	test_tdx_zap_part_of_a_folio();
 	*nchecks = checks;
 	return failures;
 }
