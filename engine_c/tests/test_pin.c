@@ -209,7 +209,7 @@ static void test_pin_migrate_poison(void)
 	TRUE(to >= 0 && (uint64_t)to != p);
 	check(m, __LINE__);
 	int vm, gmap;
-	shared_gmem(m, SS_VM_DEFAULT, &vm, &gmap);
+	int gfd = shared_gmem(m, SS_VM_DEFAULT, &vm, &gmap);
 	EXPECT(m, ss_mapping_pin(m, gmap, 0, PG, &sig, &pin), 0);
 	uint64_t gp = pin_pfn(m, pin, 0);
 	EXPECT(m, ss_mapping_unpin(m, pin), 0);
@@ -217,6 +217,16 @@ static void test_pin_migrate_poison(void)
 	EXPECT(m, ss_mapping_pin(m, gmap, 0, 2 * PG, &sig, &pin), -EHWPOISON);
 	RULE(m, SS_R_PIN_HWPOISON);
 	EXPECT(m, sig, SS_SIGBUS);
+	/* a pinned page that fails, then is punched: an orphan until the unpin, whose
+	 * last reference keeps the poisoned frame off the free lists */
+	EXPECT(m, ss_mapping_pin(m, gmap, PG, PG, &sig, &pin), 0);
+	uint64_t pp = pin_pfn(m, pin, 0);
+	EXPECT(m, ss_memory_failure(m, pp), 0);
+	EXPECT(m, ss_fallocate(m, gfd, PUNCH, (int64_t)PG, (int64_t)PG), 0);
+	EXPECT(m, frame_state(m, pp), SS_FRAME_ORPHAN);
+	EXPECT(m, ss_mapping_unpin(m, pin), 0);
+	EXPECT(m, frame_state(m, pp), SS_FRAME_HWPOISON);
+	EXPECT(m, ss_frame_poisoned(m, pp), 1);
 	ss_machine_free(m);
 }
 
