@@ -75,6 +75,14 @@ static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, 
 			continue;
 		}
 		CHECK(f->state != SS_FRAME_FREE, "frame %llu is free but in no buddy block", (unsigned long long)p);
+		if (f->state == SS_FRAME_HWPOISON) {  /* off the free lists for good (kvm_poison.c) */
+			CHECK(!f->ino && !f->refcount && !f->mapped && !f->data && !f->flags &&
+			      f->xflags == (X_HWPOISON | X_HWPOISON_RAW),
+			      "hwpoisoned frame %llu kept off the free lists is not clear",
+			      (unsigned long long)p);
+			p++;
+			continue;
+		}
 		CHECK(f->ino && f->ino <= (uint32_t)m->ninodes && m->inodes[f->ino - 1].ino == f->ino,
 		      "frame %llu belongs to no file", (unsigned long long)p);
 		const struct inode *in = &m->inodes[f->ino - 1];
@@ -256,7 +264,7 @@ int ss_check(const struct ss_machine *m, char *msg, size_t len)
 	if ((r = check_free_lists(m, msg, len)) || (r = check_frames(m, mapped, msg, len)) ||
 	    (r = check_inodes(m, msg, len)) || (r = check_owners(m, mapped, msg, len)) ||
 	    (r = check_waiters(m, msg, len)) || (r = check_events(m, msg, len)) ||
-	    (r = check_kvm(m, mapped, msg, len)))
+	    (r = check_kvm(m, mapped, msg, len)) || (r = check_pins(m, msg, len)))
 		return r;
 	return 0;
 }

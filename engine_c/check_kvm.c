@@ -17,7 +17,9 @@
  *  - a prepared frame (kvm_coco.c) is a used, uptodate head of a guest_memfd
  *    page whose VM is SNP or TDX; a VM's measured pages never exceed what it
  *    populated, and a finalized launch is only on SNP / TDX;
- *  - no VM maps a hwpoisoned frame (kvm_poison.c).
+ *  - no VM maps a hwpoisoned frame (kvm_poison.c);
+ *  - a TDX VM's private mapping is a prepared frame (its S-EPT entry: removed
+ *    at each zap of a whole folio, added at each private fault).
  */
 #include "internal.h"
 #include <stdarg.h>
@@ -114,6 +116,12 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 			      o->id, ULL(k + i), ULL(pfn + i), f->ino, ULL(f->index), ino, ULL(index));
 			CHECK(f->mapped & (1u << o->id), "VM %d maps pfn %llu without its bit", o->id,
 			      ULL(pfn + i));
+			/* TDX: a private mapping is an S-EPT entry (kvm_coco.c gmem_zap_private) */
+			CHECK(o->vm->type != SS_VM_TDX || is_rfc(m) ||
+			      !(attrs_get(&o->vm->attrs, k + i) & SS_MEMORY_ATTRIBUTE_PRIVATE) ||
+			      (m->frames[frame_head(m, (uint32_t)(pfn + i))].flags & F_PREPARED),
+			      "TDX VM %d maps private gfn %llu to pfn %llu, which is in no S-EPT entry",
+			      o->id, ULL(k + i), ULL(pfn + i));
 			uint64_t p = pfn + i;
 			if (!(seen[p / 8] & (1u << (p % 8)))) {
 				seen[p / 8] |= (uint8_t)(1u << (p % 8));

@@ -28,9 +28,11 @@ void giga_split(struct ss_machine *m, struct inode *in, uint32_t head)
 		struct frame *f = &m->frames[head + i];
 		f->order = 0;
 		f->flags = keep;
-		f->xflags = xkeep;
+		/* the folio's flags; the raw poisoned mark stays on its own frame */
+		f->xflags = (xkeep & ~(uint32_t)X_HWPOISON_RAW) | (f->xflags & X_HWPOISON_RAW);
 		f->refcount = i ? 1 : head_refs;
 	}
+	pin_split(m, head, nr);
 	ev_touch(m, SS_T_SPLIT, inode_fd(in), -1, hf->index, nr, head);
 }
 
@@ -83,7 +85,7 @@ void giga_merge_range(struct ss_machine *m, struct inode *in, uint64_t start, ui
 			struct frame *f = &m->frames[head + i];
 			f->order = SS_GIGA_ORDER;
 			f->flags = i ? (uint8_t)((keep & ~F_PREPARED) | F_TAIL) : (uint8_t)(keep | F_HEAD);
-			f->xflags = i ? 0 : xkeep;
+			f->xflags = i ? (f->xflags & X_HWPOISON_RAW) : xkeep;
 			f->refcount = i ? 0 : 1;
 		}
 		ev_touch(m, SS_T_MERGE, inode_fd(in), -1, base, GIGA_NR, head);

@@ -51,6 +51,7 @@
 /* xflags of a used frame (in the free-list links' place) */
 #define X_HWPOISON 0x1         /* memory_failure() hit it (kvm_poison.c) */
 #define X_NO_DIRECT_MAP 0x2    /* variant no_direct_map: out of the direct map (kvm_coco.c) */
+#define X_HWPOISON_RAW 0x4     /* this very frame failed (PageHWPoison of the raw page) */
 
 struct frame {                 /* 32 bytes: see ss_frame_size() */
 	uint64_t index;        /* page index in its inode */
@@ -120,6 +121,15 @@ struct mapping {
 	int64_t offset, length;
 	int prot, flags;
 	uint64_t addr;         /* in the VMM address space (vmm.c) */
+};
+
+struct pin {                   /* a GUP pin of a mapping's pages (kvm_pin.c) */
+	int id;                /* pin id, 0 when the slot is free */
+	int map_id;
+	uint32_t ino;
+	uint64_t offset;       /* in the mapping, page aligned */
+	uint64_t npages;
+	uint32_t *pfns;        /* the pinned page of each */
 };
 
 struct inode {
@@ -273,6 +283,9 @@ struct ss_machine {
 	struct ss_touch *touches;
 	uint64_t ntouches, cap_touches;
 	struct evrec *cur;     /* the event being built, NULL when none */
+
+	struct pin *pins;      /* slot i holds pin id i + 1 (kvm_pin.c) */
+	int npins;
 
 	uint64_t vmm_lowest;   /* lowest VMM address handed out (0: none yet) */
 	int kvm_rule;          /* SS_R_* of the last failing KVM call */
@@ -440,9 +453,14 @@ int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, 
 bool vm_is_coco(const struct kvm_vm *vm);
 void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t pfn, bool priv);
 void gmem_reclaim(struct ss_machine *m, uint32_t head);
+/* TDX: a zap of a private mapping of pfn removes its S-EPT entry (kvm_coco.c) */
+void gmem_zap_private(struct ss_machine *m, const struct owner *o, uint64_t pfn, uint64_t n);
 void gmem_direct_map_restore(struct ss_machine *m, uint32_t head);
 /* kvm_poison.c: is the guest_memfd page at index hardware-poisoned */
 bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index);
+/* freeing the block at head: the raw poisoned frames stay out of the free lists, the
+ * others go back one by one; false when none is poisoned (the caller frees it) */
+bool poison_keep_out(struct ss_machine *m, uint32_t head, unsigned int order);
 /* kvm_inplace.c (variant inplace_conversion, a proposal) */
 static inline bool is_inplace(const struct ss_machine *m)
 {
@@ -460,6 +478,12 @@ void giga_merge_range(struct ss_machine *m, struct inode *in, uint64_t start, ui
 void inplace_gmem_init(struct ss_machine *m, struct inode *in);
 int inplace_slot_sync(struct ss_machine *m, struct owner *o, const struct memslot *s);
 bool inplace_private(const struct inode *in, uint64_t index);
+
+/* kvm_pin.c */
+void pin_split(struct ss_machine *m, uint32_t head, uint64_t nr);
+int pins_clone(struct ss_machine *dst, const struct ss_machine *src);
+void pins_free(struct ss_machine *m);
+int check_pins(const struct ss_machine *m, char *msg, size_t len);
 
 /* check_kvm.c */
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len);

@@ -8,7 +8,9 @@
  * SNP's sev_gmem_prepare makes its RMP entry guest-owned (rmp_make_private),
  * TDX adds it to the Secure EPT (TDH.MEM.PAGE.AUG; TDH.MEM.PAGE.ADD when
  * populated).  When the folio is freed (.free_folio) the arch reclaims it:
- * SNP sev_gmem_invalidate (rmp_make_shared), TDX TDH.MEM.PAGE.REMOVE.
+ * SNP sev_gmem_invalidate (rmp_make_shared), TDX TDH.MEM.PAGE.REMOVE.  On
+ * TDX the S-EPT entry is the mapping: each zap of a private mapping removes
+ * it (gmem_zap_private) and the next private fault adds it again.
  * Each hook is a callback of the event with its pfn range [start, end).
  *
  * Populate (virt/kvm/guest_memfd.c kvm_gmem_populate, 6.11+; SNP
@@ -110,6 +112,27 @@ void gmem_reclaim(struct ss_machine *m, uint32_t head)
 	struct owner *o = vm >= 0 ? vm_get(m, vm) : NULL;
 	if (o)
 		hook(m, vm, o->vm->type, false, head, 1ull << ((hf->flags & F_HEAD) ? hf->order : 0));
+}
+
+/* a zap of a mapping of pfn in o's secondary MMU: on TDX a private mapping is a
+ * Secure EPT entry, and every zap removes it (arch/x86/kvm/vmx/tdx.c
+ * tdx_sept_remove_private_spte: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, then
+ * TDH.MEM.PAGE.REMOVE), not only the free; the next private fault adds it again
+ * (tdx_sept_set_private_spte: TDH.MEM.PAGE.AUG).  SNP's RMP entry outlives a zap. */
+void gmem_zap_private(struct ss_machine *m, const struct owner *o, uint64_t pfn, uint64_t n)
+{
+	if (!o->vm || o->vm->type != SS_VM_TDX)
+		return;
+	uint32_t head = frame_head(m, (uint32_t)pfn);
+	struct frame *hf = &m->frames[head];
+	if (hf->state == SS_FRAME_FREE || !(hf->flags & F_PREPARED))
+		return;
+	/* the engine keeps "prepared" per folio: a zap of a part of a huge folio
+	 * leaves it to the free (or to the zap of a whole-folio mapping) */
+	if (n != 1ull << ((hf->flags & F_HEAD) ? hf->order : 0))
+		return;
+	hf->flags &= (uint8_t)~F_PREPARED;
+	hook(m, o->id, SS_VM_TDX, false, head, 1ull << ((hf->flags & F_HEAD) ? hf->order : 0));
 }
 
 static void put_le64(uint8_t *p, uint64_t v)

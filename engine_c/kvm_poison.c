@@ -14,10 +14,40 @@
  *
  * The engine models guest_memfd pages only (other frames: EOPNOTSUPP, said
  * so); a pfn past the machine is ENXIO (pfn_to_online_page fails); a page
- * poisoned already is EHWPOISON.  A removed poisoned frame goes back to the
- * free lists (the kernel would keep it off them for good): a simplification.
+ * poisoned already is EHWPOISON.
+ *
+ * Once the page leaves the file (punch, truncate, the last close) its folio is
+ * freed, but the failed frame never goes back to the buddy allocator (a
+ * PageHWPoison page is taken off the free lists for good: take_page_off_buddy,
+ * free_pages_prepare refusing hwpoisoned pages).  The frame becomes
+ * SS_FRAME_HWPOISON; the rest of a compound folio returns page by page (the
+ * kernel dissolves a poisoned huge folio the same way).
  */
 #include "internal.h"
+#include <string.h>
+
+bool poison_keep_out(struct ss_machine *m, uint32_t head, unsigned int order)
+{
+	uint64_t nr = 1ull << order;
+	bool any = false;
+	for (uint64_t i = 0; i < nr && !any; i++)
+		any = (m->frames[head + i].xflags & X_HWPOISON_RAW) != 0;
+	if (!any)
+		return false;
+	for (uint64_t i = 0; i < nr; i++) {
+		struct frame *f = &m->frames[head + i];
+		if (f->xflags & X_HWPOISON_RAW) {
+			memset(f, 0, sizeof(*f));
+			f->state = SS_FRAME_HWPOISON;
+			f->xflags = X_HWPOISON | X_HWPOISON_RAW;
+			ev_touch(m, SS_T_HWPOISON_KEEP, -1, -1, 0, 1, head + i);
+		}
+	}
+	for (uint64_t i = 0; i < nr; i++)
+		if (m->frames[head + i].state != SS_FRAME_HWPOISON)
+			frames_free(m, head + (uint32_t)i, 0);
+	return true;
+}
 
 bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index)
 {
@@ -39,6 +69,8 @@ int ss_memory_failure(struct ss_machine *m, uint64_t pfn)
 	if (pfn >= m->cfg.phys_pages)
 		return kvm_fail(m, SS_R_MF_PFN, -ENXIO);
 	struct frame *f = &m->frames[pfn];
+	if (f->state == SS_FRAME_HWPOISON)
+		return kvm_fail(m, SS_R_MF_AGAIN, -EHWPOISON);  /* off the free lists already */
 	struct inode *in = f->state == SS_FRAME_CACHE ? inode_get(m, f->ino) : NULL;
 	if (!in || in->kind != SS_KIND_GMEM)
 		return kvm_fail(m, SS_R_MF_NOT_GMEM, -EOPNOTSUPP);
@@ -49,6 +81,7 @@ int ss_memory_failure(struct ss_machine *m, uint64_t pfn)
 	if (m->cur)
 		m->cur->e.fd = inode_fd(in);
 	hf->xflags |= X_HWPOISON;
+	f->xflags |= X_HWPOISON_RAW;
 	uint64_t nr = (hf->flags & F_HEAD) ? 1ull << hf->order : 1;
 	callback_gmem_invalidate(m, in, hf->index, hf->index + nr);
 	return (int)ev_end(m, 0);

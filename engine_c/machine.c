@@ -49,6 +49,7 @@ void ss_machine_free(struct ss_machine *m)
 	free(m->inodes);
 	free(m->fdtab);
 	free(m->maps);
+	pins_free(m);
 	free(m->frames);
 	free(m);
 }
@@ -79,6 +80,8 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 	m->inodes = NULL;
 	m->fdtab = NULL;
 	m->maps = NULL;
+	m->pins = NULL;
+	m->npins = 0;
 	m->data = NULL;
 	m->data_next = NULL;
 	m->events = NULL;
@@ -119,6 +122,8 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 	if (src->nfds && !(m->fdtab = dup_mem(src->fdtab, (size_t)src->nfds * sizeof(uint32_t))))
 		goto err;
 	if (src->nmaps && !(m->maps = dup_mem(src->maps, (size_t)src->nmaps * sizeof(struct mapping))))
+		goto err;
+	if (pins_clone(m, src))
 		goto err;
 	if (src->cap_data) {
 		m->data = calloc(src->cap_data, sizeof(uint8_t *));

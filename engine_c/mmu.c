@@ -107,6 +107,8 @@ static void zap_entry(struct ss_machine *m, struct owner *o, uint64_t k, uint64_
 	o->nmapped -= n;
 	o->nzapped += n;
 	ev_touch(m, SS_T_ZAP, in ? in->fd : -1, o->id, k, n, pfn);
+	if (in && in->kind == SS_KIND_GMEM)
+		gmem_zap_private(m, o, pfn, n);  /* TDX: the S-EPT entry goes with it */
 }
 
 void mmu_zap(struct ss_machine *m, struct owner *o, uint64_t g0, uint64_t g1, uint32_t ino)

@@ -114,7 +114,8 @@ static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
 	ev_touch(m, SS_T_FREE, inode_fd(in), -1, base, nr, head);
 	gmem_reclaim(m, head);
 	gmem_direct_map_restore(m, head);
-	frames_free(m, head, (unsigned int)(nr > 1 ? hf->order : 0));
+	if (!poison_keep_out(m, head, (unsigned int)(nr > 1 ? hf->order : 0)))
+		frames_free(m, head, (unsigned int)(nr > 1 ? hf->order : 0));
 }
 
 void page_free_frames(struct ss_machine *m, uint32_t head)
@@ -127,7 +128,8 @@ void page_free_frames(struct ss_machine *m, uint32_t head)
 	gmem_direct_map_restore(m, head);
 	for (uint32_t i = 0; i < (1u << order); i++)
 		data_drop(m, head + i);
-	frames_free(m, head, order);
+	if (!poison_keep_out(m, head, order))
+		frames_free(m, head, order);
 	if (in) {
 		in->orphans--;
 		inode_put_maybe(m, in);  /* the file may have waited for it */
@@ -148,6 +150,7 @@ static void page_split(struct ss_machine *m, struct inode *in, uint32_t head)
 		f->flags = keep;
 		f->refcount = i ? 1 : head_refs;
 	}
+	pin_split(m, head, HPAGE_NR);
 	ev_touch(m, SS_T_SPLIT, inode_fd(in), -1, hf->index, HPAGE_NR, head);
 }
 

@@ -114,6 +114,7 @@
 #define SS_FRAME_FREE 0
 #define SS_FRAME_CACHE 1      /* in a file's page cache */
 #define SS_FRAME_ORPHAN 2     /* removed from the cache, still referenced */
+#define SS_FRAME_HWPOISON 3   /* hwpoisoned and removed: kept off the free lists for good */
 
 /* operations, as recorded in events */
 enum ss_op {
@@ -150,6 +151,8 @@ enum ss_op {
 	SS_OP_LAUNCH_FINISH,  /* SNP LAUNCH_FINISH / TDX FINALIZE_VM */
 	SS_OP_MEMORY_FAILURE, /* memory_failure() of a pfn (an MCE) */
 	SS_OP_GMEM_SET_ATTRS, /* proposal: KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd */
+	SS_OP_MAP_PIN,        /* pin_user_pages() on a range of a mapping (kvm_pin.c) */
+	SS_OP_MAP_UNPIN,      /* unpin_user_pages() of a pin */
 	SS_OP__COUNT
 };
 
@@ -190,6 +193,7 @@ enum ss_op {
 #define SS_T_ATTR 12      /* attributes of gfns [index, index + npages) set to pfn */
 #define SS_T_SIGNAL 13    /* a host touch of a mapping faulted: pfn = signal */
 #define SS_T_MERGE 14     /* hugetlb_1g: 4 KiB pages merged back into a 1 GiB folio */
+#define SS_T_HWPOISON_KEEP 15 /* a freed hwpoisoned frame (pfn) stays off the free lists */
 
 struct ss_config {
 	int profile;             /* SS_PROFILE_* */
@@ -509,6 +513,11 @@ enum ss_kvm_rule {
 	SS_R_RUN_HWPOISON,       /* KVM_RUN: the page is poisoned (EHWPOISON) */
 	SS_R_CONTENT_MODE,       /* inplace: the arch cannot honour the content mode */
 	SS_R_CONVERT_BUSY,       /* inplace: a page has an extra reference (EAGAIN) */
+	SS_R_NO_PIN,             /* unpin: no such pin (EINVAL) */
+	SS_R_PIN_RANGE,          /* pin: empty, wrapping or too long a range (EINVAL) */
+	SS_R_PIN_FAULT,          /* pin: a page's fault would be a signal (EFAULT) */
+	SS_R_PIN_HWPOISON,       /* pin: a page is hwpoisoned (EHWPOISON) */
+	SS_R_PIN_MAX,            /* pin: the machine's pin table is full (ENOSPC) */
 	SS_R__COUNT
 };
 
@@ -621,6 +630,22 @@ int ss_vm_launch_finish(struct ss_machine *m, int vm);
 int ss_memory_failure(struct ss_machine *m, uint64_t pfn);
 /* variant inplace_conversion (a proposal): KVM_SET_MEMORY_ATTRIBUTES2 on a
  * guest_memfd; flags: content mode ZERO 1, PRESERVE 2; EAGAIN sets *error_offset */
+/* pin_user_pages() of the pages of [offset, offset + length) of a mapping
+ * (kvm_pin.c): 0 with *pin_id; -EFAULT / -EHWPOISON with *signal what a host
+ * touch of the first such page would get (nothing pinned), or -errno */
+#define SS_MAX_PINS 1024
+#define SS_PIN_MAX_PAGES 4096
+struct ss_pin_info {
+	int map_id;
+	uint64_t offset;         /* page aligned, in the mapping */
+	uint64_t npages;
+};
+int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t length,
+		   int *signal, int *pin_id);
+int ss_mapping_unpin(struct ss_machine *m, int pin_id);
+/* the pin's range and up to max of its pfns: 0, -EINVAL for no such pin */
+int ss_pin_info(const struct ss_machine *m, int pin_id, struct ss_pin_info *out, uint64_t *pfns,
+		int max);
 int ss_gmem_set_attributes(struct ss_machine *m, int fd, uint64_t offset, uint64_t size,
 			   uint64_t attributes, uint64_t flags, uint64_t *error_offset);
 /* variant inplace_conversion: the guest_memfd's attribute runs over [start, end) */

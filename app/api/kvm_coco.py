@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import Request, Response
 
 from app.api import new_router
-from app.deps import FdPath, OwnerPath, SessionId, registry
+from app.deps import FdPath, MapPath, OwnerPath, SessionId, registry
 from app.models.kvm_coco import (
     Launch,
     LaunchAnswer,
@@ -15,6 +15,7 @@ from app.models.kvm_coco import (
     MemoryFailureAnswer,
 )
 from app.models.kvm_inplace import MemoryAttributes2, MemoryAttributes2Answer
+from app.models.kvm_pin import PinAnswer, PinBody
 from app.service import kvm_coco as svc
 
 router = new_router("kvm")
@@ -62,3 +63,23 @@ async def memory_attributes2(
     EAGAIN while a page has an extra reference (the error names error_offset); without
     the variant the ioctl does not exist (ENOTTY)."""
     return await svc.memory_attributes2(registry(request), sid, fd, body)
+
+
+@router.post("/sessions/{sid}/mappings/{map_id}/pin", status_code=201, name="mapping_pin")
+async def mapping_pin(
+    request: Request, sid: SessionId, map_id: MapPath, body: PinBody
+) -> PinAnswer:
+    """pin_user_pages() on the pages of [offset, offset + length) of a mapping (what
+    O_DIRECT, vhost, VFIO do): each is faulted in as a host touch would and holds a
+    reference.  A touch that would be SIGBUS / SIGSEGV is EFAULT, a hwpoisoned page
+    EHWPOISON (nothing pinned).  A pinned page blocks shared -> private conversion
+    (EAGAIN) and migration (EBUSY); a punch leaves it an orphan frame until the unpin."""
+    return await svc.pin(registry(request), sid, map_id, body)
+
+
+@router.delete("/sessions/{sid}/pins/{pin_id}", status_code=204, name="mapping_unpin")
+async def mapping_unpin(request: Request, sid: SessionId, pin_id: MapPath) -> Response:
+    """unpin_user_pages(): every page of the pin drops its reference (an orphan frame
+    whose last reference it was goes back to the free lists)."""
+    await svc.unpin(registry(request), sid, pin_id)
+    return Response(status_code=204)

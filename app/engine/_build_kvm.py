@@ -6,6 +6,7 @@ CDEF_KVM = """
 #define SS_T_ATTR ...
 #define SS_T_SIGNAL ...
 #define SS_T_MERGE ...
+#define SS_T_HWPOISON_KEEP ...
 
 #define SS_VM_DEFAULT ...
 #define SS_VM_SW_PROTECTED ...
@@ -50,7 +51,8 @@ enum ss_kvm_rule {
     SS_R_PREFAULT_FAULT, SS_R_NOT_COCO, SS_R_LAUNCH_DONE, SS_R_LAUNCH_NO_VCPU,
     SS_R_POPULATE_RANGE, SS_R_POPULATE_SLOT, SS_R_POPULATE_CLOSED, SS_R_POPULATE_SHARED,
     SS_R_POPULATE_EXISTS, SS_R_MF_PFN, SS_R_MF_NOT_GMEM, SS_R_MF_AGAIN, SS_R_RUN_HWPOISON,
-    SS_R_CONTENT_MODE, SS_R_CONVERT_BUSY, SS_R__COUNT,
+    SS_R_CONTENT_MODE, SS_R_CONVERT_BUSY, SS_R_NO_PIN, SS_R_PIN_RANGE, SS_R_PIN_FAULT,
+    SS_R_PIN_HWPOISON, SS_R_PIN_MAX, SS_R__COUNT,
     ...
 };
 
@@ -182,4 +184,17 @@ int ss_gmem_set_attributes(struct ss_machine *m, int fd, uint64_t offset, uint64
 int ss_gmem_attr_runs(const struct ss_machine *m, int fd, uint64_t start, uint64_t end,
                       struct ss_attr_run *out, int max);
 int ss_vm_launch_info(const struct ss_machine *m, int vm, struct ss_launch_info *out);
+#define SS_MAX_PINS ...
+#define SS_PIN_MAX_PAGES ...
+struct ss_pin_info {
+    int map_id;
+    uint64_t offset;
+    uint64_t npages;
+    ...;
+};
+int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t length,
+                   int *signal, int *pin_id);
+int ss_mapping_unpin(struct ss_machine *m, int pin_id);
+int ss_pin_info(const struct ss_machine *m, int pin_id, struct ss_pin_info *out, uint64_t *pfns,
+                int max);
 """

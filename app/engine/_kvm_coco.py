@@ -40,6 +40,16 @@ class LaunchInfo(NamedTuple):
     measurement: str | None
 
 
+class Pin(NamedTuple):
+    """A GUP pin of a host mapping: its pages [offset, offset + pages * 4096) and pfns."""
+
+    pin_id: int
+    map_id: int
+    offset: int
+    pages: int
+    pfns: list[int]
+
+
 class KvmCoco(KvmViews):
     _m: Any
     _lock: threading.Lock
@@ -107,6 +117,41 @@ class KvmCoco(KvmViews):
         if n < 0:
             raise make_error("file", -n, f"fd {fd} is not a guest_memfd")
         return [(int(r.start), int(r.end), int(r.attributes)) for r in buf[0:n]]
+
+    def mapping_pin(self, map_id: int, offset: int, length: int) -> Pin:
+        """pin_user_pages() of the pages of [offset, offset + length) of a mapping: each
+        is faulted in as a host touch would and gets a reference.  A page whose touch
+        would be a signal is EFAULT (its message names the signal), a hwpoisoned page
+        EHWPOISON; nothing is pinned then."""
+        sig, pin = ffi.new("int *"), ffi.new("int *")
+        with self._lock:
+            before = int(lib.ss_event_count(self._m))
+            rc = lib.ss_mapping_pin(self._m, i32(map_id), u64(offset), u64(length), sig, pin)
+            if rc < 0:
+                ev = ffi.new("struct ss_event *")
+                at = ev.out[0] if lib.ss_event_get(self._m, before + 1, ev) == 0 else 0
+                args = {"signal": int(sig[0]), "offset": int(at)}
+                self._coco_fail("mapping_pin", rc, before, args)
+        return self.pin_info(int(pin[0]))
+
+    def mapping_unpin(self, pin_id: int) -> None:
+        """unpin_user_pages() of a pin: each page drops its reference (an orphan goes)."""
+        with self._lock:
+            before = int(lib.ss_event_count(self._m))
+            rc = lib.ss_mapping_unpin(self._m, i32(pin_id))
+            if rc < 0:
+                self._coco_fail("mapping_unpin", rc, before, {"pin_id": i32(pin_id)})
+
+    def pin_info(self, pin_id: int) -> Pin:
+        """A pin's range and pfns; LookupError for no such pin."""
+        out = ffi.new("struct ss_pin_info *")
+        pfns = ffi.new("uint64_t[]", int(lib.SS_PIN_MAX_PAGES))
+        with self._lock:
+            rc = lib.ss_pin_info(self._m, i32(pin_id), out, pfns, int(lib.SS_PIN_MAX_PAGES))
+        if rc < 0:
+            raise make_error("pin", 2, f"no pin with id {pin_id}")
+        n = int(out.npages)
+        return Pin(pin_id, int(out.map_id), int(out.offset), n, [int(p) for p in pfns[0:n]])
 
     def launch_info(self, vm: int) -> LaunchInfo:
         out = ffi.new("struct ss_launch_info *")

@@ -10,6 +10,9 @@ Args = dict[str, int]
 Words = Callable[[Args], str]
 
 
+_SIGNALS = {lib.SS_SIGBUS: "SIGBUS", lib.SS_SIGSEGV: "SIGSEGV"}
+
+
 def _hex(v: int) -> str:
     return hex(v & (1 << 64) - 1)
 
@@ -166,6 +169,23 @@ RULES: dict[int, Words] = {
         "KVM_SET_MEMORY_ATTRIBUTES2 (proposal, in-place conversion v8): the page at "
         f"error_offset={_hex(a.get('error_offset', 0))} has a reference beyond "
         "guest_memfd's own (a get_lock_pfn hold, a pin): drop it and retry"
+    ),
+    lib.SS_R_NO_PIN: lambda a: f"mapping_unpin: no pin with id {a.get('pin_id')} (EINVAL)",
+    lib.SS_R_PIN_RANGE: lambda a: (
+        "pin_user_pages: the range is empty, wraps, or is longer than "
+        f"{lib.SS_PIN_MAX_PAGES} pages (EINVAL)"
+    ),
+    lib.SS_R_PIN_FAULT: lambda a: (
+        f"pin_user_pages: a host touch of the page at offset {_hex(a.get('offset', 0))} "
+        f"would be {_SIGNALS.get(a.get('signal', 0), 'a signal')} (faultin_page: EFAULT); "
+        "nothing pinned"
+    ),
+    lib.SS_R_PIN_HWPOISON: lambda a: (
+        f"pin_user_pages: the page at offset {_hex(a.get('offset', 0))} is hardware-poisoned "
+        "(VM_FAULT_HWPOISON: EHWPOISON); nothing pinned"
+    ),
+    lib.SS_R_PIN_MAX: lambda a: (
+        f"pin_user_pages: the machine holds {lib.SS_MAX_PINS} pins, the engine's limit (ENOSPC)"
     ),
 }
 

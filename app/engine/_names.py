@@ -99,6 +99,8 @@ OPS = {
     lib.SS_OP_LAUNCH_FINISH: "launch_finish",
     lib.SS_OP_MEMORY_FAILURE: "memory_failure",
     lib.SS_OP_GMEM_SET_ATTRS: "set_memory_attributes2",
+    lib.SS_OP_MAP_PIN: "mapping_pin",
+    lib.SS_OP_MAP_UNPIN: "mapping_unpin",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -139,6 +141,8 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "launch_finish": ("vm",),
     "memory_failure": ("pfn",),
     "set_memory_attributes2": ("offset", "size", "attributes", "flags"),
+    "mapping_pin": ("map_id", "offset", "length"),
+    "mapping_unpin": ("pin_id",),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
@@ -179,6 +183,7 @@ TOUCHES = {
     lib.SS_T_ATTR: "attributes",  # pfn: the attributes set on the gfns
     lib.SS_T_SIGNAL: "signal",  # pfn: the signal number
     lib.SS_T_MERGE: "merge",  # hugetlb_1g: 4 KiB pages back into a 1 GiB folio
+    lib.SS_T_HWPOISON_KEEP: "hwpoison_kept",  # pfn: a freed poisoned frame, off the free lists
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
 # the life of a guest_memfd page (kvm_coco.c); a hole is "absent"
@@ -192,6 +197,7 @@ FRAME_STATES = {
     lib.SS_FRAME_FREE: "free",
     lib.SS_FRAME_CACHE: "cache",
     lib.SS_FRAME_ORPHAN: "orphan",
+    lib.SS_FRAME_HWPOISON: "hwpoison",
 }
 
 # the kernel's spelling where Python's errno module has none, or prefers

@@ -68,7 +68,8 @@ class Pages(BaseModel):
 
 
 class FrameExtent(BaseModel):
-    """Frames [start, end): "free", "cache" (in fd's page cache at index) or "orphan"."""
+    """Frames [start, end): "free", "cache" (in fd's page cache at index), "orphan", or
+    "hwpoison" (a failed frame removed from its file: off the free lists for good)."""
 
     start: int
     end: int

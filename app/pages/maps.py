@@ -173,7 +173,7 @@ def _blocks(r: Any, a: int, b: int, minw: int) -> list[tuple[int, int]]:
     return out
 
 
-_DRAWN = ("present", "cache", "orphan")
+_DRAWN = ("present", "cache", "orphan", "hwpoison")
 _LETTERS = [
     "".join(k[0] for k, bit in DENS_FLAGS.items() if f & bit) for f in range(256)
 ]  # "h", "l", "d", "m", "w"
@@ -242,6 +242,8 @@ def frame_track(runs: list[FrameRun], s: int, e: int, total: int, names: dict[in
             first = r.index + (a - r.start)
             title = f"frame {span(a, b)}: a closed file's page {span(first, first + b - a)}"
             return Bar(a, b, "closed", f"{title}, order {r.order}")
+        if r.state == "hwpoison":
+            return Bar(a, b, "hwpoison", f"frame {span(a, b)}: hwpoisoned, off the free lists")
         return Bar(a, b, "orphan", f"frame {span(a, b)}: out of the cache, still referenced")
 
     return Track(s, e, total, _layout(runs, s, e, single), e - s <= CELLS, ticks(s, e))

@@ -65,6 +65,13 @@ COCO_REASONS = {
         "a memory failure is kernel-internal (memory_failure()); MADV_HWPOISON would "
         "poison a real page of this machine, so it is not asked"
     ),
+    "mapping_pin": (
+        "a GUP pin is kernel-internal (pin_user_pages); userspace reaches it only through "
+        "O_DIRECT, vhost, VFIO or io_uring fixed buffers, which the oracle does not drive"
+    ),
+    "mapping_unpin": (
+        "a GUP pin is kernel-internal (unpin_user_pages); the oracle takes no pins to drop"
+    ),
     "set_memory_attributes2": (
         "KVM_SET_MEMORY_ATTRIBUTES2 is the in-place conversion proposal (series v8, June "
         "2026), not merged: Linux 6.18 has no such ioctl"

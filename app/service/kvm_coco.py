@@ -15,6 +15,7 @@ from app.models.kvm_coco import (
     MemoryFailureAnswer,
 )
 from app.models.kvm_inplace import MemoryAttributes2, MemoryAttributes2Answer, MemoryAttributes2Args
+from app.models.kvm_pin import PinAnswer, PinArgs, PinBody, UnpinArgs
 from app.registry import Registry
 from app.service.kvm_coco_ops import launch_out
 from app.service.kvm_ops import vm_arg
@@ -47,3 +48,12 @@ async def memory_attributes2(
 ) -> MemoryAttributes2Answer:
     args = MemoryAttributes2Args(fd=fd, **body.model_dump())
     return cast(MemoryAttributes2Answer, await execute(reg, sid, "set_memory_attributes2", args))
+
+
+async def pin(reg: Registry, sid: str, map_id: int, body: PinBody) -> PinAnswer:
+    args = PinArgs(map_id=map_id, **body.model_dump())
+    return cast(PinAnswer, await execute(reg, sid, "mapping_pin", args))
+
+
+async def unpin(reg: Registry, sid: str, pin_id: int) -> None:
+    await execute(reg, sid, "mapping_unpin", UnpinArgs(pin_id=pin_id))

@@ -315,8 +315,9 @@ def _register_kvm() -> None:
     from app.service.kvm_coco_ops import COCO_SPECS
     from app.service.kvm_inplace import INPLACE_SPECS
     from app.service.kvm_ops import KVM_HEAVY, KVM_SPECS
+    from app.service.kvm_pin import PIN_SPECS
 
-    for name, args, handler, check in KVM_SPECS + COCO_SPECS + INPLACE_SPECS:
+    for name, args, handler, check in KVM_SPECS + COCO_SPECS + INPLACE_SPECS + PIN_SPECS:
         OPS[name] = OpSpec(name, args, handler, check, KVM_HEAVY.get(name))
 
 

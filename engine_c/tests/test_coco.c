@@ -85,6 +85,16 @@ static bool last_has_cb(struct ss_machine *m, int fn, uint64_t start, uint64_t e
 	return false;
 }
 
+/* how many callbacks fn the last event has */
+static int last_count_cb(struct ss_machine *m, int fn)
+{
+	struct ss_callback cbs[16];
+	int n = ss_event_callbacks(m, ss_event_count(m), 0, cbs, 16), c = 0;
+	for (int i = 0; i < n; i++)
+		c += cbs[i].fn == fn;
+	return c;
+}
+
 static int last_ncbs(struct ss_machine *m)
 {
 	struct ss_callback cbs[16];
@@ -116,11 +126,24 @@ static void test_lifecycle(int type, int add, int reclaim)
 	EXPECT(m, private_read(m, vm, 0), 0);
 	EXPECT(m, life_at(m, g, 0), SS_LIFE_PREPARED);
 	TRUE(last_has_cb(m, add, pfn, pfn + 1));
-	/* a second fault of the same page prepares nothing again */
+	/* SNP: a second fault of the same page prepares nothing again (the RMP
+	 * entry outlives the zap).  TDX: the S-EPT entry is the mapping; the zap of
+	 * the conversion removes it (tdx_sept_remove_private_spte: BLOCK, TRACK,
+	 * PAGE.REMOVE) and the next private fault adds it back (PAGE.AUG) */
 	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 2 * PG, 0, 0), 0);
+	if (type == SS_VM_TDX) {
+		TRUE(last_has_cb(m, reclaim, pfn, pfn + 1));
+		EXPECT(m, life_at(m, g, 0), SS_LIFE_ZEROED);
+	} else {
+		EXPECT(m, last_ncbs(m), 0);
+	}
 	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 2 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
 	EXPECT(m, private_read(m, vm, 0), 0);
-	EXPECT(m, last_ncbs(m), 0);
+	if (type == SS_VM_TDX)
+		TRUE(last_has_cb(m, add, pfn, pfn + 1));
+	else
+		EXPECT(m, last_ncbs(m), 0);
+	EXPECT(m, life_at(m, g, 0), SS_LIFE_PREPARED);
 	/* a hole: allocated, zeroed and prepared in one fault */
 	EXPECT(m, private_read(m, vm, PG), 0);
 	uint64_t pfn1 = pfn_at(m, g, 1);
@@ -129,6 +152,7 @@ static void test_lifecycle(int type, int add, int reclaim)
 	/* punch: the folio is freed, the arch reclaims it */
 	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, (int64_t)PG), 0);
 	TRUE(last_has_cb(m, reclaim, pfn, pfn + 1));
+	EXPECT(m, last_count_cb(m, reclaim), 1);  /* TDX: at the zap, not again at the free */
 	EXPECT(m, life_at(m, g, 0), -1);
 	/* closing the guest_memfd frees (and reclaims) the rest */
 	EXPECT(m, ss_close(m, g), 0);
@@ -325,13 +349,39 @@ static void test_memory_failure(void)
 	EXPECT(m, sig, SS_SIGBUS);
 	EXPECT(m, ss_mapping_access(m, map, 2 * PG, 0, 0, &sig, &val), 0);
 	EXPECT(m, sig, 0);  /* another page: fine */
+	struct ss_phys_info pinfo;
+	ss_phys_info(m, &pinfo);
+	uint64_t free_before = pinfo.free;
 	EXPECT(m, ss_fallocate(m, g, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, (int64_t)PG,
 			       (int64_t)PG), 0);
+	/* the punch frees the folio, but a hwpoisoned frame never returns to the
+	 * buddy allocator (take_page_off_buddy / free_pages_prepare) */
+	ss_phys_info(m, &pinfo);
+	EXPECT(m, pinfo.free, free_before);
+	struct ss_frame_run fr;
+	uint64_t fnext;
+	EXPECT(m, ss_phys_runs(m, pfn, pfn + 1, &fr, 1, &fnext), 1);
+	EXPECT(m, fr.state, SS_FRAME_HWPOISON);
+	EXPECT(m, ss_frame_poisoned(m, pfn), 1);
+	EXPECT(m, ss_memory_failure(m, pfn), -EHWPOISON);
 	a.write = 0;
 	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
 	EXPECT(m, out.exit_reason, 0);
-	EXPECT(m, out.value, 0);  /* a fresh page */
+	EXPECT(m, out.value, 0);  /* a fresh page, on another frame */
+	TRUE(out.pfn != pfn);
 	EXPECT(m, ss_frame_poisoned(m, out.pfn), 0);
+	/* the allocator never hands the poisoned frame out: take every free frame */
+	int hog = ss_memfd_create(m, "hog", 0);
+	ss_phys_info(m, &pinfo);
+	int64_t rest = (int64_t)(pinfo.free * PG);
+	EXPECT(m, ss_ftruncate(m, hog, rest + (int64_t)PG), 0);
+	EXPECT(m, ss_fallocate(m, hog, 0, 0, rest + (int64_t)PG), -ENOMEM);  /* one too many */
+	EXPECT(m, ss_fallocate(m, hog, 0, 0, rest), 0);
+	ss_phys_info(m, &pinfo);
+	EXPECT(m, pinfo.free, 0);
+	EXPECT(m, ss_phys_runs(m, pfn, pfn + 1, &fr, 1, &fnext), 1);
+	EXPECT(m, fr.state, SS_FRAME_HWPOISON);
+	EXPECT(m, ss_close(m, hog), 0);
 	/* a frame that is not a guest_memfd page */
 	int fd = ss_memfd_create(m, "plain", 0);
 	EXPECT(m, ss_ftruncate(m, fd, (int64_t)PG), 0);
@@ -523,6 +573,39 @@ static void test_hugetlb_1g(void)
 	ss_machine_free(m);
 }
 
+/* TDX on 1 GiB folios: a zap of one 4 KiB mapping of a folio leaves the other
+ * mappings' S-EPT entries (the checker: every private TDX mapping is prepared);
+ * going shared reclaims the converted page alone once the folio is split */
+static void test_tdx_zap_part_of_a_folio(void)
+{
+	cur_test = "tdx zap of part of a 1 GiB folio";
+	const uint64_t GIB = 1ull << 30, NR = GIB / PG;
+	struct ss_config c = { .profile = SS_PROFILE_GMEM, .thp = SS_THP_NEVER,
+			       .phys_pages = 2 * NR, .variants = SS_VAR_HUGETLB_1G };
+	struct ss_machine *m = ss_machine_new(&c);
+	int g;
+	int vm = ss_vm_create(m, SS_VM_TDX, "td");
+	EXPECT(m, ss_vcpu_create(m, vm), 0);
+	g = ss_vm_gmem_create(m, vm, GIB, 0);  /* private from the start */
+	EXPECT(m, g >= 3, 1);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_GUEST_MEMFD, .memory_size = GIB,
+			       .guest_memfd = (uint32_t)g };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, ss_vm_launch_finish(m, vm), 0);
+	EXPECT(m, private_read(m, vm, 0), 0);
+	EXPECT(m, private_read(m, vm, PG), 0);
+	uint64_t head = pfn_at(m, g, 0);
+	uint64_t eo;
+	EXPECT(m, ss_gmem_set_attributes(m, g, 0, PG, 0, 0, &eo), 0);
+	TRUE(last_has_cb(m, SS_CB_SEPT_REMOVE, head, head + 1));
+	EXPECT(m, last_count_cb(m, SS_CB_SEPT_REMOVE), 1);
+	EXPECT(m, life_at(m, g, 1), SS_LIFE_PREPARED);  /* gfn 1 keeps its entry */
+	EXPECT(m, private_read(m, vm, PG), 0);
+	EXPECT(m, last_ncbs(m), 0);
+	EXPECT(m, ss_close(m, g), 0);
+	ss_machine_free(m);
+}
+
 int coco_tests(int *nchecks);
 int coco_tests(int *nchecks)
 {
@@ -537,6 +620,7 @@ int coco_tests(int *nchecks)
 	test_inplace();
 	test_no_direct_map();
 	test_hugetlb_1g();
+	test_tdx_zap_part_of_a_folio();
 	*nchecks = checks;
 	return failures;
 }

@@ -708,6 +708,7 @@ static void test_truncate_near_the_largest_size(void)
 int kvm_tests(int *nchecks);  /* test_kvm.c */
 int bulk_tests(int *nchecks);  /* test_bulk.c */
 int coco_tests(int *nchecks); /* test_coco.c */
+int pin_tests(int *nchecks);  /* test_pin.c */
 
 int main(void)
 {
@@ -719,6 +720,8 @@ int main(void)
 	test_truncate_near_the_largest_size();
 	test_memslot_holds_its_registration();
 	failures += coco_tests(&kvm_checks);
+	checks += kvm_checks;
+	failures += pin_tests(&kvm_checks);
 	checks += kvm_checks;
 	test_last_close_waits_on_locked_page();
 	test_migrate();

@@ -77,6 +77,47 @@ async def test_page_view_shows_the_life_of_a_page(k: Kvm) -> None:
     ]
 
 
+async def test_tdx_removes_the_sept_entry_at_each_zap(k: Kvm) -> None:
+    """arch/x86/kvm/vmx/tdx.c: a private mapping of a TD is its Secure EPT entry; every
+    zap removes it (tdx_sept_remove_private_spte: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK,
+    TDH.MEM.PAGE.REMOVE), not only the free, and the next private fault adds it again
+    (tdx_sept_set_private_spte: TDH.MEM.PAGE.AUG).  SNP's RMP entry outlives a zap."""
+
+    for type, add, remove in (
+        ("KVM_X86_TDX_VM", "tdx_sept_add", "tdx_sept_remove"),
+        ("KVM_X86_SNP_VM", "snp_rmp_assign", "snp_rmp_reclaim"),
+    ):
+        vm, g = await _cvm(k, type)
+        ma = f"/vms/{vm}/memory_attributes"
+        await k.post(ma, {"address": 0, "size": PAGE, "attributes": PRIV})
+        r = await k.access(vm, 0, private=True)
+        span = (r["pfn"], r["pfn"] + 1)
+        await k.post(ma, {"address": 0, "size": PAGE, "attributes": []})  # zaps the gfn
+        cbs = [
+            (c["fn"], c["start"], c["end"])
+            for c in (await k.get("/events"))["events"][-1]["callbacks"]
+        ]
+        life = (await k.get(f"/files/{g}/pages"))["extents"][0]["life"]
+        if type == "KVM_X86_TDX_VM":
+            assert cbs == [(remove, *span)] and life == "zeroed"
+        else:
+            assert cbs == [] and life == "prepared"
+        await k.post(ma, {"address": 0, "size": PAGE, "attributes": PRIV})
+        await k.access(vm, 0, private=True)
+        cbs = [
+            (c["fn"], c["start"], c["end"])
+            for c in (await k.get("/events"))["events"][-1]["callbacks"]
+        ]
+        assert cbs == ([(add, *span)] if type == "KVM_X86_TDX_VM" else [])
+        # a punch of the mapped page: one removal (at the zap), none again at the free
+        await k.post(
+            f"/files/{g}/fallocate",
+            {"mode": ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"], "offset": 0, "len": PAGE},
+        )
+        cbs = [c["fn"] for c in (await k.get("/events"))["events"][-1]["callbacks"]]
+        assert cbs.count(remove) == 1
+
+
 async def test_populate_measure_finish(k: Kvm) -> None:
     vm, _g = await _cvm(k, "KVM_X86_SNP_VM")
     up = f"/vms/{vm}/launch/update"
@@ -182,9 +223,23 @@ async def test_memory_failure(k: Kvm) -> None:
         f"/files/{g}/fallocate",
         {"mode": ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"], "offset": PAGE, "len": PAGE},
     )
+    # the punch frees the folio, but the hwpoisoned frame stays off the free lists for
+    # good (take_page_off_buddy); the index gets a fresh page on another frame
+    pfn = r["pfn"]
+    ph = (await k.get(f"/phys?start={pfn}&end={pfn + 1}"))["extents"]
+    assert [(x["state"], x["fd"]) for x in ph] == [("hwpoison", None)]
+    touches = (await k.get("/events"))["events"][-1]["touches"]
+    assert "hwpoison_kept" in [t["what"] for t in touches]
+    e = await k.post("/memory_failure", {"pfn": pfn}, 409)
+    assert e["errno"] == "EHWPOISON"
     r3 = await k.access(vm, PAGE)
-    assert r3["exit"] is None and r3["value"] == 0
-    assert "memory_failure" in [o["op"] for o in (await k.get("/trace"))["ops"]]
+    assert r3["exit"] is None and r3["value"] == 0 and r3["pfn"] != pfn
+    trace = await k.get("/trace")
+    assert "memory_failure" in [o["op"] for o in trace["ops"]]
+    r4 = await k.c.post(API, json={"trace": trace})
+    assert r4.status_code == 201, r4.text
+    twin = (await k.c.get(f"{API}/{r4.json()['id']}/phys?start={pfn}&end={pfn + 1}")).json()
+    assert twin["extents"][0]["state"] == "hwpoison"
 
 
 async def test_no_direct_map_per_frame(tmp_path: Path) -> None:

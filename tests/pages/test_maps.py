@@ -138,6 +138,12 @@ def test_frame_track_names_the_file() -> None:
     assert t.bars[0].title == f"frame 0{DASH}3: vm0 (fd 3), page 8{DASH}11, order 0"
 
 
+def test_frame_track_shows_a_hwpoisoned_frame() -> None:
+    runs = [FrameRun(0, 1, "hwpoison", None, None, 0), FrameRun(1, 1024, "free", None, None, 0)]
+    t = frame_track(runs, 0, 1024, 1024, {})
+    assert t.bars[0].cls == "hwpoison" and "off the free lists" in t.bars[0].title
+
+
 def test_a_wake_that_sleeps_again_says_both() -> None:
     """A punch asleep past its file's close wakes, then sleeps in the final truncate."""
     m = Machine(Config(phys_pages=1024))
