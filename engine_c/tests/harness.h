@@ -28,6 +28,6 @@ static void check(struct ss_machine *m, int line)
 #define EXPECT(m, expr, want) do { long long _r = (long long)(expr); check(m, __LINE__); \
 	if (_r != (long long)(want)) FAILF("%s = %lld, want %lld", #expr, _r, (long long)(want)); } while (0)
 #define RULE(m, want) do { if (ss_kvm_rule(m) != (want)) FAILF("rule %d, want %s", ss_kvm_rule(m), #want); } while (0)
-#define TRUE(cond) do { if (!(cond)) FAILF("%s", #cond); } while (0)
+#define TRUE(cond) do { checks++; if (!(cond)) FAILF("%s", #cond); } while (0)
 
 #endif /* SS_TEST_HARNESS_H */

@@ -9,25 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures, checks;
-static const char *cur_test;
-
-#define FAILF(...) do { failures++; fprintf(stderr, "FAIL %s:%d (%s): ", __FILE__, __LINE__, cur_test); \
-	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
-
-static void check(struct ss_machine *m, int line)
-{
-	char msg[512];
-	checks++;
-	if (ss_check(m, msg, sizeof(msg))) {
-		failures++;
-		fprintf(stderr, "FAIL line %d (%s): invariant: %s\n", line, cur_test, msg);
-	}
-}
-
-#define EXPECT(m, expr, want) do { long long _r = (long long)(expr); check(m, __LINE__); \
-	if (_r != (long long)(want)) FAILF("%s = %lld, want %lld", #expr, _r, (long long)(want)); } while (0)
-#define TRUE(cond) do { checks++; if (!(cond)) FAILF("%s", #cond); } while (0)
+#include "harness.h"
 
 /* ---- the tree: a run is the same as its entries one by one ---- */
 
