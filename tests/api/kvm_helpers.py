@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from app.settings import Settings
+from tests.api.helpers import running
+
 API = "/api/v1/sessions"
 MiB = 1 << 20
+PAGE = 4096
+GM = ["KVM_MEM_GUEST_MEMFD"]
 
 
 class Kvm:
@@ -74,3 +81,33 @@ class Kvm:
     async def access(self, vm: str, gpa: int, **body: Any) -> dict[str, Any]:
         out: dict[str, Any] = await self.post(f"/vms/{vm}/vcpus/0/access", {"gpa": gpa, **body})
         return out
+
+
+async def kvm_session(tmp_path: Path, **body: Any) -> AsyncIterator[Kvm]:
+    """A running app with one session made from `body`."""
+    settings = Settings(data=tmp_path / "data", log_requests=False, rate=0)
+    async with running(settings) as (app, c):
+        r = await c.post(API, json=body)
+        assert r.status_code == 201, r.text
+        yield Kvm(app, c, r.json()["id"])
+
+
+async def mmapped_gmem_vm(k: Kvm) -> tuple[str, int, int]:
+    """A VM with a 4-page guest_memfd (MMAP, INIT_SHARED) the VMM maps and slot 0
+    binds at gpa 0: (vm_id, fd, map_id)."""
+    vm = await k.vm()
+    g = await k.gmem(vm, 4 * PAGE, ["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"])
+    mp = await k.post(
+        f"/files/{g}/mmap",
+        {
+            "offset": 0,
+            "length": 4 * PAGE,
+            "prot": ["PROT_READ", "PROT_WRITE"],
+            "flags": ["MAP_SHARED"],
+        },
+        201,
+    )
+    await k.region(
+        vm, slot=0, flags=GM, memory_size=4 * PAGE, userspace_addr=mp["addr"], guest_memfd=g
+    )
+    return vm, g, int(mp["map_id"])

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from app.settings import Settings
-from tests.api.helpers import running
-from tests.api.kvm_helpers import API, Kvm
+from tests.api.kvm_helpers import Kvm, kvm_session, mmapped_gmem_vm
 
 pytestmark = pytest.mark.anyio
 GM = ["KVM_MEM_GUEST_MEMFD"]
@@ -19,44 +16,17 @@ PRIV = ["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
 PAGE = 4096
 
 
-async def _kvm(tmp_path: Path, **body: Any) -> AsyncIterator[Kvm]:
-    settings = Settings(data=tmp_path / "data", log_requests=False, rate=0)
-    async with running(settings) as (app, c):
-        r = await c.post(API, json=body)
-        assert r.status_code == 201, r.text
-        yield Kvm(app, c, r.json()["id"])
-
-
 @pytest.fixture
 async def k(tmp_path: Path) -> AsyncIterator[Kvm]:
-    async for x in _kvm(tmp_path, profile="guest-memfd", variants=["inplace_conversion"]):
+    async for x in kvm_session(tmp_path, profile="guest-memfd", variants=["inplace_conversion"]):
         yield x
-
-
-async def _vm(k: Kvm) -> tuple[str, int, int]:
-    vm = await k.vm()
-    g = await k.gmem(vm, 4 * PAGE, ["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"])
-    mp = await k.post(
-        f"/files/{g}/mmap",
-        {
-            "offset": 0,
-            "length": 4 * PAGE,
-            "prot": ["PROT_READ", "PROT_WRITE"],
-            "flags": ["MAP_SHARED"],
-        },
-        201,
-    )
-    await k.region(
-        vm, slot=0, flags=GM, memory_size=4 * PAGE, userspace_addr=mp["addr"], guest_memfd=g
-    )
-    return vm, g, int(mp["map_id"])
 
 
 async def test_shared_to_private_needs_no_extra_reference(k: Kvm) -> None:
     """Patch "Ensure pages are not in use before conversion": shared -> private fails
     with EAGAIN and error_offset at the first page with a reference beyond
     guest_memfd's own; private -> shared takes no such check."""
-    vm, g, map_id = await _vm(k)
+    vm, g, map_id = await mmapped_gmem_vm(k)
     ma2 = f"/files/{g}/memory_attributes2"
     await k.post(f"/mappings/{map_id}/access", {"offset": 5, "write": True, "value": 0x42})
     held = await k.post(f"/files/{g}/get_lock_pfn", {"index": 1})
@@ -116,7 +86,7 @@ async def test_content_mode_the_arch_cannot_honour(k: Kvm) -> None:
 
 
 async def test_no_such_ioctl_without_the_variant(tmp_path: Path) -> None:
-    async for k in _kvm(tmp_path, profile="guest-memfd"):
+    async for k in kvm_session(tmp_path, profile="guest-memfd"):
         vm = await k.vm()
         g = await k.gmem(vm, 4 * PAGE)
         e = await k.post(f"/files/{g}/memory_attributes2", {"offset": 0, "size": PAGE}, 409)
@@ -126,7 +96,7 @@ async def test_no_such_ioctl_without_the_variant(tmp_path: Path) -> None:
 async def test_side_by_side_with_todays_guest_memfd(tmp_path: Path) -> None:
     """The diff puts the proposal next to 6.18: the VM's PRIVATE attribute works in
     today's guest_memfd and is EINVAL under in-place conversion (v8)."""
-    async for k in _kvm(tmp_path, profile="guest-memfd"):
+    async for k in kvm_session(tmp_path, profile="guest-memfd"):
         vm = await k.vm()
         g = await k.gmem(vm, 4 * PAGE)
         await k.region(vm, slot=0, flags=GM, memory_size=4 * PAGE, guest_memfd=g)
@@ -146,7 +116,7 @@ async def test_hugetlb_1g_split_and_merge(tmp_path: Path) -> None:
     of it converts, and merges back once its range has one attribute again."""
     gib = 1 << 30
     body = {"profile": "guest-memfd", "variants": ["hugetlb_1g"], "phys_pages": 2 * gib // PAGE}
-    async for k in _kvm(tmp_path, **body):
+    async for k in kvm_session(tmp_path, **body):
         vm = await k.vm()
         flags = ["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"]
         e = await k.post(f"/vms/{vm}/guest_memfd", {"size": gib + PAGE, "flags": flags}, 409)

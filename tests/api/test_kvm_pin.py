@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from app.settings import Settings
-from tests.api.helpers import running
-from tests.api.kvm_helpers import API, Kvm
+from tests.api.kvm_helpers import API, Kvm, kvm_session, mmapped_gmem_vm
 
 pytestmark = pytest.mark.anyio
 GM = ["KVM_MEM_GUEST_MEMFD"]
@@ -20,37 +17,10 @@ PAGE = 4096
 PUNCH = ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"]
 
 
-async def _kvm(tmp_path: Path, **body: Any) -> AsyncIterator[Kvm]:
-    settings = Settings(data=tmp_path / "data", log_requests=False, rate=0)
-    async with running(settings) as (app, c):
-        r = await c.post(API, json=body)
-        assert r.status_code == 201, r.text
-        yield Kvm(app, c, r.json()["id"])
-
-
 @pytest.fixture
 async def k(tmp_path: Path) -> AsyncIterator[Kvm]:
-    async for x in _kvm(tmp_path, profile="guest-memfd", variants=["inplace_conversion"]):
+    async for x in kvm_session(tmp_path, profile="guest-memfd", variants=["inplace_conversion"]):
         yield x
-
-
-async def _vm(k: Kvm) -> tuple[str, int, int]:
-    vm = await k.vm()
-    g = await k.gmem(vm, 4 * PAGE, ["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"])
-    mp = await k.post(
-        f"/files/{g}/mmap",
-        {
-            "offset": 0,
-            "length": 4 * PAGE,
-            "prot": ["PROT_READ", "PROT_WRITE"],
-            "flags": ["MAP_SHARED"],
-        },
-        201,
-    )
-    await k.region(
-        vm, slot=0, flags=GM, memory_size=4 * PAGE, userspace_addr=mp["addr"], guest_memfd=g
-    )
-    return vm, g, int(mp["map_id"])
 
 
 async def _unpin(k: Kvm, pin_id: int, status: int = 204) -> None:
@@ -65,7 +35,7 @@ async def test_pin_blocks_shared_to_private(k: Kvm) -> None:
     shared -> private is EAGAIN while a folio's refcount is above what guest_memfd's
     filemap holds (a GUP pin of a host mapping raises it); error_offset is the first
     such page.  Unpinning lets the conversion through."""
-    _, g, map_id = await _vm(k)
+    _, g, map_id = await mmapped_gmem_vm(k)
     p = await k.post(f"/mappings/{map_id}/pin", {"offset": 2 * PAGE + 7, "length": 1}, 201)
     assert (p["map_id"], p["offset"], p["pages"], len(p["pfns"])) == (map_id, 2 * PAGE, 1, 1)
     ext = (await k.get(f"/files/{g}/pages"))["extents"]
@@ -88,7 +58,7 @@ async def test_punched_pinned_page_is_an_orphan_until_unpin(k: Kvm) -> None:
     """truncate_inode_folio drops only the page cache's reference: a pinned page that
     is punched stays allocated (an orphan frame) until unpin_user_pages drops the last
     reference.  The trace replays to the same frames."""
-    _, g, map_id = await _vm(k)
+    _, g, map_id = await mmapped_gmem_vm(k)
     p = await k.post(f"/mappings/{map_id}/pin", {"offset": PAGE, "length": PAGE}, 201)
     pfn = p["pfns"][0]
     await k.post(f"/files/{g}/fallocate", {"mode": PUNCH, "offset": PAGE, "len": PAGE})
