@@ -165,6 +165,8 @@ int do_get_lock_pfn(struct ss_machine *m, struct inode *in, uint64_t index, int 
 		int err = cache_alloc_page(m, in, index, &p, &isnew);
 		if (err)
 			return err;
+		if (isnew && in->kind == SS_KIND_MEMFD && in->nregs)
+			mmu_rfc_alloc_unnotified(m, in, index);
 	}
 	uint32_t head = frame_head(m, (uint32_t)p);
 	struct frame *hf = &m->frames[head];

@@ -413,6 +413,7 @@ int mmu_map(struct ss_machine *m, struct owner *o, const struct memslot *s, uint
 	    uint64_t pfn, int page_order, int *map_order);
 /* zap mapped gfns of [g0, g1) whose frame belongs to ino (0: any) */
 void mmu_zap(struct ss_machine *m, struct owner *o, uint64_t g0, uint64_t g1, uint32_t ino);
+void mmu_rfc_alloc_unnotified(struct ss_machine *m, struct inode *in, uint64_t index);
 /* the mmu notifier: the VMM's pages of ino [start, end) go (punch, truncate) */
 void mmu_notify_file(struct ss_machine *m, uint32_t ino, uint64_t start, uint64_t end);
 /* the mmu notifier: hva range [a, b) of a mapping of ino goes (munmap) */

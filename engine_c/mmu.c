@@ -229,6 +229,42 @@ static void folio_bounds(const struct ss_machine *m, const struct inode *in, uin
 	}
 }
 
+/* rfc-v2: get_lock_pfn(alloc) added the folio holding `index` to a private file
+ * without the fallocate callback (patch 1 calls it from shmem_fallocate only), so
+ * gfns a VM maps shared over that folio are private by the RFC's rule while the
+ * VM's mapping still points at the shared copy.  Modelled as meant (the stale
+ * shared mappings go, nothing maps eagerly: the caller is not the VM's fault),
+ * the hazard marked (the event's raw stays the pfn get_lock_pfn returns). */
+void mmu_rfc_alloc_unnotified(struct ss_machine *m, struct inode *in, uint64_t index)
+{
+	uint64_t start = index, end = index + 1;
+	folio_bounds(m, in, &start, &end);
+	for (int r = 0; r < in->nregs; r++) {
+		struct owner *o = &m->owners[in->regs[r].owner];
+		if (!o->vm)
+			continue;
+		for (int i = 0; i < o->nslots; i++) {
+			struct memslot *s = &o->slots[i];
+			if (s->ino != in->ino)
+				continue;
+			uint64_t a = start > s->index ? start : s->index;
+			uint64_t b = end < s->index + s->npages ? end : s->index + s->npages;
+			if (a >= b)
+				continue;
+			uint64_t g0 = s->gfn + (a - s->index), g1 = s->gfn + (b - s->index);
+			for (uint64_t g = g0; g < g1; g++) {
+				int order;
+				if (!owner_lookup(o, g, &order))
+					continue;
+				if (m->cur && m->cur->e.hazard == SS_HAZ_NONE)
+					ev_hazard(m, SS_HAZ_ALLOC_UNNOTIFIED, 0);
+				mmu_zap(m, o, g0, g1, 0);
+				break;
+			}
+		}
+	}
+}
+
 void mmu_rfc_fallocate(struct ss_machine *m, struct owner *o, struct inode *in, uint64_t start,
 		       uint64_t end)
 {

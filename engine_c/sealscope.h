@@ -163,6 +163,7 @@ enum ss_op {
 #define SS_HAZ_VM_BUG_ON_PAGE 3   /* put_unlock_pfn on an unlocked page */
 #define SS_HAZ_UNSEALED_REGISTER 4 /* registered on a file without the seal */
 #define SS_HAZ_ZAP_MISSES 5       /* patch 13: the posted zap misses its range */
+#define SS_HAZ_ALLOC_UNNOTIFIED 6 /* get_lock_pfn(alloc) made gfns a VM maps shared private, no callback */
 
 /* callback kinds */
 #define SS_CB_INVALIDATE 0        /* invalidate_page_range, end inclusive */

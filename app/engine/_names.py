@@ -154,6 +154,7 @@ HAZARDS = {
     lib.SS_HAZ_VM_BUG_ON_PAGE: "vm_bug_on_page",
     lib.SS_HAZ_UNSEALED_REGISTER: "unsealed_register",
     lib.SS_HAZ_ZAP_MISSES: "zap_misses_range",
+    lib.SS_HAZ_ALLOC_UNNOTIFIED: "alloc_unnotified",
 }
 CALLBACKS = {
     lib.SS_CB_INVALIDATE: "invalidate_page_range",

@@ -81,6 +81,11 @@ HAZARDS: dict[str, str] = {
     "errno_as_pfn": "the errno travelled back as a huge pfn through the unsigned long return",
     "vm_bug_on_page": "VM_BUG_ON_PAGE: unlocking a page that was not locked",
     "unsealed_register": "registered an owner on a file without F_SEAL_GUEST (the RFC allows it)",
+    "zap_misses_range": "patch 13's zap misses the range it was given (modelled as meant)",
+    "alloc_unnotified": (
+        "get_lock_pfn allocated private pages without the fallocate callback: the VM's "
+        "shared mapping of them went stale (modelled as meant: zapped)"
+    ),
 }
 
 

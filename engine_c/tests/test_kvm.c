@@ -666,6 +666,56 @@ static void test_rfc_fallocate_huge_edges(void)
 	ss_machine_free(m);
 }
 
+/* get_lock_pfn(alloc) on a private fd adds a folio without the fallocate
+ * callback: the VM's shared mapping of a gfn in it goes (modelled as meant),
+ * the hazard marked (the fuzzer's rfc-thp-get-lock-pfn-private.bin) */
+static void test_rfc_get_lock_pfn_alloc_unnotified(void)
+{
+	cur_test = "rfc_get_lock_pfn_alloc_unnotified";
+	for (int thp = 0; thp < 2; thp++) {
+		struct ss_machine *m = mk(RFC, thp ? SS_THP_ALWAYS : SS_THP_NEVER);
+		int vm = ss_vm_create(m, SS_VM_DEFAULT, "vm");
+		ss_vcpu_create(m, vm);
+		int sh = ss_memfd_create(m, "shared", SS_MFD_ALLOW_SEALING);
+		int pr = ss_memfd_create(m, "private", SS_MFD_ALLOW_SEALING);
+		EXPECT(m, ss_add_seals(m, pr, SS_F_SEAL_GUEST), 0);
+		ss_ftruncate(m, sh, 4 * MiB);
+		ss_ftruncate(m, pr, 4 * MiB);
+		struct ss_region r = { .slot = 0, .flags = SS_MEM_FD, .guest_phys_addr = 0,
+				       .memory_size = 4 * MiB, .fd = sh, .private_fd = pr };
+		EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+		int rc;
+		struct ss_access_result a = access(m, vm, 0, 1, 0, 0x5a, &rc);
+		EXPECT(m, rc, 0);
+		EXPECT(m, a.fd, sh);
+		struct ss_gfn_run gr[4];
+		EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 1);
+		uint64_t pfn;
+		int order;
+		/* index 130: in the 2 MiB folio of gfn 0 with thp, a page of its own without */
+		EXPECT(m, ss_get_lock_pfn(m, pr, 130, 1, &pfn, &order), 0);
+		struct ss_event ev;
+		ss_event_get(m, ss_event_count(m), &ev);
+		EXPECT(m, ev.hazard, thp ? SS_HAZ_ALLOC_UNNOTIFIED : SS_HAZ_NONE);
+		EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), thp ? 0 : 1);
+		EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+		/* the same at gfn 0 itself, 4 KiB pages: its own mapping goes */
+		if (!thp) {
+			EXPECT(m, ss_get_lock_pfn(m, pr, 0, 1, &pfn, &order), 0);
+			ss_event_get(m, ss_event_count(m), &ev);
+			EXPECT(m, ev.hazard, SS_HAZ_ALLOC_UNNOTIFIED);
+			EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 0);
+			EXPECT(m, ss_put_unlock_pfn(m, pfn), 0);
+		}
+		/* gfn 0 is private now: a private access maps the private page */
+		a = access(m, vm, 0, 0, 1, 0, &rc);
+		EXPECT(m, rc, 0);
+		EXPECT(m, a.fd, pr);
+		EXPECT(m, a.value, 0);
+		ss_machine_free(m);
+	}
+}
+
 /* multi_owner: a VM's fd slot holds a use of its shared fd as of its private
  * one; unregistering it is EBUSY (else the VM faulted pages of the shared fd
  * that a truncate freed under its mapping: the fuzzer's
@@ -713,6 +763,7 @@ int kvm_tests(int *nchecks)
 	test_legacy_slot_holds_gmem();
 	test_rfc_fallocate_huge_edges();
 	test_rfc_unregister_shared_fd_in_use();
+	test_rfc_get_lock_pfn_alloc_unnotified();
 	*nchecks = checks;
 	return failures;
 }

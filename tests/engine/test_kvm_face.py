@@ -133,3 +133,26 @@ def test_rfc_errno_as_pfn_hazard_is_on_the_error() -> None:
     assert (e.name, e.hazard, e.op) == ("EFAULT", "errno_as_pfn", "KVM_RUN")
     assert "patch 07" in e.message
     m.check()
+
+
+def test_rfc_get_lock_pfn_alloc_zaps_the_stale_shared_mapping() -> None:
+    """The fuzzer's rfc-thp-get-lock-pfn-private.bin: with thp=always, get_lock_pfn
+    allocates the private file's 2 MiB folio holding gfn 0 without the fallocate
+    callback; the VM's shared mapping of gfn 0 goes and the event says why."""
+    m = machine("rfc-v2", thp="always")
+    v = m.vm_create("vm0")
+    m.vcpu_create(v)
+    sh, pr = m.memfd_create("shared"), m.memfd_create("private", ["MFD_ALLOW_SEALING"])
+    m.add_seals(pr, ["F_SEAL_GUEST"])
+    m.ftruncate(sh, 4 << 20)
+    m.ftruncate(pr, 4 << 20)
+    m.set_user_memory_region(v, 0, ["KVM_MEM_FD"], 0, 4 << 20, 0, fd=sh, private_fd=pr)
+    assert m.vcpu_access(v, 0, 0, write=True, value=7).fd == sh
+    got = m.get_lock_pfn(pr, 130, alloc=True)
+    assert got.pfn is not None and got.order == 9
+    assert m.events()[-1].hazard == "alloc_unnotified"
+    m.put_unlock_pfn(got.pfn)
+    m.check()
+    r = m.vcpu_access(v, 0, 0, private=True)
+    assert (r.backing, r.fd, r.value) == ("private", pr, 0)
+    m.check()
