@@ -62,6 +62,7 @@ KVM_OPS = (
     "vcpu_access",
     "mapping_access",
     "pre_fault_memory",
+    "vm_close",
 )
 
 
@@ -92,9 +93,7 @@ class KvmKernel(VmmSpace):
 
     def shutdown(self) -> None:
         for vm in self._vms.values():
-            for v in vm.vcpus:
-                v.close()
-            os.close(vm.fd)
+            self._close_vm(vm)
         self._vms.clear()
         if self._dev is not None:
             os.close(self._dev)
@@ -110,7 +109,23 @@ class KvmKernel(VmmSpace):
         vm = self._vms.get(str(vm_id))
         if vm is None:
             raise KernelError(_errno.EINVAL, "vm")  # the engine's: "the owner is not a VM"
+        if vm.fd < 0:
+            raise KernelError(_errno.EBADF, "vm")  # its fd is closed (vm_close)
         return vm
+
+    @staticmethod
+    def _close_vm(vm: _Vm) -> None:
+        for v in vm.vcpus:
+            v.close()
+        vm.vcpus.clear()
+        if vm.fd >= 0:
+            os.close(vm.fd)
+            vm.fd = -1
+
+    def vm_close(self, vm_id: str) -> None:
+        """close(vm_fd), its vCPU fds first (the simulator's vCPUs have none): the VM
+        lives on in the kernel while a guest_memfd it made is open."""
+        self._close_vm(self._get_vm(vm_id))
 
     @staticmethod
     def _ioctl(fd: int, req: int, arg: int | bytes | bytearray, op: str) -> int:

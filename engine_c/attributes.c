@@ -150,9 +150,9 @@ int ss_vm_set_memory_attributes(struct ss_machine *m, int id, uint64_t address,
 	ev_begin(m, SS_OP_SET_ATTRS, -1, (int64_t)address, (int64_t)size, (int64_t)attributes,
 		 (int64_t)flags);
 	m->kvm_rule = SS_R_NONE;
-	struct owner *o = vm_get(m, id);
+	struct owner *o = vm_ioctl_get(m, id);
 	if (!o)
-		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+		return vm_fail(m, id);
 	if (is_rfc(m))
 		return kvm_fail(m, SS_R_NO_IOCTL, -ENOTTY);
 	/* inplace_conversion (a proposal): PRIVATE lives in the guest_memfd */

@@ -86,6 +86,11 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 		    size_t len)
 {
 	uint8_t *seen = NULL;
+	/* a destroyed VM keeps only its owner record; a closed one is held */
+	CHECK(!o->vm->dead || (!o->nslots && !o->nmapped && !o->vm->attrs.n && !bits),
+	      "VM %d is destroyed but keeps memslots, mappings or attributes", o->id);
+	CHECK(o->vm->dead || !o->vm->closed || vm_is_held(m, o->id),
+	      "VM %d is closed and no guest_memfd holds it, yet it lives", o->id);
 	int r = check_attrs(&o->vm->attrs, o->id, msg, len);
 	if (r)
 		return r;

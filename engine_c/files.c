@@ -40,6 +40,18 @@ int inode_fd(const struct inode *in)
 	return in->fd;
 }
 
+/* a registration holds the file while its owner lives (the VM's memslots
+ * hold the struct file); a destroyed VM's stays on the inode but holds nothing */
+static bool regs_hold(const struct ss_machine *m, const struct inode *in)
+{
+	for (int i = 0; i < in->nregs; i++) {
+		const struct owner *o = &m->owners[in->regs[i].owner];
+		if (!o->vm || !o->vm->dead)
+			return true;
+	}
+	return false;
+}
+
 /* references to the file besides the page locks get_lock_pfn holds, not
  * counting waiter `skip` (-1: count all) */
 bool inode_held_but(struct ss_machine *m, struct inode *in, int skip)
@@ -48,7 +60,7 @@ bool inode_held_but(struct ss_machine *m, struct inode *in, int skip)
 	if (skip >= 0 && m->waiters[skip].ino == in->ino &&
 	    (m->waiters[skip].kind == W_REMOVE || m->waiters[skip].kind == W_BLOCKED))
 		pending--;
-	if (in->fd >= 0 || in->maps || in->nregs || pending)
+	if (in->fd >= 0 || in->maps || regs_hold(m, in) || pending)
 		return true;
 	for (int i = 0; i < m->nwaiters; i++)
 		if (i != skip && m->waiters[i].ino == in->ino)

@@ -29,8 +29,8 @@ void callback_invalidate(struct ss_machine *m, struct inode *in, uint64_t start,
 		struct owner *o = &m->owners[in->regs[i].owner];
 		ev_callback(m, SS_CB_INVALIDATE, o->id, start, end_incl);
 		o->ncallbacks++;
-		if (o->vm && m->cur && m->cur->e.hazard == SS_HAZ_NONE)
-			ev_hazard(m, SS_HAZ_ZAP_MISSES, 0);  /* patch 13: modelled as meant */
+		if (owner_is_live_vm(o) && m->cur && m->cur->e.hazard == SS_HAZ_NONE)
+			ev_hazard(m, SS_HAZ_ZAP_MISSES, 0);  /* vm_is_dead returns first */  /* patch 13: modelled as meant */
 		if (o->kind == SS_OWNER_KVM)
 			owner_zap(m, o, in->ino, start, end_incl + 1);
 	}
@@ -87,8 +87,12 @@ int do_register(struct ss_machine *m, struct inode *in, int owner)
 				in->regs[i].users++;
 			return 0;
 		}
-	if (in->nregs && !multi)
+	if (in->nregs && !multi) {
+		const struct owner *was = &m->owners[in->regs[0].owner];
+		if (was->vm && was->vm->dead)
+			ev_hazard(m, SS_HAZ_DEAD_OWNER, 0);
 		return -EPERM;
+	}
 	if (in->nregs == SS_MAX_REGS)
 		return -ENOSPC;
 	in->regs[in->nregs].owner = owner;

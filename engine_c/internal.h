@@ -185,6 +185,8 @@ struct kvm_vm {                /* vm.c */
 	uint64_t nmeasured;    /* pages populated */
 	uint8_t digest[48];    /* SNP: the launch digest; TDX: MRTD once finalized */
 	struct sha384 mr;      /* TDX: the running MRTD hash */
+	uint8_t closed;        /* the VM fd is closed (ss_vm_close) */
+	uint8_t dead;          /* destroyed: only the owner record stays (patch 13's vm_is_dead) */
 };
 
 struct owner {
@@ -402,6 +404,17 @@ uint64_t attrs_run_end(const struct attr_store *a, uint64_t gfn, uint64_t end);
 /* vm.c */
 struct owner *vm_get(struct ss_machine *m, int vm);
 const struct owner *vm_get_const(const struct ss_machine *m, int vm);
+/* the VM an ioctl names, NULL when there is none or its fd is closed: then
+ * vm_fail(m, vm) ends the event with the rule and errno that say which */
+struct owner *vm_ioctl_get(struct ss_machine *m, int vm);
+int vm_fail(struct ss_machine *m, int vm);
+/* a closed VM whose last guest_memfd went is destroyed (kvm_put_kvm) */
+void vm_put_maybe(struct ss_machine *m, int vm);
+bool vm_is_held(const struct ss_machine *m, int vm);
+static inline bool owner_is_live_vm(const struct owner *o)
+{
+	return o->vm && !o->vm->dead;
+}
 bool vm_has_private_mem(const struct kvm_vm *vm);
 int kvm_fail(struct ss_machine *m, int rule, int err);
 void vm_free(struct kvm_vm *vm);
@@ -436,6 +449,7 @@ static inline bool slot_in_as0(const struct memslot *s)
 struct memslot *vm_slot_of(const struct owner *o, uint64_t gfn);
 /* the last file reference of a guest_memfd went: unbind its slots */
 void kvm_gmem_release(struct ss_machine *m, struct inode *in);
+void kvm_destroy_memslots(struct ss_machine *m, struct owner *o);
 
 /* kvm_fault.c: one guest access; 1 mapped (*pfn, *mo), 0 an exit (*out), or -errno */
 int kvm_fault_page(struct ss_machine *m, struct owner *o, const struct ss_access *a,

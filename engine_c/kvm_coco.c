@@ -214,9 +214,9 @@ int ss_vm_launch_update(struct ss_machine *m, int id, uint64_t gpa, const uint8_
 	ev_begin(m, SS_OP_LAUNCH_UPDATE, -1, id, (int64_t)gpa, (int64_t)len, 0);
 	m->kvm_rule = SS_R_NONE;
 	*done = 0;
-	struct owner *o = vm_get(m, id);
+	struct owner *o = vm_ioctl_get(m, id);
 	if (!o)
-		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+		return vm_fail(m, id);
 	if (is_rfc(m) || !vm_is_coco(o->vm))
 		return kvm_fail(m, SS_R_NOT_COCO, -ENOTTY);
 	bool tdx = o->vm->type == SS_VM_TDX;
@@ -255,9 +255,9 @@ int ss_vm_launch_finish(struct ss_machine *m, int id)
 {
 	ev_begin(m, SS_OP_LAUNCH_FINISH, -1, id, 0, 0, 0);
 	m->kvm_rule = SS_R_NONE;
-	struct owner *o = vm_get(m, id);
+	struct owner *o = vm_ioctl_get(m, id);
 	if (!o)
-		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+		return vm_fail(m, id);
 	if (is_rfc(m) || !vm_is_coco(o->vm))
 		return kvm_fail(m, SS_R_NOT_COCO, -ENOTTY);
 	if (o->vm->launch == SS_LAUNCH_DONE)

@@ -240,9 +240,9 @@ int ss_vcpu_access(struct ss_machine *m, int id, int vcpu, const struct ss_acces
 	m->kvm_rule = SS_R_NONE;
 	memset(out, 0, sizeof(*out));
 	out->fd = -1;
-	struct owner *o = vm_get(m, id);
+	struct owner *o = vm_ioctl_get(m, id);
 	if (!o)
-		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+		return vm_fail(m, id);
 	if (vcpu < 0 || vcpu >= o->vm->nvcpus)
 		return kvm_fail(m, SS_R_NO_VCPU, -ENOENT);
 	uint64_t pfn = 0;

@@ -184,6 +184,8 @@ static int rfc_file_check(struct ss_machine *m, struct owner *o, int fd, struct 
 	for (int i = 0; i < in->nregs; i++)
 		mine |= in->regs[i].owner == o->id;
 	if (in->nregs && !mine && !(m->cfg.variants & SS_VAR_MULTI_OWNER)) {
+		if (!owner_is_live_vm(&m->owners[in->regs[0].owner]) && m->owners[in->regs[0].owner].vm)
+			ev_hazard(m, SS_HAZ_DEAD_OWNER, 0);
 		*rule = SS_R_RFC_OWNER;
 		return -EPERM;
 	}
@@ -313,9 +315,9 @@ int ss_vm_set_memory_region(struct ss_machine *m, int id, const struct ss_region
 	ev_begin(m, SS_OP_SET_REGION, -1, r->slot, r->flags, (int64_t)r->guest_phys_addr,
 		 (int64_t)r->memory_size);
 	m->kvm_rule = SS_R_NONE;
-	struct owner *o = vm_get(m, id);
+	struct owner *o = vm_ioctl_get(m, id);
 	if (!o)
-		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+		return vm_fail(m, id);
 	return do_set_region(m, o, r);
 }
 
@@ -337,6 +339,16 @@ void kvm_gmem_release(struct ss_machine *m, struct inode *in)
 			s->gmem_closed = 1;
 		}
 	}
+	if (in->vm)
+		vm_put_maybe(m, in->vm - 1);  /* kvm_gmem_release: kvm_put_kvm */
+}
+
+void kvm_destroy_memslots(struct ss_machine *m, struct owner *o)
+{
+	while (o->nslots)
+		slot_delete(m, o, &o->slots[o->nslots - 1]);
+	free(o->slots);
+	o->slots = NULL;
 }
 
 int ss_vm_memslots(const struct ss_machine *m, int id, struct ss_vm_memslot *out, int max)

@@ -47,9 +47,9 @@ int ss_vcpu_pre_fault(struct ss_machine *m, int id, int vcpu, uint64_t *gpa, uin
 {
 	ev_begin(m, SS_OP_PRE_FAULT, -1, id, vcpu, (int64_t)*gpa, (int64_t)*size);
 	m->kvm_rule = SS_R_NONE;
-	struct owner *o = vm_get(m, id);
+	struct owner *o = vm_ioctl_get(m, id);
 	if (!o)
-		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+		return vm_fail(m, id);
 	if (is_rfc(m))
 		return kvm_fail(m, SS_R_NO_IOCTL, -ENOTTY);
 	if (vcpu < 0 || vcpu >= o->vm->nvcpus)

@@ -153,6 +153,7 @@ enum ss_op {
 	SS_OP_GMEM_SET_ATTRS, /* proposal: KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd */
 	SS_OP_MAP_PIN,        /* pin_user_pages() on a range of a mapping (kvm_pin.c) */
 	SS_OP_MAP_UNPIN,      /* unpin_user_pages() of a pin */
+	SS_OP_VM_CLOSE,       /* close(vm_fd): destroyed now, or when its guest_memfds go */
 	SS_OP__COUNT
 };
 
@@ -164,6 +165,7 @@ enum ss_op {
 #define SS_HAZ_UNSEALED_REGISTER 4 /* registered on a file without the seal */
 #define SS_HAZ_ZAP_MISSES 5       /* patch 13: the posted zap misses its range */
 #define SS_HAZ_ALLOC_UNNOTIFIED 6 /* get_lock_pfn(alloc) made gfns a VM maps shared private, no callback */
+#define SS_HAZ_DEAD_OWNER 7       /* patch 13: a destroyed VM stays the file's owner (EPERM for the next) */
 
 /* callback kinds */
 #define SS_CB_INVALIDATE 0        /* invalidate_page_range, end inclusive */
@@ -195,6 +197,7 @@ enum ss_op {
 #define SS_T_SIGNAL 13    /* a host touch of a mapping faulted: pfn = signal */
 #define SS_T_MERGE 14     /* hugetlb_1g: 4 KiB pages merged back into a 1 GiB folio */
 #define SS_T_HWPOISON_KEEP 15 /* a freed hwpoisoned frame (pfn) stays off the free lists */
+#define SS_T_VM_DESTROY 16 /* kvm_destroy_vm of VM `owner` (npages 1): memslots, mappings went */
 
 struct ss_config {
 	int profile;             /* SS_PROFILE_* */
@@ -519,6 +522,7 @@ enum ss_kvm_rule {
 	SS_R_PIN_FAULT,          /* pin: a page's fault would be a signal (EFAULT) */
 	SS_R_PIN_HWPOISON,       /* pin: a page is hwpoisoned (EHWPOISON) */
 	SS_R_PIN_MAX,            /* pin: the machine's pin table is full (ENOSPC) */
+	SS_R_VM_CLOSED,          /* an ioctl on a VM whose fd is closed (EBADF) */
 	SS_R__COUNT
 };
 
@@ -562,6 +566,7 @@ struct ss_vm_info {
 	int nslots;
 	uint64_t nattr_runs;
 	uint64_t attr_bytes;     /* memory the attribute store uses */
+	int closed;              /* the VM fd is closed: alive while its guest_memfds are */
 };
 
 struct ss_vm_memslot {
@@ -620,6 +625,10 @@ int ss_mapping_addr(const struct ss_machine *m, int map_id, uint64_t *addr);
 int ss_vcpu_pre_fault(struct ss_machine *m, int vm, int vcpu, uint64_t *gpa, uint64_t *size,
 		      uint64_t flags);
 int ss_vm_info(const struct ss_machine *m, int vm, struct ss_vm_info *out);
+/* close(vm_fd): the VM is destroyed (memslots, mappings, attributes) at once,
+ * or, while a guest_memfd it made is open or mapped, when the last goes;
+ * 0 or -errno (EINVAL no such VM, EBADF closed already) */
+int ss_vm_close(struct ss_machine *m, int vm);
 /* SNP LAUNCH_UPDATE / TDX INIT_MEM_REGION (through vCPU 0) of len bytes of src at
  * gpa: pages done (>= 0; SNP answers 0 with the rest when some were done), or
  * -errno (TDX: also after some pages); *done is the number of pages done */

@@ -1,6 +1,17 @@
 /*
  * vm.c - VMs: KVM_CREATE_VM, KVM_CHECK_EXTENSION on the VM fd,
- * KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU.
+ * KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, and close(vm_fd).
+ *
+ * Closing the VM fd drops its reference (kvm_vm_release -> kvm_put_kvm); each
+ * guest_memfd the VM made holds another (__kvm_gmem_create: kvm_get_kvm, put by
+ * kvm_gmem_release), so the VM lives on, memslots and mappings intact and
+ * ioctl-less, until the last of them is closed and unmapped; then
+ * kvm_destroy_vm frees its memslots, secondary MMU and attributes.  The
+ * simulator's vCPUs have no fds of their own: they go with the VM fd.  In
+ * rfc-v2 nothing holds the VM: it is destroyed at once, and its registrations
+ * on the memfds stay (the backing store is not told, patch 13's vm_is_dead):
+ * callbacks reach a dead owner that does nothing, and another VM registering
+ * the file meets EPERM (the dead_owner hazard).
  *
  * A VM is an owner of kind SS_OWNER_KVM with a struct kvm_vm: its type,
  * vCPUs and memory attributes.  Its secondary MMU is the owner's gfns tree
@@ -27,16 +38,72 @@ int ss_kvm_rule(const struct ss_machine *m)
 
 struct owner *vm_get(struct ss_machine *m, int vm)
 {
-	if (vm < 0 || vm >= m->nowners || !m->owners[vm].vm)
+	if (vm < 0 || vm >= m->nowners || !owner_is_live_vm(&m->owners[vm]))
 		return NULL;
 	return &m->owners[vm];
 }
 
 const struct owner *vm_get_const(const struct ss_machine *m, int vm)
 {
-	if (vm < 0 || vm >= m->nowners || !m->owners[vm].vm)
+	if (vm < 0 || vm >= m->nowners || !owner_is_live_vm(&m->owners[vm]))
 		return NULL;
 	return &m->owners[vm];
+}
+
+struct owner *vm_ioctl_get(struct ss_machine *m, int vm)
+{
+	struct owner *o = vm_get(m, vm);
+	return o && !o->vm->closed ? o : NULL;
+}
+
+int vm_fail(struct ss_machine *m, int vm)
+{
+	if (vm >= 0 && vm < m->nowners && m->owners[vm].vm)
+		return kvm_fail(m, SS_R_VM_CLOSED, -EBADF);  /* closed, maybe destroyed */
+	return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+}
+
+/* a guest_memfd the VM made that is still open or mapped holds it */
+bool vm_is_held(const struct ss_machine *m, int id)
+{
+	for (int i = 0; i < m->ninodes; i++) {
+		const struct inode *in = &m->inodes[i];
+		if (in->ino && in->vm == id + 1 && (in->fd >= 0 || in->maps))
+			return true;
+	}
+	return false;
+}
+
+static void vm_destroy(struct ss_machine *m, struct owner *o)
+{
+	kvm_destroy_memslots(m, o);     /* kvm_free_memslots: their mappings go */
+	mmu_zap(m, o, 0, UINT64_MAX, 0);  /* kvm_mmu_uninit_vm: whatever is left */
+	attrs_free(&o->vm->attrs);
+	memset(&o->vm->attrs, 0, sizeof(o->vm->attrs));
+	o->vm->nvcpus = 0;
+	o->vm->dead = 1;
+	ev_touch(m, SS_T_VM_DESTROY, -1, o->id, 0, 1, 0);  /* npages 1: one VM */
+}
+
+void vm_put_maybe(struct ss_machine *m, int id)
+{
+	if (id < 0 || id >= m->nowners)
+		return;
+	struct owner *o = &m->owners[id];
+	if (owner_is_live_vm(o) && o->vm->closed && !vm_is_held(m, id))
+		vm_destroy(m, o);
+}
+
+int ss_vm_close(struct ss_machine *m, int id)
+{
+	ev_begin(m, SS_OP_VM_CLOSE, -1, id, 0, 0, 0);
+	m->kvm_rule = SS_R_NONE;
+	struct owner *o = vm_ioctl_get(m, id);
+	if (!o)
+		return vm_fail(m, id);
+	o->vm->closed = 1;
+	vm_put_maybe(m, id);
+	return (int)ev_end(m, 0);
 }
 
 bool vm_has_private_mem(const struct kvm_vm *vm)
@@ -103,7 +170,9 @@ int ss_vm_caps(const struct ss_machine *m, int id, struct ss_cap *out, int max)
 {
 	const struct owner *o = vm_get_const(m, id);
 	if (!o)
-		return -EINVAL;
+		return id >= 0 && id < m->nowners && m->owners[id].vm ? -EBADF : -EINVAL;
+	if (o->vm->closed)
+		return -EBADF;  /* KVM_CHECK_EXTENSION on the VM fd */
 	bool gmem = !is_rfc(m), priv = vm_has_private_mem(o->vm);
 	bool prot_state = o->vm->type == SS_VM_SNP || o->vm->type == SS_VM_TDX;
 	const struct ss_cap caps[] = {
@@ -144,9 +213,9 @@ int ss_vm_gmem_create(struct ss_machine *m, int id, uint64_t size, uint64_t flag
 {
 	ev_begin(m, SS_OP_VM_GMEM, -1, (int64_t)size, (int64_t)flags, id, 0);
 	m->kvm_rule = SS_R_NONE;
-	struct owner *o = vm_get(m, id);
+	struct owner *o = vm_ioctl_get(m, id);
 	if (!o)
-		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+		return vm_fail(m, id);
 	if (is_rfc(m))
 		return kvm_fail(m, SS_R_NO_IOCTL, -ENOTTY);
 	/* kvm_gmem_create(): flags first, then the size (a loff_t) */
@@ -167,9 +236,9 @@ int ss_vcpu_create(struct ss_machine *m, int id)
 {
 	ev_begin(m, SS_OP_VCPU_CREATE, -1, id, 0, 0, 0);
 	m->kvm_rule = SS_R_NONE;
-	struct owner *o = vm_get(m, id);
+	struct owner *o = vm_ioctl_get(m, id);
 	if (!o)
-		return kvm_fail(m, SS_R_NO_VM, -EINVAL);
+		return vm_fail(m, id);
 	if (o->vm->nvcpus >= SS_MAX_VCPUS)
 		return kvm_fail(m, SS_R_VCPUS, -EINVAL);
 	return (int)ev_end(m, o->vm->nvcpus++);
@@ -186,6 +255,7 @@ int ss_vm_info(const struct ss_machine *m, int id, struct ss_vm_info *out)
 	out->nslots = o->nslots;
 	out->nattr_runs = o->vm->attrs.n;
 	out->attr_bytes = sizeof(struct attr_store) + o->vm->attrs.cap * sizeof(struct attr_run);
+	out->closed = o->vm->closed;
 	return 0;
 }
 

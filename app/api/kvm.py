@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query, Request
+from fastapi import Path, Query, Request, Response
 
 from app.api import new_router
 from app.deps import MapPath, OwnerPath, SessionId, registry
@@ -61,6 +61,18 @@ async def vm(
 ) -> VmDetail:
     """The VM with its memslots, attribute runs and secondary-MMU runs (from gfn start)."""
     return await svc.vm(registry(request), sid, vm_id, start, limit)
+
+
+@router.delete(VM, status_code=204, name="vm_close")
+async def vm_close(request: Request, sid: SessionId, vm_id: OwnerPath) -> Response:
+    """close(vm_fd): the VM fd goes (its ioctls answer EBADF after it).  A guest_memfd
+    the VM made holds a reference on it (kvm_gmem_create: kvm_get_kvm), so with one
+    open or mapped the VM lives on, memslots and mappings intact, until the last is
+    closed; then kvm_destroy_vm frees its memslots, secondary MMU and attributes, and
+    the VM answers 404.  rfc-v2: destroyed at once; its registrations on the memfds
+    stay (patch 13's vm_is_dead): another VM registering them meets EPERM."""
+    await svc.vm_close(registry(request), sid, vm_id)
+    return Response(status_code=204)
 
 
 @router.get(VM + "/capabilities", name="vm_capabilities")

@@ -110,6 +110,13 @@ class Kvm(KvmCoco):
             rc = lib.ss_vm_gmem_create(self._m, i32(vm), s, f)
             return self._kvm("KVM_CREATE_GUEST_MEMFD", rc, before, {"size": s, "flags": f})
 
+    def vm_close(self, vm: int) -> None:
+        """close(vm_fd): the VM is destroyed now, or when the last guest_memfd it made
+        is closed and unmapped (that file holds a reference on it)."""
+        with self._lock:
+            before = int(lib.ss_event_count(self._m))
+            self._kvm("close(vm_fd)", lib.ss_vm_close(self._m, i32(vm)), before, {})
+
     def vcpu_create(self, vm: int) -> int:
         with self._lock:
             before = int(lib.ss_event_count(self._m))

@@ -187,6 +187,10 @@ RULES: dict[int, Words] = {
     lib.SS_R_PIN_MAX: lambda a: (
         f"pin_user_pages: the machine holds {lib.SS_MAX_PINS} pins, the engine's limit (ENOSPC)"
     ),
+    lib.SS_R_VM_CLOSED: lambda a: (
+        "the VM's fd is closed (EBADF): no ioctl reaches it; it lives on, memslots and "
+        "mappings intact, while a guest_memfd it made is open or mapped"
+    ),
 }
 
 

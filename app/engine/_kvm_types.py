@@ -27,6 +27,7 @@ class VmInfo(NamedTuple):
     memslots: list[VmMemslot]
     nattr_runs: int
     attr_bytes: int
+    closed: bool = False  # the VM fd is closed: alive while a guest_memfd it made is
 
 
 class AttrRun(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from typing import Any
 
@@ -65,6 +66,7 @@ class KvmViews:
             memslots=self._vm_slots(vm),
             nattr_runs=int(info.nattr_runs),
             attr_bytes=int(info.attr_bytes),
+            closed=bool(info.closed),
         )
 
     def is_vm(self, vm: int) -> bool:
@@ -88,6 +90,8 @@ class KvmViews:
         buf = ffi.new("struct ss_cap[]", 64)
         with self._lock:
             n = int(lib.ss_vm_caps(self._m, vm, buf, 64))
+        if n == -errno.EBADF:
+            raise make_error("KVM_CHECK_EXTENSION", errno.EBADF, "the VM's fd is closed (EBADF)")
         if n < 0:
             raise make_error("vm", 2, f"no VM with id {vm}")
         return {ffi.string(c.name).decode(): int(c.value) for c in buf[0:n]}

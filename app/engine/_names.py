@@ -101,6 +101,7 @@ OPS = {
     lib.SS_OP_GMEM_SET_ATTRS: "set_memory_attributes2",
     lib.SS_OP_MAP_PIN: "mapping_pin",
     lib.SS_OP_MAP_UNPIN: "mapping_unpin",
+    lib.SS_OP_VM_CLOSE: "vm_close",
 }
 OP_CODES = {name: code for code, name in OPS.items()}
 
@@ -143,6 +144,7 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "set_memory_attributes2": ("offset", "size", "attributes", "flags"),
     "mapping_pin": ("map_id", "offset", "length"),
     "mapping_unpin": ("pin_id",),
+    "vm_close": ("vm",),
 }
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
@@ -155,6 +157,7 @@ HAZARDS = {
     lib.SS_HAZ_UNSEALED_REGISTER: "unsealed_register",
     lib.SS_HAZ_ZAP_MISSES: "zap_misses_range",
     lib.SS_HAZ_ALLOC_UNNOTIFIED: "alloc_unnotified",
+    lib.SS_HAZ_DEAD_OWNER: "dead_owner",
 }
 CALLBACKS = {
     lib.SS_CB_INVALIDATE: "invalidate_page_range",
@@ -185,6 +188,7 @@ TOUCHES = {
     lib.SS_T_SIGNAL: "signal",  # pfn: the signal number
     lib.SS_T_MERGE: "merge",  # hugetlb_1g: 4 KiB pages back into a 1 GiB folio
     lib.SS_T_HWPOISON_KEEP: "hwpoison_kept",  # pfn: a freed poisoned frame, off the free lists
+    lib.SS_T_VM_DESTROY: "vm_destroy",  # owner: kvm_destroy_vm (memslots, mappings, attributes)
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
 # the life of a guest_memfd page (kvm_coco.c); a hole is "absent"

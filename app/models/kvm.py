@@ -70,6 +70,11 @@ class Vm(BaseModel):
     type: str
     memslots: list[KvmMemslot]
     vcpus: int
+    closed: bool = Field(
+        False,
+        description="the VM fd is closed (DELETE): it lives on, ioctl-less, while a "
+        "guest_memfd it made is open or mapped; then it is destroyed (404)",
+    )
     model_config = examples(
         {"vm_id": "0", "name": "vm0", "type": "KVM_X86_DEFAULT_VM", "memslots": [], "vcpus": 0}
     )

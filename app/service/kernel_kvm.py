@@ -27,6 +27,7 @@ KVM_OPS = (
     "vcpu_access",
     "mapping_access",
     "pre_fault_memory",
+    "vm_close",
 )
 R_VM_TYPE = (
     "this machine's KVM (PVM backend, no VMX/SVM) makes only KVM_X86_DEFAULT_VM: "

@@ -60,6 +60,10 @@ async def memory_attributes(
     return cast(MemoryAttributes, await execute(reg, sid, "set_memory_attributes", args))
 
 
+async def vm_close(reg: Registry, sid: str, vm_id: str) -> None:
+    await execute(reg, sid, "vm_close", VmArgs(vm_id=vm_id))
+
+
 async def vcpu_create(reg: Registry, sid: str, vm_id: str) -> Vcpu:
     return cast(Vcpu, await execute(reg, sid, "vcpu_create", VmArgs(vm_id=vm_id)))
 

@@ -60,6 +60,7 @@ def vm_out(info: VmInfo) -> Vm:
         type=info.type,
         memslots=[slot_out(s) for s in info.memslots],
         vcpus=info.nvcpus,
+        closed=info.closed,
     )
 
 
@@ -115,6 +116,11 @@ def attr_extents(m: Machine, vm: int, start: int, end: int, limit: int) -> list[
     if cur < end:
         out.append(AttrExtent(start=cur, end=end, attributes=[]))
     return out[:limit]
+
+
+def vm_close(m: Machine, a: VmArgs) -> None:
+    """close(vm_fd): destroyed now, or with the last guest_memfd it made (then 404)."""
+    m.vm_close(vm_arg(m, a.vm_id, "close(vm_fd)"))
 
 
 def vcpu_create(m: Machine, a: VmArgs) -> Vcpu:
@@ -195,6 +201,7 @@ KVM_SPECS: list[tuple[str, type[BaseModel], Handler, Check | None]] = [
     ("set_user_memory_region", MemoryRegionArgs, set_user_memory_region, None),
     ("set_memory_attributes", MemoryAttributesArgs, set_memory_attributes, None),
     ("vcpu_create", VmArgs, vcpu_create, None),
+    ("vm_close", VmArgs, vm_close, None),
     ("vcpu_access", AccessArgs, vcpu_access, None),
     ("mapping_access", HostAccessArgs, mapping_access, None),
     ("pre_fault_memory", PreFaultArgs, pre_fault_memory, None),
@@ -214,4 +221,5 @@ KVM_HEAVY: dict[str, Heavy] = {
     "pre_fault_memory": lambda m, a: a.size > BIG_BYTES,
     "set_memory_attributes": lambda m, a: a.size > BIG_BYTES and _many_mapped(m, a),
     "set_user_memory_region": _many_mapped,
+    "vm_close": _many_mapped,
 }

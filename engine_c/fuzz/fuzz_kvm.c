@@ -274,6 +274,9 @@ void fuzz_kvm_step(struct ss_machine *m, struct fuzz_input *in, int op)
 	case 14:
 		world(m, in);
 		break;
+	case 15:                                /* close(vm_fd): destroyed now or later */
+		ss_vm_close(m, vm_of(m, in));
+		break;
 	}
 }
 

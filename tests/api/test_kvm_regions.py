@@ -46,6 +46,7 @@ async def test_vm_create_types_and_capabilities(k: Kvm) -> None:
         "type": "KVM_X86_SW_PROTECTED_VM",
         "memslots": [],
         "vcpus": 0,
+        "closed": False,
     }
     d = await k.post("/vms", {"name": "d"}, 201)
     assert d["type"] == "KVM_X86_DEFAULT_VM" and d["vm_id"] == "1"

@@ -18,6 +18,7 @@ KVM_OPS = (
     "vcpu_create",
     "vcpu_access",
     "mapping_access",
+    "vm_close",
 )
 
 
@@ -78,6 +79,6 @@ class EngineKvmRunner(EngineRunner):
             }
         if op == "mapping_access":
             return True, {"signal": value.signal, "value": value.value}
-        if op in ("set_user_memory_region", "set_memory_attributes"):
+        if op in ("set_user_memory_region", "set_memory_attributes", "vm_close"):
             return True, None
         return True, value

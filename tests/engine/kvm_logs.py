@@ -172,6 +172,7 @@ def log_strategy(
         _step("pwrite", fd=st.just("$mfd"), offset=pages, data=st.binary(min_size=1, max_size=8)),
         _step("close", fd=st.just("$g")),
         _step("munmap", map_id=st.sampled_from(["$m", "$gm"] if mapped_gmem else ["$m"])),
+        _step("vm_close", vm_id=st.just("$vm")),
     ]
     if private_vm is not None:
         ops += [attrs] * 4
@@ -284,5 +285,6 @@ def rfc_log_strategy() -> st.SearchStrategy[list[Step]]:
         ),
         _step("pwrite", fd=st.just("$mfd"), offset=pages, data=st.binary(min_size=1, max_size=8)),
         _step("close", fd=fd),
+        _step("vm_close", vm_id=st.just("$vm")),
     ]
     return st.lists(st.sampled_from(ops).flatmap(lambda s: s), min_size=10, max_size=40)

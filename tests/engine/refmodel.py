@@ -252,12 +252,16 @@ class Model:
         """Pages a get_lock_pfn caller holds (locked, or referenced in guest-memfd)."""
         return [p for p in self.live_pages() if p.refs]
 
+    def _owners_hold(self, ino: Inode) -> bool:
+        """Whether the file's registrations hold it (the KVM model drops dead VMs')."""
+        return bool(ino.owners)
+
     def _in_use(self, ino: Inode, but: Waiter | None = None) -> bool:
         """Whether anything holds the file (page locks aside), waiter `but` not counted."""
         return (
             ino.fd is not None
             or ino.maps > 0
-            or bool(ino.owners)
+            or self._owners_hold(ino)
             or any(w.ino is ino and w is not but for w in self.waiters)
             or any(s.ino is ino for s in self.memslots)
         )

@@ -123,6 +123,15 @@ class KvmModel(SlotsMixin):
 
         return self._call("vcpu_create", run)  # type: ignore[return-value]
 
+    def vm_close(self, vm_id: str) -> None:
+        """close(vm_fd): destroyed after this op unless a guest_memfd it made is open or
+        mapped (then when the last goes: _kvm_sync)."""
+
+        def run() -> None:
+            self._vm(vm_id).closed = True
+
+        self._call("close(vm_fd)", run)
+
     # ---- attributes ----
     def set_memory_attributes(
         self, vm_id: str, address: int, size: int, attributes: Iterable[str | int], flags: int = 0
@@ -151,7 +160,9 @@ class KvmModel(SlotsMixin):
 
     def attribute_runs(self, vm_id: str, start: int = 0, end: int = U64) -> list[dict[str, Any]]:
         """The API's view: runs of gfns in [start, end), private or not."""
-        vm, out, pos = self._vm(vm_id), [], start
+        vm, out, pos = self.vms.get(str(vm_id)), [], start
+        if vm is None or vm.dead:
+            raise ModelError("EINVAL")
         for a, b in vm.private:
             a, b = max(a, start), min(b, end)
             if a >= b:
@@ -178,4 +189,4 @@ class KvmModel(SlotsMixin):
             value = getattr(self, name)(**kw)
         except ModelError as e:
             return False, e.name
-        return True, None if name in ("fallocate", "close", "munmap") else value
+        return True, None if name in ("fallocate", "close", "munmap", "vm_close") else value

@@ -93,11 +93,39 @@ class AccessMixin(Model):
 
     def _kvm_sync(self) -> None:
         for vm in self.vms.values():
+            if vm.closed and not vm.dead and not self._vm_held(vm.vm_id):
+                self._vm_destroy(vm)
             for s in vm.slots.values():
                 if s.ino is not None and s.ino.fd is None and s.ino.maps == 0:
                     s.ino = None  # kvm_gmem_release(): the binding's file is gone
             for gfn in [g for g, e in vm.mmu.items() if not self._valid(vm, g, e)]:
                 del vm.mmu[gfn]
+
+    def _vm_held(self, vm_id: str) -> bool:
+        """A guest_memfd the VM made, open or mapped, holds it (kvm_gmem_create's
+        kvm_get_kvm; kvm_gmem_release puts it)."""
+        gmem_vm: dict[Inode, str] = getattr(self, "gmem_vm", {})
+        return any(
+            v == vm_id and ino in self.inodes and (ino.fd is not None or ino.maps > 0)
+            for ino, v in gmem_vm.items()
+        )
+
+    def _vm_destroy(self, vm: Any) -> None:
+        """kvm_destroy_vm: memslots, secondary MMU, attributes and vCPUs go; files only
+        the VM held (rfc-v2's memslots) go with them."""
+        vm.slots.clear()
+        vm.mmu.clear()
+        vm.private = []
+        vm.vcpus = 0
+        vm.dead = True
+        for ino in list(self.inodes):
+            if ino.fd is None and ino.maps == 0:
+                self._release(ino, "close(vm_fd)")
+
+    def _owners_hold(self, ino: Inode) -> bool:
+        """A destroyed VM's registration stays on the file but holds nothing."""
+        vms: dict[str, Any] = getattr(self, "vms", {})
+        return any(not (str(o) in vms and vms[str(o)].dead) for o in ino.owners)
 
     def _valid(self, vm: Any, gfn: int, e: Spte) -> bool:
         s = vm.slot_of(gfn)
@@ -192,6 +220,8 @@ class AccessMixin(Model):
             vm = self.vms.get(str(vm_id))
             if vm is None:
                 raise ModelError("EINVAL")  # the owner is not a VM
+            if vm.closed:
+                raise ModelError("EBADF")  # the VM fd (and its vCPUs') is closed
             if not 0 <= vcpu_id < vm.vcpus:
                 raise ModelError("ENOENT")  # the VM has no such vCPU
             if self.rfc:

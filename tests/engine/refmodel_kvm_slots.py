@@ -48,6 +48,7 @@ KVM_OPS = (
     "vcpu_create",
     "vcpu_access",
     "mapping_access",
+    "vm_close",
 )
 
 
@@ -81,6 +82,8 @@ class Vm:
     private: list[tuple[int, int]] = field(default_factory=list)  # runs [start, end)
     vcpus: int = 0
     mmu: dict[int, Spte] = field(default_factory=dict)  # gfn -> what it maps
+    closed: bool = False  # close(vm_fd): no ioctl reaches it (EBADF)
+    dead: bool = False  # kvm_destroy_vm ran: only its owner id (and rfc-v2 registrations) stay
 
     @property
     def has_private(self) -> bool:
@@ -129,9 +132,12 @@ class SlotsMixin(AccessMixin):
     kvm_quirks: frozenset[str]
 
     def _vm(self, vm_id: str) -> Vm:
+        """The VM an ioctl names: EINVAL if none, EBADF once its fd is closed."""
         vm = self.vms.get(str(vm_id))
         if vm is None:
             raise ModelError("EINVAL")  # the owner is not a VM (the engine's convention)
+        if vm.closed:
+            raise ModelError("EBADF")
         return vm
 
     # ---- memslots ----

@@ -69,6 +69,10 @@ def run_both(log: list[Step]) -> None:
     def after(op: str) -> None:
         engine.m.check()
         for vm_id, vm in model.vms.items():
+            assert engine.m.is_vm(int(vm_id)) == (not vm.dead), (op, vm_id)
+            if vm.dead:
+                assert not engine.m.gfn_runs(int(vm_id)), op
+                continue
             runs = [(r.start, r.end) for r in engine.m.attr_runs(int(vm_id)) if r.attributes]
             assert runs == vm.private, (op, runs, vm.private)
             watched = {g for g in vm.mmu if any(a <= g < b for a, b in WATCH)}

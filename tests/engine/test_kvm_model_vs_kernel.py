@@ -22,7 +22,17 @@ from app.engine import Config, Machine
 from app.oracle_kvm import KvmKernel
 from tests.budget import DERANDOMIZE, examples
 from tests.engine.kvm_adapter import EngineKvmRunner
-from tests.engine.kvm_logs import GMEM_FLAGS, P, Runner, Step, log_strategy, play, resolve, setup
+from tests.engine.kvm_logs import (
+    GMEM_FLAGS,
+    GPA,
+    P,
+    Runner,
+    Step,
+    log_strategy,
+    play,
+    resolve,
+    setup,
+)
 from tests.engine.refmodel_kvm import KvmModel
 
 KVM_OK, KVM_WHY = oracle.kvm_available()
@@ -112,3 +122,31 @@ def test_host_access_past_a_mapping_kernel_vs_the_engine() -> None:
         "model": reached,
         "engine": (True, {"signal": "SIGSEGV", "value": None}),
     }
+
+
+def test_a_guest_memfd_keeps_its_vm_after_close_vm_fd() -> None:
+    """KVM.md: the file keeps its VM alive. After close(vm_fd) the guest_memfd still
+    fallocates and punches, the VM's ioctls answer EBADF (its fd is gone), and a host
+    touch of the guest_memfd's mapping still reads what the guest wrote."""
+    keep = ["FALLOC_FL_KEEP_SIZE"]
+    punch = [*keep, "FALLOC_FL_PUNCH_HOLE"]
+    region = {"vm_id": "$vm", "slot": 3, "flags": [], "guest_phys_addr": 3 * GPA}
+    region |= {"memory_size": 4 * P, "userspace_addr": ("@m", 0)}
+    access = {"vm_id": "$vm", "vcpu_id": "$cpu", "gpa": GPA + 5, "write": True, "value": 3}
+    log = [
+        *setup(["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"]),
+        Step(None, "vcpu_access", access),
+        Step(None, "vm_close", {"vm_id": "$vm"}),
+        Step(None, "vm_close", {"vm_id": "$vm"}),  # EBADF
+        Step(None, "vcpu_access", access | {"write": False}),  # EBADF
+        Step(None, "set_user_memory_region", region),  # EBADF
+        Step(None, "vm_guest_memfd", {"vm_id": "$vm", "size": 4 * P, "flags": []}),  # EBADF
+        Step(None, "fallocate", {"fd": "$g", "mode": keep, "offset": 8 * P, "length": P}),
+        Step(None, "mapping_access", {"map_id": "$gm", "offset": 5, "write": False, "value": 0}),
+        Step(None, "fallocate", {"fd": "$g", "mode": punch, "offset": 0, "length": P}),
+        Step(None, "mapping_access", {"map_id": "$gm", "offset": 5, "write": False, "value": 0}),
+        Step(None, "close", {"fd": "$g"}),
+        Step(None, "munmap", {"map_id": "$gm"}),
+        Step(None, "vm_close", {"vm_id": "$vm"}),  # EBADF: destroyed with its last file
+    ]
+    both(log)
