@@ -86,6 +86,10 @@ HAZARDS: dict[str, str] = {
         "get_lock_pfn allocated private pages without the fallocate callback: the VM's "
         "shared mapping of them went stale (modelled as meant: zapped)"
     ),
+    "dead_owner": (
+        "the file's owner is a destroyed VM (patch 13 checks vm_is_dead instead of "
+        "unregistering): nobody else can register it"
+    ),
 }
 
 
