@@ -38,6 +38,7 @@ _ROUTES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "vcpu_create": ("POST", "/vms/{vm_id}/vcpus", ("vm_id",)),
     "vcpu_access": ("POST", "/vms/{vm_id}/vcpus/{vcpu_id}/access", ("vm_id", "vcpu_id")),
     "mapping_access": ("POST", "/mappings/{map_id}/access", ("map_id",)),
+    "vm_close": ("DELETE", "/vms/{vm_id}", ("vm_id",)),
 }
 _FILE_OPS = (
     "ftruncate",
@@ -54,7 +55,7 @@ _FILE_OPS = (
 )
 for _op in _FILE_OPS:
     _ROUTES[_op] = ("POST", "/files/{fd}/" + _op, ("fd",))
-_NO_BODY = ("munmap", "close")
+_NO_BODY = ("munmap", "close", "vm_close")
 
 
 def rest_request(op: str, args: dict[str, Any]) -> StepRequest:

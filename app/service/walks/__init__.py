@@ -6,6 +6,7 @@ from typing import Any
 
 from app.service.walks.classic import FAULT_ZAP, GMEM_BASICS, PER_PAGE
 from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS, STAY_PUT
+from app.service.walks.kvm_close import CLOSE_VM, VM_OUTLIVED
 from app.service.walks.kvm_convert import CONVERSION_68, DOUBLE_MEMORY, RFC_CONVERSION
 from app.service.walks.kvm_gmem import CLOSE_BOUND, INPLACE_618, PRIVATE_PUNCH
 from app.service.walks.kvm_review import LEFT_SHMEM, SEVERAL_OWNERS, UNMOVABLE
@@ -33,6 +34,8 @@ ALL: list[dict[str, Any]] = [
     DOUBLE_MEMORY,
     PRIVATE_PUNCH,
     CLOSE_BOUND,
+    CLOSE_VM,
+    VM_OUTLIVED,
     INPLACE_618,
     LEFT_SHMEM,
     SEVERAL_OWNERS,
