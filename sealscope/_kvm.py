@@ -108,6 +108,14 @@ class KvmOps:
     def _kvm(self, req: Req[M]) -> M:
         raise NotImplementedError
 
+    def op(self, op: str, **args: Any) -> Any:
+        raise NotImplementedError
+
+    def vm_close(self, vm_id: str) -> None:
+        """close(vm_fd): the VM's ioctls answer EBADF from now on; it is destroyed now, or
+        with the last guest_memfd it made (then vm() raises 404)."""
+        self.op("vm_close", vm_id=vm_id)
+
     def vm_create(self, name: str = "vm0", type: str = "KVM_X86_DEFAULT_VM") -> Vm:
         return self._kvm(vm_create(name, type))
 
@@ -167,6 +175,13 @@ class AsyncKvmOps:
 
     async def _kvm(self, req: Req[M]) -> M:
         raise NotImplementedError
+
+    async def op(self, op: str, **args: Any) -> Any:
+        raise NotImplementedError
+
+    async def vm_close(self, vm_id: str) -> None:
+        """close(vm_fd), as KvmOps.vm_close."""
+        await self.op("vm_close", vm_id=vm_id)
 
     async def vm_create(self, name: str = "vm0", type: str = "KVM_X86_DEFAULT_VM") -> Vm:
         return await self._kvm(vm_create(name, type))

@@ -76,6 +76,7 @@ ROUTES: dict[str, Route] = {
     "invalidate": Route("POST", _F + "invalidate", ("fd",), Callbacks),
     "memslot_create": Route("POST", "/owners/{owner_id}/memslots", ("owner_id",), Memslot),
     "fault": Route("POST", "/owners/{owner_id}/fault", ("owner_id",), FaultAnswer),
+    "vm_close": Route("DELETE", "/vms/{vm_id}", ("vm_id",), None),
 }
 
 

@@ -77,6 +77,16 @@ def test_vm_lifecycle(live: Server) -> None:
             "EINVAL",
             "KVM_SET_MEMORY_ATTRIBUTES",
         )
+        # close(vm_fd): the guest_memfd keeps the VM (closed, EBADF), its close ends it
+        s.vm_close(vm.vm_id)
+        assert s.vm(vm.vm_id).closed
+        with pytest.raises(SealscopeError) as e:
+            s.vcpu_create(vm.vm_id)
+        assert (e.value.status, e.value.errno) == (404, "EBADF")
+        s.close(f.fd)
+        with pytest.raises(SealscopeError) as e:
+            s.vm(vm.vm_id)
+        assert e.value.status == 404
         s.delete()
 
 
@@ -104,4 +114,6 @@ async def test_async_kvm(live: Server) -> None:
         assert e.value.errno == "ENOTTY"
         attrs = await s.memory_attributes(vm.vm_id)
         assert isinstance(attrs, kvm.MemoryAttributes)
+        await s.vm_close(vm.vm_id)  # rfc-v2: destroyed at once
+        assert vm.vm_id not in [v.vm_id for v in (await s.vms()).vms]
         await s.delete()
