@@ -74,7 +74,10 @@ def exit_request(out: km.AccessAnswer, body: km.Access, vm: int) -> dict[str, An
     if ex is None:
         return None
     to: str | None = None  # MMIO: no conversion serves it
-    if ex.reason == "KVM_EXIT_MEMORY_FAULT":
+    poisoned = ex.reason == "KVM_EXIT_MEMORY_FAULT" and ex.errno == "EHWPOISON"
+    if poisoned:
+        pass  # not a conversion: the page failed (kvm_gmem_get_pfn: -EHWPOISON)
+    elif ex.reason == "KVM_EXIT_MEMORY_FAULT":
         to = "private" if "KVM_MEMORY_EXIT_FLAG_PRIVATE" in (ex.flags or []) else "shared"
     elif ex.reason == "KVM_EXIT_MEMORY_ERROR":  # the RFC's exit
         to = "private" if ex.type == "KVM_EXIT_MEM_MAP_PRIVATE" else "shared"
@@ -83,11 +86,17 @@ def exit_request(out: km.AccessAnswer, body: km.Access, vm: int) -> dict[str, An
         words += f", flags {', '.join(ex.flags)}"
     if ex.type:
         words += f", type {ex.type}"
-    asks = (
-        f"the guest asks for gpa {ex.gpa:#x} as {to} memory"
-        if to
-        else "no conversion can serve it (MMIO: the VMM emulates the device)"
-    )
+    if ex.errno:
+        words += f", KVM_RUN fails with {ex.errno}"
+    if to:
+        asks = f"the guest asks for gpa {ex.gpa:#x} as {to} memory"
+    elif poisoned:
+        asks = (
+            "no conversion serves it: the page is hwpoisoned (the VMM injects a machine "
+            "check into the guest, or punches the page for a fresh one)"
+        )
+    else:
+        asks = "no conversion can serve it (MMIO: the VMM emulates the device)"
     retry = {"gpa": hex(body.gpa), "write": "1" if body.write else "", "value": str(body.value)}
     retry["private"] = "auto" if body.private is None else ("1" if body.private else "0")
     return {"words": words, "asks": asks, "to": to, "gpa": ex.gpa, "vm": vm, "retry": retry}

@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from tests.pages.conftest import PUNCH, api, session
+from tests.pages.conftest import HX, PUNCH, api, session
 from tests.pages.test_vm import panel, sw_vm
 
 pytestmark = pytest.mark.anyio
@@ -42,6 +42,10 @@ async def test_a_memory_failure_shows_the_gfn_poisoned(client: httpx.AsyncClient
     assert [(x["source"], x["fd"], x["index"]) for x in runs] == [("poisoned", g, 5)]
     a = await api(client, "POST", f"{b}/vms/0/vcpus/0/access", gpa=0x5000, private=True)
     assert a["exit"]["errno"] == "EHWPOISON"
+    # played from the panel: the exit is no conversion request, nothing to answer
+    r = await client.post(f"/s/{sid}/vm/access", data={"gpa": "0x5000"}, headers=HX)
+    assert "KVM_RUN fails with EHWPOISON" in r.text and 'id="vmm-answer"' not in r.text
+    assert "no conversion serves it: the page is hwpoisoned" in r.text
     # punching the page drops it: the gfn is a private page again, nothing poisoned
     await api(client, "POST", f"{b}/files/{g}/fallocate", mode=PUNCH, offset=0x5000, len=4096)
     r = await panel(client, sid)
