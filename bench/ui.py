@@ -99,6 +99,14 @@ def vm_trace(size: int = TIB, islands: int = VM_RUNS) -> dict[str, object]:
     for i in range(islands):
         args = {"vm_id": "0", "address": i * step * 4096, "size": 4096, "attributes": priv}
         ops.append({"op": "set_memory_attributes", "args": args | {"flags": 0}})
+    # the guest writes its first private page (the machine's first frame, pfn 0) and
+    # that frame fails: one poisoned gfn, drawn exact at any width
+    access = {"vm_id": "0", "vcpu_id": 0, "gpa": 0, "write": True, "private": True, "value": 1}
+    ops += [
+        {"op": "vcpu_create", "args": {"vm_id": "0"}},
+        {"op": "vcpu_access", "args": access},
+        {"op": "memory_failure", "args": {"pfn": 0}},
+    ]
     return {"profile": "guest-memfd", "phys_pages": 262144, "ops": ops}
 
 
@@ -120,6 +128,7 @@ async def vm_panel(c: httpx.AsyncClient) -> bool:
             r = await c.get(f"/s/{sid}/vm", headers={"HX-Request": "true"})
             out.append((time.perf_counter() - t0) * 1000)
             assert r.status_code == 200 and 'id="vm-title"' in r.text, r.text[:300]
+            assert 'class="b poison"' in r.text, "the poisoned gfn is not drawn"
             size[sid] = len(r.content)
     b, s = statistics.median(big), statistics.median(small)
     spread = (max(big) - min(big)) / 2

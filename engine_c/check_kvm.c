@@ -17,7 +17,8 @@
  *  - a prepared frame (kvm_coco.c) is a used, uptodate head of a guest_memfd
  *    page whose VM is SNP or TDX; a VM's measured pages never exceed what it
  *    populated, and a finalized launch is only on SNP / TDX;
- *  - no VM maps a hwpoisoned frame (kvm_poison.c);
+ *  - no VM maps a hwpoisoned frame (kvm_poison.c); the list of raw poisoned pfns
+ *    is exactly the frames marked raw-poisoned, each once;
  *  - a TDX VM's private mapping is a prepared frame (its S-EPT entry: removed
  *    at each zap of a whole folio, added at each private fault).
  */
@@ -143,10 +144,29 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 	return 0;
 }
 
+/* the machine's list of raw poisoned pfns (kvm_poison.c) is exactly the frames
+ * marked X_HWPOISON_RAW, each once */
+static int check_hwpoison_list(const struct ss_machine *m, uint64_t raw, char *msg, size_t len)
+{
+	if (raw != m->nhwpoison)
+		return fail(msg, len, "%llu raw poisoned frames but %u in the hwpoison list",
+			    ULL(raw), m->nhwpoison);
+	for (uint32_t k = 0; k < m->nhwpoison; k++) {
+		uint32_t pfn = m->hwpoison[k];
+		if (pfn >= m->cfg.phys_pages || m->frames[pfn].state == SS_FRAME_FREE ||
+		    !(m->frames[pfn].xflags & X_HWPOISON_RAW))
+			return fail(msg, len, "hwpoison list entry %u (pfn %u) is not a poisoned "
+				    "frame", k, pfn);
+	}
+	return 0;
+}
+
 static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 {
+	uint64_t raw = 0;
 	for (uint64_t p = 0; p < m->cfg.phys_pages; p++) {
 		const struct frame *f = &m->frames[p];
+		raw += f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON_RAW);
 		if (f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON) &&
 		    (f->mapped || m->frames[frame_head(m, (uint32_t)p)].mapped))
 			return fail(msg, len, "pfn %llu is hwpoisoned but still mapped", ULL(p));
@@ -165,6 +185,9 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 			return fail(msg, len, "pfn %llu is prepared but not an uptodate page of a "
 				    "confidential VM's guest_memfd", ULL(p));
 	}
+	int hr = check_hwpoison_list(m, raw, msg, len);
+	if (hr)
+		return hr;
 	for (int i = 0; i < m->nowners; i++) {
 		const struct owner *o = &m->owners[i];
 		const struct kvm_vm *vm = o->vm;

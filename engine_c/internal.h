@@ -288,6 +288,8 @@ struct ss_machine {
 
 	struct pin *pins;      /* slot i holds pin id i + 1 (kvm_pin.c) */
 	int npins;
+	uint32_t *hwpoison;    /* raw pfns memory_failure hit, in order (kvm_poison.c) */
+	uint32_t nhwpoison, cap_hwpoison;
 
 	uint64_t vmm_lowest;   /* lowest VMM address handed out (0: none yet) */
 	int kvm_rule;          /* SS_R_* of the last failing KVM call */

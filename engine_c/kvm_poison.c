@@ -22,8 +22,13 @@
  * free_pages_prepare refusing hwpoisoned pages).  The frame becomes
  * SS_FRAME_HWPOISON; the rest of a compound folio returns page by page (the
  * kernel dissolves a poisoned huge folio the same way).
+ *
+ * The machine keeps the raw pfns memory_failure hit, in order (each once: a
+ * poisoned frame is never handed out again), so the VM panel finds poisoned
+ * gfns from this short list, never by walking the gfn space or the frames.
  */
 #include "internal.h"
+#include <stdlib.h>
 #include <string.h>
 
 bool poison_keep_out(struct ss_machine *m, uint32_t head, unsigned int order)
@@ -62,6 +67,19 @@ int ss_frame_poisoned(const struct ss_machine *m, uint64_t pfn)
 	return !!(m->frames[frame_head(m, (uint32_t)pfn)].xflags & X_HWPOISON);
 }
 
+static int hwpoison_reserve(struct ss_machine *m)
+{
+	if (m->nhwpoison < m->cap_hwpoison)
+		return 0;
+	uint32_t cap = m->cap_hwpoison ? 2 * m->cap_hwpoison : 16;
+	uint32_t *p = realloc(m->hwpoison, cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	m->hwpoison = p;
+	m->cap_hwpoison = cap;
+	return 0;
+}
+
 int ss_memory_failure(struct ss_machine *m, uint64_t pfn)
 {
 	ev_begin(m, SS_OP_MEMORY_FAILURE, -1, (int64_t)pfn, 0, 0, 0);
@@ -78,6 +96,9 @@ int ss_memory_failure(struct ss_machine *m, uint64_t pfn)
 	struct frame *hf = &m->frames[head];
 	if (hf->xflags & X_HWPOISON)
 		return kvm_fail(m, SS_R_MF_AGAIN, -EHWPOISON);
+	if (hwpoison_reserve(m))
+		return (int)ev_end(m, -ENOMEM);
+	m->hwpoison[m->nhwpoison++] = (uint32_t)pfn;
 	if (m->cur)
 		m->cur->e.fd = inode_fd(in);
 	hf->xflags |= X_HWPOISON;
@@ -85,4 +106,67 @@ int ss_memory_failure(struct ss_machine *m, uint64_t pfn)
 	uint64_t nr = (hf->flags & F_HEAD) ? 1ull << hf->order : 1;
 	callback_gmem_invalidate(m, in, hf->index, hf->index + nr);
 	return (int)ev_end(m, 0);
+}
+
+/* the poisoned gfns of one slot: the file range [i0, i1) of its guest_memfd */
+static int slot_poisoned(const struct owner *o,
+			 const struct memslot *s, uint64_t i0, uint64_t i1, uint64_t start,
+			 uint64_t end, struct ss_gfn_span *out, int n, int max)
+{
+	if (i1 <= s->index || i0 >= s->index + s->npages)
+		return n;
+	uint64_t g = s->gfn + (i0 > s->index ? i0 - s->index : 0);
+	uint64_t ge = s->gfn + (i1 < s->index + s->npages ? i1 - s->index : s->npages);
+	g = g > start ? g : start;
+	ge = ge < end ? ge : end;
+	while (g < ge && n < max) {  /* served by the guest_memfd: private, or gmem-only */
+		uint64_t a = attrs_get(&o->vm->attrs, g);
+		uint64_t stop = attrs_run_end(&o->vm->attrs, g, ge);
+		if (s->gmem_only || (a & SS_MEMORY_ATTRIBUTE_PRIVATE))
+			out[n++] = (struct ss_gfn_span){ g, stop };
+		g = stop;
+	}
+	return n;
+}
+
+static int span_cmp(const void *a, const void *b)
+{
+	const struct ss_gfn_span *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int ss_vm_poisoned_gfns(const struct ss_machine *m, int id, uint64_t start, uint64_t end,
+			struct ss_gfn_span *out, int max)
+{
+	const struct owner *o = vm_get_const(m, id);
+	if (!o || max < 0)
+		return -EINVAL;
+	int n = 0;
+	if (is_rfc(m))
+		return 0;
+	for (uint32_t k = 0; k < m->nhwpoison && n < max; k++) {
+		uint32_t pfn = m->hwpoison[k];
+		if (m->frames[pfn].state != SS_FRAME_CACHE)
+			continue;  /* out of its file already: off the free lists for good */
+		uint32_t head = frame_head(m, pfn);
+		const struct frame *hf = &m->frames[head];
+		uint64_t nr = (hf->flags & F_HEAD) ? 1ull << hf->order : 1;
+		for (int i = 0; i < o->nslots && n < max; i++) {
+			const struct memslot *s = &o->slots[i];
+			if ((s->slot >> 16) == 0 && s->ino == hf->ino && (s->flags & SS_MEM_GUEST_MEMFD))
+				n = slot_poisoned(o, s, hf->index, hf->index + nr, start, end, out, n,
+						  max);
+		}
+	}
+	qsort(out, (size_t)n, sizeof(*out), span_cmp);
+	int w = 0;  /* merge: raw pfns of one folio, or adjacent pages */
+	for (int r = 0; r < n; r++) {
+		if (w && out[w - 1].end >= out[r].start) {
+			if (out[r].end > out[w - 1].end)
+				out[w - 1].end = out[r].end;
+		} else {
+			out[w++] = out[r];
+		}
+	}
+	return w;
 }

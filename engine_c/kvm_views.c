@@ -5,7 +5,9 @@
  * (kvm_fault.c's rules without faulting: guest_memfd, the VMM's mapping, the
  * RFC's files, nothing) and what the secondary MMU maps now.  Gaps between
  * memslots are skipped whole; inside a slot the walk is per gfn, bounded per
- * call (*next says where to go on).
+ * call (*next says where to go on).  A gfn the guest_memfd serves whose page
+ * is hwpoisoned (kvm_poison.c) is SS_SRC_POISONED: the fault would get
+ * EHWPOISON from kvm_gmem_get_pfn; fd and index still name the page.
  */
 #include "internal.h"
 #include <string.h>
@@ -49,6 +51,8 @@ static void describe(const struct ss_machine *m, const struct owner *o, const st
 		d->source = s->ino ? (priv ? SS_SRC_PRIVATE : SS_SRC_SHARED_GMEM) : SS_SRC_CLOSED;
 		in = s->ino ? &m->inodes[s->ino - 1] : NULL;
 		d->index = s->index + (gfn - s->gfn);
+		if (in && gmem_poisoned(m, in, d->index))
+			d->source = SS_SRC_POISONED;
 	} else {
 		uint64_t hva = s->uaddr + ((gfn - s->gfn) << SS_PAGE_SHIFT);
 		const struct mapping *mp = vmm_find(m, hva);

@@ -50,6 +50,7 @@ void ss_machine_free(struct ss_machine *m)
 	free(m->fdtab);
 	free(m->maps);
 	pins_free(m);
+	free(m->hwpoison);
 	free(m->frames);
 	free(m);
 }
@@ -82,6 +83,8 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 	m->maps = NULL;
 	m->pins = NULL;
 	m->npins = 0;
+	m->hwpoison = NULL;
+	m->nhwpoison = m->cap_hwpoison = 0;
 	m->data = NULL;
 	m->data_next = NULL;
 	m->events = NULL;
@@ -125,6 +128,12 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 		goto err;
 	if (pins_clone(m, src))
 		goto err;
+	if (src->nhwpoison) {
+		m->hwpoison = dup_mem(src->hwpoison, src->nhwpoison * sizeof(uint32_t));
+		if (!m->hwpoison)
+			goto err;
+		m->nhwpoison = m->cap_hwpoison = src->nhwpoison;
+	}
 	if (src->cap_data) {
 		m->data = calloc(src->cap_data, sizeof(uint8_t *));
 		m->data_next = dup_mem(src->data_next, src->cap_data * sizeof(uint32_t));

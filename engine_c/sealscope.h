@@ -592,6 +592,7 @@ struct ss_attr_run {
 #define SS_SRC_SHARED_FD 4       /* rfc-v2: the shared fd */
 #define SS_SRC_UNMAPPED_HVA 5    /* userspace_addr points at no mapping */
 #define SS_SRC_CLOSED 6          /* a guest_memfd since closed */
+#define SS_SRC_POISONED 7        /* its guest_memfd page is hwpoisoned (kvm_poison.c) */
 struct ss_gfn_source {
 	uint64_t start, end;     /* gfns */
 	int source;              /* SS_SRC_* */
@@ -678,5 +679,13 @@ int ss_vm_attr_runs(const struct ss_machine *m, int vm, uint64_t start, uint64_t
 /* sources of gfns [start, end) as runs; *next where to go on (== end when done) */
 int ss_vm_gfn_sources(const struct ss_machine *m, int vm, uint64_t start, uint64_t end,
 		      struct ss_gfn_source *out, int max, uint64_t *next);
+/* the gfns of [start, end) whose source is SS_SRC_POISONED, as sorted disjoint runs
+ * (at most max; the count, -EINVAL for no such VM): read from the list of poisoned
+ * frames (kvm_poison.c), never a walk of the gfn space */
+struct ss_gfn_span {
+	uint64_t start, end;
+};
+int ss_vm_poisoned_gfns(const struct ss_machine *m, int vm, uint64_t start, uint64_t end,
+			struct ss_gfn_span *out, int max);
 
 #endif /* SEALSCOPE_H */

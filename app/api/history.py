@@ -13,6 +13,7 @@ router = new_router("history")
 @router.get("/history", name="history")
 async def history(reg: RegistryDep) -> History:
     """Boot, convert a bounce buffer to shared, use it, convert it back, punch, close: as
-    RFC v2 as posted, with the review's variants, 6.8's attributes and 6.18's in-place
-    mmap do it (the in-place conversion proposal's column is reserved), op by op."""
+    RFC v2 as posted, with the review's variants, 6.8's attributes, 6.18's in-place
+    mmap and the in-place conversion proposal (KVM_SET_MEMORY_ATTRIBUTES2 on the
+    guest_memfd, variant inplace_conversion) do it, op by op."""
     return await svc.history(reg)

@@ -40,6 +40,7 @@ CDEF_KVM = """
 #define SS_SRC_SHARED_FD ...
 #define SS_SRC_UNMAPPED_HVA ...
 #define SS_SRC_CLOSED ...
+#define SS_SRC_POISONED ...
 
 enum ss_kvm_rule {
     SS_R_NONE, SS_R_NO_VM, SS_R_VM_TYPE, SS_R_NO_IOCTL, SS_R_TOO_MANY, SS_R_GMEM_FLAGS,
@@ -158,6 +159,11 @@ int ss_vm_attr_runs(const struct ss_machine *m, int vm, uint64_t start, uint64_t
                     struct ss_attr_run *out, int max);
 int ss_vm_gfn_sources(const struct ss_machine *m, int vm, uint64_t start, uint64_t end,
                       struct ss_gfn_source *out, int max, uint64_t *next);
+struct ss_gfn_span {
+    uint64_t start, end;
+};
+int ss_vm_poisoned_gfns(const struct ss_machine *m, int vm, uint64_t start, uint64_t end,
+                        struct ss_gfn_span *out, int max);
 
 #define SS_CB_RMP_ASSIGN ...
 #define SS_CB_RMP_RECLAIM ...

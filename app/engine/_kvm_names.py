@@ -46,6 +46,7 @@ SOURCES = {
     lib.SS_SRC_SHARED_FD: "shared_fd",
     lib.SS_SRC_UNMAPPED_HVA: "unmapped_userspace_addr",
     lib.SS_SRC_CLOSED: "closed_guest_memfd",
+    lib.SS_SRC_POISONED: "poisoned",
 }
 
 # a name the kernel does not know is an unknown value: a bit no VM supports

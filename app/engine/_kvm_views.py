@@ -148,3 +148,17 @@ class KvmViews:
             for r in buf[0:got]
         ]
         return runs, int(nxt[0])
+
+    def poisoned_gfns(
+        self, vm: int, start: int, end: int, max_runs: int = 1000
+    ) -> list[tuple[int, int]]:
+        """The gfns of [start, end) whose source is "poisoned" (their guest_memfd page is
+        hwpoisoned), as sorted (start, end) runs: read from the machine's short list of
+        poisoned frames, at no cost that grows with the window."""
+        n = max(1, min(max_runs, 1 << 16))
+        buf = ffi.new("struct ss_gfn_span[]", n)
+        with self._lock:
+            got = int(lib.ss_vm_poisoned_gfns(self._m, vm, start, min(end, (1 << 64) - 1), buf, n))
+        if got < 0:
+            raise make_error("vm", 2, f"no VM with id {vm}")
+        return [(int(r.start), int(r.end)) for r in buf[0:got]]

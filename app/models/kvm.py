@@ -302,7 +302,8 @@ class GfnSourceRun(BaseModel):
     source: str = Field(
         description="none (no memslot: MMIO) | private | shared_guest_memfd | "
         "shared_userspace_addr | shared_fd (rfc-v2) | unmapped_userspace_addr | "
-        "closed_guest_memfd"
+        "closed_guest_memfd | poisoned (its guest_memfd page is hwpoisoned: the guest's "
+        "access fails with EHWPOISON)"
     )
     slot: int | None
     attributes: list[str]

@@ -2,15 +2,9 @@
 request, one click that answers it as the VMM of the session's design does, then the
 retry (the conversion loop by hand).
 
-The VMM's answer, by design (KVM.md):
-- rfc-v2 (the RFC as posted): to private, fallocate private_fd over the page (the
-  callback maps it eagerly, the shared mapping is zapped) and punch the shared fd;
-  to shared, fallocate the shared fd and punch private_fd;
-- guest-memfd (6.8 on): KVM_SET_MEMORY_ATTRIBUTES on the page, then discard the other
-  copy (punch the guest_memfd to shared, punch the file behind userspace_addr to
-  private); a guest_memfd-only slot (6.18, shared in place) has one copy: nothing to
-  discard.
-Each call is an op of the log, as if the VMM made it.
+The VMM's answer, by design, is app/pages/vmm_answer.py; on a SW_PROTECTED VM, where a
+shared access to a private gfn never exits, the guest's request to convert it back to
+shared is offered directly (the KVM_HC_MAP_GPA_RANGE hypercall's request).
 """
 
 from __future__ import annotations
@@ -24,8 +18,8 @@ from pydantic import ValidationError
 from app.deps import RegistryDep
 from app.engine import EngineError
 from app.errors import NotFound, ServiceError
-from app.models import files as fm
 from app.models import kvm as km
+from app.pages import vmm_answer
 from app.pages.common import (
     Form,
     Outcome,
@@ -39,13 +33,10 @@ from app.pages.common import (
 from app.pages.numbers import parse_number
 from app.pages.render import is_htmx
 from app.registry import Registry
-from app.service import files, kvm
+from app.service import kvm
 
 router = APIRouter(include_in_schema=False)
 Sid = Annotated[str, Path(max_length=128)]
-PAGE = 4096
-PRIVATE = "KVM_MEMORY_ATTRIBUTE_PRIVATE"
-PUNCH = ["FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"]
 
 
 def _vm_id(reg: Registry, sid: str, form: Form) -> int:
@@ -83,7 +74,10 @@ def exit_request(out: km.AccessAnswer, body: km.Access, vm: int) -> dict[str, An
     if ex is None:
         return None
     to: str | None = None  # MMIO: no conversion serves it
-    if ex.reason == "KVM_EXIT_MEMORY_FAULT":
+    poisoned = ex.reason == "KVM_EXIT_MEMORY_FAULT" and ex.errno == "EHWPOISON"
+    if poisoned:
+        pass  # not a conversion: the page failed (kvm_gmem_get_pfn: -EHWPOISON)
+    elif ex.reason == "KVM_EXIT_MEMORY_FAULT":
         to = "private" if "KVM_MEMORY_EXIT_FLAG_PRIVATE" in (ex.flags or []) else "shared"
     elif ex.reason == "KVM_EXIT_MEMORY_ERROR":  # the RFC's exit
         to = "private" if ex.type == "KVM_EXIT_MEM_MAP_PRIVATE" else "shared"
@@ -92,68 +86,20 @@ def exit_request(out: km.AccessAnswer, body: km.Access, vm: int) -> dict[str, An
         words += f", flags {', '.join(ex.flags)}"
     if ex.type:
         words += f", type {ex.type}"
-    asks = (
-        f"the guest asks for gpa {ex.gpa:#x} as {to} memory"
-        if to
-        else "no conversion can serve it (MMIO: the VMM emulates the device)"
-    )
+    if ex.errno:
+        words += f", KVM_RUN fails with {ex.errno}"
+    if to:
+        asks = f"the guest asks for gpa {ex.gpa:#x} as {to} memory"
+    elif poisoned:
+        asks = (
+            "no conversion serves it: the page is hwpoisoned (the VMM injects a machine "
+            "check into the guest, or punches the page for a fresh one)"
+        )
+    else:
+        asks = "no conversion can serve it (MMIO: the VMM emulates the device)"
     retry = {"gpa": hex(body.gpa), "write": "1" if body.write else "", "value": str(body.value)}
     retry["private"] = "auto" if body.private is None else ("1" if body.private else "0")
     return {"words": words, "asks": asks, "to": to, "gpa": ex.gpa, "vm": vm, "retry": retry}
-
-
-async def _vmm_answer(reg: Registry, sid: str, vm: int, gpa: int, to: str) -> list[str]:
-    """The VMM's calls that convert the page at gpa `to` private or shared; each made
-    through the service, as an op. Returns the calls in words."""
-    m = reg.get(sid).machine
-    info = m.vm(vm)
-    gfn = gpa >> 12
-    slot = next(
-        (
-            s
-            for s in info.memslots
-            if not s.slot >> 16
-            and s.guest_phys_addr >> 12 <= gfn < (s.guest_phys_addr + s.memory_size) >> 12
-        ),
-        None,
-    )
-    if slot is None:
-        raise ValueError(f"gpa {gpa:#x} is in no memslot: no conversion serves it")
-    rel = gfn - (slot.guest_phys_addr >> 12)
-    done: list[str] = []
-
-    async def falloc(fd: int, index: int, mode: list[str]) -> None:
-        body = fm.Fallocate(mode=mode, offset=index * PAGE, len=PAGE)  # type: ignore[arg-type]
-        await files.fallocate(reg, sid, fd, body)
-        kind = "punch" if mode else "allocate"
-        done.append(f"fallocate(fd {fd}, page {index:,}, {kind})")
-
-    if reg.get(sid).config.profile == "rfc-v2":
-        if slot.private_fd is None or slot.fd is None:
-            raise ValueError(f"slot {slot.slot} has no private_fd: nothing to convert to")
-        src, dst = (slot.fd, slot.private_fd) if to == "private" else (slot.private_fd, slot.fd)
-        index = rel + (slot.userspace_addr >> 12)  # the RFC: userspace_addr is the offset
-        await falloc(dst, index, [])
-        await falloc(src, index, PUNCH)
-        return done
-    before, _ = m.gfn_sources(vm, gfn, gfn + 1, 1)  # the shared copy, before the change
-    attrs = [PRIVATE] if to == "private" else []
-    body = km.MemoryAttributesSet(address=gfn * PAGE, size=PAGE, attributes=attrs)
-    await kvm.memory_attributes(reg, sid, str(vm), body)
-    done.append(f"KVM_SET_MEMORY_ATTRIBUTES(gpa {gfn * PAGE:#x}, 4 KiB, {attrs or '[]'})")
-    if slot.gmem_only:
-        done.append("no discard: a guest_memfd-only slot has one copy, shared in place")
-        return done
-    if to == "shared" and slot.guest_memfd is not None:
-        await falloc(slot.guest_memfd, (slot.guest_memfd_offset >> 12) + rel, PUNCH)
-    elif to == "private":
-        fds = {f.fd for f in m.files()}
-        shared = next((r for r in before if r.fd is not None and r.index is not None), None)
-        if shared is not None and shared.fd in fds and shared.fd != slot.guest_memfd:
-            await falloc(shared.fd, shared.index or 0, PUNCH)
-        else:
-            done.append("no shared copy to discard (userspace_addr has no file page)")
-    return done
 
 
 async def _respond(
@@ -197,6 +143,8 @@ async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response
             )
             ans = await kvm.vcpu_access(reg, sid, str(vm), vcpu, body)
             outcome.guest = exit_request(ans, body, vm)
+            if outcome.guest and outcome.guest["to"]:
+                outcome.guest["how"] = vmm_answer.how(reg, sid, vm, body.gpa, outcome.guest["to"])
             if ans.exit is None:
                 outcome.summary = (
                     f"served from a {ans.backing} page: fd {ans.fd} page {ans.index}, "
@@ -204,6 +152,20 @@ async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response
                 )
             else:
                 outcome.summary = "exit to the VMM: " + outcome.guest["words"]  # type: ignore[index]
+        elif what == "request":
+            to = first(form, "to", "shared")
+            if to not in ("private", "shared"):
+                raise ValueError("to: private or shared")
+            gpa = _gpa(form)
+            gfn = gpa >> 12
+            outcome.call = f"the guest's hypercall: KVM_HC_MAP_GPA_RANGE(gpa {gpa:#x}, {to})"
+            retry = {"gpa": hex(gpa), "private": "0" if to == "shared" else "1"}
+            outcome.guest = vmm_answer.hypercall_request(vm, gpa, to, retry | {"value": "0"})
+            outcome.guest["how"] = vmm_answer.how(reg, sid, vm, gpa, to)
+            outcome.summary = (
+                "no KVM_RUN exit asks for this: the guest's hypercall reaches the VMM as "
+                "KVM_EXIT_HYPERCALL (not an op of this engine; the VMM's answer is)"
+            )
         else:
             to = first(form, "to")
             if to not in ("private", "shared"):
@@ -211,7 +173,7 @@ async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response
             gpa = _gpa(form)
             gfn = gpa >> 12
             outcome.call = f"the VMM converts gpa {gpa:#x} to {to}"
-            done = await _vmm_answer(reg, sid, vm, gpa, to)
+            done = await vmm_answer.answer(reg, sid, vm, gpa, to)
             outcome.summary = "; ".join(done) + " — now retry the access"
             retry = {k[6:]: first(form, k) for k in form if k.startswith("retry_")}
             outcome.guest = {"retry": retry, "vm": vm, "answered": True} if retry else None
@@ -232,6 +194,13 @@ async def vcpu(request: Request, reg: RegistryDep, sid: Sid) -> Response:
 async def access(request: Request, reg: RegistryDep, sid: Sid) -> Response:
     """vCPU 0 touches a gpa; an exit comes back as the guest's request."""
     return await _run(request, reg, sid, "access")
+
+
+@router.post("/s/{sid}/vm/request", name="page_vm_request", response_class=HTMLResponse)
+async def request_conversion(request: Request, reg: RegistryDep, sid: Sid) -> Response:
+    """The guest asks for a page shared (or private) by a hypercall, as a SW_PROTECTED
+    VM's guest must: its shared access to a private gfn is served privately, no exit."""
+    return await _run(request, reg, sid, "request")
 
 
 @router.post("/s/{sid}/vm/answer", name="page_vm_answer", response_class=HTMLResponse)

@@ -9,7 +9,9 @@ runs, never its size, so a 1 TiB VM draws as fast as a small one:
   columns past the last run read are said to be unread): per column the share of
   private gfns;
 - served from: exact from the gfn sources in a window of EXACT gfns or less; wider,
-  each column is its first gfn's source (a sample, said so).
+  each column is its first gfn's source (a sample, said so); poisoned gfns (their
+  guest_memfd page hwpoisoned) are exact at any width, from the engine's short list of
+  poisoned frames: a column holding one is drawn poisoned.
 
 Adjacent columns alike make one bar, so many runs in a column cost nothing more.
 """
@@ -30,6 +32,7 @@ from app.pages.vm_links import SOURCES, GfnDetail, back, detail
 COLS = 400  # columns of a wide window
 EXACT = 4096  # a window this narrow reads every gfn source run
 SOURCE_RUNS = 1000  # at most this many source runs read in an exact window
+POISON_RUNS = 1000  # poisoned runs read for a window (each a memory_failure)
 ATTR_BUDGET = 20000  # attribute runs read for a window
 MIN_GFNS = 16
 PRIVATE_BIT = ATTRIBUTES["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
@@ -63,6 +66,7 @@ class VmPanel:
     gfn: GfnDetail | None = None
     back: list[tuple[str, str]] = field(default_factory=list)  # (words, url): page -> gfn
     private: int = 0  # private gfns in the window
+    poisoned: int = 0  # poisoned gfns in the window
     legend: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -137,6 +141,32 @@ def _source_cls(r: GfnSource) -> tuple[str, str]:
     return cls, words
 
 
+def _poison(
+    m: Machine, vm: int, edges: list[int], out: list[tuple[str, str]]
+) -> list[tuple[int, int]]:
+    """Columns holding a poisoned gfn drawn poisoned (exact: from the poisoned runs).
+    Returns the poisoned runs of the window."""
+    runs = m.poisoned_gfns(vm, edges[0], edges[-1], POISON_RUNS)
+    for a, b in runs:
+        k = bisect_right(edges, a) - 1
+        while k < len(out) and edges[k] < b:
+            lo, hi = max(a, edges[k]), min(b, edges[k + 1])
+            whole = (lo, hi) == (edges[k], edges[k + 1])
+            words = SOURCES["poisoned"][1] + ("" if whole else f" ({hi - lo:,} gfn(s) here)")
+            out[k] = ("poison", words)
+            k += 1
+    return runs
+
+
+def _poison_links(bars: list[VBar], runs: list[tuple[int, int]], pick: Any) -> None:
+    """A poisoned bar selects its first poisoned gfn (not its column's first gfn)."""
+    for bar in bars:
+        if bar.cls == "poison":
+            i = bisect_right(runs, (bar.start, 1 << 64)) - 1
+            first = bar.start if i >= 0 and runs[i][1] > bar.start else runs[i + 1][0]
+            bar.href = pick(first)
+
+
 def _source_cols(m: Machine, vm: int, edges: list[int]) -> tuple[list[tuple[str, str]], bool]:
     s, e = edges[0], edges[-1]
     n = len(edges) - 1
@@ -208,6 +238,7 @@ def vm_panel(m: Machine, st: ViewState) -> VmPanel | None:
     edges = _edges(s, e, cols)
     acols, private, unread = _attr_cols(m, info.id, edges)
     scols, sampled = _source_cols(m, info.id, edges)
+    poison = _poison(m, info.id, edges, scols)
 
     def pick(g: int) -> str:
         return st.url(gfn=g)
@@ -226,7 +257,9 @@ def vm_panel(m: Machine, st: ViewState) -> VmPanel | None:
         ticks=ticks(s, e),
         zoom=_zooms(st, s, e, total),
         private=private,
+        poisoned=sum(b - a for a, b in poison),
     )
+    _poison_links(p.sources, poison, pick)
     if st.gfn is not None:
         p.gfn = detail(m, info.id, st.gfn, st)
     if st.fd is not None and st.page is not None:

@@ -18,7 +18,7 @@ SOURCES = {
     "shared_fd": ("shfd", "shared, a page of the shared fd (rfc-v2)"),
     "unmapped_userspace_addr": ("unmapped", "not mapped: userspace_addr has no VMM mapping"),
     "closed_guest_memfd": ("closed", "its guest_memfd was closed"),
-    "poisoned": ("poison", "poisoned (hardware memory error)"),
+    "poisoned": ("poison", "poisoned: its guest_memfd page is hwpoisoned (EHWPOISON)"),
 }
 
 
@@ -42,6 +42,10 @@ def detail(m: Machine, vm: int, gfn: int, st: ViewState) -> GfnDetail:
     r = runs[0]
     words = SOURCES.get(r.source, ("", r.source))[1]
     d = GfnDetail(gfn, words, r.attributes, r.source, r.fd, r.index, r.pfn)
+    if r.source == "poisoned" and r.fd is not None and r.index is not None:
+        # zapped, so no MMU mapping names it: the failed frame is the file page's
+        pages, _ = m.page_runs(r.fd, r.index, r.index + 1, 1)
+        d.pfn = pages[0].pfn if pages else None
     if r.fd is not None and r.index is not None:
         d.page_url = st.url(fd=r.fd, start=None, end=None, page=r.index, frame=None)
     if r.pfn is not None:

@@ -19,7 +19,9 @@ from app.service.replay import apply
 
 PHYS = 4096  # frames of each design's machine (the story uses a few)
 STORY = "bounce-buffer"
-_KEYS = ("exit", "backing", "fd", "index", "value", "signal", "nr_pages", "data_b64", "deleted")
+_KEYS = (
+    "exit", "backing", "fd", "index", "value", "signal", "nr_pages", "data_b64", "deleted", "pin_id"
+)  # fmt: skip
 
 
 def _words(result: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.service import history_inplace as inplace
 from app.service.walks._dsl import (
     KEEP,
     MiB,
@@ -151,8 +152,8 @@ def _gmem618() -> dict[str, list[Step]]:
     }
 
 
-# (key, title, profile, variants, year, story) -- the in-place proposal's column is
-# reserved: its ops (KVM_SET_MEMORY_ATTRIBUTES2) land with the confidential-VM work
+# (key, title, profile, variants, year, story); the in-place proposal's story lives in
+# history_inplace.py
 DESIGNS: list[dict[str, Any]] = [
     {"key": "rfc-v2", "title": "RFC v2 as posted", "when": "Nov 2021", "profile": "rfc-v2",
      "variants": [], "story": _rfc},
@@ -164,7 +165,7 @@ DESIGNS: list[dict[str, Any]] = [
     {"key": "gmem-6.18", "title": "6.18: in-place mmap", "when": "2025",
      "profile": "guest-memfd", "variants": [], "story": _gmem618},
     {"key": "in-place", "title": "In-place conversion (proposal)", "when": "v8, June 2026",
-     "profile": None, "variants": ["in_place"], "story": None},
+     "profile": "guest-memfd", "variants": ["inplace_conversion"], "story": inplace.story},
 ]  # fmt: skip
 
 # the argument that moved the design from the column before to this one
@@ -180,7 +181,5 @@ WHY = {
     "gmem-6.18": "David Hildenbrand: QEMU must normally access guest memory. With "
     "GUEST_MEMFD_FLAG_MMAP the guest_memfd itself is mapped: one copy, shared in place, no "
     "conversion for a VM without private memory.",
-    "in-place": "The in-place conversion series (v8, not merged): KVM_SET_MEMORY_ATTRIBUTES2 "
-    "on the guest_memfd converts the same pages (EAGAIN with error_offset while the host "
-    "pins one). This column fills in when the confidential-VM ops land (variant in_place).",
+    "in-place": inplace.WHY,
 }

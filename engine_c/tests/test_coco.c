@@ -318,6 +318,24 @@ static void test_memory_failure(void)
 	EXPECT(m, ss_owner_gfn_runs(m, vm, 0, gr, 4), 0);  /* zapped */
 	EXPECT(m, ss_frame_poisoned(m, pfn), 1);
 	EXPECT(m, life_at(m, g, 1), SS_LIFE_HWPOISON);     /* kept in the file */
+	/* the gfn view: gfn 1 poisoned (its page still named), 0 and 2.. shared in place */
+	struct ss_gfn_source src[4];
+	uint64_t gnext;
+	EXPECT(m, ss_vm_gfn_sources(m, vm, 0, 4, src, 4, &gnext), 3);
+	EXPECT(m, src[0].source, SS_SRC_SHARED_GMEM);
+	EXPECT(m, src[1].source, SS_SRC_POISONED);
+	EXPECT(m, src[1].start, 1);
+	EXPECT(m, src[1].end, 2);
+	EXPECT(m, src[1].fd, g);
+	EXPECT(m, src[1].index, 1);
+	EXPECT(m, src[2].source, SS_SRC_SHARED_GMEM);
+	struct ss_gfn_span sp[4];
+	EXPECT(m, ss_vm_poisoned_gfns(m, vm, 0, 1ull << 40, sp, 4), 1);  /* from the list */
+	EXPECT(m, sp[0].start, 1);
+	EXPECT(m, sp[0].end, 2);
+	EXPECT(m, ss_vm_poisoned_gfns(m, vm, 2, 4, sp, 4), 0);
+	EXPECT(m, ss_vm_poisoned_gfns(m, vm, 0, 4, sp, 0), 0);
+	EXPECT(m, ss_vm_poisoned_gfns(m, vm + 7, 0, 4, sp, 4), -EINVAL);
 	EXPECT(m, ss_memory_failure(m, pfn), -EHWPOISON);
 	RULE(m, SS_R_MF_AGAIN);
 	a.write = 0;
@@ -349,6 +367,9 @@ static void test_memory_failure(void)
 	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
 	EXPECT(m, out.exit_reason, 0);
 	EXPECT(m, out.value, 0);  /* a fresh page, on another frame */
+	EXPECT(m, ss_vm_gfn_sources(m, vm, 1, 2, src, 4, &gnext), 1);
+	EXPECT(m, src[0].source, SS_SRC_SHARED_GMEM);  /* the punch dropped the poisoned page */
+	EXPECT(m, ss_vm_poisoned_gfns(m, vm, 0, 4, sp, 4), 0);
 	TRUE(out.pfn != pfn);
 	EXPECT(m, ss_frame_poisoned(m, out.pfn), 0);
 	/* the allocator never hands the poisoned frame out: take every free frame */

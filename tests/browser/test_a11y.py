@@ -66,6 +66,11 @@ def test_no_serious_violations(
     sid = populated(rest)
     vsid = vm_session(rest)  # the VM panel
     rest.post(f"/sessions/{vsid}/vms/0/vcpus/0/access", json={"gpa": 0x5000, "private": True})
+    priv = {"address": 0x6000, "size": 4096, "attributes": ["KVM_MEMORY_ATTRIBUTE_PRIVATE"]}
+    rest.post(f"/sessions/{vsid}/vms/0/memory_attributes", json=priv)
+    got = rest.post(f"/sessions/{vsid}/vms/0/vcpus/0/access", json={"gpa": 0x6000, "write": True})
+    r = rest.post(f"/sessions/{vsid}/memory_failure", json={"pfn": got.json()["pfn"]})
+    assert r.status_code == 200, r.text  # a poisoned gfn: its bar, legend entry and count
     context = browser.new_context(viewport={"width": 1440, "height": 1000}, color_scheme=scheme)
     if theme:  # the header's Theme control, chosen earlier (static/theme.js)
         context.add_init_script(f"localStorage.setItem('sealscope-theme', '{theme}')")
