@@ -39,14 +39,18 @@ router = APIRouter(include_in_schema=False)
 Sid = Annotated[str, Path(max_length=128)]
 
 
-def _vm_id(reg: Registry, sid: str, form: Form) -> int:
+def _vm_id(reg: Registry, sid: str, form: Form, exact: bool = False) -> int:
+    """The form's VM; else the first (exact: the form's VM or ValueError)."""
     m = reg.get(sid).machine
     vms = m.vms()
     if not vms:
         raise ValueError("no VM in this session: make one first (KVM_CREATE_VM)")
     raw = first(form, "vm").strip()
-    want = int(raw) if raw.isdigit() else vms[0].id
-    return next((v.id for v in vms if v.id == want), vms[0].id)
+    want = int(raw) if raw.isdigit() and len(raw) < 10 else (-1 if exact else vms[0].id)
+    got = next((v.id for v in vms if v.id == want), None)
+    if got is None and exact:
+        raise ValueError(f"no VM {raw[:20]!r} in this session (a destroyed VM is gone)")
+    return vms[0].id if got is None else got
 
 
 def _gpa(form: Form) -> int:
@@ -128,11 +132,21 @@ async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response
     except NotFound as exc:
         return not_found(request, exc.message)
     try:
-        vm = _vm_id(reg, sid, form)
+        vm = _vm_id(reg, sid, form, exact=what == "close")
         if what == "vcpu":
             out = await kvm.vcpu_create(reg, sid, str(vm))
             outcome.call = f"KVM_CREATE_VCPU(vm {vm})"
             outcome.summary = f"vCPU {out.vcpu_id}"
+        elif what == "close":
+            outcome.call = f"close(vm_fd) of VM {vm}"
+            await kvm.vm_close(reg, sid, str(vm))
+            alive = reg.get(sid).machine.is_vm(vm)
+            outcome.summary = (
+                "the VM fd is closed: its ioctls answer EBADF; a guest_memfd it made "
+                "holds it, so it lives on until that file is closed and unmapped"
+                if alive
+                else "the VM is destroyed (kvm_destroy_vm): its memslots and mappings are gone"
+            )
         elif what == "access":
             body = _access_body(form)
             gfn = body.gpa >> 12
@@ -201,6 +215,12 @@ async def request_conversion(request: Request, reg: RegistryDep, sid: Sid) -> Re
     """The guest asks for a page shared (or private) by a hypercall, as a SW_PROTECTED
     VM's guest must: its shared access to a private gfn is served privately, no exit."""
     return await _run(request, reg, sid, "request")
+
+
+@router.post("/s/{sid}/vm/close", name="page_vm_close", response_class=HTMLResponse)
+async def close_vm(request: Request, reg: RegistryDep, sid: Sid) -> Response:
+    """close(vm_fd): destroyed now, or when the last guest_memfd it made goes."""
+    return await _run(request, reg, sid, "close")
 
 
 @router.post("/s/{sid}/vm/answer", name="page_vm_answer", response_class=HTMLResponse)
