@@ -109,6 +109,13 @@ static int map_hva(struct ss_machine *m, struct owner *o, struct memslot *s, uin
 		m->kvm_rule = SS_R_RUN_COW;
 		return -EOPNOTSUPP;
 	}
+	if (in->kind == SS_KIND_GMEM && gmem_poisoned(m, in, index)) {
+		/* hva_to_pfn: KVM_PFN_ERR_HWPOISON; kvm_handle_error_pfn sends the vCPU
+		 * thread SIGBUS (BUS_MCEERR_AR) and retries, and the pending signal ends
+		 * KVM_RUN with KVM_EXIT_INTR, -EINTR */
+		m->kvm_rule = SS_R_RUN_HVA_HWPOISON;
+		return -EINTR;
+	}
 	bool isnew;
 	r = cache_alloc_page(m, in, index, pfn, &isnew);
 	if (r)

@@ -104,6 +104,10 @@ int ss_memory_failure(struct ss_machine *m, uint64_t pfn)
 	hf->xflags |= X_HWPOISON;
 	f->xflags |= X_HWPOISON_RAW;
 	uint64_t nr = (hf->flags & F_HEAD) ? 1ull << hf->order : 1;
+	/* hwpoison_user_mappings -> try_to_unmap: the host mappings go, and the mmu
+	 * notifier zaps what VMs map through them (a slot whose userspace_addr is
+	 * this guest_memfd's mapping); then kvm_gmem_error_folio */
+	mmu_notify_file(m, in->ino, hf->index, hf->index + nr);
 	callback_gmem_invalidate(m, in, hf->index, hf->index + nr);
 	return (int)ev_end(m, 0);
 }

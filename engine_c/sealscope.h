@@ -523,6 +523,7 @@ enum ss_kvm_rule {
 	SS_R_PIN_HWPOISON,       /* pin: a page is hwpoisoned (EHWPOISON) */
 	SS_R_PIN_MAX,            /* pin: the machine's pin table is full (ENOSPC) */
 	SS_R_VM_CLOSED,          /* an ioctl on a VM whose fd is closed (EBADF) */
+	SS_R_RUN_HVA_HWPOISON,   /* KVM_RUN: userspace_addr maps a poisoned page: SIGBUS, EINTR */
 	SS_R__COUNT
 };
 

@@ -187,6 +187,12 @@ RULES: dict[int, Words] = {
     lib.SS_R_PIN_MAX: lambda a: (
         f"pin_user_pages: the machine holds {lib.SS_MAX_PINS} pins, the engine's limit (ENOSPC)"
     ),
+    lib.SS_R_RUN_HVA_HWPOISON: lambda a: (
+        "KVM_RUN: the gfn's userspace_addr maps a hardware-poisoned guest_memfd page: "
+        "hva_to_pfn answers KVM_PFN_ERR_HWPOISON, kvm_send_hwpoison_signal sends the vCPU "
+        "thread SIGBUS (BUS_MCEERR_AR) and the pending signal ends KVM_RUN (KVM_EXIT_INTR, "
+        "EINTR)"
+    ),
     lib.SS_R_VM_CLOSED: lambda a: (
         "the VM's fd is closed (EBADF): no ioctl reaches it; it lives on, memslots and "
         "mappings intact, while a guest_memfd it made is open or mapped"

@@ -692,6 +692,7 @@ int bulk_tests(int *nchecks);  /* test_bulk.c */
 int coco_tests(int *nchecks); /* test_coco.c */
 int pin_tests(int *nchecks);  /* test_pin.c */
 int vm_close_tests(int *nchecks);  /* test_vm_close.c */
+int hva_tests(int *nchecks);  /* test_kvm_hva.c */
 
 int main(void)
 {
@@ -707,6 +708,8 @@ int main(void)
 	failures += pin_tests(&kvm_checks);
 	checks += kvm_checks;
 	failures += vm_close_tests(&kvm_checks);
+	checks += kvm_checks;
+	failures += hva_tests(&kvm_checks);
 	checks += kvm_checks;
 	test_last_close_waits_on_locked_page();
 	test_migrate();
