@@ -83,6 +83,11 @@ class Kvm(KvmCoco):
                 "; the posted patch 07 would map the errno as a pfn (it tests an unsigned "
                 "pfn for >= 0)"
             )
+        elif hazard == "dead_owner":
+            words += (
+                "; that owner is a destroyed VM: patch 13 checks vm_is_dead instead of "
+                "unregistering, so nobody can register the file again"
+            )
         raise make_error(op, -rc, words, hazard, before + 1)
 
     def _kvm(self, op: str, rc: int, before: int, args: dict[str, int]) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from app.service.walks._dsl import MiB, Step, close, mmap, munmap, punch, step
 from app.service.walks._kvm import PRIVATE, access, addr, gmem, host, region, vcpu, vm
+from app.service.walks.kvm_close import close_vm
 
 G = 0x5000  # the bounce buffer: gfn 5 (history_story.G)
 GMEM = 3  # the guest_memfd's fd
@@ -79,6 +80,7 @@ def story() -> dict[str, list[Step]]:
             close("close the guest_memfd: still mapped, still bound", GMEM),
             munmap("munmap: the last reference", MAP),
             access("the next access exits MEMORY_FAULT", G, private=True),
+            close_vm("close the VM fd: its guest_memfd is gone, nothing holds it: destroyed"),
         ],
     }
 

@@ -35,6 +35,7 @@ from app.service.walks._kvm import (
     vcpu,
     vm,
 )
+from app.service.walks.kvm_close import close_vm
 
 G = 0x5000  # the bounce buffer: gfn 5
 CHAPTERS = [
@@ -82,7 +83,13 @@ def _rfc() -> dict[str, list[Step]]:
             punch("punch all private memory", 0, MiB, fd=4),
             access("the guest reads: MAP_PRIVATE (a hole)", G, private=True),
         ],
-        "close": [close("close the private view", 4), close("close the shared view", 3)],
+        "close": [
+            close_vm("close the VM fd: nothing holds an RFC VM, destroyed at once"),
+            vm("a new VM for the same files", DEFAULT, name="vm1"),
+            fd_region("it asks for both files: the dead VM is their owner", MiB, 3, 4, vm_id=2),
+            close("close the private view", 4),
+            close("close the shared view", 3),
+        ],
     }
 
 
@@ -119,6 +126,7 @@ def _gmem68() -> dict[str, list[Step]]:
         "close": [
             close("close the guest_memfd", 3),
             access("the next access exits MEMORY_FAULT", G, private=True),
+            close_vm("close the VM fd: its guest_memfd is gone, nothing holds it: destroyed"),
         ],
     }
 
@@ -148,6 +156,7 @@ def _gmem618() -> dict[str, list[Step]]:
             close("close the guest_memfd: still mapped, still bound", 3),
             munmap("munmap: the last reference", 1),
             access("the next access exits MEMORY_FAULT", G),
+            close_vm("close the VM fd: its guest_memfd is gone, nothing holds it: destroyed"),
         ],
     }
 

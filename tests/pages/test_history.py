@@ -44,8 +44,15 @@ async def test_the_story_in_each_design(client: httpx.AsyncClient) -> None:
     # the RFC as posted forbids the host's mmap of the private file; mmap_shared allows it
     assert cell(h, "use", "rfc-v2")["ops"][-1]["errno"] == "EPERM"
     assert cell(h, "use", "rfc-v2-review")["ops"][-1]["errno"] is None
-    # closing: 6.8's next access exits MEMORY_FAULT
-    assert cell(h, "close", "gmem-6.8")["ops"][-1]["answer"] == "KVM_EXIT_MEMORY_FAULT"
+    # closing: 6.8's next access exits MEMORY_FAULT, then the VM fd's close destroys it
+    g68_close = cell(h, "close", "gmem-6.8")["ops"]
+    assert g68_close[-2]["answer"] == "KVM_EXIT_MEMORY_FAULT" and g68_close[-1]["op"] == "vm_close"
+    # the RFC's destroyed VM stays the files' owner (vm_is_dead): the next VM is refused;
+    # with the review's multi_owner the slot's deletion dropped its registration
+    rfc_reg = [o for o in cell(h, "close", "rfc-v2")["ops"] if o["op"] == "set_user_memory_region"]
+    assert [o["errno"] for o in rfc_reg] == ["EPERM"] and "destroyed VM" in rfc_reg[0]["answer"]
+    multi = cell(h, "close", "rfc-v2-review")
+    assert [o["errno"] for o in multi["ops"] if o["op"] == "set_user_memory_region"] == [None]
     # each change of design says the argument behind it
     why = {d["key"]: d["why"] for d in h["designs"]}
     assert why["rfc-v2"] is None and "Hugh Dickins" in why["gmem-6.8"]
@@ -88,6 +95,7 @@ INPLACE = {
         ("close", None, "ok"),
         ("munmap", None, "ok"),
         ("vcpu_access", None, "KVM_EXIT_MEMORY_FAULT"),
+        ("vm_close", None, "ok"),
     ],
 }
 
