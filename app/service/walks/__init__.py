@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.service.walks.classic import FAULT_ZAP, GMEM_BASICS, PER_PAGE
+from app.service.walks.coco_launch import SNP_LAUNCH, TDX_LAUNCH
+from app.service.walks.coco_mem import INPLACE_PIN, POISON
 from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS, STAY_PUT
 from app.service.walks.kvm_convert import CONVERSION_68, DOUBLE_MEMORY, RFC_CONVERSION
 from app.service.walks.kvm_gmem import CLOSE_BOUND, INPLACE_618, PRIVATE_PUNCH
@@ -40,4 +42,8 @@ ALL: list[dict[str, Any]] = [
     CONVERSIONS_TEST,
     EXITS_TEST,
     GMEM_TEST,
+    SNP_LAUNCH,
+    TDX_LAUNCH,
+    POISON,
+    INPLACE_PIN,
 ]
