@@ -1,0 +1,50 @@
+"""The confidential-VM walkthroughs on the session page: every step's panel says it went
+as expected, and the timeline names the arch hooks with their frames (pfns)."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import httpx
+import pytest
+
+from app.service.scenarios import SCENARIOS
+
+pytestmark = pytest.mark.anyio
+COCO = ["coco-snp-launch", "coco-tdx-launch", "coco-poison", "coco-inplace-pin"]
+
+
+def words(fragment: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", fragment)))
+
+
+async def walk(client: httpx.AsyncClient, name: str) -> str:
+    r = await client.post(f"/walk/{name}")
+    assert r.status_code == 303, r.text
+    return str(r.headers["location"].split("/s/")[1].split("?")[0])
+
+
+@pytest.mark.parametrize("name", COCO)
+async def test_every_step_as_the_walkthrough_says(client: httpx.AsyncClient, name: str) -> None:
+    sid = await walk(client, name)
+    steps = SCENARIOS[name].steps
+    for n, step in enumerate(steps, 1):
+        r = await client.get(f"/s/{sid}?walk={name}&at={n}")
+        assert r.status_code == 200, (name, n)
+        now = words(r.text.split('class="walk-now"')[1].split("</div>")[0])
+        assert f"Step {n}: {step.note}" in now, (name, n, now[:200])
+        assert "✓" in now and "not what the walkthrough expects" not in now, (name, n, now)
+        if step.errno:
+            assert step.errno in now
+
+
+async def test_arch_hooks_in_the_timeline_name_frames(client: httpx.AsyncClient) -> None:
+    sid = await walk(client, "coco-snp-launch")
+    steps = SCENARIOS["coco-snp-launch"].steps
+    n = next(i for i, s in enumerate(steps, 1) if s.op == "vcpu_access" and s.args["value"] == 7)
+    r = await client.get(f"/s/{sid}?walk=coco-snp-launch&at={n}")
+    timeline = words(r.text.split('id="timeline"')[1])
+    # the guest's first write to gfn 3 prepares frame 2 (page 3 of the guest_memfd)
+    assert "snp_rmp_assign [2, 3) exclusive = pfn 2" in timeline
+    assert "= page 2" not in timeline.split("snp_rmp_assign [2, 3)")[1][:40]
