@@ -218,7 +218,8 @@ TDX_LAUNCH: dict[str, Any] = {
     "summary": "A TDX guest: KVM_TDX_INIT_MEM_REGION adds the firmware's pages to the "
     "Secure EPT (TDH.MEM.PAGE.ADD) and measures them into MRTD, reported once finalized. "
     "Unlike SNP's RMP entry, the S-EPT entry is the private mapping: every zap removes it "
-    "(TDH.MEM.PAGE.REMOVE) and the next private fault adds it again (TDH.MEM.PAGE.AUG).",
+    "(TDH.MEM.PAGE.REMOVE, the page cleared) and the next private fault adds it again "
+    "(TDH.MEM.PAGE.AUG): the TD reads zeros.",
     "profile": "guest-memfd",
     "topics": ["kvm", "coco", "tdx"],
     "twin": "coco-snp-launch",
@@ -274,10 +275,11 @@ TDX_LAUNCH: dict[str, Any] = {
             "the TD's next private access to gfn 1",
             PAGE,
             private=True,
-            expect={"exit": None, "backing": "private", "pfn": 1},
+            expect={"exit": None, "backing": "private", "pfn": 1, "value": 0},
             rule="the next private fault adds the entry again (tdx_sept_set_private_spte: "
-            "TDH.MEM.PAGE.AUG; the TD accepts the page)",
-            look="the timeline: tdx_sept_add [1, 2) on the same frame",
+            "TDH.MEM.PAGE.AUG, the TD accepts the page); the removal cleared the page "
+            "(tdx_clear_page after TDH.MEM.PAGE.REMOVE): the firmware's bytes are gone",
+            look="the timeline: tdx_sept_add [1, 2) on the same frame; the result: 0",
             callbacks=[hook("tdx_sept_add", 1)],
         ),
         pre_fault(
