@@ -48,3 +48,21 @@ async def test_arch_hooks_in_the_timeline_name_frames(client: httpx.AsyncClient)
     # the guest's first write to gfn 3 prepares frame 2 (page 3 of the guest_memfd)
     assert "snp_rmp_assign [2, 3) exclusive = pfn 2" in timeline
     assert "= page 2" not in timeline.split("snp_rmp_assign [2, 3)")[1][:40]
+
+
+async def test_the_page_map_shows_each_pages_life(client: httpx.AsyncClient) -> None:
+    """The SNP walkthrough's steps say "pages 0-1 prepared": the runs table of a
+    guest_memfd and the page detail say it on screen (a memfd's table has no Life)."""
+    sid = await walk(client, "coco-snp-launch")
+    steps = SCENARIOS["coco-snp-launch"].steps
+    n = next(i for i, s in enumerate(steps, 1) if s.note.startswith("LAUNCH_UPDATE of the firm"))
+    r = await client.get(f"/s/{sid}?walk=coco-snp-launch&at={n}&fd=3&page=1")
+    runs = words(r.text.split('class="runs"')[1].split("</details>")[0])
+    assert "Life" in runs and "0\u20131 present 0 0 1 no yes \u2014 prepared" in runs
+    detail = words(r.text.split('id="page-detail"')[1].split("</div>\n</div>")[0])
+    assert "life prepared (the arch hook ran" in detail
+    sid = await walk(client, "kvm-private-punch")  # fd 4: the VMM's shared memfd
+    r = await client.get(f"/s/{sid}?fd=4")
+    assert 'class="runs"' in r.text and ">Life</th>" not in r.text
+    r = await client.get(f"/s/{sid}?fd=3")
+    assert 'class="runs"' in r.text and ">Life</th>" in r.text

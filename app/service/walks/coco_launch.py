@@ -70,7 +70,7 @@ def _snp_launch() -> list[Step]:
             errno="EINVAL",
             rule=R_SHARED,
             look="the timeline: launch_update EINVAL, no snp_rmp_assign; page 0 of fd 3 is "
-            "allocated all the same (GET …/files/3/pages: life allocated)",
+            "allocated all the same (the page map's runs: Life allocated)",
             callbacks=[],
         ),
         attrs(
@@ -89,7 +89,7 @@ def _snp_launch() -> list[Step]:
             rule=R_POPULATE + "; SNP's hook is sev_gmem_prepare: rmp_make_private, the RMP "
             "entry of each frame becomes guest-owned",
             look="the timeline: snp_rmp_assign [0, 1) and [1, 2) (pfns, end exclusive); "
-            "GET …/files/3/pages: pages 0-1 life prepared; the frame map: pfns 0-1 in use",
+            "the page map's runs: pages 0-1 Life prepared; the frame map: pfns 0-1 in use",
             callbacks=[hook("snp_rmp_assign", 0), hook("snp_rmp_assign", 1)],
         ),
         launch_update(
@@ -171,7 +171,7 @@ def _snp_run() -> list[Step]:
             False,
             rule="the RMP state of a pfn is tied to the guest_memfd folio, not to a VM's "
             "mapping (Sean Christopherson, May 2024): the zap keeps the RMP entry",
-            look="the timeline: vm0 zaps gfn 3, no snp_rmp_reclaim; GET …/files/3/pages: "
+            look="the timeline: vm0 zaps gfn 3, no snp_rmp_reclaim; the page map's runs: "
             "page 3 still prepared",
             callbacks=[],
         ),
@@ -266,8 +266,8 @@ TDX_LAUNCH: dict[str, Any] = {
             rule="on TDX a private mapping is its Secure EPT entry: the zap removes it "
             "(tdx_sept_remove_private_spte: TDH.MEM.RANGE.BLOCK, TRACK, PAGE.REMOVE) — unlike "
             "SNP, where the RMP entry waits for the free",
-            look="the timeline: tdx_sept_remove [1, 2) at the attribute change; GET "
-            "…/files/3/pages: page 1 no longer prepared (life zeroed)",
+            look="the timeline: tdx_sept_remove [1, 2) at the attribute change; the page "
+            "map's runs: page 1 no longer prepared (Life zeroed)",
             callbacks=[hook("tdx_sept_remove", 1)],
         ),
         attrs("and private again", PAGE, PAGE, True, callbacks=[]),

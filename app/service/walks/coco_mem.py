@@ -78,7 +78,7 @@ POISON: dict[str, Any] = {
             rule="kvm_gmem_error_folio: zap every binding (invalidate begin/end) but do not "
             'truncate — "what action is taken ... is userspace\'s decision" (MF_DELAYED)',
             look="the timeline: gmem_invalidate [2, 3), vm0 zaps gfn 2; the frame map: pfn 0 "
-            "still fd 3's page 2 (life hwpoison in GET …/files/3/pages)",
+            "still fd 3's page 2 (the page map's runs: Life hwpoison)",
             callbacks=[gmem_inv(0, 2, 3)],
         ),
         access(
@@ -225,7 +225,7 @@ INPLACE_PIN: dict[str, Any] = {
             0x3000,
             1,
             expect={"pin_id": 1, "offset": 0x3000, "pages": 1, "pfns": [1]},
-            look="GET …/files/3/pages: page 3 refcount 2 (the file's + the pin's)",
+            look="the page map's runs: page 3 refcount 2 (the file's + the pin's)",
         ),
         attrs2(
             "shared -> private again, pages 0-3",
