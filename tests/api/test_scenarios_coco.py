@@ -127,6 +127,8 @@ async def test_poison_keeps_the_frame_failed(client: httpx.AsyncClient) -> None:
     assert (await w.get("/vms/0"))["mapped"] == []
     await w.through("the VMM decides")
     assert 2 not in await w.life() and await w.frame(0) == "hwpoison"
+    ext = (await w.get("/phys?start=0&end=1"))["extents"]
+    assert (ext[0]["fd"], ext[0]["index"]) == (None, None)  # in no file any more
     await w.through("the guest reads gpa 0x2000: a fresh")
     assert (await w.life())[2] == ("present", "zeroed")
     await w.finish()
