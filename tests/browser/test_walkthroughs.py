@@ -157,3 +157,23 @@ def test_step_through_the_inplace_conversion_pin(
         expect(walk.locator(".walk-now")).to_contain_text(step.note)
         expect(walk.locator(".walk-now .got")).to_contain_text("✓")
     expect(walk).to_contain_text("The end")
+
+
+def test_the_snp_digest_wraps_on_a_phone(browser: Browser, server: str, artifacts: Path) -> None:
+    """coco-snp-launch's finish step expects a 96-digit launch digest: on a phone the
+    step's panel wraps it instead of widening the page."""
+    sc = SCENARIOS["coco-snp-launch"]
+    context = browser.new_context(viewport={"width": 390, "height": 900})
+    page = context.new_page()
+    start(page, server, sc.title, sc.name)
+    n = next(i for i, s in enumerate(sc.steps, 1) if s.op == "launch_finish" and not s.errno)
+    walk = page.locator("#walk")
+    walk.locator("ol.steps li").nth(n - 1).locator("a").click()
+    expect(walk).to_contain_text(f"step {n} of")
+    expect(walk.locator(".walk-now .expected")).to_contain_text(
+        sc.steps[n - 1].expect["measurement"]
+    )
+    expect(walk.locator(".walk-now .got")).to_contain_text("✓")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    walk.screenshot(path=artifacts / "walk-coco-snp-finish-phone.png")
+    context.close()
