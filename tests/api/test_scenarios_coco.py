@@ -18,7 +18,13 @@ from tests.api.test_scenarios import play_step
 pytestmark = pytest.mark.anyio
 API = "/api/v1"
 PAGE = 4096
-COCO = ["coco-snp-launch", "coco-tdx-launch", "coco-poison", "coco-inplace-pin"]
+COCO = [
+    "coco-snp-launch",
+    "coco-tdx-launch",
+    "coco-poison",
+    "coco-inplace-pin",
+    "gmem-1g-split-merge",
+]
 
 
 class Walk:
@@ -153,3 +159,27 @@ async def test_inplace_pin_refcount_and_attributes(client: httpx.AsyncClient) ->
     ext = (await w.get("/files/3/pages"))["extents"]
     assert [x["refcount"] for x in ext if x["start"] == 3] == [1]
     assert (await w.get("/vms/0"))["attributes"][0]["end"] == 4
+
+
+async def test_giga_split_and_merge_in_the_page_map(client: httpx.AsyncClient) -> None:
+    """gmem-1g-split-merge: the folio's order in the page runs, and the split / merge
+    touches its steps point to in the timeline."""
+    w = await Walk.start(client, "gmem-1g-split-merge")
+
+    async def orders() -> list[tuple[int, int, int]]:
+        ext = (await w.get("/files/3/pages"))["extents"]
+        return sorted({(x["order"], x["pfn"] - x["start"], x["refcount"]) for x in ext})
+
+    async def touched() -> list[str]:
+        return [t["what"] for t in (await w.get("/events"))["events"][-1]["touches"]]
+
+    await w.through("the guest writes 3")
+    assert await orders() == [(18, 0, 1)]  # one folio, page i on frame i
+    await w.through("ATTRIBUTES2: page 5 private")
+    assert "split" in await touched() and await orders() == [(0, 0, 1)]
+    await w.through("ATTRIBUTES2: page 5 shared again")
+    assert "merge" in await touched() and await orders() == [(18, 0, 1)]
+    await w.through("the host pins page 7")
+    assert await orders() == [(18, 0, 2)]  # the pin counts on the folio
+    await w.finish()
+    assert "split" in await touched() and await orders() == [(0, 0, 1)]

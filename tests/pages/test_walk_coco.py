@@ -12,7 +12,13 @@ import pytest
 from app.service.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.anyio
-COCO = ["coco-snp-launch", "coco-tdx-launch", "coco-poison", "coco-inplace-pin"]
+COCO = [
+    "coco-snp-launch",
+    "coco-tdx-launch",
+    "coco-poison",
+    "coco-inplace-pin",
+    "gmem-1g-split-merge",
+]
 
 
 def words(fragment: str) -> str:
