@@ -24,6 +24,7 @@ COCO = [
     "coco-poison",
     "coco-inplace-pin",
     "gmem-1g-split-merge",
+    "gmem-no-direct-map",
 ]
 
 
@@ -183,3 +184,23 @@ async def test_giga_split_and_merge_in_the_page_map(client: httpx.AsyncClient) -
     assert await orders() == [(18, 0, 2)]  # the pin counts on the folio
     await w.finish()
     assert "split" in await touched() and await orders() == [(0, 0, 1)]
+
+
+async def test_no_direct_map_per_frame(client: httpx.AsyncClient) -> None:
+    """gmem-no-direct-map: the frame extents its steps point to."""
+    w = await Walk.start(client, "gmem-no-direct-map")
+
+    async def ndm(pfn: int) -> bool:
+        ext = (await w.get(f"/phys?start={pfn}&end={pfn + 1}"))["extents"]
+        return bool(ext[0]["no_direct_map"])
+
+    await w.through("LAUNCH_UPDATE of one page")
+    assert await ndm(0)
+    await w.through("the VMM preallocates page 1")
+    assert not await ndm(1) and await w.frame(1) == "cache"
+    await w.through("the guest's first private access")
+    assert await ndm(1)
+    await w.through("the VMM punches page 1")
+    assert not await ndm(1) and await w.frame(1) == "free" and await ndm(0)
+    await w.finish()
+    assert not await ndm(0) and await w.frame(0) == "free"

@@ -18,6 +18,7 @@ COCO = [
     "coco-poison",
     "coco-inplace-pin",
     "gmem-1g-split-merge",
+    "gmem-no-direct-map",
 ]
 
 
@@ -72,3 +73,24 @@ async def test_the_page_map_shows_each_pages_life(client: httpx.AsyncClient) -> 
     assert 'class="runs"' in r.text and ">Life</th>" not in r.text
     r = await client.get(f"/s/{sid}?fd=3")
     assert 'class="runs"' in r.text and ">Life</th>" in r.text
+
+
+async def test_the_frame_map_says_what_a_frame_is(client: httpx.AsyncClient) -> None:
+    """A frame out of the direct map says so (hover and detail); a hwpoisoned frame off the
+    free lists is not called an orphan."""
+    sid = await walk(client, "gmem-no-direct-map")
+    steps = SCENARIOS["gmem-no-direct-map"].steps
+    n = next(i for i, s in enumerate(steps, 1) if s.op == "launch_update")
+    r = await client.get(f"/s/{sid}?walk=gmem-no-direct-map&at={n}&frame=0")
+    frames = r.text.split('id="framemap"')[1]
+    titles = [html.unescape(t) for t in re.findall(r'title="([^"]*)"', frames)]
+    assert [t for t in titles if t.startswith("frame 0:")] == [
+        "frame 0: kvm-guest-memfd (fd 3), page 0, order 0, out of the direct map"
+    ]
+    detail = words(frames.split('id="frame-detail"')[1].split("</div>")[0])
+    assert "out of the kernel's direct map (no_direct_map)" in detail
+    sid = await walk(client, "coco-poison")
+    r = await client.get(f"/s/{sid}?frame=0")
+    detail = words(r.text.split('id="frame-detail"')[1].split("</div>")[0])
+    assert "hwpoisoned: a failed frame, off the free lists for good" in detail
+    assert "orphan" not in detail

@@ -7,7 +7,7 @@ from typing import Any
 from app.service.walks.classic import FAULT_ZAP, GMEM_BASICS, PER_PAGE
 from app.service.walks.coco_launch import SNP_LAUNCH, TDX_LAUNCH
 from app.service.walks.coco_mem import INPLACE_PIN, POISON
-from app.service.walks.gmem_giga import GIGA_SPLIT
+from app.service.walks.gmem_proposals import GIGA_SPLIT, NO_DIRECT_MAP
 from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS, STAY_PUT
 from app.service.walks.kvm_convert import CONVERSION_68, DOUBLE_MEMORY, RFC_CONVERSION
 from app.service.walks.kvm_gmem import CLOSE_BOUND, INPLACE_618, PRIVATE_PUNCH
@@ -48,4 +48,5 @@ ALL: list[dict[str, Any]] = [
     POISON,
     INPLACE_PIN,
     GIGA_SPLIT,
+    NO_DIRECT_MAP,
 ]

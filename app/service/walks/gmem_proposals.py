@@ -1,15 +1,26 @@
-"""A walkthrough of the 1 GiB guest_memfd proposal (variant hugetlb_1g, sources/
-hugetlb_numa_dm.md; "[RFC PATCH v2 00/51] 1G page support for guest_memfd", May 2025, a
-proposal, not merged) with in-place conversion: split on a partial conversion, merge
-back, and a pin anywhere in the folio holding the conversion up."""
+"""Walkthroughs of guest_memfd proposals after 6.18 (sources/hugetlb_numa_dm.md; each a
+proposal, not merged): 1 GiB folios ("[RFC PATCH v2 00/51] 1G page support for
+guest_memfd", May 2025) with in-place conversion — split on a partial conversion, merge
+back, a pin anywhere in the folio holding the conversion up — and the direct-map removal
+of prepared folios ("Direct Map Removal Support for guest_memfd", v7, Sep 2025)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.service.walks._coco import attrs2, pin, unpin
-from app.service.walks._dsl import gmem_inv, mmap
-from app.service.walks._kvm import PRIVATE, SW, access, addr, gmem, host, region, vcpu, vm
+from app.service.walks._coco import (
+    SNP,
+    attrs2,
+    hook,
+    launch_finish,
+    launch_update,
+    pin,
+    source,
+    unpin,
+)
+from app.service.walks._dsl import KEEP, PAGE, close, fallocate, gmem_inv, mmap, punch
+from app.service.walks._kvm import PRIVATE, SW, access, addr, attrs, gmem, host, region, vcpu, vm
+from app.service.walks.coco_launch import coco_guest
 
 GiB = 1 << 30
 FLAGS = ["GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED"]
@@ -126,6 +137,74 @@ GIGA_SPLIT: dict[str, Any] = {
                 "extents": [{"start": 5, "end": 6, "attributes": [PRIVATE]}],
             },
             callbacks=[gmem_inv(0, 5, 6)],
+        ),
+    ],
+}
+
+
+NO_DIRECT_MAP: dict[str, Any] = {
+    "name": "gmem-no-direct-map",
+    "title": "No direct map (proposal): a prepared page leaves the kernel's direct map",
+    "summary": 'With variant no_direct_map ("Direct Map Removal Support for guest_memfd", '
+    "v7, Sep 2025, a proposal, not merged) a guest_memfd folio leaves the kernel's direct "
+    "map once it is prepared for the guest (populate, a first private fault) and gets it "
+    "back only when freed: a frame the kernel itself can no longer read (speculation "
+    "gadgets included). A page that is only allocated keeps its direct map.",
+    "profile": "guest-memfd",
+    "variants": ["no_direct_map"],
+    "topics": ["kvm", "no_direct_map", "coco"],
+    "steps": [
+        *coco_guest(SNP, "an SEV-SNP guest"),
+        attrs("gfns 0-15 private", 0, 0x10000, True),
+        launch_update(
+            "LAUNCH_UPDATE of one page at gpa 0",
+            0,
+            source(b"OVMF", 1),
+            expect={"pages": 1},
+            rule="after the arch prepares a folio, guest_memfd removes it from the direct map "
+            "(set_direct_map_valid_noflush), so the host kernel holds no mapping of it",
+            look="the timeline: snp_rmp_assign then direct_map_remove [0, 1); the frame map: "
+            "hover frame 0, 'out of the direct map'",
+            callbacks=[hook("snp_rmp_assign", 0), hook("direct_map_remove", 0)],
+        ),
+        fallocate(
+            "the VMM preallocates page 1 (fallocate)",
+            PAGE,
+            PAGE,
+            KEEP,
+            rule="fallocate only allocates (6.11+: nothing is prepared): the direct map stays",
+            look="the frame map: frame 1 holds page 1 with its direct map",
+            callbacks=[],
+        ),
+        launch_finish("LAUNCH_FINISH", expect={"state": "finalized"}),
+        access(
+            "the guest's first private access to gfn 1",
+            PAGE,
+            private=True,
+            expect={"exit": None, "backing": "private", "pfn": 1, "value": 0},
+            look="the timeline: snp_rmp_assign and direct_map_remove [1, 2)",
+            callbacks=[hook("snp_rmp_assign", 1), hook("direct_map_remove", 1)],
+        ),
+        punch(
+            "the VMM punches page 1",
+            PAGE,
+            PAGE,
+            rule="a freed folio is reclaimed and gets its direct map back before it returns "
+            "to the allocator",
+            look="the timeline: snp_rmp_reclaim, direct_map_restore [1, 2); frame 1 free",
+            callbacks=[
+                gmem_inv(0, 1, 2),
+                hook("snp_rmp_reclaim", 1),
+                hook("direct_map_restore", 1),
+            ],
+        ),
+        close(
+            "the VMM closes the guest_memfd",
+            callbacks=[
+                gmem_inv(0, 0, 512),
+                hook("snp_rmp_reclaim", 0),
+                hook("direct_map_restore", 0),
+            ],
         ),
     ],
 }
