@@ -126,6 +126,8 @@ def engine_error_body(exc: EngineError) -> dict[str, Any]:
         body["hazard"] = exc.hazard
     if getattr(exc, "seq", None) is not None:
         body["seq"] = exc.seq
+    if getattr(exc, "error_offset", None) is not None:
+        body["error_offset"] = exc.error_offset  # KVM_SET_MEMORY_ATTRIBUTES2's EAGAIN
     return body
 
 

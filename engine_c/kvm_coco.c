@@ -10,7 +10,8 @@
  * populated).  When the folio is freed (.free_folio) the arch reclaims it:
  * SNP sev_gmem_invalidate (rmp_make_shared), TDX TDH.MEM.PAGE.REMOVE.  On
  * TDX the S-EPT entry is the mapping: each zap of a private mapping removes
- * it (gmem_zap_private) and the next private fault adds it again.
+ * it (gmem_zap_private), clearing the page, and the next private fault adds
+ * it again (a zero page for the TD).
  * Each hook is a callback of the event with its pfn range [start, end).
  *
  * Populate (virt/kvm/guest_memfd.c kvm_gmem_populate, 6.11+; SNP
@@ -52,6 +53,13 @@ static void hook(struct ss_machine *m, int owner, int type, bool add, uint64_t p
 	int fn = type == SS_VM_SNP ? (add ? SS_CB_RMP_ASSIGN : SS_CB_RMP_RECLAIM)
 				   : (add ? SS_CB_SEPT_ADD : SS_CB_SEPT_REMOVE);
 	ev_callback(m, fn, owner, pfn, pfn + n);
+	/* TDX: after TDH.MEM.PAGE.REMOVE (and TDH.PHYMEM.PAGE.WBINVD) KVM clears the
+	 * page (tdx_sept_remove_private_spte -> tdx_clear_page, MOVDIR64B): what the
+	 * TD had there is gone, and a page added again (TDH.MEM.PAGE.AUG) reads zeros.
+	 * SNP's reclaim (rmp_make_shared) leaves the bytes. */
+	if (type == SS_VM_TDX && !add)
+		for (uint64_t i = 0; i < n; i++)
+			data_drop(m, (uint32_t)(pfn + i));
 }
 
 static void mark_zeroed(struct ss_machine *m, struct inode *in, uint32_t head)

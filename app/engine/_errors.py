@@ -20,6 +20,7 @@ class EngineError(Exception):
     message: str
     hazard: str | None
     seq: int | None
+    error_offset: int | None = None  # KVM_SET_MEMORY_ATTRIBUTES2's out field, on EAGAIN
 
     def __init__(
         self,

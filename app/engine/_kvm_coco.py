@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, NamedTuple
 
-from app.engine._errors import make_error
+from app.engine._errors import EngineError, make_error
 from app.engine._kvm_messages import kvm_words
 from app.engine._kvm_views import KvmViews
 from app.engine._lib import ffi, lib
@@ -105,9 +105,14 @@ class KvmCoco(KvmViews):
                 self._m, i32(fd), u64(offset), u64(size), u64(attributes), u64(flags), eo
             )
             if rc < 0:
-                self._coco_fail(
-                    "KVM_SET_MEMORY_ATTRIBUTES2", rc, before, {"error_offset": int(eo[0])}
-                )
+                try:
+                    self._coco_fail(
+                        "KVM_SET_MEMORY_ATTRIBUTES2", rc, before, {"error_offset": int(eo[0])}
+                    )
+                except EngineError as exc:  # the uapi struct's out field, set on EAGAIN
+                    if exc.name == "EAGAIN":
+                        exc.error_offset = int(eo[0])
+                    raise
 
     def gmem_attr_runs(self, fd: int) -> list[tuple[int, int, int]]:
         """inplace_conversion: the guest_memfd's attribute runs (start, end, attributes)."""

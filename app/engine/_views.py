@@ -279,7 +279,8 @@ class Views:
                 if n < 0:
                     raise ValueError(f"bad frame range [{start}, {end})")
                 for r in self._frames[0:n]:
-                    free = r.state == lib.SS_FRAME_FREE
+                    # a free frame, or a hwpoisoned one off the free lists, is in no file
+                    free = r.state == lib.SS_FRAME_FREE or r.state == lib.SS_FRAME_HWPOISON
                     out.append(
                         FrameRun(
                             start=r.start,

@@ -76,6 +76,11 @@ class ErrorBody(BaseModel):
     detail: list[dict[str, Any]] | None = Field(
         default=None, description="422 only: FastAPI's validation errors"
     )
+    error_offset: int | None = Field(
+        default=None,
+        description="KVM_SET_MEMORY_ATTRIBUTES2's EAGAIN only (proposal): the byte offset of "
+        "the first page with a reference beyond guest_memfd's own",
+    )
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [

@@ -237,7 +237,8 @@ def frame_track(runs: list[FrameRun], s: int, e: int, total: int, names: dict[in
             first = r.index + (a - r.start)
             who = names.get(r.fd, f"fd {r.fd}")
             title = f"frame {span(a, b)}: {who}, page {span(first, first + b - a)}"
-            return Bar(a, b, f"used fd{r.fd % 6}", f"{title}, order {r.order}")
+            ndm = ", out of the direct map" if r.no_direct_map else ""
+            return Bar(a, b, f"used fd{r.fd % 6}", f"{title}, order {r.order}{ndm}")
         if r.state == "cache" and r.index is not None:  # its file is closed, still held
             first = r.index + (a - r.start)
             title = f"frame {span(a, b)}: a closed file's page {span(first, first + b - a)}"

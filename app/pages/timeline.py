@@ -71,11 +71,24 @@ class OpRow:
     future: bool = False  # a preview's later op: in the log, not in the state shown
 
 
+# callbacks whose range is frames (pfns), not file pages: the arch hooks of a
+# confidential VM's guest_memfd pages and the no_direct_map proposal's
+PFN_CALLBACKS = (
+    "snp_rmp_assign",
+    "snp_rmp_reclaim",
+    "tdx_sept_add",
+    "tdx_sept_remove",
+    "direct_map_remove",
+    "direct_map_restore",
+)
+
+
 def callback_row(cb: Callback, owners: dict[int, str]) -> CallbackRow:
     last = cb.end if cb.end_inclusive else cb.end - 1
     notation = f"[{cb.start}, {cb.end}{']' if cb.end_inclusive else ')'}"
     n = max(0, last - cb.start + 1)
-    pages = "no page" if n == 0 else ("page " if n == 1 else "pages ") + span(cb.start, last + 1)
+    one, many = ("pfn ", "pfns ") if cb.fn in PFN_CALLBACKS else ("page ", "pages ")
+    pages = "no page" if n == 0 else (one if n == 1 else many) + span(cb.start, last + 1)
     label = owners.get(cb.owner_id, f"owner {cb.owner_id}")
     return CallbackRow(cb.fn, str(cb.owner_id), label, notation, cb.end_inclusive, pages, n)
 

@@ -130,6 +130,9 @@ def _call(op: Any, n: int) -> str:
     return f"#{n} {op.name}({args_text(op.args_dict())})"
 
 
+NO_DIRECT_MAP = {False: "", True: ", out of the kernel's direct map (no_direct_map)"}
+
+
 def _frame(m: Machine, pfn: int, names: dict[int, str]) -> tuple[FrameDetail, int | None, int]:
     """The frame's words, and the (fd, index) it holds if any."""
     runs, _ = m.frame_runs(pfn, pfn + 1, 1)
@@ -139,9 +142,12 @@ def _frame(m: Machine, pfn: int, names: dict[int, str]) -> tuple[FrameDetail, in
     if r.state == "cache" and r.fd is not None and r.index is not None:
         index = r.index + pfn - r.start
         who = names.get(r.fd, f"fd {r.fd}")
-        return FrameDetail(pfn, f"holds page {index:,} of {who} (order {r.order})"), r.fd, index
+        words = f"holds page {index:,} of {who} (order {r.order})" + NO_DIRECT_MAP[r.no_direct_map]
+        return FrameDetail(pfn, words), r.fd, index
     if r.state == "free":
         return FrameDetail(pfn, f"free, in a buddy block of order {r.order}"), None, -1
+    if r.state == "hwpoison":
+        return FrameDetail(pfn, "hwpoisoned: a failed frame, off the free lists for good"), None, -1
     if r.state == "cache" and r.index is not None:
         index = r.index + pfn - r.start
         return (

@@ -57,7 +57,7 @@ def run_compare(
             eng = engine_answer(p, m)
             ker, skip = kernel_op(side, config.profile, p, m)
             fd = fd_of(side, p)
-            marked = side.marks.get(fd) if fd is not None else None
+            marked = side.marks.get(fd) if fd is not None else side.touch_mark(p, m)
             v: Verdict = verdict(marked, config.profile, p, eng, ker, skip)
             side.after(p, m, eng, ker, v)
             if p.n < req.first:

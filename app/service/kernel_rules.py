@@ -42,6 +42,23 @@ class KernelSide:
     map_fd: dict[int, int] = field(default_factory=dict)  # engine map id -> engine fd
     marks: dict[int, tuple[Kind, str]] = field(default_factory=dict)  # engine fd -> why
     kvm_side: kernel_kvm.KvmSide = field(default_factory=kernel_kvm.KvmSide)
+    poisoned: dict[int, str] = field(default_factory=dict)  # engine guest_memfd fd -> why
+    engine_maps: dict[int, tuple[Kind, str]] = field(default_factory=dict)  # map id -> why
+
+    def touch_mark(self, p: Played, m: Machine) -> tuple[Kind, str] | None:
+        """Why a touch with no fd of its own differs: a host touch of a mapping only the
+        engine made, or a guest or host touch of a guest_memfd whose page a memory
+        failure poisoned in the engine only (the kernel is never asked to poison)."""
+        fd: int | None = None
+        if p.op in ("mapping_access", "mapping_pin", "munmap"):
+            mid = p.args.get("map_id", -1)
+            if mid in self.engine_maps:
+                return self.engine_maps[mid]
+            fd = self.map_fd.get(mid)
+        elif p.op in ("vcpu_access", "pre_fault_memory") and self.poisoned:
+            fd = _gmem_at(m, p.args)
+        why = self.poisoned.get(fd) if fd is not None else None
+        return ("intended", why) if why is not None else None
 
     def mark(self, fd: int | None, kind: Kind, reason: str) -> None:
         if fd is not None and fd not in self.marks:
@@ -56,6 +73,11 @@ class KernelSide:
             self.maps[eng.value["map_id"]] = ker.value["map_id"]
             self.map_fd[eng.value["map_id"]] = p.args["fd"]
             kernel_kvm.mapped(self.kvm_side, self.k, p, eng.value["map_id"], ker.value["map_id"])
+        elif p.op == "mmap" and eng.ok:
+            self.engine_maps[eng.value["map_id"]] = (
+                "intended" if v.status == "intended" else "follows",
+                f"map {eng.value['map_id']} was made by op #{p.n} in the engine only",
+            )
         elif p.op in kernel_kvm.KVM_OPS:
             kernel_kvm.after(self.kvm_side, self.k, p, eng, ker, v.reason or v.status)
             if p.op == "vcpu_access" and p.args.get("write") and eng.ok and v.status != "agree":
@@ -67,9 +89,17 @@ class KernelSide:
                 self._created(p, eng, ker, v)
         elif p.op == "munmap" and eng.ok:
             self.maps.pop(p.args["map_id"], None)
+            self.engine_maps.pop(p.args["map_id"], None)
         elif p.op == "close" and eng.ok:
             self._closed(p.args["fd"])
             return
+        elif p.op == "memory_failure" and eng.ok:
+            gfd = getattr(p.answer, "fd", None)
+            if isinstance(gfd, int):
+                self.poisoned.setdefault(
+                    gfd,
+                    f"memory_failure (op #{p.n}) poisoned a page of fd {gfd} in the engine only",
+                )
         elif p.op == "get_lock_pfn" and p.ok:
             self.mark(fd, "intended", f"get_lock_pfn (op #{p.n}) holds a page of it")
         elif p.op == "fault" and p.ok:
@@ -102,9 +132,23 @@ class KernelSide:
     def _closed(self, fd: int) -> None:
         self.fds.pop(fd, None)
         self.marks.pop(fd, None)
+        self.poisoned.pop(fd, None)
         held = self.placeholders.pop(fd, None)
         if held is not None:
             self.k.close(held)
+
+
+def _gmem_at(m: Machine, args: dict[str, Any]) -> int | None:
+    """The guest_memfd bound at the gpa of a vCPU op, in the engine's VM."""
+    gpa = args.get("gpa")
+    try:
+        slots = m.vm(int(args["vm_id"])).memslots
+    except (EngineError, ValueError, TypeError, KeyError):
+        return None
+    for s in slots:
+        if isinstance(gpa, int) and s.guest_phys_addr <= gpa < s.guest_phys_addr + s.memory_size:
+            return s.guest_memfd
+    return None
 
 
 def fd_of(t: KernelSide, p: Played) -> int | None:

@@ -38,6 +38,18 @@ _ROUTES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "vcpu_create": ("POST", "/vms/{vm_id}/vcpus", ("vm_id",)),
     "vcpu_access": ("POST", "/vms/{vm_id}/vcpus/{vcpu_id}/access", ("vm_id", "vcpu_id")),
     "mapping_access": ("POST", "/mappings/{map_id}/access", ("map_id",)),
+    "pre_fault_memory": (
+        "POST",
+        "/vms/{vm_id}/vcpus/{vcpu_id}/pre_fault_memory",
+        ("vm_id", "vcpu_id"),
+    ),
+    # confidential VMs, memory failure, pins and the in-place proposal (app/api/kvm_coco.py)
+    "launch_update": ("POST", "/vms/{vm_id}/launch/update", ("vm_id",)),
+    "launch_finish": ("POST", "/vms/{vm_id}/launch/finish", ("vm_id",)),
+    "memory_failure": ("POST", "/memory_failure", ()),
+    "set_memory_attributes2": ("POST", "/files/{fd}/memory_attributes2", ("fd",)),
+    "mapping_pin": ("POST", "/mappings/{map_id}/pin", ("map_id",)),
+    "mapping_unpin": ("DELETE", "/pins/{pin_id}", ("pin_id",)),
     "vm_close": ("DELETE", "/vms/{vm_id}", ("vm_id",)),
 }
 _FILE_OPS = (
@@ -55,7 +67,7 @@ _FILE_OPS = (
 )
 for _op in _FILE_OPS:
     _ROUTES[_op] = ("POST", "/files/{fd}/" + _op, ("fd",))
-_NO_BODY = ("munmap", "close", "vm_close")
+_NO_BODY = ("munmap", "close", "vm_close", "mapping_unpin")
 
 
 def rest_request(op: str, args: dict[str, Any]) -> StepRequest:

@@ -608,6 +608,47 @@ static void test_tdx_zap_part_of_a_folio(void)
 	ss_machine_free(m);
 }
 
+/* the byte a private access at gpa answers (a write of value first when write) */
+static int private_byte(struct ss_machine *m, int vm, uint64_t gpa, int write, uint8_t value)
+{
+	struct ss_access a = { .gpa = gpa, .write = write, .private_ = 1, .value = value };
+	struct ss_access_result out;
+	int rc = ss_vcpu_access(m, vm, 0, &a, &out);
+	check(m, __LINE__);
+	return rc ? rc : out.exit_reason ? -1000 - out.exit_reason : out.value;
+}
+
+/* TDX clears a page it removes from the S-EPT (tdx_sept_remove_private_spte ->
+ * tdx_clear_page after TDH.MEM.PAGE.REMOVE): after a zap, the page added again
+ * (TDH.MEM.PAGE.AUG) reads zeros.  SNP's RMP entry and the bytes outlive a zap. */
+static void test_tdx_zap_clears_the_page(int type)
+{
+	cur_test = type == SS_VM_SNP ? "snp zap keeps the bytes" : "tdx zap clears the page";
+	struct ss_machine *m = mk();
+	int g;
+	int vm = vm_with_gmem(m, type, 4, &g);
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, 0, 4 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	EXPECT(m, ss_vm_launch_finish(m, vm), 0);
+	EXPECT(m, private_byte(m, vm, PG + 5, 1, 0x5a), 0x5a);
+	EXPECT(m, private_byte(m, vm, 2 * PG, 1, 0x6b), 0x6b);
+	uint64_t pfn = pfn_at(m, g, 1);
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, PG, PG, 0, 0), 0);  /* the zap */
+	EXPECT(m, ss_vm_set_memory_attributes(m, vm, PG, PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	EXPECT(m, private_byte(m, vm, PG + 5, 0, 0), type == SS_VM_TDX ? 0 : 0x5a);
+	EXPECT(m, pfn_at(m, g, 1), pfn);  /* the same folio, added again */
+	EXPECT(m, private_byte(m, vm, 2 * PG, 0, 0), 0x6b);  /* a page not zapped keeps its bytes */
+	/* a memslot deletion zaps too */
+	struct ss_region del = { .slot = 0, .flags = SS_MEM_GUEST_MEMFD, .memory_size = 0,
+				 .guest_memfd = (uint32_t)g };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &del), 0);
+	struct ss_region r = { .slot = 0, .flags = SS_MEM_GUEST_MEMFD, .memory_size = 4 * PG,
+			       .guest_memfd = (uint32_t)g };
+	EXPECT(m, ss_vm_set_memory_region(m, vm, &r), 0);
+	EXPECT(m, private_byte(m, vm, 2 * PG, 0, 0), type == SS_VM_TDX ? 0 : 0x6b);
+	EXPECT(m, ss_close(m, g), 0);
+	ss_machine_free(m);
+}
+
 int coco_tests(int *nchecks);
 int coco_tests(int *nchecks)
 {
@@ -623,6 +664,8 @@ int coco_tests(int *nchecks)
 	test_no_direct_map();
 	test_hugetlb_1g();
 	test_tdx_zap_part_of_a_folio();
+	test_tdx_zap_clears_the_page(SS_VM_TDX);
+	test_tdx_zap_clears_the_page(SS_VM_SNP);
 	*nchecks = checks;
 	return failures;
 }

@@ -32,6 +32,7 @@ async def test_shared_to_private_needs_no_extra_reference(k: Kvm) -> None:
     held = await k.post(f"/files/{g}/get_lock_pfn", {"index": 1})
     e = await k.post(ma2, {"offset": 0, "size": 4 * PAGE, "attributes": PRIV}, 409)
     assert e["errno"] == "EAGAIN" and "error_offset=0x1000" in e["message"]
+    assert e["error_offset"] == PAGE
     await k.post("/put_unlock_pfn", {"pfn": held["pfn"]})
     r = await k.post(ma2, {"offset": 0, "size": 2 * PAGE, "attributes": PRIV})
     assert r["proposal"].startswith("proposal, not merged") and r["error_offset"] == 0
@@ -82,6 +83,7 @@ async def test_content_mode_the_arch_cannot_honour(k: Kvm) -> None:
     ):
         e = await k.post(f"/files/{g}/memory_attributes2", body, 409)
         assert e["errno"] == "EINVAL", body
+        assert "error_offset" not in e  # the out field comes with EAGAIN only
     await k.post(f"/files/{2**40}/memory_attributes2", {"offset": 0, "size": PAGE}, 404)
 
 

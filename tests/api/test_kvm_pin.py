@@ -43,6 +43,7 @@ async def test_pin_blocks_shared_to_private(k: Kvm) -> None:
     ma2 = f"/files/{g}/memory_attributes2"
     e = await k.post(ma2, {"offset": 0, "size": 4 * PAGE, "attributes": PRIV}, 409)
     assert e["errno"] == "EAGAIN" and "error_offset=0x2000" in e["message"]
+    assert e["error_offset"] == 2 * PAGE  # the uapi struct's out field
     await k.post(ma2, {"offset": 0, "size": 2 * PAGE, "attributes": PRIV})
     # a private page cannot be pinned: its fault is SIGBUS, GUP answers EFAULT
     e = await k.post(f"/mappings/{map_id}/pin", {"offset": 0, "length": PAGE}, 409)

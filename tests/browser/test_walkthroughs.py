@@ -1,16 +1,18 @@
 """Walkthroughs and the side-by-side screens in a real browser: step through the RFC's
-lifecycle and the huge-page walkthrough (next, back, jump), then compare a log under
-two designs and against the kernel. Screenshots: tests/artifacts/."""
+lifecycle, the huge-page walkthrough (next, back, jump) and the in-place conversion
+refused by a pin, then compare a log under two designs and against the kernel.
+Screenshots: tests/artifacts/."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from app import oracle
 from app.service.scenarios import SCENARIOS
+from tests.browser.conftest import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -107,3 +109,71 @@ def test_side_by_side_and_the_kernel(page: Page, server: str, artifacts: Path) -
     else:
         expect(kernel).to_contain_text("cannot be asked here")
     page.screenshot(path=artifacts / "kernel.png", full_page=True)
+
+
+def _axe_serious(page: Page) -> list[dict[str, object]]:
+    from tests.browser.test_a11y import AXE  # here: test_a11y imports this module's helpers
+
+    page.add_script_tag(url="/static/vendor/axe.min.js")
+    return [v for v in page.evaluate(AXE) if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.skipif(
+    not (ROOT / "static" / "vendor" / "axe.min.js").is_file(),
+    reason="static/vendor/axe.min.js is missing: run `make static/vendor`",
+)
+def test_step_through_the_inplace_conversion_pin(
+    page: Page, browser: Browser, server: str, artifacts: Path
+) -> None:
+    """coco-inplace-pin by clicks: every step as expected; the refused conversion shows
+    EAGAIN and the error_offset it expects; axe-core clean there, light and dark."""
+    sc = SCENARIOS["coco-inplace-pin"]
+    start(page, server, sc.title, sc.name)
+    expect(page.locator("#walk")).to_contain_text("inplace_conversion")
+    walk = page.locator("#walk")
+    refused = next(n for n, s in enumerate(sc.steps, 1) if s.errno == "EAGAIN")
+    for n, step in enumerate(sc.steps[:refused], 1):
+        next_step(page, n)
+        now = walk.locator(".walk-now")
+        expect(now).to_contain_text(step.note)
+        expect(now.locator(".got")).to_contain_text("✓")
+    now = walk.locator(".walk-now")
+    expect(now.locator(".expected")).to_contain_text("EAGAIN")
+    expect(now.locator(".expected")).to_contain_text("error_offset=12,288")
+    expect(now.locator(".got")).to_contain_text("EAGAIN (11)")
+    expect(page.locator("#timeline")).to_contain_text("set_memory_attributes2")
+    page.screenshot(path=artifacts / "walk-coco-inplace-pin-eagain.png", full_page=True)
+    found = {"light": _axe_serious(page)}
+    dark = browser.new_context(viewport={"width": 1440, "height": 1000}, color_scheme="dark")
+    dpage = dark.new_page()
+    dpage.goto(page.url)
+    expect(dpage.locator("#walk .walk-now")).to_contain_text(sc.steps[refused - 1].note)
+    found["dark"] = _axe_serious(dpage)
+    dpage.screenshot(path=artifacts / "walk-coco-inplace-pin-eagain-dark.png", full_page=True)
+    dark.close()
+    assert not any(found.values()), found
+    for n, step in enumerate(sc.steps[refused:], refused + 1):
+        next_step(page, n)
+        expect(walk.locator(".walk-now")).to_contain_text(step.note)
+        expect(walk.locator(".walk-now .got")).to_contain_text("✓")
+    expect(walk).to_contain_text("The end")
+
+
+def test_the_snp_digest_wraps_on_a_phone(browser: Browser, server: str, artifacts: Path) -> None:
+    """coco-snp-launch's finish step expects a 96-digit launch digest: on a phone the
+    step's panel wraps it instead of widening the page."""
+    sc = SCENARIOS["coco-snp-launch"]
+    context = browser.new_context(viewport={"width": 390, "height": 900})
+    page = context.new_page()
+    start(page, server, sc.title, sc.name)
+    n = next(i for i, s in enumerate(sc.steps, 1) if s.op == "launch_finish" and not s.errno)
+    walk = page.locator("#walk")
+    walk.locator("ol.steps li").nth(n - 1).locator("a").click()
+    expect(walk).to_contain_text(f"step {n} of")
+    expect(walk.locator(".walk-now .expected")).to_contain_text(
+        sc.steps[n - 1].expect["measurement"]
+    )
+    expect(walk.locator(".walk-now .got")).to_contain_text("✓")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    walk.screenshot(path=artifacts / "walk-coco-snp-finish-phone.png")
+    context.close()

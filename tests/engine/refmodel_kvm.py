@@ -154,7 +154,7 @@ class KvmModel(SlotsMixin):
                 return  # kvm_range_has_memory_attributes(): nothing changes
             vm.private = runs
             for gfn in [g for g in vm.mmu if start <= g < end]:
-                del vm.mmu[gfn]  # kvm_pre_set_memory_attributes() unmaps the range
+                self._zap(vm, gfn)  # kvm_pre_set_memory_attributes() unmaps the range
 
         self._call("KVM_SET_MEMORY_ATTRIBUTES", run)
 

@@ -24,7 +24,7 @@ to a mapping, the guest access path, and each VM's secondary MMU.
   model drops every entry that no longer points at the current page of that file
   index (punch, truncate, COW, a released file, a munmap of the VMM's mapping: the mmu
   notifier and kvm_gmem_invalidate zaps); deletion and attribute changes zap
-  explicitly (refmodel_kvm.py).
+  explicitly (refmodel_kvm.py), which on TDX clears a private page (tdx_clear_page).
 """
 
 from __future__ import annotations
@@ -126,6 +126,14 @@ class AccessMixin(Model):
         """A destroyed VM's registration stays on the file but holds nothing."""
         vms: dict[str, Any] = getattr(self, "vms", {})
         return any(not (str(o) in vms and vms[str(o)].dead) for o in ino.owners)
+
+    def _zap(self, vm: Any, gfn: int) -> None:
+        """An explicit zap of gfn's mapping (attributes, a memslot deletion). On TDX a
+        private mapping is its S-EPT entry: tdx_sept_remove_private_spte clears the page
+        after TDH.MEM.PAGE.REMOVE (tdx_clear_page), so what the TD wrote is gone."""
+        e = vm.mmu.pop(gfn)
+        if vm.type == TDX and e.backing == "private":
+            e.page.data = None
 
     def _valid(self, vm: Any, gfn: int, e: Spte) -> bool:
         s = vm.slot_of(gfn)

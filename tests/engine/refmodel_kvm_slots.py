@@ -281,4 +281,4 @@ class SlotsMixin(AccessMixin):
     def _delete_slot(self, vm: Vm, s: KSlot) -> None:
         del vm.slots[s.slot]
         for gfn in [g for g in vm.mmu if s.gfn <= g < s.gfn + s.npages]:
-            del vm.mmu[gfn]  # kvm_arch_flush_shadow_memslot
+            self._zap(vm, gfn)  # kvm_arch_flush_shadow_memslot

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from app.service.walks.classic import FAULT_ZAP, GMEM_BASICS, PER_PAGE
+from app.service.walks.coco_launch import SNP_LAUNCH, TDX_LAUNCH
+from app.service.walks.coco_mem import INPLACE_PIN, POISON
+from app.service.walks.gmem_proposals import GIGA_SPLIT, NO_DIRECT_MAP
 from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS, STAY_PUT
 from app.service.walks.kvm_close import CLOSE_VM, VM_OUTLIVED
 from app.service.walks.kvm_convert import CONVERSION_68, DOUBLE_MEMORY, RFC_CONVERSION
@@ -43,4 +46,10 @@ ALL: list[dict[str, Any]] = [
     CONVERSIONS_TEST,
     EXITS_TEST,
     GMEM_TEST,
+    SNP_LAUNCH,
+    TDX_LAUNCH,
+    POISON,
+    INPLACE_PIN,
+    GIGA_SPLIT,
+    NO_DIRECT_MAP,
 ]
