@@ -23,27 +23,27 @@ size_t ss_frame_size(void)
 
 static void list_add(struct ss_machine *m, uint32_t pfn, unsigned int order)
 {
-	struct frame *f = &m->frames[pfn];
+	struct frame *f = frame_rw(m, pfn);
 	f->flags = F_BUDDY;
 	f->order = (uint8_t)order;
 	f->state = SS_FRAME_FREE;
 	f->prev = NIL;
 	f->next = m->free_head[order];
 	if (f->next != NIL)
-		m->frames[f->next].prev = pfn;
+		frame_rw(m, f->next)->prev = pfn;
 	m->free_head[order] = pfn;
 	m->nr_free_blocks[order]++;
 }
 
 static void list_del(struct ss_machine *m, uint32_t pfn, unsigned int order)
 {
-	struct frame *f = &m->frames[pfn];
+	struct frame *f = frame_rw(m, pfn);
 	if (f->prev != NIL)
-		m->frames[f->prev].next = f->next;
+		frame_rw(m, f->prev)->next = f->next;
 	else
 		m->free_head[order] = f->next;
 	if (f->next != NIL)
-		m->frames[f->next].prev = f->prev;
+		frame_rw(m, f->next)->prev = f->prev;
 	memset(f, 0, sizeof(*f));
 	m->nr_free_blocks[order]--;
 }
@@ -51,8 +51,7 @@ static void list_del(struct ss_machine *m, uint32_t pfn, unsigned int order)
 int frames_init(struct ss_machine *m)
 {
 	uint64_t n = m->cfg.phys_pages;
-	m->frames = calloc(n, sizeof(struct frame));
-	if (!m->frames)
+	if (fchunks_init(m))
 		return -ENOMEM;
 	for (unsigned int o = 0; o <= SS_MAX_ORDER; o++)
 		m->free_head[o] = NIL;
@@ -73,7 +72,7 @@ static int64_t frames_alloc_giga(struct ss_machine *m)
 	for (uint64_t base = 0; base + nr <= m->cfg.phys_pages; base += nr) {
 		bool all = true;
 		for (uint64_t b = base; b < base + nr && all; b += block)
-			all = (m->frames[b].flags & F_BUDDY) && m->frames[b].order == SS_MAX_ORDER;
+			all = (frame_ro(m, b)->flags & F_BUDDY) && frame_ro(m, b)->order == SS_MAX_ORDER;
 		if (!all)
 			continue;
 		for (uint64_t b = base; b < base + nr; b += block)
@@ -110,13 +109,13 @@ void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order)
 			frames_free(m, pfn + b, SS_MAX_ORDER);
 		return;
 	}
-	memset(&m->frames[pfn], 0, sizeof(struct frame) << order);
+	memset(frame_rw(m, pfn), 0, sizeof(struct frame) << order);
 	m->nr_free += 1u << order;
 	while (order < SS_MAX_ORDER) {
 		uint32_t buddy = pfn ^ (1u << order);
 		if (buddy >= m->cfg.phys_pages)
 			break;
-		struct frame *b = &m->frames[buddy];
+		struct frame *b = frame_rw(m, buddy);
 		if (!(b->flags & F_BUDDY) || b->order != order)
 			break;
 		list_del(m, buddy, order);
@@ -130,7 +129,7 @@ void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order)
 
 int data_get(struct ss_machine *m, uint32_t pfn, uint8_t **out)
 {
-	struct frame *f = &m->frames[pfn];
+	struct frame *f = frame_rw(m, pfn);
 	if (f->data) {
 		*out = m->data[f->data - 1];
 		return 0;
@@ -168,7 +167,7 @@ err_buf:
 
 void data_drop(struct ss_machine *m, uint32_t pfn)
 {
-	struct frame *f = &m->frames[pfn];
+	struct frame *f = frame_rw(m, pfn);
 	if (!f->data)
 		return;
 	uint32_t slot = f->data - 1;

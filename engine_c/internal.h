@@ -3,7 +3,8 @@
  *
  * Glossary:
  *  frame   one 4 KiB physical page frame (struct page).  Identified by its
- *          pfn, an index into m->frames.
+ *          pfn; read through frame_ro(m, pfn), written through frame_rw(m, pfn)
+ *          (the frame array is in copy-on-write chunks shared by clones: chunks.c).
  *  inode   a shmem or guest_memfd file.  Userspace names it by an fd; an
  *          inode outlives its fd while mappings, owners or waiters hold it.
  *  tree    a radix tree (like the kernel's xarray) from a 64-bit index to a
@@ -25,6 +26,7 @@
 
 #include "sealscope.h"
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #define NIL 0xffffffffu
@@ -73,6 +75,33 @@ struct frame {                 /* 32 bytes: see ss_frame_size() */
 	uint8_t mapped;        /* owners mapping this frame (bitmask) */
 };
 
+/* ---- the frame array in copy-on-write chunks (chunks.c) ---- */
+/*
+ * A chunk holds 2^m->fshift frames; clones share chunks (refs counts the
+ * machines holding one) until one side writes.  A buddy block (order <=
+ * SS_MAX_ORDER) lies within one chunk, so a pointer to a block's head may be
+ * indexed over the block.  Never keep a frame_ro() pointer across a
+ * frame_rw() of the same chunk: the write may move this machine to a copy.
+ */
+#define FCHUNK_SHIFT 14        /* 2^14 frames, 512 KiB a chunk (m->fshift: tests pick less) */
+_Static_assert(FCHUNK_SHIFT >= SS_MAX_ORDER, "a buddy block must lie within one chunk");
+
+struct fchunk {
+	atomic_uint refs;      /* machines holding this chunk */
+	uint32_t nr;           /* frames: 1 << fshift but in a small machine's last chunk */
+	struct frame f[];
+};
+
+/* a machine whose chunks hold 2^fshift frames (SS_MAX_ORDER..26; tests) */
+struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift);
+int fchunks_init(struct ss_machine *m);              /* all frames zero; 0 or -ENOMEM */
+int fchunks_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
+void fchunks_free(struct ss_machine *m);
+/* this machine's own copy of chunk c (it was shared): never fails (aborts when
+ * out of memory: the operation in progress cannot be undone half way) */
+struct fchunk *fchunk_unshare(struct ss_machine *m, uint32_t c);
+uint64_t fchunks_owned_bytes(const struct ss_machine *m);
+
 /* ---- radix tree (tree.c) ---- */
 struct tnode;
 struct tree {
@@ -84,7 +113,9 @@ struct tree {
 
 void tree_init(struct tree *t);
 void tree_destroy(struct tree *t);
-int tree_clone(struct tree *dst, const struct tree *src);
+/* a copy sharing src's nodes until either writes (deep: every node copied) */
+int tree_clone(struct tree *dst, const struct tree *src, bool deep);
+uint64_t tree_owned_bytes(const struct tree *t);  /* nodes held once; shared ones by share */
 uint64_t tree_load(const struct tree *t, uint64_t index);
 int tree_store(struct tree *t, uint64_t index, uint64_t value);  /* 0, -ENOMEM */
 uint64_t tree_erase(struct tree *t, uint64_t index);             /* old value */
@@ -253,7 +284,9 @@ struct evrec {
 
 struct ss_machine {
 	struct ss_config cfg;
-	struct frame *frames;
+	struct fchunk **fchunks;  /* phys_pages >> fshift chunks (chunks.c) */
+	uint32_t nfchunks;
+	uint32_t fshift, fmask;   /* chunk i holds frames i << fshift .. (i + 1) << fshift - 1 */
 	uint32_t free_head[SS_MAX_ORDER + 1];
 	uint64_t nr_free_blocks[SS_MAX_ORDER + 1];
 	uint64_t nr_free;
@@ -296,9 +329,23 @@ int frames_init(struct ss_machine *m);
 /* allocate 1 << order frames; the pfn of the first, or -ENOMEM */
 int64_t frames_alloc(struct ss_machine *m, unsigned int order);
 void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order);
+static inline const struct frame *frame_ro(const struct ss_machine *m, uint64_t pfn)
+{
+	return &m->fchunks[pfn >> m->fshift]->f[pfn & m->fmask];
+}
+static inline struct frame *frame_rw(struct ss_machine *m, uint64_t pfn)
+{
+	uint32_t c = (uint32_t)(pfn >> m->fshift);
+	struct fchunk *k = m->fchunks[c];
+	/* 1: only this machine holds it, and nobody can take a new reference
+	 * but a clone of this machine, which its owner serializes with writes */
+	if (__builtin_expect(atomic_load_explicit(&k->refs, memory_order_acquire) != 1, 0))
+		k = fchunk_unshare(m, c);
+	return &k->f[pfn & m->fmask];
+}
 static inline uint32_t frame_head(const struct ss_machine *m, uint32_t pfn)
 {
-	const struct frame *f = &m->frames[pfn];
+	const struct frame *f = frame_ro(m, pfn);
 	if (f->flags & F_TAIL)
 		return pfn & ~((1u << f->order) - 1);
 	return pfn;
@@ -386,7 +433,7 @@ void owner_map(struct ss_machine *m, struct owner *o, const struct memslot *s,
 uint64_t owner_lookup(const struct owner *o, uint64_t gfn, int *order);
 int fault_finish(struct ss_machine *m, int owner, uint64_t gfn, uint64_t pfn, int order);
 void owners_free(struct ss_machine *m);
-int owners_clone(struct ss_machine *dst, const struct ss_machine *src);
+int owners_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
 
 /* ---- the KVM side ---- */
 /* attributes.c */

@@ -12,6 +12,13 @@
 
 struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 {
+	return machine_new_chunked(cfg, FCHUNK_SHIFT);
+}
+
+struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift)
+{
+	if (fshift < SS_MAX_ORDER || fshift > 26)
+		return NULL;
 	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
 	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||
 	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED | SS_VAR_INPLACE |
@@ -23,6 +30,8 @@ struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 	if (!m)
 		return NULL;
 	m->cfg = *cfg;
+	m->fshift = fshift;
+	m->fmask = (1u << fshift) - 1;
 	if (frames_init(m)) {
 		free(m);
 		return NULL;
@@ -50,7 +59,7 @@ void ss_machine_free(struct ss_machine *m)
 	free(m->fdtab);
 	free(m->maps);
 	pins_free(m);
-	free(m->frames);
+	fchunks_free(m);
 	free(m);
 }
 
@@ -69,14 +78,15 @@ static void *dup_mem(const void *p, size_t n)
 	return q;
 }
 
-struct ss_machine *ss_machine_clone(const struct ss_machine *src)
+static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 {
 	struct ss_machine *m = calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
 	*m = *src;
 	/* nothing shared with src from here on: reset owned pointers first */
-	m->frames = NULL;
+	m->fchunks = NULL;
+	m->nfchunks = 0;
 	m->inodes = NULL;
 	m->fdtab = NULL;
 	m->maps = NULL;
@@ -101,8 +111,7 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 	m->ndata = 0;
 	m->nevents = m->ncbs = m->ntouches = 0;
 
-	m->frames = dup_mem(src->frames, src->cfg.phys_pages * sizeof(struct frame));
-	if (!m->frames)
+	if (fchunks_clone(m, src, deep))
 		goto err;
 	if (src->cap_inodes) {
 		m->inodes = calloc((size_t)src->cap_inodes, sizeof(struct inode));
@@ -113,7 +122,7 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 			tree_init(&m->inodes[i].cache);
 			m->inodes[i].gattrs = (struct attr_store){ 0 };
 			m->ninodes = i + 1;
-			if (src->inodes[i].ino && tree_clone(&m->inodes[i].cache, &src->inodes[i].cache))
+			if (src->inodes[i].ino && tree_clone(&m->inodes[i].cache, &src->inodes[i].cache, deep))
 				goto err;
 			if (src->inodes[i].ino && attrs_clone(&m->inodes[i].gattrs, &src->inodes[i].gattrs))
 				goto err;
@@ -136,7 +145,7 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 				goto err;
 		}
 	}
-	if (owners_clone(m, src) || waiters_clone(m, src))
+	if (owners_clone(m, src, deep) || waiters_clone(m, src))
 		goto err;
 	if (events_clone(m, src))
 		goto err;
@@ -147,6 +156,16 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 err:
 	ss_machine_free(m);
 	return NULL;
+}
+
+struct ss_machine *ss_machine_clone(const struct ss_machine *src)
+{
+	return clone(src, false);
+}
+
+struct ss_machine *ss_machine_clone_full(const struct ss_machine *src)
+{
+	return clone(src, true);
 }
 
 /* ---- information ---- */
@@ -267,13 +286,13 @@ static int count_waiters(const struct ss_machine *m, uint64_t head)
 static void page_attrs(const struct ss_machine *m, uint64_t pfn, struct ss_page_run *r)
 {
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	const struct frame *hf = &m->frames[head];
+	const struct frame *hf = frame_ro(m, head);
 	r->state = SS_PG_PRESENT;
 	r->order = (hf->flags & F_HEAD) ? hf->order : 0;
 	r->locked = !!(hf->flags & F_LOCKED);
 	r->dirty = !!(hf->flags & F_DIRTY);
 	r->refcount = hf->refcount;
-	r->mapped_by = m->frames[pfn].mapped;
+	r->mapped_by = frame_ro(m, pfn)->mapped;
 	r->waiters = m->nwaiters ? count_waiters(m, head) : 0;
 	const struct inode *in = hf->ino && hf->ino <= (uint32_t)m->ninodes ? &m->inodes[hf->ino - 1] : NULL;
 	r->life = !in || in->kind != SS_KIND_GMEM ? 0
@@ -350,7 +369,7 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 	uint64_t pfn = start;
 	int n = 0;
 	while (pfn < end) {
-		const struct frame *f = &m->frames[pfn];
+		const struct frame *f = frame_ro(m, pfn);
 		struct ss_frame_run r = { .start = pfn, .fd = -1 };
 		uint64_t len = 1;
 		if (f->state == SS_FRAME_FREE) {
@@ -358,14 +377,14 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 			uint64_t head = pfn;
 			for (unsigned int o = 0; o <= SS_MAX_ORDER; o++) {
 				uint64_t h = pfn & ~((1ULL << o) - 1);
-				if ((m->frames[h].flags & F_BUDDY) && m->frames[h].order >= o &&
-				    h + (1ULL << m->frames[h].order) > pfn) {
+				if ((frame_ro(m, h)->flags & F_BUDDY) && frame_ro(m, h)->order >= o &&
+				    h + (1ULL << frame_ro(m, h)->order) > pfn) {
 					head = h;
 					break;
 				}
 			}
 			r.state = SS_FRAME_FREE;
-			r.order = m->frames[head].order;
+			r.order = frame_ro(m, head)->order;
 			len = head + (1ULL << r.order) - pfn;
 		} else {
 			r.state = f->state;
@@ -374,7 +393,7 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 						 ? &m->inodes[f->ino - 1] : NULL;
 			r.fd = in ? in->fd : -1;
 			r.index = f->index;
-			r.no_direct_map = !!(m->frames[frame_head(m, (uint32_t)pfn)].xflags & X_NO_DIRECT_MAP);
+			r.no_direct_map = !!(frame_ro(m, frame_head(m, (uint32_t)pfn))->xflags & X_NO_DIRECT_MAP);
 		}
 		if (pfn + len > end)
 			len = end - pfn;
@@ -383,7 +402,7 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 			bool merge = l->state == r.state && l->order == r.order && l->end == pfn &&
 				     l->no_direct_map == r.no_direct_map &&
 				     (r.state == SS_FRAME_FREE ||
-				      (l->fd == r.fd && m->frames[pfn - 1].ino == f->ino &&
+				      (l->fd == r.fd && frame_ro(m, pfn - 1)->ino == f->ino &&
 				       l->index + (pfn - l->start) == r.index));
 			if (merge) {
 				l->end = pfn + len;
@@ -433,6 +452,22 @@ uint64_t ss_memory_bytes(const struct ss_machine *m)
 		b += sizeof(struct inode) + m->inodes[i].cache.nodes * (8 + 8 + 64 * 8);
 	for (int i = 0; i < m->nowners; i++)
 		b += m->owners[i].gfns.nodes * (8 + 8 + 64 * 8) +
+		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot) +
+		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
+				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
+	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
+	b += m->cap_events * sizeof(struct evrec) + m->cap_cbs * sizeof(struct cbrun) +
+	     m->cap_touches * sizeof(struct ss_touch);
+	return b;
+}
+
+uint64_t ss_memory_owned(const struct ss_machine *m)
+{
+	uint64_t b = sizeof(*m) + fchunks_owned_bytes(m);
+	for (int i = 0; i < m->ninodes; i++)
+		b += sizeof(struct inode) + tree_owned_bytes(&m->inodes[i].cache);
+	for (int i = 0; i < m->nowners; i++)
+		b += tree_owned_bytes(&m->owners[i].gfns) +
 		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot) +
 		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
 				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
