@@ -231,7 +231,7 @@ static int check_events(const struct ss_machine *m, char *msg, size_t len)
 {
 	uint64_t from = m->nevents > 256 ? m->nevents - 16 : 0;
 	for (uint64_t s = from; s < m->nevents; s++) {
-		const struct evrec *r = &m->events[s];
+		const struct evrec *r = ev_at(m, s);
 		CHECK(r->e.callbacks_kept <= r->e.ncallbacks && r->cb_runs <= SS_EV_KEEP,
 		      "event %llu keeps %u of %u callbacks in %u runs", (unsigned long long)s + 1,
 		      r->e.callbacks_kept, r->e.ncallbacks, r->cb_runs);
@@ -242,7 +242,7 @@ static int check_events(const struct ss_machine *m, char *msg, size_t len)
 		      "event %llu: records past the log", (unsigned long long)s + 1);
 		uint64_t next = 0;
 		for (uint32_t k = 0; k < r->cb_runs; k++) {
-			const struct cbrun *c = &m->cbs[r->cb_first + k];
+			const struct cbrun *c = cb_at(m, r->cb_first + k);
 			CHECK(c->first == next && c->count >= 1 && (c->count == 1 || c->step > 0),
 			      "event %llu: callback run %u starts at %llu, want %llu",
 			      (unsigned long long)s + 1, k, (unsigned long long)c->first,

@@ -115,11 +115,14 @@ struct fchunk *fchunk_unshare(struct ss_machine *m, uint32_t c)
 	return k;
 }
 
-uint64_t fchunks_owned_bytes(const struct ss_machine *m)
+uint64_t fchunks_owned_bytes(const struct ss_machine *m, const struct ss_machine *beside)
 {
 	uint64_t b = (uint64_t)m->nfchunks * sizeof(*m->fchunks);
+	bool pair = beside && beside->nfchunks == m->nfchunks;
 	for (uint32_t c = 0; c < m->nfchunks; c++) {
 		const struct fchunk *k = m->fchunks[c];
+		if (pair && beside->fchunks[c] == k)
+			continue;
 		unsigned int refs = atomic_load_explicit(&k->refs, memory_order_relaxed);
 		b += chunk_bytes(k->nr) / (refs ? refs : 1);
 	}

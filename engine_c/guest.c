@@ -330,7 +330,7 @@ int removal_start(struct ss_machine *m, struct inode *in, uint64_t start, uint64
 	int r = cache_remove_range(m, in, start, end, &resume, &wpfn);
 	if (r != SS_PENDING)
 		return r;
-	struct waiter w = { .kind = W_REMOVE, .seq = seq, .op = m->events[seq - 1].e.op,
+	struct waiter w = { .kind = W_REMOVE, .seq = seq, .op = ev_at(m, seq - 1)->e.op,
 			    .ino = in->ino, .start = start, .end = end, .resume = resume,
 			    .pfn = wpfn };
 	return waiter_add(m, &w) ? -ENOMEM : SS_PENDING;

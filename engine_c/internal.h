@@ -100,7 +100,7 @@ void fchunks_free(struct ss_machine *m);
 /* this machine's own copy of chunk c (it was shared): never fails (aborts when
  * out of memory: the operation in progress cannot be undone half way) */
 struct fchunk *fchunk_unshare(struct ss_machine *m, uint32_t c);
-uint64_t fchunks_owned_bytes(const struct ss_machine *m);
+uint64_t fchunks_owned_bytes(const struct ss_machine *m, const struct ss_machine *beside);
 
 /* ---- radix tree (tree.c) ---- */
 struct tnode;
@@ -115,7 +115,9 @@ void tree_init(struct tree *t);
 void tree_destroy(struct tree *t);
 /* a copy sharing src's nodes until either writes (deep: every node copied) */
 int tree_clone(struct tree *dst, const struct tree *src, bool deep);
-uint64_t tree_owned_bytes(const struct tree *t);  /* nodes held once; shared ones by share */
+/* t's node bytes but for the nodes it shares with beside (NULL: none); a node held
+ * by k machines counts 1/k */
+uint64_t tree_owned_bytes(const struct tree *t, const struct tree *beside);
 uint64_t tree_load(const struct tree *t, uint64_t index);
 int tree_store(struct tree *t, uint64_t index, uint64_t value);  /* 0, -ENOMEM */
 uint64_t tree_erase(struct tree *t, uint64_t index);             /* old value */
@@ -282,6 +284,36 @@ struct evrec {
 	struct ss_touch t_last;      /* the last touch counted (merging goes on past the cap) */
 };
 
+/* the log's arrays in copy-on-write segments (seglog.c) */
+#define SEG_SHIFT 8
+#define SEG_NR (1u << SEG_SHIFT)
+struct seg {
+	atomic_uint refs;      /* machines holding this segment */
+	uint32_t spare;
+	uint64_t b[];          /* SEG_NR elements */
+};
+struct seglog {
+	struct seg **segs;
+	uint64_t nsegs, capsegs;  /* capacity: nsegs * SEG_NR elements */
+};
+int seg_reserve(struct seglog *l, size_t esize, uint64_t need);  /* 0 or -ENOMEM */
+void *seg_mut_slow(struct seglog *l, size_t esize, uint64_t i);  /* NULL: out of memory */
+int seg_clone(struct seglog *dst, const struct seglog *src, size_t esize, uint64_t n, bool deep);
+void seg_free(struct seglog *l);
+uint64_t seg_owned_bytes(const struct seglog *l, const struct seglog *beside, size_t esize);
+static inline const void *seg_at(const struct seglog *l, size_t esize, uint64_t i)
+{
+	return (const unsigned char *)l->segs[i >> SEG_SHIFT]->b + (i & (SEG_NR - 1)) * esize;
+}
+/* element i to write (its segment copied first if shared); NULL when out of memory */
+static inline void *seg_mut(struct seglog *l, size_t esize, uint64_t i)
+{
+	struct seg *s = l->segs[i >> SEG_SHIFT];
+	if (__builtin_expect(atomic_load_explicit(&s->refs, memory_order_acquire) != 1, 0))
+		return seg_mut_slow(l, esize, i);
+	return (unsigned char *)s->b + (i & (SEG_NR - 1)) * esize;
+}
+
 struct ss_machine {
 	struct ss_config cfg;
 	struct fchunk **fchunks;  /* phys_pages >> fshift chunks (chunks.c) */
@@ -309,13 +341,13 @@ struct ss_machine {
 	uint32_t ndata, cap_data, data_free; /* data_free: first free slot + 1 */
 	uint32_t *data_next;
 
-	struct evrec *events;
-	uint64_t nevents, cap_events;
-	struct cbrun *cbs;
-	uint64_t ncbs, cap_cbs;
-	struct ss_touch *touches;
-	uint64_t ntouches, cap_touches;
-	struct evrec *cur;     /* the event being built, NULL when none */
+	struct seglog events;  /* struct evrec: ev_at() */
+	uint64_t nevents;
+	struct seglog cbs;     /* struct cbrun */
+	uint64_t ncbs;
+	struct seglog touches; /* struct ss_touch */
+	uint64_t ntouches;
+	struct evrec *cur;     /* the event being built (its segment this machine's own), NULL when none */
 
 	struct pin *pins;      /* slot i holds pin id i + 1 (kvm_pin.c) */
 	int npins;
@@ -323,6 +355,19 @@ struct ss_machine {
 	uint64_t vmm_lowest;   /* lowest VMM address handed out (0: none yet) */
 	int kvm_rule;          /* SS_R_* of the last failing KVM call */
 };
+
+static inline const struct evrec *ev_at(const struct ss_machine *m, uint64_t i)
+{
+	return seg_at(&m->events, sizeof(struct evrec), i);
+}
+static inline const struct cbrun *cb_at(const struct ss_machine *m, uint64_t i)
+{
+	return seg_at(&m->cbs, sizeof(struct cbrun), i);
+}
+static inline const struct ss_touch *touch_at(const struct ss_machine *m, uint64_t i)
+{
+	return seg_at(&m->touches, sizeof(struct ss_touch), i);
+}
 
 /* frames.c */
 int frames_init(struct ss_machine *m);
@@ -364,7 +409,10 @@ void ev_callback(struct ss_machine *m, int fn, int owner, uint64_t start, uint64
 void ev_touch(struct ss_machine *m, int what, int fd, int owner, uint64_t index,
 	      uint64_t npages, uint64_t pfn);
 void events_free(struct ss_machine *m);
-int events_clone(struct ss_machine *dst, const struct ss_machine *src);
+int events_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
+/* the log's bytes; owned: but for the segments shared with beside (may be NULL) and
+ * a segment held by k machines counting 1/k */
+uint64_t events_bytes(const struct ss_machine *m, bool owned, const struct ss_machine *beside);
 
 /* files.c */
 struct inode *inode_get(struct ss_machine *m, uint32_t ino);

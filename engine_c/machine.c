@@ -94,9 +94,7 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 	m->npins = 0;
 	m->data = NULL;
 	m->data_next = NULL;
-	m->events = NULL;
-	m->cbs = NULL;
-	m->touches = NULL;
+	m->events = m->cbs = m->touches = (struct seglog){ 0 };
 	m->waiters = NULL;
 	m->nwaiters = m->cap_waiters = 0;
 	m->cur = NULL;
@@ -109,7 +107,7 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 	m->ninodes = 0;
 	uint32_t ndata = m->ndata;
 	m->ndata = 0;
-	m->nevents = m->ncbs = m->ntouches = 0;
+	m->nevents = m->ncbs = m->ntouches = 0;  /* events_clone sets them */
 
 	if (fchunks_clone(m, src, deep))
 		goto err;
@@ -147,11 +145,8 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 	}
 	if (owners_clone(m, src, deep) || waiters_clone(m, src))
 		goto err;
-	if (events_clone(m, src))
+	if (events_clone(m, src, deep))
 		goto err;
-	m->nevents = src->nevents;
-	m->ncbs = src->ncbs;
-	m->ntouches = src->ntouches;
 	return m;
 err:
 	ss_machine_free(m);
@@ -456,23 +451,25 @@ uint64_t ss_memory_bytes(const struct ss_machine *m)
 		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
 				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
 	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
-	b += m->cap_events * sizeof(struct evrec) + m->cap_cbs * sizeof(struct cbrun) +
-	     m->cap_touches * sizeof(struct ss_touch);
+	b += events_bytes(m, false, NULL);
 	return b;
 }
 
-uint64_t ss_memory_owned(const struct ss_machine *m)
+uint64_t ss_memory_owned(const struct ss_machine *m, const struct ss_machine *beside)
 {
-	uint64_t b = sizeof(*m) + fchunks_owned_bytes(m);
-	for (int i = 0; i < m->ninodes; i++)
-		b += sizeof(struct inode) + tree_owned_bytes(&m->inodes[i].cache);
+	uint64_t b = sizeof(*m) + fchunks_owned_bytes(m, beside);
+	for (int i = 0; i < m->ninodes; i++) {
+		const struct inode *o = beside && i < beside->ninodes && beside->inodes[i].ino == m->inodes[i].ino
+					? &beside->inodes[i] : NULL;
+		b += sizeof(struct inode) + tree_owned_bytes(&m->inodes[i].cache, o ? &o->cache : NULL);
+	}
 	for (int i = 0; i < m->nowners; i++)
-		b += tree_owned_bytes(&m->owners[i].gfns) +
+		b += tree_owned_bytes(&m->owners[i].gfns,
+				      beside && i < beside->nowners ? &beside->owners[i].gfns : NULL) +
 		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot) +
 		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
 				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
 	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
-	b += m->cap_events * sizeof(struct evrec) + m->cap_cbs * sizeof(struct cbrun) +
-	     m->cap_touches * sizeof(struct ss_touch);
+	b += events_bytes(m, true, beside);
 	return b;
 }

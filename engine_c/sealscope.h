@@ -417,9 +417,11 @@ int ss_check(const struct ss_machine *m, char *msg, size_t msglen);
 
 /* bytes of memory the machine uses (descriptors, cache trees, data, log) */
 uint64_t ss_memory_bytes(const struct ss_machine *m);
-/* the part of that m holds alone: a chunk or tree node shared by k machines
- * counts 1/k (a shared node's subtree is not walked: it counts as shared) */
-uint64_t ss_memory_owned(const struct ss_machine *m);
+/* the part of that m holds beside machine `beside` (NULL: none): what the two
+ * share (frame chunks, tree nodes, log segments; a clone's and its original's)
+ * counts nothing, anything else held by k machines counts 1/k.  A snapshot's
+ * cost beside the live machine (app/registry.py). */
+uint64_t ss_memory_owned(const struct ss_machine *m, const struct ss_machine *beside);
 size_t ss_frame_size(void);
 
 /* ---- the KVM side (KVM.md): VMs, memslots, attributes, vCPUs, the VMM ----

@@ -171,21 +171,31 @@ int tree_clone(struct tree *dst, const struct tree *src, bool deep)
 	return dst->root ? 0 : -ENOMEM;
 }
 
-static uint64_t node_owned(const struct tnode *n)
+/* n's bytes but for the subtrees it shares with other (the node at the same
+ * place of another tree, or NULL); a node held by k counts 1/k, and so on
+ * down (div: the product of the holders above) */
+static uint64_t node_owned(const struct tnode *n, const struct tnode *other, uint64_t div)
 {
+	if (n == other)
+		return 0;
 	unsigned int refs = atomic_load_explicit(&n->refs, memory_order_relaxed);
-	if (refs > 1)
-		return sizeof(*n) / refs;  /* its subtree is shared too: not walked */
-	uint64_t b = sizeof(*n);
+	div *= refs ? refs : 1;
+	if (div > (1u << 20))
+		div = 1u << 20;
+	uint64_t b = sizeof(*n) / div;
 	if (n->shift)
-		for (uint64_t m = n->bitmap; m; m &= m - 1)
-			b += node_owned(child(n, (unsigned int)__builtin_ctzll(m)));
+		for (uint64_t m = n->bitmap; m; m &= m - 1) {
+			unsigned int i = (unsigned int)__builtin_ctzll(m);
+			const struct tnode *o = other && other->shift == n->shift &&
+						(other->bitmap & (1ULL << i)) ? child(other, i) : NULL;
+			b += node_owned(child(n, i), o, div);
+		}
 	return b;
 }
 
-uint64_t tree_owned_bytes(const struct tree *t)
+uint64_t tree_owned_bytes(const struct tree *t, const struct tree *beside)
 {
-	return t->root ? node_owned(t->root) : 0;
+	return t->root ? node_owned(t->root, beside ? beside->root : NULL, 1) : 0;
 }
 
 uint64_t tree_load(const struct tree *t, uint64_t index)

@@ -232,19 +232,22 @@ static void owned_bytes(void)
 	struct ss_machine *m = ss_machine_new(&c);
 	int fd = ss_memfd_create(m, "big", 0);
 	EXPECT(m, ss_fallocate(m, fd, 0, 0, 2ll << 30), 0);  /* 2 GiB of 4 GiB */
-	uint64_t whole = ss_memory_owned(m);
+	uint64_t whole = ss_memory_owned(m, NULL);
 	TRUE(whole >= (1u << 20) * sizeof(struct frame));
 	struct ss_machine *a = ss_machine_clone(m), *full = ss_machine_clone_full(m);
 	check(a, __LINE__);
 	/* (a copy's event arrays are cut to fit: a little less) */
-	TRUE(ss_memory_owned(full) <= whole && ss_memory_owned(full) + 64 * 1024 > whole);
-	/* the two share all: each counts half */
-	TRUE(ss_memory_owned(a) < whole / 2 + 64 * 1024);
-	TRUE(ss_memory_owned(m) < whole / 2 + 64 * 1024);
-	/* one page written: one chunk and a tree path copied */
+	TRUE(ss_memory_owned(full, NULL) <= whole && ss_memory_owned(full, NULL) + 64 * 1024 > whole);
+	/* the two share all: each counts half, and nothing beside the other */
+	TRUE(ss_memory_owned(a, NULL) < whole / 2 + 64 * 1024);
+	TRUE(ss_memory_owned(m, NULL) < whole / 2 + 64 * 1024);
+	TRUE(ss_memory_owned(a, m) < 64 * 1024);
+	TRUE(ss_memory_owned(full, m) + 64 * 1024 > whole);
+	/* one page written: one chunk, a tree path and a log segment copied */
+	uint64_t chunk = sizeof(struct fchunk) + (1u << FCHUNK_SHIFT) * sizeof(struct frame);
 	EXPECT(a, ss_pwrite(a, fd, "x", 1, 12345 * 4096), 1);
-	TRUE(ss_memory_owned(a) < whole / 2 + 2 * sizeof(struct fchunk) +
-				    ((1u << FCHUNK_SHIFT) + 64) * sizeof(struct frame) + 3 * 4096);
+	TRUE(ss_memory_owned(a, NULL) < whole / 2 + chunk + 128 * 1024);
+	TRUE(ss_memory_owned(a, m) > chunk && ss_memory_owned(a, m) < chunk + 128 * 1024);
 	TRUE(same_machine(m, full) == 0);
 	char got[2] = { 0 };
 	EXPECT(m, ss_pread(m, fd, got, 1, 12345 * 4096), 1);
@@ -258,9 +261,11 @@ static void owned_bytes(void)
 	TRUE(fi.nr_pages == (2ull << 30) / 4096);
 	EXPECT(m, ss_file_info(m, fd, &fi), 0);
 	TRUE(fi.nr_pages == 0);
+	/* a holds the 2 GiB file's frames and cache tree beside m now */
+	TRUE(ss_memory_owned(a, m) > (2ull << 30) / 4096 * sizeof(struct frame));
 	ss_machine_free(m);
 	check(a, __LINE__);
-	TRUE(ss_memory_owned(a) + 64 * 1024 > whole);  /* alone now */
+	TRUE(ss_memory_owned(a, NULL) + 64 * 1024 > whole);  /* alone now */
 	ss_machine_free(a);
 	ss_machine_free(full);
 }
