@@ -2,11 +2,11 @@
  * chunks.c - the frame array in copy-on-write chunks.
  *
  * A machine's frames live in chunks of 2^m->fshift descriptors (FCHUNK_SHIFT:
- * 2^14) behind a table (m->fchunks).  A clone copies the table and takes a reference on every
- * chunk: 16M frames are 1024 chunks, an 8 KiB table.  The first write to a
- * frame of a shared chunk (frame_rw) gives the writer its own copy and drops
- * its reference on the shared one, so two clones pay only for the chunks
- * they change.
+ * 2^12, 128 KiB) behind a table (m->fchunks).  A clone copies the table and
+ * takes a reference on every chunk: 16M frames are 4096 chunks, a 32 KiB
+ * table.  The first write to a frame of a shared chunk (frame_rw) gives the
+ * writer its own copy and drops its reference on the shared one, so two
+ * clones pay only for the chunks they change.
  *
  * Clones live in different threads, each machine entered by one thread at a
  * time: references are atomic.  A chunk with refs == 1 is written in place:

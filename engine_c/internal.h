@@ -83,7 +83,7 @@ struct frame {                 /* 32 bytes: see ss_frame_size() */
  * indexed over the block.  Never keep a frame_ro() pointer across a
  * frame_rw() of the same chunk: the write may move this machine to a copy.
  */
-#define FCHUNK_SHIFT 14        /* 2^14 frames, 512 KiB a chunk (m->fshift: tests pick less) */
+#define FCHUNK_SHIFT 12        /* 2^12 frames, 128 KiB a chunk (m->fshift: tests pick less) */
 _Static_assert(FCHUNK_SHIFT >= SS_MAX_ORDER, "a buddy block must lie within one chunk");
 
 struct fchunk {
@@ -337,7 +337,7 @@ struct ss_machine {
 	struct waiter *waiters;
 	int nwaiters, cap_waiters;
 
-	uint8_t **data;        /* data slots, 4096 bytes each */
+	struct dpage **data;   /* data slots, 4096 bytes each (data.c: data_ro) */
 	uint32_t ndata, cap_data, data_free; /* data_free: first free slot + 1 */
 	uint32_t *data_next;
 
@@ -396,9 +396,15 @@ static inline uint32_t frame_head(const struct ss_machine *m, uint32_t pfn)
 	return pfn;
 }
 
-/* data.c: page contents */
-int data_get(struct ss_machine *m, uint32_t pfn, uint8_t **out);  /* allocate */
+/* data.c: page contents (shared by clones until written) */
+struct dpage;
+const uint8_t *data_ro(const struct ss_machine *m, uint32_t slot);  /* a frame's data - 1 */
+int data_get(struct ss_machine *m, uint32_t pfn, uint8_t **out);  /* to write: allocate or unshare */
+int data_zero(struct ss_machine *m, uint32_t pfn, unsigned int from, unsigned int to);
 void data_drop(struct ss_machine *m, uint32_t pfn);
+int data_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
+void data_free_all(struct ss_machine *m);
+uint64_t data_bytes(const struct ss_machine *m, bool owned, const struct ss_machine *beside);
 
 /* events.c */
 void ev_begin(struct ss_machine *m, int op, int fd, int64_t a0, int64_t a1,

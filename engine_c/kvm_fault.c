@@ -263,7 +263,7 @@ int ss_vcpu_access(struct ss_machine *m, int id, int vcpu, const struct ss_acces
 	}
 	const struct frame *f = frame_ro(m, pfn);  /* after the writes: they may copy its chunk */
 	struct inode *in = inode_get(m, f->ino);
-	out->value = f->data ? m->data[f->data - 1][off] : 0;
+	out->value = f->data ? data_ro(m, f->data - 1)[off] : 0;
 	struct memslot *s = vm_slot_of(o, a->gpa >> SS_PAGE_SHIFT);
 	bool priv = is_rfc(m) ? (s && s->ino && f->ino == s->ino)
 			      : (vm_has_private_mem(o->vm) &&

@@ -48,13 +48,10 @@ void ss_machine_free(struct ss_machine *m)
 			tree_destroy(&m->inodes[i].cache);
 			attrs_free(&m->inodes[i].gattrs);
 		}
-	for (uint32_t i = 0; i < m->ndata; i++)
-		free(m->data[i]);
 	owners_free(m);
 	waiters_free(m);
 	events_free(m);
-	free(m->data);
-	free(m->data_next);
+	data_free_all(m);
 	free(m->inodes);
 	free(m->fdtab);
 	free(m->maps);
@@ -94,6 +91,7 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 	m->npins = 0;
 	m->data = NULL;
 	m->data_next = NULL;
+	m->ndata = m->cap_data = 0;
 	m->events = m->cbs = m->touches = (struct seglog){ 0 };
 	m->waiters = NULL;
 	m->nwaiters = m->cap_waiters = 0;
@@ -105,8 +103,6 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 	}
 	int ninodes = m->ninodes;
 	m->ninodes = 0;
-	uint32_t ndata = m->ndata;
-	m->ndata = 0;
 	m->nevents = m->ncbs = m->ntouches = 0;  /* events_clone sets them */
 
 	if (fchunks_clone(m, src, deep))
@@ -132,17 +128,8 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 		goto err;
 	if (pins_clone(m, src))
 		goto err;
-	if (src->cap_data) {
-		m->data = calloc(src->cap_data, sizeof(uint8_t *));
-		m->data_next = dup_mem(src->data_next, src->cap_data * sizeof(uint32_t));
-		if (!m->data || !m->data_next)
-			goto err;
-		for (uint32_t i = 0; i < ndata; i++) {
-			m->ndata = i + 1;
-			if (src->data[i] && !(m->data[i] = dup_mem(src->data[i], SS_PAGE_SIZE)))
-				goto err;
-		}
-	}
+	if (data_clone(m, src, deep))
+		goto err;
 	if (owners_clone(m, src, deep) || waiters_clone(m, src))
 		goto err;
 	if (events_clone(m, src, deep))
@@ -450,7 +437,7 @@ uint64_t ss_memory_bytes(const struct ss_machine *m)
 		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot) +
 		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
 				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
-	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
+	b += data_bytes(m, false, NULL);
 	b += events_bytes(m, false, NULL);
 	return b;
 }
@@ -469,7 +456,7 @@ uint64_t ss_memory_owned(const struct ss_machine *m, const struct ss_machine *be
 		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot) +
 		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
 				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
-	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
+	b += data_bytes(m, true, beside);
 	b += events_bytes(m, true, beside);
 	return b;
 }

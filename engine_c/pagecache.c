@@ -16,6 +16,8 @@
  * skipped and waited for: the caller gets SS_PENDING.
  */
 #include "internal.h"
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 uint64_t inode_limit(const struct inode *in)
@@ -160,9 +162,10 @@ static void page_zero(struct ss_machine *m, struct inode *in, uint64_t index,
 	uint64_t v = tree_load(&in->cache, index);
 	if (!v || from >= to)
 		return;
-	struct frame *f = frame_rw(m, v - 1);
-	if (f->data)
-		memset(m->data[f->data - 1] + from, 0, to - from);
+	if (data_zero(m, (uint32_t)(v - 1), from, to)) {  /* a shared page copied first */
+		fputs("sealscope: out of memory copying a shared page\n", stderr);
+		abort();
+	}
 	ev_touch(m, SS_T_ZERO, inode_fd(in), -1, index, 1, v - 1);
 }
 

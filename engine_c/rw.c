@@ -45,7 +45,7 @@ int64_t ss_pread(struct ss_machine *m, int fd, void *buf, int64_t count, int64_t
 		uint64_t v = tree_load(&in->cache, idx);
 		const struct frame *f = v ? frame_ro(m, v - 1) : NULL;
 		if (f && f->data)
-			memcpy(out + done, m->data[f->data - 1] + off, (size_t)chunk);
+			memcpy(out + done, data_ro(m, f->data - 1) + off, (size_t)chunk);
 		else
 			memset(out + done, 0, (size_t)chunk);
 		done += chunk;

@@ -133,7 +133,7 @@ int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int wri
 		frame_rw(m, frame_head(m, (uint32_t)pfn))->flags |= F_DIRTY;
 	}
 	const struct frame *f = frame_ro(m, pfn);  /* after the writes: they may copy its chunk */
-	*value_out = f->data ? m->data[f->data - 1][off] : 0;
+	*value_out = f->data ? data_ro(m, f->data - 1)[off] : 0;
 	if (m->cur) {
 		m->cur->e.out[0] = (int64_t)pfn;
 		m->cur->e.out[1] = (int64_t)index;

@@ -92,7 +92,7 @@ static int same_machine(const struct ss_machine *a, const struct ss_machine *b)
 		const struct frame *x = frame_ro(a, p), *y = frame_ro(b, p);
 		if (memcmp(x, y, sizeof(*x)))
 			return diff("frame", p);
-		if (x->data && memcmp(a->data[x->data - 1], b->data[y->data - 1], SS_PAGE_SIZE))
+		if (x->data && memcmp(data_ro(a, x->data - 1), data_ro(b, y->data - 1), SS_PAGE_SIZE))
 			return diff("page contents", p);
 	}
 	if (a->ninodes != b->ninodes)
