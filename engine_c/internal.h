@@ -77,28 +77,38 @@ struct frame {                 /* 32 bytes: see ss_frame_size() */
 
 /* ---- the frame array in copy-on-write chunks (chunks.c) ---- */
 /*
- * A chunk holds 2^m->fshift frames; clones share chunks (refs counts the
- * machines holding one) until one side writes.  A buddy block (order <=
- * SS_MAX_ORDER) lies within one chunk, so a pointer to a block's head may be
- * indexed over the block.  Never keep a frame_ro() pointer across a
- * frame_rw() of the same chunk: the write may move this machine to a copy.
+ * A chunk holds 2^m->fshift frames, a group 2^m->gshift chunks; clones share
+ * groups and chunks (refs counts their holders) until one side writes.  A
+ * buddy block (order <= SS_MAX_ORDER) lies within one chunk, so a pointer to
+ * a block's head may be indexed over the block.  Never keep a frame_ro()
+ * pointer across a frame_rw() of the same chunk: the write may move this
+ * machine to a copy.
  */
-#define FCHUNK_SHIFT 12        /* 2^12 frames, 128 KiB a chunk (m->fshift: tests pick less) */
+#define FCHUNK_SHIFT 10        /* 2^10 frames (a max-order block), 32 KiB a chunk */
+#define FGROUP_SHIFT 6         /* 64 chunks a group: 256 groups for 16M frames */
 _Static_assert(FCHUNK_SHIFT >= SS_MAX_ORDER, "a buddy block must lie within one chunk");
 
 struct fchunk {
-	atomic_uint refs;      /* machines holding this chunk */
+	atomic_uint refs;      /* groups holding this chunk */
 	uint32_t nr;           /* frames: 1 << fshift but in a small machine's last chunk */
 	struct frame f[];
 };
 
-/* a machine whose chunks hold 2^fshift frames (SS_MAX_ORDER..26; tests) */
-struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift);
+struct fgroup {
+	atomic_uint refs;      /* machines holding this group */
+	uint32_t n;            /* chunks: 1 << gshift but in the last group */
+	struct fchunk *c[];
+};
+
+/* a machine whose chunks hold 2^fshift frames (SS_MAX_ORDER..26), its groups 2^gshift
+ * chunks (0..16): tests pick small ones */
+struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift,
+				       unsigned int gshift);
 int fchunks_init(struct ss_machine *m);              /* all frames zero; 0 or -ENOMEM */
 int fchunks_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
 void fchunks_free(struct ss_machine *m);
-/* this machine's own copy of chunk c (it was shared): never fails (aborts when
- * out of memory: the operation in progress cannot be undone half way) */
+/* this machine's own copy of chunk c (it or its group was shared): never fails
+ * (aborts when out of memory: the operation in progress cannot be undone half way) */
 struct fchunk *fchunk_unshare(struct ss_machine *m, uint32_t c);
 uint64_t fchunks_owned_bytes(const struct ss_machine *m, const struct ss_machine *beside);
 
@@ -285,7 +295,7 @@ struct evrec {
 };
 
 /* the log's arrays in copy-on-write segments (seglog.c) */
-#define SEG_SHIFT 8
+#define SEG_SHIFT 6             /* 64 events (12.8 KiB) a segment */
 #define SEG_NR (1u << SEG_SHIFT)
 struct seg {
 	atomic_uint refs;      /* machines holding this segment */
@@ -316,9 +326,10 @@ static inline void *seg_mut(struct seglog *l, size_t esize, uint64_t i)
 
 struct ss_machine {
 	struct ss_config cfg;
-	struct fchunk **fchunks;  /* phys_pages >> fshift chunks (chunks.c) */
-	uint32_t nfchunks;
+	struct fgroup **fgroups;  /* the frames: groups of chunks (chunks.c) */
+	uint32_t nfgroups;
 	uint32_t fshift, fmask;   /* chunk i holds frames i << fshift .. (i + 1) << fshift - 1 */
+	uint32_t gshift, gmask;   /* group j holds chunks j << gshift .. */
 	uint32_t free_head[SS_MAX_ORDER + 1];
 	uint64_t nr_free_blocks[SS_MAX_ORDER + 1];
 	uint64_t nr_free;
@@ -376,15 +387,19 @@ int64_t frames_alloc(struct ss_machine *m, unsigned int order);
 void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order);
 static inline const struct frame *frame_ro(const struct ss_machine *m, uint64_t pfn)
 {
-	return &m->fchunks[pfn >> m->fshift]->f[pfn & m->fmask];
+	uint32_t c = (uint32_t)(pfn >> m->fshift);
+	return &m->fgroups[c >> m->gshift]->c[c & m->gmask]->f[pfn & m->fmask];
 }
 static inline struct frame *frame_rw(struct ss_machine *m, uint64_t pfn)
 {
 	uint32_t c = (uint32_t)(pfn >> m->fshift);
-	struct fchunk *k = m->fchunks[c];
-	/* 1: only this machine holds it, and nobody can take a new reference
-	 * but a clone of this machine, which its owner serializes with writes */
-	if (__builtin_expect(atomic_load_explicit(&k->refs, memory_order_acquire) != 1, 0))
+	struct fgroup *g = m->fgroups[c >> m->gshift];
+	struct fchunk *k = g->c[c & m->gmask];
+	/* 1 and 1: only this machine holds them, and nobody can take a new
+	 * reference but a clone of this machine, which its owner serializes with
+	 * writes */
+	if (__builtin_expect(atomic_load_explicit(&g->refs, memory_order_acquire) != 1 ||
+			     atomic_load_explicit(&k->refs, memory_order_acquire) != 1, 0))
 		k = fchunk_unshare(m, c);
 	return &k->f[pfn & m->fmask];
 }

@@ -12,12 +12,13 @@
 
 struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 {
-	return machine_new_chunked(cfg, FCHUNK_SHIFT);
+	return machine_new_chunked(cfg, FCHUNK_SHIFT, FGROUP_SHIFT);
 }
 
-struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift)
+struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift,
+				       unsigned int gshift)
 {
-	if (fshift < SS_MAX_ORDER || fshift > 26)
+	if (fshift < SS_MAX_ORDER || fshift > 26 || gshift > 16)
 		return NULL;
 	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
 	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||
@@ -32,6 +33,8 @@ struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int
 	m->cfg = *cfg;
 	m->fshift = fshift;
 	m->fmask = (1u << fshift) - 1;
+	m->gshift = gshift;
+	m->gmask = (1u << gshift) - 1;
 	if (frames_init(m)) {
 		free(m);
 		return NULL;
@@ -82,8 +85,8 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 		return NULL;
 	*m = *src;
 	/* nothing shared with src from here on: reset owned pointers first */
-	m->fchunks = NULL;
-	m->nfchunks = 0;
+	m->fgroups = NULL;
+	m->nfgroups = 0;
 	m->inodes = NULL;
 	m->fdtab = NULL;
 	m->maps = NULL;

@@ -2,8 +2,8 @@
  * test_cow.c - copy-on-write clones (chunks.c, tree.c).
  *
  * Random programs of the fuzz target's ops (fuzz_ops.c, fuzz_kvm.c: the
- * file and KVM sides) drive machines whose frame chunks are small (2^10
- * frames: a few chunks even in a small machine).  A machine and its
+ * file and KVM sides) drive machines whose frame chunks and groups are small
+ * (2^10 frames, 2 chunks: a few groups even in a small machine).  A machine and its
  * copy-on-write clones are mutated in a random interleaving, each next to a
  * reference: a full copy (ss_machine_clone_full) made at the same moment and
  * given the same ops.  After every op the invariant checker runs on the side
@@ -157,7 +157,7 @@ static struct ss_machine *machine_of(uint8_t cfg)
 		.variants = (uint32_t)(cfg >> 3) & 3,
 		.phys_pages = PAGES[(cfg >> 5) & 3],
 	};
-	return machine_new_chunked(&c, SMALL_SHIFT);
+	return machine_new_chunked(&c, SMALL_SHIFT, 1);  /* groups of 2 chunks */
 }
 
 #define MAX_SIDES 4
