@@ -2,13 +2,13 @@
  * chunks.c - the frame array in copy-on-write chunks.
  *
  * A machine's frames live in chunks of 2^m->fshift descriptors (FCHUNK_SHIFT:
- * 2^10, 32 KiB), the chunks in groups of 2^m->gshift (FGROUP_SHIFT: 64)
- * behind a table (m->fgroups): a two-level tree.  A clone copies the table
- * and takes a reference on every group: 16M frames are 256 groups, a 2 KiB
- * table.  The first write to a frame of a shared group gives the writer its
- * own copy of the group (64 pointers, a reference on each chunk) and of a
- * shared chunk its own copy of the chunk, dropping its reference on the
- * shared ones: two clones pay only for the chunks they change.
+ * 64, 2 KiB), the chunks in groups of 2^m->gshift (FGROUP_SHIFT: 256) behind a
+ * table (m->fgroups): a two-level tree.  A clone copies the table and takes a
+ * reference on every group: 16M frames are 1024 groups, an 8 KiB table.  The
+ * first write to a frame of a shared group gives the writer its own copy of
+ * the group (256 pointers, a reference on each chunk) and of a shared chunk
+ * its own copy of the chunk, dropping its reference on the shared ones: two
+ * clones pay only for the chunks they change, a scattered write 2 KiB.
  *
  * Clones live in different threads, each machine entered by one thread at a
  * time: references are atomic.  A group or chunk with refs == 1 is written in

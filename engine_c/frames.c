@@ -109,7 +109,12 @@ void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order)
 			frames_free(m, pfn + b, SS_MAX_ORDER);
 		return;
 	}
-	memset(frame_rw(m, pfn), 0, sizeof(struct frame) << order);
+	for (uint64_t p = pfn, end = pfn + (1ull << order); p < end;) {  /* a chunk at a time */
+		uint64_t n = (m->fmask + 1ull) - (p & m->fmask);
+		n = n < end - p ? n : end - p;
+		memset(frame_rw(m, p), 0, n * sizeof(struct frame));
+		p += n;
+	}
 	m->nr_free += 1u << order;
 	while (order < SS_MAX_ORDER) {
 		uint32_t buddy = pfn ^ (1u << order);

@@ -79,14 +79,12 @@ struct frame {                 /* 32 bytes: see ss_frame_size() */
 /*
  * A chunk holds 2^m->fshift frames, a group 2^m->gshift chunks; clones share
  * groups and chunks (refs counts their holders) until one side writes.  A
- * buddy block (order <= SS_MAX_ORDER) lies within one chunk, so a pointer to
- * a block's head may be indexed over the block.  Never keep a frame_ro()
- * pointer across a frame_rw() of the same chunk: the write may move this
- * machine to a copy.
+ * frame pointer is never indexed to another frame: a block spans chunks.
+ * Never keep a frame_ro() pointer across a frame_rw() of the same chunk: the
+ * write may move this machine to a copy.
  */
-#define FCHUNK_SHIFT 10        /* 2^10 frames (a max-order block), 32 KiB a chunk */
-#define FGROUP_SHIFT 6         /* 64 chunks a group: 256 groups for 16M frames */
-_Static_assert(FCHUNK_SHIFT >= SS_MAX_ORDER, "a buddy block must lie within one chunk");
+#define FCHUNK_SHIFT 6         /* 64 frames, 2 KiB a chunk: what a scattered write copies */
+#define FGROUP_SHIFT 8         /* 256 chunks (64 MiB of memory) a group: 1024 for 16M frames */
 
 struct fchunk {
 	atomic_uint refs;      /* groups holding this chunk */
@@ -100,8 +98,8 @@ struct fgroup {
 	struct fchunk *c[];
 };
 
-/* a machine whose chunks hold 2^fshift frames (SS_MAX_ORDER..26), its groups 2^gshift
- * chunks (0..16): tests pick small ones */
+/* a machine whose chunks hold 2^fshift frames (0..16), its groups 2^gshift chunks
+ * (0..16): tests pick small ones */
 struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift,
 				       unsigned int gshift);
 int fchunks_init(struct ss_machine *m);              /* all frames zero; 0 or -ENOMEM */

@@ -18,7 +18,7 @@ struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift,
 				       unsigned int gshift)
 {
-	if (fshift < SS_MAX_ORDER || fshift > 26 || gshift > 16)
+	if (fshift > 16 || gshift > 16)
 		return NULL;
 	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
 	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||

@@ -28,7 +28,7 @@ def _op(s: Session, op: str, **args: Any) -> None:
 
 def _session(budget: Budget, ops: int = 100, **settings: int) -> Session:
     """A 4 GiB machine whose ops each fallocate the next page of a file: each changes
-    the first frame chunk (32 KiB) and a page-cache leaf."""
+    a frame chunk (2 KiB) and a page-cache leaf."""
     s = Session("s", Config(phys_pages=1 << 20), Settings(**settings), 0.0, budget)  # type: ignore[arg-type]
     _op(s, "memfd_create", name="f", flags=["MFD_ALLOW_SEALING"])
     for i in range(1, ops):
@@ -40,14 +40,14 @@ def test_snapshots_cost_what_they_hold_beside_the_live_machine() -> None:
     """Copy-on-write snapshots of a machine far bigger than the budget (its frame array
     alone is 32 MiB) fit: each holds only what the ops since it changed."""
     budget = Budget(1 << 30)
-    s = _session(budget, snapshot_every=4, snapshot_budget=MIB // 2)
+    s = _session(budget, snapshot_every=4, snapshot_budget=MIB // 4)
     assert s.machine.memory_bytes() > 32 * MIB
     assert len(s.snapshots) >= 3
     assert s.measure_snapshots()  # fit
-    assert budget.used == sum(s.snap_bytes.values()) <= MIB // 2
+    assert budget.used == sum(s.snap_bytes.values()) <= MIB // 4
     assert s.snap_every > 4  # the first ones thinned out: each holds chunks of its own
     held = [s.snapshots[k].memory_owned(beside=s.machine) for k in sorted(s.snapshots)]
-    assert held[0] > 32 * 1024 and held == [s.snap_bytes[k] for k in sorted(s.snapshots)]
+    assert held[0] > 4 * 1024 and held == [s.snap_bytes[k] for k in sorted(s.snapshots)]
     for n in (100, 61, 37, 3, 1):
         assert s.machine_at(n).file(3).nr_pages == n - 1
     assert s.machine_at(0).files() == []
@@ -69,7 +69,7 @@ def test_a_fresh_snapshot_costs_nothing_until_the_machine_moves() -> None:
         len=4096,
         mode=["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"],
     )
-    assert snap.memory_owned(beside=s.machine) > 32 * 1024  # the chunk the punch copied
+    assert snap.memory_owned(beside=s.machine) > 4 * 1024  # what the punch copied
 
 
 def test_the_service_wide_budget_is_shared() -> None:
