@@ -16,7 +16,8 @@
    before (full-copy snapshots costed at memory_bytes: a 64 GiB machine is over
    the 32 MiB budget, so none, and every preview replays from op 0).  The ops:
    punch and refill 2 MiB of the file, write a page, read a page, at random
-   offsets of a --hot-gib window (default: the whole file).
+   offsets of a --hot-gib window (default: the whole file).  --budget-mib sets
+   the session's snapshot budget (SEALSCOPE_SNAPSHOT_BUDGET, default 32 MiB).
 
 Rounds alternate the contenders (forward, then backward); each figure is the
 median over rounds with its spread (min..max), each ratio the median of the
@@ -157,8 +158,10 @@ def workload(size: int, hot: int, nops: int, seed: int) -> list[tuple[str, dict[
     return ops[:nops]
 
 
-def build(cls: type[Session], cfg: Config, ops: list[tuple[str, dict[str, Any]]]) -> Session:
-    s = cls("bench", cfg, Settings(), 0.0, Budget(Settings().snapshot_total))
+def build(
+    cls: type[Session], cfg: Config, ops: list[tuple[str, dict[str, Any]]], settings: Settings
+) -> Session:
+    s = cls("bench", cfg, settings, 0.0, Budget(settings.snapshot_total))
     for name, args in ops:
         spec, parsed = parse(name, args)
         out = apply(s.machine, spec, parsed)
@@ -192,7 +195,11 @@ def main() -> None:
     ap.add_argument("--hot-gib", type=float, default=0.0, help="ops' window (0: the file)")
     ap.add_argument("--rounds", type=int, default=7, help="clone rounds (default 7)")
     ap.add_argument("--previews", type=int, default=9, help="preview rounds (default 9)")
+    ap.add_argument(
+        "--budget-mib", type=int, default=0, help="a session's snapshot budget (0: the default)"
+    )
     a = ap.parse_args()
+    settings = Settings(**({"snapshot_budget": a.budget_mib << 20} if a.budget_mib else {}))
 
     t = time.perf_counter()
     m, fd = big_machine(a.gib)
@@ -235,15 +242,16 @@ def main() -> None:
     hot = int(a.hot_gib * GIB) // HUGE * HUGE or size
     ops = workload(size, hot, a.ops, 2)
     t = time.perf_counter()
-    new = build(Session, cfg, ops)
+    new = build(Session, cfg, ops, settings)
     t_new = time.perf_counter() - t
     t = time.perf_counter()
-    old = build(FullCopySession, cfg, ops)
+    old = build(FullCopySession, cfg, ops, settings)
     t_old = time.perf_counter() - t
     snaps = sorted(new.snapshots)
     print(
         f"\n2. preview of op n, a session of {a.ops} ops on {a.gib:g} GiB "
-        f"(ops in a {hot / GIB:g} GiB window), {a.previews} rounds"
+        f"(ops in a {hot / GIB:g} GiB window), {a.previews} rounds; a snapshot every "
+        f"{settings.snapshot_every} ops within {settings.snapshot_budget >> 20} MiB a session"
     )
     print(
         f"  built in {t_new:.1f} s (cow) and {t_old:.1f} s (full); snapshots: cow "
