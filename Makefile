@@ -118,6 +118,8 @@ else
 	$(CC) $(CFLAGS_STRICT) $(SANITIZE) -Iengine_c $(ENGINE_SRC) $(CTEST_SRC) -o $(CBUILD)/ctest-asan
 	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(CBUILD)/ctest-asan
+	$(CC) $(CFLAGS_STRICT) -fsanitize=thread -Iengine_c $(ENGINE_SRC) $(CTEST_SRC) -o $(CBUILD)/ctest-tsan
+	SS_CTEST_ONLY=cow TSAN_OPTIONS=halt_on_error=1 $(CBUILD)/ctest-tsan
 endif
 
 # the engine fuzzed (engine_c/fuzz/fuzz_ops.c: random op sequences, the invariant

@@ -51,6 +51,13 @@ class Budget:
         with self._lock:
             self.used -= size
 
+    def resize(self, old: int, new: int) -> bool:
+        """A held snapshot grew or shrank (what it holds beside its live machine): may
+        go over the limit (the next snapshot of its session thins out); whether within."""
+        with self._lock:
+            self.used += new - old
+            return self.used <= self.limit
+
 
 class Session:
     def __init__(
@@ -143,18 +150,31 @@ class Session:
     def snapshot(self) -> None:
         """Keep a clone of the machine as it is after op `seq`, thinning out (every other
         older one goes, the spacing doubles) to stay within the session's byte budget
-        and the service's."""
+        and the service's.  A clone is copy on write: it costs what it holds beside the
+        live machine (what the ops since have changed), measured again at each
+        snapshot (snap_bytes; between two, the ops of one interval may go over)."""
         n = self.seq
         if n == 0 or n in self.snapshots:
             return
-        size = self.machine.memory_bytes()
-        while self.snapshots and size * (len(self.snapshots) + 1) > self.snap_budget:
+        while not self.measure_snapshots():
+            if not self.snapshots:
+                return  # the service's budget is spent by other sessions
             self.snap_every *= 2
             keys = sorted(self.snapshots)
             self.drop_snapshots(set(keys[-2::-2] or keys).__contains__)
-        if size <= self.snap_budget and self.budget.take(size):
-            self.snapshots[n] = self.machine.clone()
-            self.snap_bytes[n] = size
+        self.snapshots[n] = snap = self.machine.clone()
+        self.snap_bytes[n] = snap.memory_owned(beside=self.machine)  # its tables: a few KiB
+        self.budget.resize(0, self.snap_bytes[n])
+
+    def measure_snapshots(self) -> bool:
+        """snap_bytes: what each snapshot holds beside the live machine now; whether
+        they fit the session's budget and the service's."""
+        fits = self.budget.resize(0, 0)
+        for k, snap in self.snapshots.items():
+            size = snap.memory_owned(beside=self.machine)
+            fits = self.budget.resize(self.snap_bytes[k], size)
+            self.snap_bytes[k] = size
+        return fits and sum(self.snap_bytes.values()) <= self.snap_budget
 
     def drop_snapshots(self, which: Callable[[int], bool] = lambda k: True) -> None:
         for k in [k for k in self.snapshots if which(k)]:

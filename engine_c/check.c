@@ -39,9 +39,9 @@ static int check_free_lists(const struct ss_machine *m, char *msg, size_t len)
 	for (unsigned int o = 0; o <= SS_MAX_ORDER; o++) {
 		uint64_t cnt = 0;
 		uint32_t prev = NIL;
-		for (uint32_t p = m->free_head[o]; p != NIL; p = m->frames[p].next) {
+		for (uint32_t p = m->free_head[o]; p != NIL; p = frame_ro(m, p)->next) {
 			CHECK(p < m->cfg.phys_pages, "free list %u holds pfn %u past the end", o, p);
-			const struct frame *f = &m->frames[p];
+			const struct frame *f = frame_ro(m, p);
 			CHECK(f->flags == F_BUDDY && f->order == o, "pfn %u on free list %u is not a free block of that order", p, o);
 			CHECK(f->prev == prev, "pfn %u: broken free-list link", p);
 			CHECK((p & ((1u << o) - 1)) == 0, "free block %u misaligned for order %u", p, o);
@@ -62,12 +62,12 @@ static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, 
 	static const struct frame zero;
 	uint64_t n = m->cfg.phys_pages, free_frames = 0;
 	for (uint64_t p = 0; p < n;) {
-		const struct frame *f = &m->frames[p];
+		const struct frame *f = frame_ro(m, p);
 		if (f->flags & F_BUDDY) {
 			uint64_t sz = 1ULL << f->order;
 			CHECK(p + sz <= n, "free block at %llu runs past memory", (unsigned long long)p);
 			for (uint64_t i = 1; i < sz; i++)
-				CHECK(!memcmp(&m->frames[p + i], &zero, sizeof(zero)),
+				CHECK(!memcmp(frame_ro(m, p + i), &zero, sizeof(zero)),
 				      "frame %llu inside free block %llu is not clear",
 				      (unsigned long long)(p + i), (unsigned long long)p);
 			free_frames += sz;
@@ -114,7 +114,7 @@ static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, 
 			CHECK(!(f->flags & F_LOCKED) || f->refcount >= 2 || !is_rfc(m),
 			      "locked page %llu has no holder reference", (unsigned long long)p);
 			for (uint64_t i = 1; i < sz; i++) {
-				const struct frame *t = &m->frames[p + i];
+				const struct frame *t = frame_ro(m, p + i);
 				CHECK(t->flags & F_TAIL && !(t->flags & (F_LOCKED | F_HEAD)) && t->order == f->order &&
 				      t->ino == f->ino && t->index == f->index + i && t->refcount == 0 &&
 				      t->state == f->state,
@@ -159,7 +159,7 @@ static int check_inodes(const struct ss_machine *m, char *msg, size_t len)
 		while ((v = tree_find(&in->cache, &idx, UINT64_MAX))) {
 			CHECK(v - 1 < m->cfg.phys_pages, "file %u index %llu: pfn out of range", in->ino,
 			      (unsigned long long)idx);
-			const struct frame *f = &m->frames[v - 1];
+			const struct frame *f = frame_ro(m, v - 1);
 			CHECK(f->state == SS_FRAME_CACHE && f->ino == in->ino && f->index == idx,
 			      "file %u index %llu -> frame %llu which says file %u index %llu", in->ino,
 			      (unsigned long long)idx, (unsigned long long)(v - 1), f->ino,
@@ -190,7 +190,7 @@ static int check_owners(const struct ss_machine *m, const uint64_t *mapped_per_o
 			uint64_t pfn = (v >> 1) - 1;
 			CHECK(pfn + n <= m->cfg.phys_pages, "owner %d gfn %llu maps past memory", o, (unsigned long long)k);
 			for (uint64_t i = 0; i < n; i++) {
-				const struct frame *f = &m->frames[pfn + i];
+				const struct frame *f = frame_ro(m, pfn + i);
 				CHECK(f->state == SS_FRAME_CACHE && (f->mapped & (1u << o)),
 				      "owner %d maps gfn %llu to frame %llu that is %s", o,
 				      (unsigned long long)(k + i), (unsigned long long)(pfn + i),
@@ -218,7 +218,7 @@ static int check_waiters(const struct ss_machine *m, char *msg, size_t len)
 		CHECK(w->seq >= 1 && w->seq <= m->nevents, "waiter %d names event %llu", i, (unsigned long long)w->seq);
 		if (w->kind == W_BLOCKED)
 			continue;
-		CHECK(w->pfn < m->cfg.phys_pages && (m->frames[w->pfn].flags & F_LOCKED),
+		CHECK(w->pfn < m->cfg.phys_pages && (frame_ro(m, w->pfn)->flags & F_LOCKED),
 		      "waiter %d (event %llu) sleeps on pfn %llu which is not locked", i,
 		      (unsigned long long)w->seq, (unsigned long long)w->pfn);
 	}
@@ -231,7 +231,7 @@ static int check_events(const struct ss_machine *m, char *msg, size_t len)
 {
 	uint64_t from = m->nevents > 256 ? m->nevents - 16 : 0;
 	for (uint64_t s = from; s < m->nevents; s++) {
-		const struct evrec *r = &m->events[s];
+		const struct evrec *r = ev_at(m, s);
 		CHECK(r->e.callbacks_kept <= r->e.ncallbacks && r->cb_runs <= SS_EV_KEEP,
 		      "event %llu keeps %u of %u callbacks in %u runs", (unsigned long long)s + 1,
 		      r->e.callbacks_kept, r->e.ncallbacks, r->cb_runs);
@@ -242,7 +242,7 @@ static int check_events(const struct ss_machine *m, char *msg, size_t len)
 		      "event %llu: records past the log", (unsigned long long)s + 1);
 		uint64_t next = 0;
 		for (uint32_t k = 0; k < r->cb_runs; k++) {
-			const struct cbrun *c = &m->cbs[r->cb_first + k];
+			const struct cbrun *c = cb_at(m, r->cb_first + k);
 			CHECK(c->first == next && c->count >= 1 && (c->count == 1 || c->step > 0),
 			      "event %llu: callback run %u starts at %llu, want %llu",
 			      (unsigned long long)s + 1, k, (unsigned long long)c->first,

@@ -111,7 +111,7 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 			CHECK(attrs_all(&o->vm->attrs, k, k + n, attrs_get(&o->vm->attrs, k)),
 			      "VM %d maps gfns %llu.. huge over mixed attributes", o->id, ULL(k));
 		for (uint64_t i = 0; i < n; i++) {
-			const struct frame *f = &m->frames[pfn + i];
+			const struct frame *f = frame_ro(m, pfn + i);
 			uint32_t ino = 0;
 			uint64_t index = 0;
 			int e = expected(m, o, s, k + i, &ino, &index);
@@ -125,7 +125,7 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 			/* TDX: a private mapping is an S-EPT entry (kvm_coco.c gmem_zap_private) */
 			CHECK(o->vm->type != SS_VM_TDX || is_rfc(m) ||
 			      !(attrs_get(&o->vm->attrs, k + i) & SS_MEMORY_ATTRIBUTE_PRIVATE) ||
-			      (m->frames[frame_head(m, (uint32_t)(pfn + i))].flags & F_PREPARED),
+			      (frame_ro(m, frame_head(m, (uint32_t)(pfn + i)))->flags & F_PREPARED),
 			      "TDX VM %d maps private gfn %llu to pfn %llu, which is in no S-EPT entry",
 			      o->id, ULL(k + i), ULL(pfn + i));
 			uint64_t p = pfn + i;
@@ -153,8 +153,8 @@ static int check_hwpoison_list(const struct ss_machine *m, uint64_t raw, char *m
 			    ULL(raw), m->nhwpoison);
 	for (uint32_t k = 0; k < m->nhwpoison; k++) {
 		uint32_t pfn = m->hwpoison[k];
-		if (pfn >= m->cfg.phys_pages || m->frames[pfn].state == SS_FRAME_FREE ||
-		    !(m->frames[pfn].xflags & X_HWPOISON_RAW))
+		if (pfn >= m->cfg.phys_pages || frame_ro(m, pfn)->state == SS_FRAME_FREE ||
+		    !(frame_ro(m, pfn)->xflags & X_HWPOISON_RAW))
 			return fail(msg, len, "hwpoison list entry %u (pfn %u) is not a poisoned "
 				    "frame", k, pfn);
 	}
@@ -165,10 +165,10 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 {
 	uint64_t raw = 0;
 	for (uint64_t p = 0; p < m->cfg.phys_pages; p++) {
-		const struct frame *f = &m->frames[p];
+		const struct frame *f = frame_ro(m, p);
 		raw += f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON_RAW);
 		if (f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON) &&
-		    (f->mapped || m->frames[frame_head(m, (uint32_t)p)].mapped))
+		    (f->mapped || frame_ro(m, frame_head(m, (uint32_t)p))->mapped))
 			return fail(msg, len, "pfn %llu is hwpoisoned but still mapped", ULL(p));
 		if (f->state != SS_FRAME_FREE && (f->xflags & X_NO_DIRECT_MAP) &&
 		    (!(m->cfg.variants & SS_VAR_NO_DIRECT_MAP) || (f->flags & F_TAIL) || !f->ino ||

@@ -15,29 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int grow(void **arr, uint64_t *cap, uint64_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	uint64_t c = *cap ? *cap : 64;
-	while (c < need)
-		c *= 2;
-	void *p = realloc(*arr, c * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = c;
-	return 0;
-}
-
 void ev_begin(struct ss_machine *m, int op, int fd, int64_t a0, int64_t a1,
 	      int64_t a2, int64_t a3)
 {
-	if (grow((void **)&m->events, &m->cap_events, m->nevents + 1, sizeof(struct evrec))) {
-		m->cur = NULL;
+	struct evrec *r = NULL;
+	if (!seg_reserve(&m->events, sizeof(*r), m->nevents + 1))
+		r = seg_mut(&m->events, sizeof(*r), m->nevents);
+	m->cur = r;
+	if (!r)
 		return;
-	}
-	struct evrec *r = &m->events[m->nevents++];
+	m->nevents++;
 	memset(r, 0, sizeof(*r));
 	r->e.seq = m->nevents;
 	r->e.op = op;
@@ -88,8 +75,8 @@ void ev_callback(struct ss_machine *m, int fn, int owner, uint64_t start, uint64
 	if (r->cb_full)
 		return;
 	if (r->cb_runs) {
-		struct cbrun *l = &m->cbs[m->ncbs - 1];
-		if (run_continues(l, fn, owner, start, end)) {
+		struct cbrun *l = seg_mut(&m->cbs, sizeof(*l), m->ncbs - 1);
+		if (l && run_continues(l, fn, owner, start, end)) {
 			if (l->count == 1)
 				l->step = start - l->start;
 			l->count++;
@@ -97,12 +84,15 @@ void ev_callback(struct ss_machine *m, int fn, int owner, uint64_t start, uint64
 			return;
 		}
 	}
-	if (r->cb_runs >= SS_EV_KEEP || m->ncbs >= SS_LOG_KEEP ||
-	    grow((void **)&m->cbs, &m->cap_cbs, m->ncbs + 1, sizeof(*m->cbs))) {
+	struct cbrun *c = NULL;
+	if (r->cb_runs < SS_EV_KEEP && m->ncbs < SS_LOG_KEEP &&
+	    !seg_reserve(&m->cbs, sizeof(*c), m->ncbs + 1))
+		c = seg_mut(&m->cbs, sizeof(*c), m->ncbs);
+	if (!c) {
 		r->cb_full = true;  /* counted, not kept: the kept ones stay a prefix */
 		return;
 	}
-	struct cbrun *c = &m->cbs[m->ncbs++];
+	m->ncbs++;
 	c->fn = fn;
 	c->owner = owner;
 	c->start = start;
@@ -124,8 +114,9 @@ void ev_touch(struct ss_machine *m, int what, int fd, int owner, uint64_t index,
 	if (r->e.ntouches && l->what == what && l->fd == fd && l->owner == owner &&
 	    l->index + l->npages == index && l->pfn + l->npages == pfn) {
 		l->npages += npages;
-		if (!r->t_full)
-			m->touches[m->ntouches - 1].npages += npages;
+		struct ss_touch *t;
+		if (!r->t_full && (t = seg_mut(&m->touches, sizeof(*t), m->ntouches - 1)))
+			t->npages += npages;
 		return;
 	}
 	*l = (struct ss_touch){ .what = what, .fd = fd, .owner = owner, .index = index,
@@ -133,46 +124,50 @@ void ev_touch(struct ss_machine *m, int what, int fd, int owner, uint64_t index,
 	r->e.ntouches++;
 	if (r->t_full)
 		return;
-	if (r->t_kept >= SS_EV_KEEP || m->ntouches >= SS_LOG_KEEP ||
-	    grow((void **)&m->touches, &m->cap_touches, m->ntouches + 1, sizeof(*m->touches))) {
+	struct ss_touch *t = NULL;
+	if (r->t_kept < SS_EV_KEEP && m->ntouches < SS_LOG_KEEP &&
+	    !seg_reserve(&m->touches, sizeof(*t), m->ntouches + 1))
+		t = seg_mut(&m->touches, sizeof(*t), m->ntouches);
+	if (!t) {
 		r->t_full = true;
 		return;
 	}
-	m->touches[m->ntouches++] = *l;
+	*t = *l;
+	m->ntouches++;
 	r->t_kept++;
 	r->e.touches_kept++;
 }
 
 void events_free(struct ss_machine *m)
 {
-	free(m->events);
-	free(m->cbs);
-	free(m->touches);
+	seg_free(&m->events);
+	seg_free(&m->cbs);
+	seg_free(&m->touches);
 }
 
-static int dup_array(void **dst, const void *src, uint64_t n, size_t elem)
+int events_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep)
 {
-	*dst = NULL;
-	if (!n)
-		return 0;
-	*dst = malloc(n * elem);
-	if (!*dst)
-		return -ENOMEM;
-	memcpy(*dst, src, n * elem);
-	return 0;
-}
-
-int events_clone(struct ss_machine *dst, const struct ss_machine *src)
-{
-	dst->cap_events = src->nevents;
-	dst->cap_cbs = src->ncbs;
-	dst->cap_touches = src->ntouches;
 	dst->cur = NULL;
-	if (dup_array((void **)&dst->events, src->events, src->nevents, sizeof(struct evrec)) ||
-	    dup_array((void **)&dst->cbs, src->cbs, src->ncbs, sizeof(struct cbrun)) ||
-	    dup_array((void **)&dst->touches, src->touches, src->ntouches, sizeof(struct ss_touch)))
+	dst->nevents = dst->ncbs = dst->ntouches = 0;
+	if (seg_clone(&dst->events, &src->events, sizeof(struct evrec), src->nevents, deep) ||
+	    seg_clone(&dst->cbs, &src->cbs, sizeof(struct cbrun), src->ncbs, deep) ||
+	    seg_clone(&dst->touches, &src->touches, sizeof(struct ss_touch), src->ntouches, deep))
 		return -ENOMEM;
+	dst->nevents = src->nevents;
+	dst->ncbs = src->ncbs;
+	dst->ntouches = src->ntouches;
 	return 0;
+}
+
+uint64_t events_bytes(const struct ss_machine *m, bool owned, const struct ss_machine *beside)
+{
+	if (owned)
+		return seg_owned_bytes(&m->events, beside ? &beside->events : NULL, sizeof(struct evrec)) +
+		       seg_owned_bytes(&m->cbs, beside ? &beside->cbs : NULL, sizeof(struct cbrun)) +
+		       seg_owned_bytes(&m->touches, beside ? &beside->touches : NULL,
+				       sizeof(struct ss_touch));
+	return (m->events.nsegs * sizeof(struct evrec) + m->cbs.nsegs * sizeof(struct cbrun) +
+		m->touches.nsegs * sizeof(struct ss_touch)) * SEG_NR;
 }
 
 uint64_t ss_event_count(const struct ss_machine *m)
@@ -189,7 +184,7 @@ int ss_event_get(const struct ss_machine *m, uint64_t seq, struct ss_event *out)
 {
 	if (seq < 1 || seq > m->nevents)
 		return -ENOENT;
-	*out = m->events[seq - 1].e;
+	*out = ev_at(m, seq - 1)->e;
 	return 0;
 }
 
@@ -198,15 +193,14 @@ int ss_event_callbacks(const struct ss_machine *m, uint64_t seq, uint32_t first,
 {
 	if (seq < 1 || seq > m->nevents || max < 0)
 		return -ENOENT;
-	const struct evrec *r = &m->events[seq - 1];
+	const struct evrec *r = ev_at(m, seq - 1);
 	if (first >= r->e.callbacks_kept || !max)
 		return 0;
 	/* the last run starting at or before first */
-	const struct cbrun *runs = &m->cbs[r->cb_first];
 	uint32_t lo = 0, hi = r->cb_runs;
 	while (hi - lo > 1) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		if (runs[mid].first <= first)
+		if (cb_at(m, r->cb_first + mid)->first <= first)
 			lo = mid;
 		else
 			hi = mid;
@@ -214,7 +208,7 @@ int ss_event_callbacks(const struct ss_machine *m, uint64_t seq, uint32_t first,
 	int n = 0;
 	uint64_t i = first;
 	for (uint32_t k = lo; k < r->cb_runs && n < max; k++) {
-		const struct cbrun *c = &runs[k];
+		const struct cbrun *c = cb_at(m, r->cb_first + k);
 		for (uint64_t j = i - c->first; j < c->count && n < max; j++, i++) {
 			uint64_t d = j * c->step;
 			out[n++] = (struct ss_callback){ .fn = c->fn, .owner = c->owner,
@@ -229,9 +223,9 @@ int ss_event_touches(const struct ss_machine *m, uint64_t seq, uint32_t first,
 {
 	if (seq < 1 || seq > m->nevents || max < 0)
 		return -ENOENT;
-	const struct evrec *r = &m->events[seq - 1];
+	const struct evrec *r = ev_at(m, seq - 1);
 	int n = 0;
 	for (uint64_t i = first; i < r->e.touches_kept && n < max; i++)
-		out[n++] = m->touches[r->t_first + i];
+		out[n++] = *touch_at(m, r->t_first + i);
 	return n;
 }

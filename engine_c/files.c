@@ -243,7 +243,7 @@ static bool any_page(struct ss_machine *m, struct inode *in, bool (*match)(const
 	uint64_t idx = 0, v;
 	while ((v = tree_find(&in->cache, &idx, UINT64_MAX))) {
 		uint32_t head = frame_head(m, (uint32_t)(v - 1));
-		const struct frame *hf = &m->frames[head];
+		const struct frame *hf = frame_ro(m, head);
 		if (match(hf))
 			return true;
 		uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
@@ -423,7 +423,7 @@ static int fallocate_alloc(struct ss_machine *m, struct inode *in, int mode,
 			return err;
 		}
 		uint32_t head = frame_head(m, (uint32_t)pfn);
-		struct frame *hf = &m->frames[head];
+		struct frame *hf = frame_rw(m, head);
 		if (isnew)
 			mark_falloc(m, head);
 		idx = ((hf->flags & F_HEAD) ? hf->index + (1ULL << hf->order) : idx + 1);

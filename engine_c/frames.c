@@ -23,27 +23,27 @@ size_t ss_frame_size(void)
 
 static void list_add(struct ss_machine *m, uint32_t pfn, unsigned int order)
 {
-	struct frame *f = &m->frames[pfn];
+	struct frame *f = frame_rw(m, pfn);
 	f->flags = F_BUDDY;
 	f->order = (uint8_t)order;
 	f->state = SS_FRAME_FREE;
 	f->prev = NIL;
 	f->next = m->free_head[order];
 	if (f->next != NIL)
-		m->frames[f->next].prev = pfn;
+		frame_rw(m, f->next)->prev = pfn;
 	m->free_head[order] = pfn;
 	m->nr_free_blocks[order]++;
 }
 
 static void list_del(struct ss_machine *m, uint32_t pfn, unsigned int order)
 {
-	struct frame *f = &m->frames[pfn];
+	struct frame *f = frame_rw(m, pfn);
 	if (f->prev != NIL)
-		m->frames[f->prev].next = f->next;
+		frame_rw(m, f->prev)->next = f->next;
 	else
 		m->free_head[order] = f->next;
 	if (f->next != NIL)
-		m->frames[f->next].prev = f->prev;
+		frame_rw(m, f->next)->prev = f->prev;
 	memset(f, 0, sizeof(*f));
 	m->nr_free_blocks[order]--;
 }
@@ -51,8 +51,7 @@ static void list_del(struct ss_machine *m, uint32_t pfn, unsigned int order)
 int frames_init(struct ss_machine *m)
 {
 	uint64_t n = m->cfg.phys_pages;
-	m->frames = calloc(n, sizeof(struct frame));
-	if (!m->frames)
+	if (fchunks_init(m))
 		return -ENOMEM;
 	for (unsigned int o = 0; o <= SS_MAX_ORDER; o++)
 		m->free_head[o] = NIL;
@@ -73,7 +72,7 @@ static int64_t frames_alloc_giga(struct ss_machine *m)
 	for (uint64_t base = 0; base + nr <= m->cfg.phys_pages; base += nr) {
 		bool all = true;
 		for (uint64_t b = base; b < base + nr && all; b += block)
-			all = (m->frames[b].flags & F_BUDDY) && m->frames[b].order == SS_MAX_ORDER;
+			all = (frame_ro(m, b)->flags & F_BUDDY) && frame_ro(m, b)->order == SS_MAX_ORDER;
 		if (!all)
 			continue;
 		for (uint64_t b = base; b < base + nr; b += block)
@@ -110,13 +109,18 @@ void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order)
 			frames_free(m, pfn + b, SS_MAX_ORDER);
 		return;
 	}
-	memset(&m->frames[pfn], 0, sizeof(struct frame) << order);
+	for (uint64_t p = pfn, end = pfn + (1ull << order); p < end;) {  /* a chunk at a time */
+		uint64_t n = (m->fmask + 1ull) - (p & m->fmask);
+		n = n < end - p ? n : end - p;
+		memset(frame_rw(m, p), 0, n * sizeof(struct frame));
+		p += n;
+	}
 	m->nr_free += 1u << order;
 	while (order < SS_MAX_ORDER) {
 		uint32_t buddy = pfn ^ (1u << order);
 		if (buddy >= m->cfg.phys_pages)
 			break;
-		struct frame *b = &m->frames[buddy];
+		struct frame *b = frame_rw(m, buddy);
 		if (!(b->flags & F_BUDDY) || b->order != order)
 			break;
 		list_del(m, buddy, order);
@@ -124,57 +128,4 @@ void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order)
 		order++;
 	}
 	list_add(m, pfn, order);
-}
-
-/* ---- page contents: 4 KiB buffers in slots, only for written pages ---- */
-
-int data_get(struct ss_machine *m, uint32_t pfn, uint8_t **out)
-{
-	struct frame *f = &m->frames[pfn];
-	if (f->data) {
-		*out = m->data[f->data - 1];
-		return 0;
-	}
-	uint8_t *buf = calloc(1, SS_PAGE_SIZE);
-	if (!buf)
-		return -ENOMEM;
-	uint32_t slot;
-	if (m->data_free) {
-		slot = m->data_free - 1;
-		m->data_free = m->data_next[slot];
-	} else {
-		if (m->ndata == m->cap_data) {
-			uint32_t cap = m->cap_data ? m->cap_data * 2 : 64;
-			uint8_t **d = realloc(m->data, cap * sizeof(*d));
-			if (!d)
-				goto err_buf;
-			m->data = d;
-			uint32_t *nx = realloc(m->data_next, cap * sizeof(*nx));
-			if (!nx)
-				goto err_buf;
-			m->data_next = nx;
-			m->cap_data = cap;
-		}
-		slot = m->ndata++;
-	}
-	m->data[slot] = buf;
-	f->data = slot + 1;
-	*out = buf;
-	return 0;
-err_buf:
-	free(buf);
-	return -ENOMEM;
-}
-
-void data_drop(struct ss_machine *m, uint32_t pfn)
-{
-	struct frame *f = &m->frames[pfn];
-	if (!f->data)
-		return;
-	uint32_t slot = f->data - 1;
-	free(m->data[slot]);
-	m->data[slot] = NULL;
-	m->data_next[slot] = m->data_free;
-	m->data_free = slot + 1;
-	f->data = 0;
 }

@@ -173,7 +173,7 @@ int do_get_lock_pfn(struct ss_machine *m, struct inode *in, uint64_t index, int 
 			mmu_rfc_alloc_unnotified(m, in, index);
 	}
 	uint32_t head = frame_head(m, (uint32_t)p);
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	*pfn = p;
 	*order = (hf->flags & F_HEAD) ? hf->order : 0;
 	if (in->kind == SS_KIND_GMEM) {
@@ -210,7 +210,7 @@ int ss_get_lock_pfn(struct ss_machine *m, int fd, uint64_t index, int alloc,
 		if (waiter_add(m, &w))
 			r = -ENOMEM;
 		else
-			m->frames[p].refcount++;  /* lock_page() callers hold the page */
+			frame_rw(m, p)->refcount++;  /* lock_page() callers hold the page */
 	} else if (r == 0) {
 		m->cur->e.out[0] = (int64_t)p;
 		m->cur->e.out[1] = ord;
@@ -228,7 +228,7 @@ int do_put_unlock(struct ss_machine *m, uint32_t pfn)
 	if (pfn >= m->cfg.phys_pages)
 		return -EINVAL;
 	uint32_t head = frame_head(m, pfn);
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (is_rfc(m)) {
 		if (hf->state == SS_FRAME_FREE || !(hf->flags & F_LOCKED)) {
 			ev_hazard(m, SS_HAZ_VM_BUG_ON_PAGE, pfn);
@@ -242,7 +242,7 @@ int do_put_unlock(struct ss_machine *m, uint32_t pfn)
 	hf->flags |= F_DIRTY;
 	hf->refcount--;
 	struct inode *in = inode_get(m, hf->ino);
-	ev_touch(m, SS_T_UNLOCK, in ? in->fd : -1, -1, m->frames[pfn].index, 1, pfn);
+	ev_touch(m, SS_T_UNLOCK, in ? in->fd : -1, -1, frame_ro(m, pfn)->index, 1, pfn);
 	if (hf->refcount == 0)
 		page_free_frames(m, head);
 	return 0;
@@ -251,7 +251,7 @@ int do_put_unlock(struct ss_machine *m, uint32_t pfn)
 int ss_put_unlock_pfn(struct ss_machine *m, uint64_t pfn)
 {
 	ev_begin(m, SS_OP_PUT_UNLOCK_PFN, -1, (int64_t)pfn, 0, 0, 0);
-	uint32_t ino = pfn < m->cfg.phys_pages ? m->frames[pfn].ino : 0;
+	uint32_t ino = pfn < m->cfg.phys_pages ? frame_ro(m, pfn)->ino : 0;
 	int r = pfn >= m->cfg.phys_pages ? -EINVAL : do_put_unlock(m, (uint32_t)pfn);
 	struct inode *in = inode_get(m, ino);
 	if (!r && in && m->cur)
@@ -336,7 +336,7 @@ int removal_start(struct ss_machine *m, struct inode *in, uint64_t start, uint64
 	int r = cache_remove_range(m, in, start, end, &resume, &wpfn);
 	if (r != SS_PENDING)
 		return r;
-	struct waiter w = { .kind = W_REMOVE, .seq = seq, .op = m->events[seq - 1].e.op,
+	struct waiter w = { .kind = W_REMOVE, .seq = seq, .op = ev_at(m, seq - 1)->e.op,
 			    .ino = in->ino, .start = start, .end = end, .resume = resume,
 			    .pfn = wpfn };
 	return waiter_add(m, &w) ? -ENOMEM : SS_PENDING;
@@ -344,7 +344,7 @@ int removal_start(struct ss_machine *m, struct inode *in, uint64_t start, uint64
 
 static bool page_locked(const struct ss_machine *m, uint64_t pfn)
 {
-	return pfn < m->cfg.phys_pages && (m->frames[pfn].flags & F_LOCKED);
+	return pfn < m->cfg.phys_pages && (frame_ro(m, pfn)->flags & F_LOCKED);
 }
 
 static int64_t run_blocked(struct ss_machine *m, struct inode *in, struct waiter *w, uint64_t seq)
@@ -366,7 +366,7 @@ static int64_t run_blocked(struct ss_machine *m, struct inode *in, struct waiter
 static void drop_sleeper_ref(struct ss_machine *m, uint64_t pfn)
 {
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (--hf->refcount == 0)
 		page_free_frames(m, head);  /* an orphan: removed while we slept */
 }
@@ -432,7 +432,7 @@ static int waiter_try(struct ss_machine *m, int i)
 			r = do_get_lock_pfn(m, in, w.index, w.alloc, &p, &ord);
 			if (r == SS_PENDING) {
 				w.pfn = p;
-				m->frames[p].refcount++;  /* sleeps on the new page */
+				frame_rw(m, p)->refcount++;  /* sleeps on the new page */
 				break;
 			}
 			if (r == 0 && m->cur) {

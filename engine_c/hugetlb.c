@@ -19,13 +19,13 @@
 
 void giga_split(struct ss_machine *m, struct inode *in, uint32_t head)
 {
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	uint8_t keep = hf->flags & (F_DIRTY | F_UPTODATE | F_PREPARED);
 	uint32_t xkeep = hf->xflags;
 	int32_t head_refs = hf->refcount;
 	uint64_t nr = 1ull << hf->order;
 	for (uint64_t i = 0; i < nr; i++) {
-		struct frame *f = &m->frames[head + i];
+		struct frame *f = frame_rw(m, head + i);
 		f->order = 0;
 		f->flags = keep;
 		/* the folio's flags; the raw poisoned mark stays on its own frame */
@@ -45,7 +45,7 @@ void giga_split_range(struct ss_machine *m, struct inode *in, uint64_t start, ui
 		if (!v)
 			continue;
 		uint32_t head = frame_head(m, (uint32_t)(v - 1));
-		const struct frame *hf = &m->frames[head];
+		const struct frame *hf = frame_ro(m, head);
 		if (!(hf->flags & F_HEAD) || hf->order != SS_GIGA_ORDER)
 			continue;
 		if (hf->index < start || hf->index + GIGA_NR > end)
@@ -65,7 +65,7 @@ static bool mergeable(struct ss_machine *m, struct inode *in, uint64_t base, uin
 	if (tree_consecutive(&in->cache, base, v, base + GIGA_NR) < GIGA_NR)
 		return false;
 	for (uint64_t i = 0; i < GIGA_NR; i++) {
-		const struct frame *f = &m->frames[*head + i];
+		const struct frame *f = frame_ro(m, *head + i);
 		if (f->state != SS_FRAME_CACHE || (f->flags & (F_HEAD | F_TAIL | F_LOCKED)) ||
 		    f->refcount != 1)
 			return false;
@@ -79,10 +79,10 @@ void giga_merge_range(struct ss_machine *m, struct inode *in, uint64_t start, ui
 		uint64_t head;
 		if (!mergeable(m, in, base, &head))
 			continue;
-		uint8_t keep = m->frames[head].flags & (F_DIRTY | F_UPTODATE | F_PREPARED);
-		uint32_t xkeep = m->frames[head].xflags;
+		uint8_t keep = frame_ro(m, head)->flags & (F_DIRTY | F_UPTODATE | F_PREPARED);
+		uint32_t xkeep = frame_ro(m, head)->xflags;
 		for (uint64_t i = 0; i < GIGA_NR; i++) {
-			struct frame *f = &m->frames[head + i];
+			struct frame *f = frame_rw(m, head + i);
 			f->order = SS_GIGA_ORDER;
 			f->flags = i ? (uint8_t)((keep & ~F_PREPARED) | F_TAIL) : (uint8_t)(keep | F_HEAD);
 			f->xflags = i ? (f->xflags & X_HWPOISON_RAW) : xkeep;

@@ -3,7 +3,8 @@
  *
  * Glossary:
  *  frame   one 4 KiB physical page frame (struct page).  Identified by its
- *          pfn, an index into m->frames.
+ *          pfn; read through frame_ro(m, pfn), written through frame_rw(m, pfn)
+ *          (the frame array is in copy-on-write chunks shared by clones: chunks.c).
  *  inode   a shmem or guest_memfd file.  Userspace names it by an fd; an
  *          inode outlives its fd while mappings, owners or waiters hold it.
  *  tree    a radix tree (like the kernel's xarray) from a 64-bit index to a
@@ -25,6 +26,7 @@
 
 #include "sealscope.h"
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #define NIL 0xffffffffu
@@ -73,6 +75,41 @@ struct frame {                 /* 32 bytes: see ss_frame_size() */
 	uint8_t mapped;        /* owners mapping this frame (bitmask) */
 };
 
+/* ---- the frame array in copy-on-write chunks (chunks.c) ---- */
+/*
+ * A chunk holds 2^m->fshift frames, a group 2^m->gshift chunks; clones share
+ * groups and chunks (refs counts their holders) until one side writes.  A
+ * frame pointer is never indexed to another frame: a block spans chunks.
+ * Never keep a frame_ro() pointer across a frame_rw() of the same chunk: the
+ * write may move this machine to a copy.
+ */
+#define FCHUNK_SHIFT 6         /* 64 frames, 2 KiB a chunk: what a scattered write copies */
+#define FGROUP_SHIFT 8         /* 256 chunks (64 MiB of memory) a group: 1024 for 16M frames */
+
+struct fchunk {
+	atomic_uint refs;      /* groups holding this chunk */
+	uint32_t nr;           /* frames: 1 << fshift but in a small machine's last chunk */
+	struct frame f[];
+};
+
+struct fgroup {
+	atomic_uint refs;      /* machines holding this group */
+	uint32_t n;            /* chunks: 1 << gshift but in the last group */
+	struct fchunk *c[];
+};
+
+/* a machine whose chunks hold 2^fshift frames (0..16), its groups 2^gshift chunks
+ * (0..16): tests pick small ones */
+struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift,
+				       unsigned int gshift);
+int fchunks_init(struct ss_machine *m);              /* all frames zero; 0 or -ENOMEM */
+int fchunks_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
+void fchunks_free(struct ss_machine *m);
+/* this machine's own copy of chunk c (it or its group was shared): never fails
+ * (aborts when out of memory: the operation in progress cannot be undone half way) */
+struct fchunk *fchunk_unshare(struct ss_machine *m, uint32_t c);
+uint64_t fchunks_owned_bytes(const struct ss_machine *m, const struct ss_machine *beside);
+
 /* ---- radix tree (tree.c) ---- */
 struct tnode;
 struct tree {
@@ -84,7 +121,11 @@ struct tree {
 
 void tree_init(struct tree *t);
 void tree_destroy(struct tree *t);
-int tree_clone(struct tree *dst, const struct tree *src);
+/* a copy sharing src's nodes until either writes (deep: every node copied) */
+int tree_clone(struct tree *dst, const struct tree *src, bool deep);
+/* t's node bytes but for the nodes it shares with beside (NULL: none); a node held
+ * by k machines counts 1/k */
+uint64_t tree_owned_bytes(const struct tree *t, const struct tree *beside);
 uint64_t tree_load(const struct tree *t, uint64_t index);
 int tree_store(struct tree *t, uint64_t index, uint64_t value);  /* 0, -ENOMEM */
 uint64_t tree_erase(struct tree *t, uint64_t index);             /* old value */
@@ -253,9 +294,42 @@ struct evrec {
 	struct ss_touch t_last;      /* the last touch counted (merging goes on past the cap) */
 };
 
+/* the log's arrays in copy-on-write segments (seglog.c) */
+#define SEG_SHIFT 6             /* 64 events (12.8 KiB) a segment */
+#define SEG_NR (1u << SEG_SHIFT)
+struct seg {
+	atomic_uint refs;      /* machines holding this segment */
+	uint32_t spare;
+	uint64_t b[];          /* SEG_NR elements */
+};
+struct seglog {
+	struct seg **segs;
+	uint64_t nsegs, capsegs;  /* capacity: nsegs * SEG_NR elements */
+};
+int seg_reserve(struct seglog *l, size_t esize, uint64_t need);  /* 0 or -ENOMEM */
+void *seg_mut_slow(struct seglog *l, size_t esize, uint64_t i);  /* NULL: out of memory */
+int seg_clone(struct seglog *dst, const struct seglog *src, size_t esize, uint64_t n, bool deep);
+void seg_free(struct seglog *l);
+uint64_t seg_owned_bytes(const struct seglog *l, const struct seglog *beside, size_t esize);
+static inline const void *seg_at(const struct seglog *l, size_t esize, uint64_t i)
+{
+	return (const unsigned char *)l->segs[i >> SEG_SHIFT]->b + (i & (SEG_NR - 1)) * esize;
+}
+/* element i to write (its segment copied first if shared); NULL when out of memory */
+static inline void *seg_mut(struct seglog *l, size_t esize, uint64_t i)
+{
+	struct seg *s = l->segs[i >> SEG_SHIFT];
+	if (__builtin_expect(atomic_load_explicit(&s->refs, memory_order_acquire) != 1, 0))
+		return seg_mut_slow(l, esize, i);
+	return (unsigned char *)s->b + (i & (SEG_NR - 1)) * esize;
+}
+
 struct ss_machine {
 	struct ss_config cfg;
-	struct frame *frames;
+	struct fgroup **fgroups;  /* the frames: groups of chunks (chunks.c) */
+	uint32_t nfgroups;
+	uint32_t fshift, fmask;   /* chunk i holds frames i << fshift .. (i + 1) << fshift - 1 */
+	uint32_t gshift, gmask;   /* group j holds chunks j << gshift .. */
 	uint32_t free_head[SS_MAX_ORDER + 1];
 	uint64_t nr_free_blocks[SS_MAX_ORDER + 1];
 	uint64_t nr_free;
@@ -274,17 +348,17 @@ struct ss_machine {
 	struct waiter *waiters;
 	int nwaiters, cap_waiters;
 
-	uint8_t **data;        /* data slots, 4096 bytes each */
+	struct dpage **data;   /* data slots, 4096 bytes each (data.c: data_ro) */
 	uint32_t ndata, cap_data, data_free; /* data_free: first free slot + 1 */
 	uint32_t *data_next;
 
-	struct evrec *events;
-	uint64_t nevents, cap_events;
-	struct cbrun *cbs;
-	uint64_t ncbs, cap_cbs;
-	struct ss_touch *touches;
-	uint64_t ntouches, cap_touches;
-	struct evrec *cur;     /* the event being built, NULL when none */
+	struct seglog events;  /* struct evrec: ev_at() */
+	uint64_t nevents;
+	struct seglog cbs;     /* struct cbrun */
+	uint64_t ncbs;
+	struct seglog touches; /* struct ss_touch */
+	uint64_t ntouches;
+	struct evrec *cur;     /* the event being built (its segment this machine's own), NULL when none */
 
 	struct pin *pins;      /* slot i holds pin id i + 1 (kvm_pin.c) */
 	int npins;
@@ -295,22 +369,59 @@ struct ss_machine {
 	int kvm_rule;          /* SS_R_* of the last failing KVM call */
 };
 
+static inline const struct evrec *ev_at(const struct ss_machine *m, uint64_t i)
+{
+	return seg_at(&m->events, sizeof(struct evrec), i);
+}
+static inline const struct cbrun *cb_at(const struct ss_machine *m, uint64_t i)
+{
+	return seg_at(&m->cbs, sizeof(struct cbrun), i);
+}
+static inline const struct ss_touch *touch_at(const struct ss_machine *m, uint64_t i)
+{
+	return seg_at(&m->touches, sizeof(struct ss_touch), i);
+}
+
 /* frames.c */
 int frames_init(struct ss_machine *m);
 /* allocate 1 << order frames; the pfn of the first, or -ENOMEM */
 int64_t frames_alloc(struct ss_machine *m, unsigned int order);
 void frames_free(struct ss_machine *m, uint32_t pfn, unsigned int order);
+static inline const struct frame *frame_ro(const struct ss_machine *m, uint64_t pfn)
+{
+	uint32_t c = (uint32_t)(pfn >> m->fshift);
+	return &m->fgroups[c >> m->gshift]->c[c & m->gmask]->f[pfn & m->fmask];
+}
+static inline struct frame *frame_rw(struct ss_machine *m, uint64_t pfn)
+{
+	uint32_t c = (uint32_t)(pfn >> m->fshift);
+	struct fgroup *g = m->fgroups[c >> m->gshift];
+	struct fchunk *k = g->c[c & m->gmask];
+	/* 1 and 1: only this machine holds them, and nobody can take a new
+	 * reference but a clone of this machine, which its owner serializes with
+	 * writes */
+	if (__builtin_expect(atomic_load_explicit(&g->refs, memory_order_acquire) != 1 ||
+			     atomic_load_explicit(&k->refs, memory_order_acquire) != 1, 0))
+		k = fchunk_unshare(m, c);
+	return &k->f[pfn & m->fmask];
+}
 static inline uint32_t frame_head(const struct ss_machine *m, uint32_t pfn)
 {
-	const struct frame *f = &m->frames[pfn];
+	const struct frame *f = frame_ro(m, pfn);
 	if (f->flags & F_TAIL)
 		return pfn & ~((1u << f->order) - 1);
 	return pfn;
 }
 
-/* data.c: page contents */
-int data_get(struct ss_machine *m, uint32_t pfn, uint8_t **out);  /* allocate */
+/* data.c: page contents (shared by clones until written) */
+struct dpage;
+const uint8_t *data_ro(const struct ss_machine *m, uint32_t slot);  /* a frame's data - 1 */
+int data_get(struct ss_machine *m, uint32_t pfn, uint8_t **out);  /* to write: allocate or unshare */
+int data_zero(struct ss_machine *m, uint32_t pfn, unsigned int from, unsigned int to);
 void data_drop(struct ss_machine *m, uint32_t pfn);
+int data_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
+void data_free_all(struct ss_machine *m);
+uint64_t data_bytes(const struct ss_machine *m, bool owned, const struct ss_machine *beside);
 
 /* events.c */
 void ev_begin(struct ss_machine *m, int op, int fd, int64_t a0, int64_t a1,
@@ -321,7 +432,10 @@ void ev_callback(struct ss_machine *m, int fn, int owner, uint64_t start, uint64
 void ev_touch(struct ss_machine *m, int what, int fd, int owner, uint64_t index,
 	      uint64_t npages, uint64_t pfn);
 void events_free(struct ss_machine *m);
-int events_clone(struct ss_machine *dst, const struct ss_machine *src);
+int events_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
+/* the log's bytes; owned: but for the segments shared with beside (may be NULL) and
+ * a segment held by k machines counting 1/k */
+uint64_t events_bytes(const struct ss_machine *m, bool owned, const struct ss_machine *beside);
 
 /* files.c */
 struct inode *inode_get(struct ss_machine *m, uint32_t ino);
@@ -390,7 +504,7 @@ void owner_map(struct ss_machine *m, struct owner *o, const struct memslot *s,
 uint64_t owner_lookup(const struct owner *o, uint64_t gfn, int *order);
 int fault_finish(struct ss_machine *m, int owner, uint64_t gfn, uint64_t pfn, int order);
 void owners_free(struct ss_machine *m);
-int owners_clone(struct ss_machine *dst, const struct ss_machine *src);
+int owners_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
 
 /* ---- the KVM side ---- */
 /* attributes.c */

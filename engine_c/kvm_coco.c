@@ -64,7 +64,7 @@ static void hook(struct ss_machine *m, int owner, int type, bool add, uint64_t p
 
 static void mark_zeroed(struct ss_machine *m, struct inode *in, uint32_t head)
 {
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (hf->flags & F_UPTODATE)
 		return;
 	hf->flags |= F_UPTODATE;
@@ -76,7 +76,7 @@ static void mark_zeroed(struct ss_machine *m, struct inode *in, uint32_t head)
  * and gets it back when freed (every folio, shared or private) */
 static void direct_map_remove(struct ss_machine *m, struct owner *o, uint32_t head)
 {
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (!(m->cfg.variants & SS_VAR_NO_DIRECT_MAP) || (hf->xflags & X_NO_DIRECT_MAP))
 		return;
 	hf->xflags |= X_NO_DIRECT_MAP;
@@ -89,7 +89,7 @@ void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint6
 	if (in->kind != SS_KIND_GMEM)
 		return;
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	mark_zeroed(m, in, head);
 	if (priv && o->vm && vm_is_coco(o->vm) && !(hf->flags & F_PREPARED)) {
 		hf->flags |= F_PREPARED;
@@ -100,7 +100,7 @@ void gmem_prepare(struct ss_machine *m, struct owner *o, struct inode *in, uint6
 
 void gmem_direct_map_restore(struct ss_machine *m, uint32_t head)
 {
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (!(hf->xflags & X_NO_DIRECT_MAP))
 		return;
 	hf->xflags &= ~(uint32_t)X_NO_DIRECT_MAP;
@@ -111,7 +111,7 @@ void gmem_direct_map_restore(struct ss_machine *m, uint32_t head)
 
 void gmem_reclaim(struct ss_machine *m, uint32_t head)
 {
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (!(hf->flags & F_PREPARED))
 		return;
 	hf->flags &= (uint8_t)~F_PREPARED;
@@ -132,7 +132,7 @@ void gmem_zap_private(struct ss_machine *m, const struct owner *o, uint64_t pfn,
 	if (!o->vm || o->vm->type != SS_VM_TDX)
 		return;
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (hf->state == SS_FRAME_FREE || !(hf->flags & F_PREPARED))
 		return;
 	/* the engine keeps "prepared" per folio: a zap of a part of a huge folio
@@ -190,11 +190,11 @@ static int populate_one(struct ss_machine *m, struct owner *o, struct memslot *s
 		return r;
 	}
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	if (m->frames[head].xflags & X_HWPOISON) {  /* __kvm_gmem_get_pfn: -EHWPOISON */
+	if (frame_ro(m, head)->xflags & X_HWPOISON) {  /* __kvm_gmem_get_pfn: -EHWPOISON */
 		m->kvm_rule = SS_R_RUN_HWPOISON;
 		return -EHWPOISON;
 	}
-	if (m->frames[head].flags & F_UPTODATE) {
+	if (frame_ro(m, head)->flags & F_UPTODATE) {
 		m->kvm_rule = SS_R_POPULATE_EXISTS;
 		return -EEXIST;
 	}
@@ -208,10 +208,10 @@ static int populate_one(struct ss_machine *m, struct owner *o, struct memslot *s
 		return -ENOMEM;
 	}
 	memcpy(p, src, SS_PAGE_SIZE);
-	m->frames[head].flags |= F_DIRTY | F_PREPARED;
+	frame_rw(m, head)->flags |= F_DIRTY | F_PREPARED;
 	hook(m, o->id, o->vm->type, true, head, 1);
 	measure(o->vm, gfn << SS_PAGE_SHIFT, p);
-	m->frames[head].flags |= F_UPTODATE;
+	frame_rw(m, head)->flags |= F_UPTODATE;
 	direct_map_remove(m, o, head);
 	return 0;
 }

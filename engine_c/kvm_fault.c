@@ -62,7 +62,7 @@ static int memory_error(struct ss_machine *m, struct owner *o, struct ss_access_
 static bool page_locked_at(struct ss_machine *m, struct inode *in, uint64_t index)
 {
 	uint64_t v = tree_load(&in->cache, index);
-	return v && (m->frames[frame_head(m, (uint32_t)(v - 1))].flags & F_LOCKED);
+	return v && (frame_ro(m, frame_head(m, (uint32_t)(v - 1)))->flags & F_LOCKED);
 }
 
 /* map through get_lock_pfn / put_unlock_pfn (rfc-v2 and kvm_gmem_get_pfn) */
@@ -120,7 +120,7 @@ static int map_hva(struct ss_machine *m, struct owner *o, struct memslot *s, uin
 	r = cache_alloc_page(m, in, index, pfn, &isnew);
 	if (r)
 		return r;
-	const struct frame *f = &m->frames[*pfn];
+	const struct frame *f = frame_ro(m, *pfn);
 	uint64_t base = gfn & ~(uint64_t)(HPAGE_NR - 1);
 	uint64_t hbase = hva - ((gfn - base) << SS_PAGE_SHIFT);
 	int huge = (f->flags & (F_HEAD | F_TAIL)) && f->order == SS_HPAGE_ORDER &&
@@ -185,7 +185,7 @@ static int rfc_fault(struct ss_machine *m, struct owner *o, const struct ss_acce
 		return mmio(m, o, out, a->gpa);
 	int order;
 	uint64_t v = owner_lookup(o, gfn, &order);
-	if (v && (s->ino && m->frames[v - 1].ino == s->ino) == priv) {
+	if (v && (s->ino && frame_ro(m, v - 1)->ino == s->ino) == priv) {
 		*pfn = v - 1;
 		*mo = order;
 		return 1;
@@ -260,17 +260,17 @@ int ss_vcpu_access(struct ss_machine *m, int id, int vcpu, const struct ss_acces
 		return kvm_fail(m, m->kvm_rule ? m->kvm_rule : SS_R_NOMEM, r);
 	if (r == 0)
 		return (int)ev_end(m, 0);  /* an exit */
-	struct frame *f = &m->frames[pfn];
-	struct inode *in = inode_get(m, f->ino);
 	unsigned int off = (unsigned int)(a->gpa & (SS_PAGE_SIZE - 1));
 	if (a->write) {
 		uint8_t *p;
 		if (data_get(m, (uint32_t)pfn, &p))
 			return kvm_fail(m, SS_R_NOMEM, -ENOMEM);
 		p[off] = a->value;
-		m->frames[frame_head(m, (uint32_t)pfn)].flags |= F_DIRTY;
+		frame_rw(m, frame_head(m, (uint32_t)pfn))->flags |= F_DIRTY;
 	}
-	out->value = f->data ? m->data[f->data - 1][off] : 0;
+	const struct frame *f = frame_ro(m, pfn);  /* after the writes: they may copy its chunk */
+	struct inode *in = inode_get(m, f->ino);
+	out->value = f->data ? data_ro(m, f->data - 1)[off] : 0;
 	struct memslot *s = vm_slot_of(o, a->gpa >> SS_PAGE_SHIFT);
 	bool priv = is_rfc(m) ? (s && s->ino && f->ino == s->ino)
 			      : (vm_has_private_mem(o->vm) &&

@@ -79,7 +79,7 @@ static void convert_pages(struct ss_machine *m, struct inode *in,
 		uint32_t head = frame_head(m, (uint32_t)(v - 1));
 		if (flags & MODE_ZERO)
 			data_drop(m, (uint32_t)(v - 1));
-		if (!to_private && (m->frames[head].flags & F_PREPARED))
+		if (!to_private && (frame_ro(m, head)->flags & F_PREPARED))
 			gmem_reclaim(m, head);  /* the arch's invalidate hook on conversion */
 		idx++;
 	}
@@ -115,7 +115,7 @@ int ss_gmem_set_attributes(struct ss_machine *m, int fd, uint64_t offset, uint64
 		uint64_t idx = start;
 		uint64_t v;
 		while (idx < end && (v = tree_find(&in->cache, &idx, end - 1))) {
-			const struct frame *hf = &m->frames[frame_head(m, (uint32_t)(v - 1))];
+			const struct frame *hf = frame_ro(m, frame_head(m, (uint32_t)(v - 1)));
 			if (hf->refcount > 1 || (hf->flags & F_LOCKED)) {
 				*error_offset = idx << SS_PAGE_SHIFT;
 				if (m->cur)

@@ -79,7 +79,7 @@ static void pin_drop_refs(struct ss_machine *m, const uint32_t *pfns, uint64_t n
 {
 	for (uint64_t i = 0; i < n; i++) {
 		uint32_t head = frame_head(m, pfns[i]);
-		if (--m->frames[head].refcount == 0)
+		if (--frame_rw(m, head)->refcount == 0)
 			page_free_frames(m, head);  /* an orphan: punched while pinned */
 	}
 }
@@ -134,8 +134,8 @@ int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t l
 		}
 		uint32_t head = frame_head(m, (uint32_t)pfn);
 		if (in->kind == SS_KIND_GMEM)
-			m->frames[head].flags |= F_UPTODATE;
-		m->frames[head].refcount++;
+			frame_rw(m, head)->flags |= F_UPTODATE;
+		frame_rw(m, head)->refcount++;
 		pfns[n] = (uint32_t)pfn;
 		ev_touch(m, SS_T_LOCK, in->fd, -1, index, 1, pfn);
 	}
@@ -161,7 +161,7 @@ int ss_mapping_unpin(struct ss_machine *m, int pin_id)
 	if (m->cur && in)
 		m->cur->e.fd = in->fd;
 	for (uint64_t i = 0; i < p->npages; i++)
-		ev_touch(m, SS_T_UNLOCK, in ? inode_fd(in) : -1, -1, m->frames[p->pfns[i]].index, 1,
+		ev_touch(m, SS_T_UNLOCK, in ? inode_fd(in) : -1, -1, frame_ro(m, p->pfns[i])->index, 1,
 			 p->pfns[i]);
 	pin_drop_refs(m, p->pfns, p->npages);
 	free(p->pfns);
@@ -191,8 +191,8 @@ void pin_split(struct ss_machine *m, uint32_t head, uint64_t nr)
 		const struct pin *p = &m->pins[i];
 		for (uint64_t j = 0; p->id && j < p->npages; j++) {
 			if (p->pfns[j] > head && p->pfns[j] < head + nr) {
-				m->frames[head].refcount--;
-				m->frames[p->pfns[j]].refcount++;
+				frame_rw(m, head)->refcount--;
+				frame_rw(m, p->pfns[j])->refcount++;
 			}
 		}
 	}
@@ -250,7 +250,7 @@ int check_pins(const struct ss_machine *m, char *msg, size_t len)
 		}
 		for (uint64_t j = 0; j < p->npages && !r; j++) {
 			uint32_t pfn = p->pfns[j];
-			const struct frame *f = pfn < m->cfg.phys_pages ? &m->frames[pfn] : NULL;
+			const struct frame *f = pfn < m->cfg.phys_pages ? frame_ro(m, pfn) : NULL;
 			if (!f || f->state == SS_FRAME_FREE || f->ino != p->ino)
 				r = check_fail(msg, len, "pin %d holds pfn %u, not a page of its file",
 					       p->id, pfn);
@@ -259,7 +259,7 @@ int check_pins(const struct ss_machine *m, char *msg, size_t len)
 		}
 	}
 	for (uint64_t pfn = 0; pfn < m->cfg.phys_pages && !r; pfn++) {
-		const struct frame *f = &m->frames[pfn];
+		const struct frame *f = frame_ro(m, pfn);
 		int32_t need = pins[pfn] + (f->state == SS_FRAME_CACHE ? 1 : 0);
 		if (pins[pfn] && f->refcount < need)
 			r = check_fail(msg, len, "pfn %llu: refcount %d below its %d pins + cache",

@@ -36,11 +36,11 @@ bool poison_keep_out(struct ss_machine *m, uint32_t head, unsigned int order)
 	uint64_t nr = 1ull << order;
 	bool any = false;
 	for (uint64_t i = 0; i < nr && !any; i++)
-		any = (m->frames[head + i].xflags & X_HWPOISON_RAW) != 0;
+		any = (frame_ro(m, head + i)->xflags & X_HWPOISON_RAW) != 0;
 	if (!any)
 		return false;
 	for (uint64_t i = 0; i < nr; i++) {
-		struct frame *f = &m->frames[head + i];
+		struct frame *f = frame_rw(m, head + i);
 		if (f->xflags & X_HWPOISON_RAW) {
 			memset(f, 0, sizeof(*f));
 			f->state = SS_FRAME_HWPOISON;
@@ -49,7 +49,7 @@ bool poison_keep_out(struct ss_machine *m, uint32_t head, unsigned int order)
 		}
 	}
 	for (uint64_t i = 0; i < nr; i++)
-		if (m->frames[head + i].state != SS_FRAME_HWPOISON)
+		if (frame_ro(m, head + i)->state != SS_FRAME_HWPOISON)
 			frames_free(m, head + (uint32_t)i, 0);
 	return true;
 }
@@ -57,14 +57,14 @@ bool poison_keep_out(struct ss_machine *m, uint32_t head, unsigned int order)
 bool gmem_poisoned(const struct ss_machine *m, const struct inode *in, uint64_t index)
 {
 	uint64_t v = tree_load(&in->cache, index);
-	return v && (m->frames[frame_head(m, (uint32_t)(v - 1))].xflags & X_HWPOISON);
+	return v && (frame_ro(m, frame_head(m, (uint32_t)(v - 1)))->xflags & X_HWPOISON);
 }
 
 int ss_frame_poisoned(const struct ss_machine *m, uint64_t pfn)
 {
-	if (pfn >= m->cfg.phys_pages || m->frames[pfn].state == SS_FRAME_FREE)
+	if (pfn >= m->cfg.phys_pages || frame_ro(m, pfn)->state == SS_FRAME_FREE)
 		return 0;
-	return !!(m->frames[frame_head(m, (uint32_t)pfn)].xflags & X_HWPOISON);
+	return !!(frame_ro(m, frame_head(m, (uint32_t)pfn))->xflags & X_HWPOISON);
 }
 
 static int hwpoison_reserve(struct ss_machine *m)
@@ -86,14 +86,14 @@ int ss_memory_failure(struct ss_machine *m, uint64_t pfn)
 	m->kvm_rule = SS_R_NONE;
 	if (pfn >= m->cfg.phys_pages)
 		return kvm_fail(m, SS_R_MF_PFN, -ENXIO);
-	struct frame *f = &m->frames[pfn];
+	struct frame *f = frame_rw(m, pfn);
 	if (f->state == SS_FRAME_HWPOISON)
 		return kvm_fail(m, SS_R_MF_AGAIN, -EHWPOISON);  /* off the free lists already */
 	struct inode *in = f->state == SS_FRAME_CACHE ? inode_get(m, f->ino) : NULL;
 	if (!in || in->kind != SS_KIND_GMEM)
 		return kvm_fail(m, SS_R_MF_NOT_GMEM, -EOPNOTSUPP);
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (hf->xflags & X_HWPOISON)
 		return kvm_fail(m, SS_R_MF_AGAIN, -EHWPOISON);
 	if (hwpoison_reserve(m))
@@ -150,10 +150,10 @@ int ss_vm_poisoned_gfns(const struct ss_machine *m, int id, uint64_t start, uint
 		return 0;
 	for (uint32_t k = 0; k < m->nhwpoison && n < max; k++) {
 		uint32_t pfn = m->hwpoison[k];
-		if (m->frames[pfn].state != SS_FRAME_CACHE)
+		if (frame_ro(m, pfn)->state != SS_FRAME_CACHE)
 			continue;  /* out of its file already: off the free lists for good */
 		uint32_t head = frame_head(m, pfn);
-		const struct frame *hf = &m->frames[head];
+		const struct frame *hf = frame_ro(m, head);
 		uint64_t nr = (hf->flags & F_HEAD) ? 1ull << hf->order : 1;
 		for (int i = 0; i < o->nslots && n < max; i++) {
 			const struct memslot *s = &o->slots[i];

@@ -12,6 +12,14 @@
 
 struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 {
+	return machine_new_chunked(cfg, FCHUNK_SHIFT, FGROUP_SHIFT);
+}
+
+struct ss_machine *machine_new_chunked(const struct ss_config *cfg, unsigned int fshift,
+				       unsigned int gshift)
+{
+	if (fshift > 16 || gshift > 16)
+		return NULL;
 	if (!cfg || cfg->profile < SS_PROFILE_RFC_V2 || cfg->profile > SS_PROFILE_GMEM ||
 	    cfg->thp < SS_THP_NEVER || cfg->thp > SS_THP_WITHIN_SIZE ||
 	    (cfg->variants & ~(uint32_t)(SS_VAR_MULTI_OWNER | SS_VAR_MMAP_SHARED | SS_VAR_INPLACE |
@@ -23,6 +31,10 @@ struct ss_machine *ss_machine_new(const struct ss_config *cfg)
 	if (!m)
 		return NULL;
 	m->cfg = *cfg;
+	m->fshift = fshift;
+	m->fmask = (1u << fshift) - 1;
+	m->gshift = gshift;
+	m->gmask = (1u << gshift) - 1;
 	if (frames_init(m)) {
 		free(m);
 		return NULL;
@@ -39,19 +51,16 @@ void ss_machine_free(struct ss_machine *m)
 			tree_destroy(&m->inodes[i].cache);
 			attrs_free(&m->inodes[i].gattrs);
 		}
-	for (uint32_t i = 0; i < m->ndata; i++)
-		free(m->data[i]);
 	owners_free(m);
 	waiters_free(m);
 	events_free(m);
-	free(m->data);
-	free(m->data_next);
+	data_free_all(m);
 	free(m->inodes);
 	free(m->fdtab);
 	free(m->maps);
 	pins_free(m);
 	free(m->hwpoison);
-	free(m->frames);
+	fchunks_free(m);
 	free(m);
 }
 
@@ -70,14 +79,15 @@ static void *dup_mem(const void *p, size_t n)
 	return q;
 }
 
-struct ss_machine *ss_machine_clone(const struct ss_machine *src)
+static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 {
 	struct ss_machine *m = calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
 	*m = *src;
 	/* nothing shared with src from here on: reset owned pointers first */
-	m->frames = NULL;
+	m->fgroups = NULL;
+	m->nfgroups = 0;
 	m->inodes = NULL;
 	m->fdtab = NULL;
 	m->maps = NULL;
@@ -87,9 +97,8 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 	m->nhwpoison = m->cap_hwpoison = 0;
 	m->data = NULL;
 	m->data_next = NULL;
-	m->events = NULL;
-	m->cbs = NULL;
-	m->touches = NULL;
+	m->ndata = m->cap_data = 0;
+	m->events = m->cbs = m->touches = (struct seglog){ 0 };
 	m->waiters = NULL;
 	m->nwaiters = m->cap_waiters = 0;
 	m->cur = NULL;
@@ -100,12 +109,9 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 	}
 	int ninodes = m->ninodes;
 	m->ninodes = 0;
-	uint32_t ndata = m->ndata;
-	m->ndata = 0;
-	m->nevents = m->ncbs = m->ntouches = 0;
+	m->nevents = m->ncbs = m->ntouches = 0;  /* events_clone sets them */
 
-	m->frames = dup_mem(src->frames, src->cfg.phys_pages * sizeof(struct frame));
-	if (!m->frames)
+	if (fchunks_clone(m, src, deep))
 		goto err;
 	if (src->cap_inodes) {
 		m->inodes = calloc((size_t)src->cap_inodes, sizeof(struct inode));
@@ -116,7 +122,7 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 			tree_init(&m->inodes[i].cache);
 			m->inodes[i].gattrs = (struct attr_store){ 0 };
 			m->ninodes = i + 1;
-			if (src->inodes[i].ino && tree_clone(&m->inodes[i].cache, &src->inodes[i].cache))
+			if (src->inodes[i].ino && tree_clone(&m->inodes[i].cache, &src->inodes[i].cache, deep))
 				goto err;
 			if (src->inodes[i].ino && attrs_clone(&m->inodes[i].gattrs, &src->inodes[i].gattrs))
 				goto err;
@@ -134,28 +140,26 @@ struct ss_machine *ss_machine_clone(const struct ss_machine *src)
 			goto err;
 		m->nhwpoison = m->cap_hwpoison = src->nhwpoison;
 	}
-	if (src->cap_data) {
-		m->data = calloc(src->cap_data, sizeof(uint8_t *));
-		m->data_next = dup_mem(src->data_next, src->cap_data * sizeof(uint32_t));
-		if (!m->data || !m->data_next)
-			goto err;
-		for (uint32_t i = 0; i < ndata; i++) {
-			m->ndata = i + 1;
-			if (src->data[i] && !(m->data[i] = dup_mem(src->data[i], SS_PAGE_SIZE)))
-				goto err;
-		}
-	}
-	if (owners_clone(m, src) || waiters_clone(m, src))
+	if (data_clone(m, src, deep))
 		goto err;
-	if (events_clone(m, src))
+	if (owners_clone(m, src, deep) || waiters_clone(m, src))
 		goto err;
-	m->nevents = src->nevents;
-	m->ncbs = src->ncbs;
-	m->ntouches = src->ntouches;
+	if (events_clone(m, src, deep))
+		goto err;
 	return m;
 err:
 	ss_machine_free(m);
 	return NULL;
+}
+
+struct ss_machine *ss_machine_clone(const struct ss_machine *src)
+{
+	return clone(src, false);
+}
+
+struct ss_machine *ss_machine_clone_full(const struct ss_machine *src)
+{
+	return clone(src, true);
 }
 
 /* ---- information ---- */
@@ -276,13 +280,13 @@ static int count_waiters(const struct ss_machine *m, uint64_t head)
 static void page_attrs(const struct ss_machine *m, uint64_t pfn, struct ss_page_run *r)
 {
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	const struct frame *hf = &m->frames[head];
+	const struct frame *hf = frame_ro(m, head);
 	r->state = SS_PG_PRESENT;
 	r->order = (hf->flags & F_HEAD) ? hf->order : 0;
 	r->locked = !!(hf->flags & F_LOCKED);
 	r->dirty = !!(hf->flags & F_DIRTY);
 	r->refcount = hf->refcount;
-	r->mapped_by = m->frames[pfn].mapped;
+	r->mapped_by = frame_ro(m, pfn)->mapped;
 	r->waiters = m->nwaiters ? count_waiters(m, head) : 0;
 	const struct inode *in = hf->ino && hf->ino <= (uint32_t)m->ninodes ? &m->inodes[hf->ino - 1] : NULL;
 	r->life = !in || in->kind != SS_KIND_GMEM ? 0
@@ -359,7 +363,7 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 	uint64_t pfn = start;
 	int n = 0;
 	while (pfn < end) {
-		const struct frame *f = &m->frames[pfn];
+		const struct frame *f = frame_ro(m, pfn);
 		struct ss_frame_run r = { .start = pfn, .fd = -1 };
 		uint64_t len = 1;
 		if (f->state == SS_FRAME_FREE) {
@@ -367,14 +371,14 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 			uint64_t head = pfn;
 			for (unsigned int o = 0; o <= SS_MAX_ORDER; o++) {
 				uint64_t h = pfn & ~((1ULL << o) - 1);
-				if ((m->frames[h].flags & F_BUDDY) && m->frames[h].order >= o &&
-				    h + (1ULL << m->frames[h].order) > pfn) {
+				if ((frame_ro(m, h)->flags & F_BUDDY) && frame_ro(m, h)->order >= o &&
+				    h + (1ULL << frame_ro(m, h)->order) > pfn) {
 					head = h;
 					break;
 				}
 			}
 			r.state = SS_FRAME_FREE;
-			r.order = m->frames[head].order;
+			r.order = frame_ro(m, head)->order;
 			len = head + (1ULL << r.order) - pfn;
 		} else {
 			r.state = f->state;
@@ -383,7 +387,7 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 						 ? &m->inodes[f->ino - 1] : NULL;
 			r.fd = in ? in->fd : -1;
 			r.index = f->index;
-			r.no_direct_map = !!(m->frames[frame_head(m, (uint32_t)pfn)].xflags & X_NO_DIRECT_MAP);
+			r.no_direct_map = !!(frame_ro(m, frame_head(m, (uint32_t)pfn))->xflags & X_NO_DIRECT_MAP);
 		}
 		if (pfn + len > end)
 			len = end - pfn;
@@ -392,7 +396,7 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 			bool merge = l->state == r.state && l->order == r.order && l->end == pfn &&
 				     l->no_direct_map == r.no_direct_map &&
 				     (r.state == SS_FRAME_FREE ||
-				      (l->fd == r.fd && m->frames[pfn - 1].ino == f->ino &&
+				      (l->fd == r.fd && frame_ro(m, pfn - 1)->ino == f->ino &&
 				       l->index + (pfn - l->start) == r.index));
 			if (merge) {
 				l->end = pfn + len;
@@ -445,8 +449,26 @@ uint64_t ss_memory_bytes(const struct ss_machine *m)
 		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot) +
 		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
 				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
-	b += (uint64_t)m->ndata * (SS_PAGE_SIZE + 12);
-	b += m->cap_events * sizeof(struct evrec) + m->cap_cbs * sizeof(struct cbrun) +
-	     m->cap_touches * sizeof(struct ss_touch);
+	b += data_bytes(m, false, NULL);
+	b += events_bytes(m, false, NULL);
+	return b;
+}
+
+uint64_t ss_memory_owned(const struct ss_machine *m, const struct ss_machine *beside)
+{
+	uint64_t b = sizeof(*m) + fchunks_owned_bytes(m, beside);
+	for (int i = 0; i < m->ninodes; i++) {
+		const struct inode *o = beside && i < beside->ninodes && beside->inodes[i].ino == m->inodes[i].ino
+					? &beside->inodes[i] : NULL;
+		b += sizeof(struct inode) + tree_owned_bytes(&m->inodes[i].cache, o ? &o->cache : NULL);
+	}
+	for (int i = 0; i < m->nowners; i++)
+		b += tree_owned_bytes(&m->owners[i].gfns,
+				      beside && i < beside->nowners ? &beside->owners[i].gfns : NULL) +
+		     (uint64_t)m->owners[i].nslots * sizeof(struct memslot) +
+		     (m->owners[i].vm ? sizeof(struct kvm_vm) +
+				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
+	b += data_bytes(m, true, beside);
+	b += events_bytes(m, true, beside);
 	return b;
 }

@@ -65,7 +65,7 @@ static bool slot_gfn_of(const struct ss_machine *m, const struct memslot *s, uin
 
 bool mmu_maps_pfn(const struct ss_machine *m, const struct owner *o, uint64_t pfn)
 {
-	const struct frame *f = &m->frames[pfn];
+	const struct frame *f = frame_ro(m, pfn);
 	if (!f->ino)
 		return false;
 	if (o->nmapped == 0)
@@ -85,23 +85,23 @@ bool mmu_maps_pfn(const struct ss_machine *m, const struct owner *o, uint64_t pf
 static void mark(struct ss_machine *m, uint64_t pfn, uint64_t n, int owner)
 {
 	for (uint64_t i = 0; i < n; i++)
-		m->frames[pfn + i].mapped |= (uint8_t)(1u << owner);
+		frame_rw(m, pfn + i)->mapped |= (uint8_t)(1u << owner);
 }
 
 static void unmark(struct ss_machine *m, const struct owner *o, uint64_t pfn, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++)
 		if (!mmu_maps_pfn(m, o, pfn + i))
-			m->frames[pfn + i].mapped &= (uint8_t)~(1u << o->id);
+			frame_rw(m, pfn + i)->mapped &= (uint8_t)~(1u << o->id);
 }
 
 static void zap_entry(struct ss_machine *m, struct owner *o, uint64_t k, uint64_t v, uint32_t ino)
 {
 	uint64_t n = (v & 1) ? HPAGE_NR : 1;
 	uint64_t pfn = (v >> 1) - 1;
-	if (ino && m->frames[pfn].ino != ino)
+	if (ino && frame_ro(m, pfn)->ino != ino)
 		return;
-	struct inode *in = inode_get(m, m->frames[pfn].ino);
+	struct inode *in = inode_get(m, frame_ro(m, pfn)->ino);
 	tree_erase(&o->gfns, k);
 	unmark(m, o, pfn, n);
 	o->nmapped -= n;
@@ -132,7 +132,7 @@ int mmu_map(struct ss_machine *m, struct owner *o, const struct memslot *s, uint
 	    uint64_t pfn, int huge, int *map_order)
 {
 	(void)s;
-	struct inode *in = inode_get(m, m->frames[pfn].ino);
+	struct inode *in = inode_get(m, frame_ro(m, pfn)->ino);
 	int fd = in ? in->fd : -1;
 	uint64_t base = gfn & ~(uint64_t)(HPAGE_NR - 1);
 	*map_order = 0;
@@ -218,12 +218,12 @@ static void folio_bounds(const struct ss_machine *m, const struct inode *in, uin
 {
 	uint64_t v;
 	if ((v = tree_load(&in->cache, *start))) {
-		const struct frame *hf = &m->frames[frame_head(m, (uint32_t)(v - 1))];
+		const struct frame *hf = frame_ro(m, frame_head(m, (uint32_t)(v - 1)));
 		if (hf->flags & F_HEAD)
 			*start = hf->index;
 	}
 	if (*end > *start && (v = tree_load(&in->cache, *end - 1))) {
-		const struct frame *hf = &m->frames[frame_head(m, (uint32_t)(v - 1))];
+		const struct frame *hf = frame_ro(m, frame_head(m, (uint32_t)(v - 1)));
 		if (hf->flags & F_HEAD)
 			*end = hf->index + (1ull << hf->order);
 	}

@@ -43,9 +43,9 @@ static void set_mapped(struct ss_machine *m, uint64_t pfn, uint64_t n, int owner
 {
 	for (uint64_t i = 0; i < n; i++) {
 		if (on)
-			m->frames[pfn + i].mapped |= (uint8_t)(1u << owner);
+			frame_rw(m, pfn + i)->mapped |= (uint8_t)(1u << owner);
 		else
-			m->frames[pfn + i].mapped &= (uint8_t)~(1u << owner);
+			frame_rw(m, pfn + i)->mapped &= (uint8_t)~(1u << owner);
 	}
 }
 
@@ -265,7 +265,7 @@ int ss_fault(struct ss_machine *m, int owner, uint64_t gfn, uint64_t *pfn, int *
 		if (waiter_add(m, &w))
 			r = -ENOMEM;
 		else
-			m->frames[p].refcount++;  /* lock_page() callers hold the page */
+			frame_rw(m, p)->refcount++;  /* lock_page() callers hold the page */
 		return (int)ev_end(m, r);
 	}
 	if (r < 0)
@@ -290,7 +290,7 @@ void owners_free(struct ss_machine *m)
 	}
 }
 
-int owners_clone(struct ss_machine *dst, const struct ss_machine *src)
+int owners_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep)
 {
 	for (int i = 0; i < src->nowners; i++) {
 		struct owner *d = &dst->owners[i];
@@ -306,7 +306,7 @@ int owners_clone(struct ss_machine *dst, const struct ss_machine *src)
 				return -ENOMEM;
 			memcpy(d->slots, s->slots, (size_t)s->nslots * sizeof(*d->slots));
 		}
-		if (tree_clone(&d->gfns, &s->gfns))
+		if (tree_clone(&d->gfns, &s->gfns, deep))
 			return -ENOMEM;
 	}
 	return 0;

@@ -16,6 +16,8 @@
  * skipped and waited for: the caller gets SS_PENDING.
  */
 #include "internal.h"
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 uint64_t inode_limit(const struct inode *in)
@@ -74,14 +76,14 @@ int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
 		return -ENOMEM;
 	}
 	for (uint64_t i = 0; i < nr; i++) {
-		struct frame *f = &m->frames[p + i];
+		struct frame *f = frame_rw(m, p + i);
 		f->state = SS_FRAME_CACHE;
 		f->ino = in->ino;
 		f->index = base + i;
 		f->order = (uint8_t)order;
 		f->flags = order ? (i ? F_TAIL : F_HEAD) : 0;
 	}
-	m->frames[p].refcount = 1;
+	frame_rw(m, p)->refcount = 1;
 	in->nr_pages += nr;
 	if ((int64_t)(base + nr) > in->keep_end &&
 	    base + nr > (((uint64_t)in->size + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT))
@@ -95,7 +97,7 @@ int cache_alloc_page(struct ss_machine *m, struct inode *in, uint64_t index,
 /* Drop the cache's reference on the page at head; free it if it was last. */
 static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
 {
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
 	uint64_t base = hf->index;
 	tree_erase_run(&in->cache, base, nr);
@@ -106,7 +108,7 @@ static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
 	hf->refcount--;
 	if (hf->refcount > 0) {
 		for (uint64_t i = 0; i < nr; i++)
-			m->frames[head + i].state = SS_FRAME_ORPHAN;
+			frame_rw(m, head + i)->state = SS_FRAME_ORPHAN;
 		in->orphans++;
 		ev_touch(m, SS_T_ORPHAN, inode_fd(in), -1, base, nr, head);
 		return;
@@ -120,7 +122,7 @@ static void page_remove(struct ss_machine *m, struct inode *in, uint32_t head)
 
 void page_free_frames(struct ss_machine *m, uint32_t head)
 {
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	unsigned int order = (hf->flags & F_HEAD) ? hf->order : 0;
 	struct inode *in = hf->state == SS_FRAME_ORPHAN ? inode_get(m, hf->ino) : NULL;
 	ev_touch(m, SS_T_FREE, -1, -1, hf->index, 1ULL << order, head);
@@ -141,11 +143,11 @@ void page_free_frames(struct ss_machine *m, uint32_t head)
  * sleeps on the head's pfn) stay with the head page */
 static void page_split(struct ss_machine *m, struct inode *in, uint32_t head)
 {
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	uint8_t keep = hf->flags & (F_DIRTY | F_UPTODATE);
 	int32_t head_refs = hf->refcount;
 	for (uint32_t i = 0; i < HPAGE_NR; i++) {
-		struct frame *f = &m->frames[head + i];
+		struct frame *f = frame_rw(m, head + i);
 		f->order = 0;
 		f->flags = keep;
 		f->refcount = i ? 1 : head_refs;
@@ -160,9 +162,10 @@ static void page_zero(struct ss_machine *m, struct inode *in, uint64_t index,
 	uint64_t v = tree_load(&in->cache, index);
 	if (!v || from >= to)
 		return;
-	struct frame *f = &m->frames[v - 1];
-	if (f->data)
-		memset(m->data[f->data - 1] + from, 0, to - from);
+	if (data_zero(m, (uint32_t)(v - 1), from, to)) {  /* a shared page copied first */
+		fputs("sealscope: out of memory copying a shared page\n", stderr);
+		abort();
+	}
 	ev_touch(m, SS_T_ZERO, inode_fd(in), -1, index, 1, v - 1);
 }
 
@@ -192,7 +195,7 @@ int cache_remove_range(struct ss_machine *m, struct inode *in, uint64_t start,
 		return 0;
 	while ((v = tree_find(&in->cache, &idx, end - 1))) {
 		uint32_t head = frame_head(m, (uint32_t)(v - 1));
-		struct frame *hf = &m->frames[head];
+		struct frame *hf = frame_rw(m, head);
 		uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
 		uint64_t hidx = hf->index;
 		uint64_t next = hidx + nr;
@@ -246,7 +249,7 @@ int cache_invalidate_range(struct ss_machine *m, struct inode *in, uint64_t star
 	int n = 0;
 	while ((v = tree_find(&in->cache, &idx, end_incl))) {
 		uint32_t head = frame_head(m, (uint32_t)(v - 1));
-		struct frame *hf = &m->frames[head];
+		struct frame *hf = frame_rw(m, head);
 		uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
 		uint64_t last = hf->index + nr - 1;
 		uint64_t s = hf->index > start ? hf->index : start;
@@ -264,7 +267,7 @@ int cache_invalidate_range(struct ss_machine *m, struct inode *in, uint64_t star
 
 void mark_falloc(struct ss_machine *m, uint32_t head)
 {
-	m->frames[head].flags |= F_NEW;
+	frame_rw(m, head)->flags |= F_NEW;
 }
 
 void clear_falloc(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end)
@@ -272,7 +275,7 @@ void clear_falloc(struct ss_machine *m, struct inode *in, uint64_t start, uint64
 	uint64_t idx = start, v;
 	while (idx < end && (v = tree_find(&in->cache, &idx, end - 1))) {
 		uint32_t head = frame_head(m, (uint32_t)(v - 1));
-		struct frame *hf = &m->frames[head];
+		struct frame *hf = frame_rw(m, head);
 		hf->flags &= (uint8_t)~F_NEW;
 		idx = (hf->flags & F_HEAD) ? hf->index + (1ULL << hf->order) : idx + 1;
 	}
@@ -283,7 +286,7 @@ void undo_new_pages(struct ss_machine *m, struct inode *in, uint64_t start, uint
 	uint64_t idx = start, v;
 	while (idx < end && (v = tree_find(&in->cache, &idx, end - 1))) {
 		uint32_t head = frame_head(m, (uint32_t)(v - 1));
-		struct frame *hf = &m->frames[head];
+		struct frame *hf = frame_rw(m, head);
 		uint64_t next = (hf->flags & F_HEAD) ? hf->index + (1ULL << hf->order) : idx + 1;
 		if (hf->flags & F_NEW)
 			page_remove(m, in, head);
@@ -298,7 +301,7 @@ static int migrate_check(struct ss_machine *m, uint64_t pfn, struct inode **inp)
 	if (pfn >= m->cfg.phys_pages)
 		return -EINVAL;
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	if (hf->state != SS_FRAME_CACHE)
 		return -ENOENT;
 	struct inode *in = inode_get(m, hf->ino);
@@ -313,7 +316,7 @@ static int migrate_check(struct ss_machine *m, uint64_t pfn, struct inode **inp)
 		return -EBUSY;
 	uint64_t nr = (hf->flags & F_HEAD) ? 1ULL << hf->order : 1;
 	for (uint64_t i = 0; i < nr; i++)
-		if (m->frames[head + i].mapped)
+		if (frame_ro(m, head + i)->mapped)
 			return -EBUSY;
 	return 0;
 }
@@ -328,15 +331,15 @@ int64_t ss_migrate_page(struct ss_machine *m, uint64_t pfn)
 	if (err)
 		return ev_end(m, err);
 	uint32_t head = frame_head(m, (uint32_t)pfn);
-	struct frame *hf = &m->frames[head];
+	struct frame *hf = frame_rw(m, head);
 	unsigned int order = (hf->flags & F_HEAD) ? hf->order : 0;
 	uint64_t nr = 1ULL << order;
 	int64_t to = frames_alloc(m, order);
 	if (to < 0)
 		return ev_end(m, to);
 	for (uint64_t i = 0; i < nr; i++) {
-		struct frame *src = &m->frames[head + i];
-		m->frames[to + i] = *src;  /* index, file, flags, data, counts */
+		struct frame *src = frame_rw(m, head + i);
+		*frame_rw(m, to + i) = *src;  /* index, file, flags, data, counts */
 		src->data = 0;
 		tree_store(&in->cache, src->index, (uint64_t)to + i + 1);  /* replaces */
 	}

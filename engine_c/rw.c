@@ -43,9 +43,9 @@ int64_t ss_pread(struct ss_machine *m, int fd, void *buf, int64_t count, int64_t
 		if (chunk > n - done)
 			chunk = n - done;
 		uint64_t v = tree_load(&in->cache, idx);
-		const struct frame *f = v ? &m->frames[v - 1] : NULL;
+		const struct frame *f = v ? frame_ro(m, v - 1) : NULL;
 		if (f && f->data)
-			memcpy(out + done, m->data[f->data - 1] + off, (size_t)chunk);
+			memcpy(out + done, data_ro(m, f->data - 1) + off, (size_t)chunk);
 		else
 			memset(out + done, 0, (size_t)chunk);
 		done += chunk;
@@ -110,7 +110,7 @@ int64_t do_pwrite(struct ss_machine *m, struct inode *in, const void *buf, int64
 		if (err)
 			break;
 		memcpy(dst + off, src + done, (size_t)chunk);
-		m->frames[frame_head(m, (uint32_t)pfn)].flags |= F_DIRTY | F_UPTODATE;
+		frame_rw(m, frame_head(m, (uint32_t)pfn))->flags |= F_DIRTY | F_UPTODATE;
 		done += chunk;
 		if (pos + chunk > in->size)
 			in->size = pos + chunk;

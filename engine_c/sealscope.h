@@ -316,8 +316,13 @@ struct ss_machine;
 struct ss_machine *ss_machine_new(const struct ss_config *cfg);
 void ss_machine_free(struct ss_machine *m);
 void ss_machine_config(const struct ss_machine *m, struct ss_config *out);
-/* a deep copy (for snapshots); NULL when out of memory */
+/* a copy (for snapshots); NULL when out of memory.  It shares the frame
+ * array's chunks and the page-cache and gfn trees' nodes with m until either
+ * writes them (copy on write, thread-safe: the two may be used from two
+ * threads).  ss_machine_clone_full copies everything at once (the baseline
+ * of bench/clone.py). */
 struct ss_machine *ss_machine_clone(const struct ss_machine *m);
+struct ss_machine *ss_machine_clone_full(const struct ss_machine *m);
 
 /* files (syscall-like; bytes) */
 int ss_memfd_create(struct ss_machine *m, const char *name, unsigned int flags);
@@ -416,6 +421,11 @@ int ss_check(const struct ss_machine *m, char *msg, size_t msglen);
 
 /* bytes of memory the machine uses (descriptors, cache trees, data, log) */
 uint64_t ss_memory_bytes(const struct ss_machine *m);
+/* the part of that m holds beside machine `beside` (NULL: none): what the two
+ * share (frame chunks, tree nodes, log segments; a clone's and its original's)
+ * counts nothing, anything else held by k machines counts 1/k.  A snapshot's
+ * cost beside the live machine (app/registry.py). */
+uint64_t ss_memory_owned(const struct ss_machine *m, const struct ss_machine *beside);
 size_t ss_frame_size(void);
 
 /* ---- the KVM side (KVM.md): VMs, memslots, attributes, vCPUs, the VMM ----

@@ -10,22 +10,37 @@
  *
  * Invariants: a node's bitmap has a bit set exactly for its non-zero slots;
  * count == popcount(bitmap); no node in the tree is empty.
+ *
+ * Copy on write: a clone shares the root (tree_clone), nodes count their
+ * holders (parents and tree roots, atomically: clones live in different
+ * threads), and a write copies the shared nodes on its path (own_root,
+ * own_child) before it changes them; a node held once is written in place,
+ * as in chunks.c.  Lookups never copy.
  */
 #include "internal.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct tnode {
 	uint64_t bitmap;
+	atomic_uint refs;      /* parents (or tree roots) holding this node */
 	uint8_t shift;         /* 0 for a leaf */
 	uint64_t slots[64];
 };
 
+static struct tnode *child(const struct tnode *n, unsigned int off)
+{
+	return (struct tnode *)(uintptr_t)n->slots[off];
+}
+
 static struct tnode *node_new(unsigned int shift)
 {
 	struct tnode *n = calloc(1, sizeof(*n));
-	if (n)
+	if (n) {
+		atomic_init(&n->refs, 1);
 		n->shift = (uint8_t)shift;
+	}
 	return n;
 }
 
@@ -39,14 +54,16 @@ void tree_init(struct tree *t)
 	memset(t, 0, sizeof(*t));
 }
 
-static void node_destroy(struct tnode *n)
+static void node_put(struct tnode *n)
 {
+	if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1)
+		return;
 	if (n->shift) {
 		uint64_t b = n->bitmap;
 		while (b) {
 			int i = __builtin_ctzll(b);
 			b &= b - 1;
-			node_destroy((struct tnode *)(uintptr_t)n->slots[i]);
+			node_put(child(n, (unsigned int)i));
 		}
 	}
 	free(n);
@@ -55,26 +72,84 @@ static void node_destroy(struct tnode *n)
 void tree_destroy(struct tree *t)
 {
 	if (t->root)
-		node_destroy(t->root);
+		node_put(t->root);
 	tree_init(t);
 }
 
-static struct tnode *node_clone(const struct tnode *n)
+/* a copy of n held once, its children shared with n (NULL when out of memory) */
+static struct tnode *node_copy(const struct tnode *n)
 {
 	struct tnode *c = malloc(sizeof(*c));
 	if (!c)
 		return NULL;
-	memcpy(c, n, sizeof(*c));
+	c->bitmap = n->bitmap;
+	c->shift = n->shift;
+	atomic_init(&c->refs, 1);
+	memcpy(c->slots, n->slots, sizeof(c->slots));
 	if (n->shift) {
 		uint64_t b = n->bitmap;
 		while (b) {
 			int i = __builtin_ctzll(b);
 			b &= b - 1;
-			struct tnode *k = node_clone((const struct tnode *)(uintptr_t)n->slots[i]);
+			atomic_fetch_add_explicit(&child(n, (unsigned int)i)->refs, 1, memory_order_relaxed);
+		}
+	}
+	return c;
+}
+
+static bool shared(const struct tnode *n)
+{
+	return atomic_load_explicit(&n->refs, memory_order_acquire) != 1;
+}
+
+/* the root, this tree's own (copied if shared); NULL when out of memory */
+static struct tnode *own_root(struct tree *t)
+{
+	struct tnode *n = t->root;
+	if (!shared(n))
+		return n;
+	struct tnode *c = node_copy(n);
+	if (!c)
+		return NULL;
+	t->root = c;
+	node_put(n);
+	return c;
+}
+
+/* child off of p (p this tree's own), made this tree's own too */
+static struct tnode *own_child(struct tnode *p, unsigned int off)
+{
+	struct tnode *n = child(p, off);
+	if (!shared(n))
+		return n;
+	struct tnode *c = node_copy(n);
+	if (!c)
+		return NULL;
+	p->slots[off] = (uint64_t)(uintptr_t)c;
+	node_put(n);
+	return c;
+}
+
+/* a deep copy: every node new (the baseline ss_machine_clone_full) */
+static struct tnode *node_clone(const struct tnode *n)
+{
+	struct tnode *c = malloc(sizeof(*c));
+	if (!c)
+		return NULL;
+	c->bitmap = n->bitmap;
+	c->shift = n->shift;
+	atomic_init(&c->refs, 1);
+	memcpy(c->slots, n->slots, sizeof(c->slots));
+	if (n->shift) {
+		uint64_t b = n->bitmap;
+		while (b) {
+			int i = __builtin_ctzll(b);
+			b &= b - 1;
+			struct tnode *k = node_clone(child(n, (unsigned int)i));
 			if (!k) {
 				/* undo: free what was copied so far */
 				c->bitmap &= ~(~0ULL << i);
-				node_destroy(c);
+				node_put(c);
 				return NULL;
 			}
 			c->slots[i] = (uint64_t)(uintptr_t)k;
@@ -83,13 +158,44 @@ static struct tnode *node_clone(const struct tnode *n)
 	return c;
 }
 
-int tree_clone(struct tree *dst, const struct tree *src)
+int tree_clone(struct tree *dst, const struct tree *src, bool deep)
 {
 	*dst = *src;
 	if (!src->root)
 		return 0;
+	if (!deep) {
+		atomic_fetch_add_explicit(&src->root->refs, 1, memory_order_relaxed);
+		return 0;
+	}
 	dst->root = node_clone(src->root);
 	return dst->root ? 0 : -ENOMEM;
+}
+
+/* n's bytes but for the subtrees it shares with other (the node at the same
+ * place of another tree, or NULL); a node held by k counts 1/k, and so on
+ * down (div: the product of the holders above) */
+static uint64_t node_owned(const struct tnode *n, const struct tnode *other, uint64_t div)
+{
+	if (n == other)
+		return 0;
+	unsigned int refs = atomic_load_explicit(&n->refs, memory_order_relaxed);
+	div *= refs ? refs : 1;
+	if (div > (1u << 20))
+		div = 1u << 20;
+	uint64_t b = sizeof(*n) / div;
+	if (n->shift)
+		for (uint64_t m = n->bitmap; m; m &= m - 1) {
+			unsigned int i = (unsigned int)__builtin_ctzll(m);
+			const struct tnode *o = other && other->shift == n->shift &&
+						(other->bitmap & (1ULL << i)) ? child(other, i) : NULL;
+			b += node_owned(child(n, i), o, div);
+		}
+	return b;
+}
+
+uint64_t tree_owned_bytes(const struct tree *t, const struct tree *beside)
+{
+	return t->root ? node_owned(t->root, beside ? beside->root : NULL, 1) : 0;
 }
 
 uint64_t tree_load(const struct tree *t, uint64_t index)
@@ -120,6 +226,8 @@ static struct tnode *leaf_for(struct tree *t, uint64_t index)
 		t->shift = shift;
 		t->nodes++;
 	}
+	if (!own_root(t))
+		return NULL;
 	while (!covers(t->root->shift, index)) {
 		struct tnode *r = node_new(t->root->shift + 6u);
 		if (!r)
@@ -140,8 +248,10 @@ static struct tnode *leaf_for(struct tree *t, uint64_t index)
 			n->slots[off] = (uint64_t)(uintptr_t)c;
 			n->bitmap |= 1ULL << off;
 			t->nodes++;
+			n = c;
+		} else if (!(n = own_child(n, off))) {
+			return NULL;
 		}
-		n = (struct tnode *)(uintptr_t)n->slots[off];
 	}
 	return n;
 }
@@ -194,22 +304,31 @@ static uint64_t leaf_clear(struct tree *t, uint64_t index, uint64_t mask)
 	struct tnode *path[12];
 	unsigned int offs[12];
 	int depth = 0;
-	struct tnode *n = t->root;
-	if (!n || !covers(n->shift, index))
+	const struct tnode *r = t->root;
+	if (!r || !covers(r->shift, index))
 		return 0;
-	while (n->shift) {
-		unsigned int off = (index >> n->shift) & 63;
-		if (!(n->bitmap & (1ULL << off)))
+	while (r->shift) {  /* a look first: clearing nothing copies nothing */
+		unsigned int off = (index >> r->shift) & 63;
+		if (!(r->bitmap & (1ULL << off)))
 			return 0;
+		r = child(r, off);
+	}
+	if (!(r->bitmap & mask))
+		return 0;
+	struct tnode *n = own_root(t);
+	while (n && n->shift) {
+		unsigned int off = (index >> n->shift) & 63;
 		path[depth] = n;
 		offs[depth] = off;
 		depth++;
-		n = (struct tnode *)(uintptr_t)n->slots[off];
+		n = own_child(n, off);
+	}
+	if (!n) {  /* erasing cannot fail half way (as chunks.c) */
+		fputs("sealscope: out of memory copying a shared tree node\n", stderr);
+		abort();
 	}
 	uint64_t old = n->slots[index & 63];
 	uint64_t b = n->bitmap & mask;
-	if (!b)
-		return 0;
 	t->count -= (uint64_t)__builtin_popcountll(b);
 	n->bitmap &= ~b;
 	while (b) {
@@ -218,7 +337,7 @@ static uint64_t leaf_clear(struct tree *t, uint64_t index, uint64_t mask)
 	}
 	if (n->bitmap)
 		return old;
-	free(n);
+	free(n);  /* held once (owned): empty, no children */
 	t->nodes--;
 	while (depth > 0) {
 		depth--;

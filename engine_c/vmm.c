@@ -123,17 +123,17 @@ int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int wri
 	if (err)
 		return kvm_fail(m, SS_R_NOMEM, err);
 	if (in->kind == SS_KIND_GMEM)  /* kvm_gmem_fault_user_mapping: zeroed, uptodate */
-		m->frames[frame_head(m, (uint32_t)pfn)].flags |= F_UPTODATE;
+		frame_rw(m, frame_head(m, (uint32_t)pfn))->flags |= F_UPTODATE;
 	unsigned int off = (unsigned int)((mp->offset + offset) & (SS_PAGE_SIZE - 1));
-	struct frame *f = &m->frames[pfn];
 	if (write) {
 		uint8_t *p;
 		if (data_get(m, (uint32_t)pfn, &p))
 			return kvm_fail(m, SS_R_NOMEM, -ENOMEM);
 		p[off] = value;
-		m->frames[frame_head(m, (uint32_t)pfn)].flags |= F_DIRTY;
+		frame_rw(m, frame_head(m, (uint32_t)pfn))->flags |= F_DIRTY;
 	}
-	*value_out = f->data ? m->data[f->data - 1][off] : 0;
+	const struct frame *f = frame_ro(m, pfn);  /* after the writes: they may copy its chunk */
+	*value_out = f->data ? data_ro(m, f->data - 1)[off] : 0;
 	if (m->cur) {
 		m->cur->e.out[0] = (int64_t)pfn;
 		m->cur->e.out[1] = (int64_t)index;

@@ -239,6 +239,7 @@ struct ss_machine *ss_machine_new(const struct ss_config *cfg);
 void ss_machine_free(struct ss_machine *m);
 void ss_machine_config(const struct ss_machine *m, struct ss_config *out);
 struct ss_machine *ss_machine_clone(const struct ss_machine *m);
+struct ss_machine *ss_machine_clone_full(const struct ss_machine *m);
 
 int ss_memfd_create(struct ss_machine *m, const char *name, unsigned int flags);
 int ss_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags);
@@ -304,6 +305,7 @@ int ss_event_touches(const struct ss_machine *m, uint64_t seq, uint32_t first,
 
 int ss_check(const struct ss_machine *m, char *msg, size_t msglen);
 uint64_t ss_memory_bytes(const struct ss_machine *m);
+uint64_t ss_memory_owned(const struct ss_machine *m, const struct ss_machine *beside);
 size_t ss_frame_size(void);
 """
 

@@ -114,10 +114,12 @@ class Machine(Kvm, Views):
         self._out_order = memoryview(out).cast("i")  # [2]: the int at byte 8
         self._out_seq = memoryview(ffi.buffer(self._counter, 8)).cast("Q")  # [0]
 
-    def clone(self) -> Machine:
-        """A deep copy with its own lock (for snapshots)."""
+    def clone(self, full: bool = False) -> Machine:
+        """A copy with its own lock (for snapshots): copy on write, sharing the frames,
+        trees and log with this machine until either writes; full: everything copied
+        now (the baseline of bench/clone.py)."""
         with self._lock:
-            m = lib.ss_machine_clone(self._m)
+            m = (lib.ss_machine_clone_full if full else lib.ss_machine_clone)(self._m)
         if m == ffi.NULL:
             raise MemoryError("the engine could not clone the machine")
         twin = Machine.__new__(Machine)

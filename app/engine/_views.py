@@ -404,6 +404,17 @@ class Views:
         with self._lock:
             return int(lib.ss_memory_bytes(self._m))
 
+    def memory_owned(self, beside: Views | None = None) -> int:
+        """The part of memory_bytes this machine holds beside machine `beside`: what
+        the two share (frame chunks, tree nodes, log segments of a clone and its
+        original) counts nothing, what it shares with others counts by its share.
+        A snapshot's cost beside the live machine."""
+        if beside is None:
+            with self._lock:
+                return int(lib.ss_memory_owned(self._m, ffi.NULL))
+        with beside._lock, self._lock:  # the only place two machines' locks nest
+            return int(lib.ss_memory_owned(self._m, beside._m))
+
 
 def _page_args(seq: int, first: int, count: int) -> tuple[int, int, int]:
     for name, v in (("seq", seq), ("first", first), ("count", count)):

@@ -107,7 +107,7 @@ static int page_order(struct ss_machine *m, int fd, uint64_t index)
 	uint64_t v = in ? tree_load(&in->cache, index) : 0;
 	if (!v)
 		return -1;
-	const struct frame *hf = &m->frames[frame_head(m, (uint32_t)(v - 1))];
+	const struct frame *hf = frame_ro(m, frame_head(m, (uint32_t)(v - 1)));
 	return (hf->flags & F_HEAD) ? hf->order : 0;
 }
 

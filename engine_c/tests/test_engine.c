@@ -693,10 +693,17 @@ int coco_tests(int *nchecks); /* test_coco.c */
 int pin_tests(int *nchecks);  /* test_pin.c */
 int vm_close_tests(int *nchecks);  /* test_vm_close.c */
 int hva_tests(int *nchecks);  /* test_kvm_hva.c */
+int cow_tests(int *nchecks);  /* test_cow.c */
 
 int main(void)
 {
 	int kvm_checks = 0, bulk_checks = 0;
+	failures += cow_tests(&kvm_checks);
+	checks += kvm_checks;
+	if (getenv("SS_CTEST_ONLY")) {  /* the TSan build: the copy-on-write threads only */
+		printf("%d checks, %d failures\n", checks, failures);
+		return failures ? 1 : 0;
+	}
 	failures += bulk_tests(&bulk_checks);
 	checks += bulk_checks;
 	failures += kvm_tests(&kvm_checks);

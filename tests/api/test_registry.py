@@ -16,39 +16,74 @@ from app.settings import Settings
 from app.store import Store, StoredOp, StoredSession
 from tests.pgserver import STORES
 
+MIB = 1 << 20
 
-def _session(budget: Budget, **settings: int) -> Session:
-    s = Session("s", Config(phys_pages=4096), Settings(**settings), 0.0, budget)  # type: ignore[arg-type]
-    spec, args = parse("memfd_create", {"name": "f", "flags": ["MFD_ALLOW_SEALING"]})
-    apply(s.machine, spec, args)
-    s.record(StoredOp(1, "memfd_create", args.model_dump_json(), None, 1))
-    for i in range(2, 101):
-        spec, args = parse("ftruncate", {"fd": 3, "length": 4096 * i})
-        apply(s.machine, spec, args)
-        s.record(StoredOp(i, "ftruncate", args.model_dump_json(), None, i))
+
+def _op(s: Session, op: str, **args: Any) -> None:
+    spec, parsed = parse(op, args)
+    out = apply(s.machine, spec, parsed)
+    assert out.error is None
+    s.record(StoredOp(s.seq + 1, op, parsed.model_dump_json(), None, s.machine.event_count))
+
+
+def _session(budget: Budget, ops: int = 100, **settings: int) -> Session:
+    """A 4 GiB machine whose ops each fallocate the next page of a file: each changes
+    a frame chunk (2 KiB) and a page-cache leaf."""
+    s = Session("s", Config(phys_pages=1 << 20), Settings(**settings), 0.0, budget)  # type: ignore[arg-type]
+    _op(s, "memfd_create", name="f", flags=["MFD_ALLOW_SEALING"])
+    for i in range(1, ops):
+        _op(s, "fallocate", fd=3, offset=4096 * (i - 1), len=4096)
     return s
 
 
-def test_snapshots_thin_out_within_the_budgets() -> None:
-    size = _session(Budget(0)).machine.memory_bytes()
-    budget = Budget(10 * size)
-    s = _session(budget, snapshot_every=4, snapshot_budget=3 * size)
-    assert 0 < len(s.snapshots) <= 3 and s.snap_every > 4
-    assert budget.used == sum(s.snap_bytes.values())
-    for n in (100, 37, 3):
-        assert s.machine_at(n).file(3).size == 4096 * n
+def test_snapshots_cost_what_they_hold_beside_the_live_machine() -> None:
+    """Copy-on-write snapshots of a machine far bigger than the budget (its frame array
+    alone is 32 MiB) fit: each holds only what the ops since it changed."""
+    budget = Budget(1 << 30)
+    s = _session(budget, snapshot_every=4, snapshot_budget=MIB // 4)
+    assert s.machine.memory_bytes() > 32 * MIB
+    assert len(s.snapshots) >= 3
+    assert s.measure_snapshots()  # fit
+    assert budget.used == sum(s.snap_bytes.values()) <= MIB // 4
+    assert s.snap_every > 4  # the first ones thinned out: each holds chunks of its own
+    held = [s.snapshots[k].memory_owned(beside=s.machine) for k in sorted(s.snapshots)]
+    assert held[0] > 4 * 1024 and held == [s.snap_bytes[k] for k in sorted(s.snapshots)]
+    for n in (100, 61, 37, 3, 1):
+        assert s.machine_at(n).file(3).nr_pages == n - 1
     assert s.machine_at(0).files() == []
     s.drop_snapshots()
     assert budget.used == 0
 
 
+def test_a_fresh_snapshot_costs_nothing_until_the_machine_moves() -> None:
+    s = _session(Budget(1 << 30), ops=2, snapshot_every=1000)
+    s.snapshot()
+    (snap,) = s.snapshots.values()
+    assert snap.memory_owned(beside=s.machine) < 64 * 1024
+    assert snap.memory_owned() > 16 * MIB  # with no one beside: half of what the two share
+    _op(
+        s,
+        "fallocate",
+        fd=3,
+        offset=0,
+        len=4096,
+        mode=["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"],
+    )
+    assert snap.memory_owned(beside=s.machine) > 4 * 1024  # what the punch copied
+
+
 def test_the_service_wide_budget_is_shared() -> None:
-    size = _session(Budget(0)).machine.memory_bytes()
-    budget = Budget(4 * size + size // 2)
-    a = _session(budget, snapshot_every=10, snapshot_budget=100 * size)
-    b = _session(budget, snapshot_every=10, snapshot_budget=100 * size)
-    assert len(a.snapshots) == 4 and len(b.snapshots) == 0
-    assert b.machine_at(55).file(3).size == 4096 * 55  # slower, not wrong
+    budget = Budget(2 * MIB)
+    a = _session(budget, snapshot_every=10, snapshot_budget=100 * MIB)
+    a.snapshot()
+    assert len(a.snapshots) > 0 and budget.used == sum(a.snap_bytes.values()) <= 2 * MIB
+    budget.resize(0, 2 * MIB)  # someone else spends the rest
+    b = _session(budget, snapshot_every=10, snapshot_budget=100 * MIB)
+    assert len(b.snapshots) == 0  # none while the service's budget is spent
+    assert b.machine_at(55).file(3).nr_pages == 54  # slower, not wrong
+    budget.resize(2 * MIB, 0)
+    a.drop_snapshots()
+    assert budget.used == 0
 
 
 @pytest.mark.parametrize("kind", STORES)
