@@ -14,10 +14,10 @@
    service's default snapshot settings: the registry of this tree (copy-on-write
    snapshots, costed by what they hold beside the live machine) against the one
    before (full-copy snapshots costed at memory_bytes: a 64 GiB machine is over
-   the 32 MiB budget, so none, and every preview replays from op 0).  The ops:
+   the session budget, so none, and every preview replays from op 0).  The ops:
    punch and refill 2 MiB of the file, write a page, read a page, at random
    offsets of a --hot-gib window (default: the whole file).  --budget-mib sets
-   the session's snapshot budget (SEALSCOPE_SNAPSHOT_BUDGET, default 32 MiB).
+   the session's snapshot budget (SEALSCOPE_SNAPSHOT_BUDGET, default 128 MiB).
 
 Rounds alternate the contenders (forward, then backward); each figure is the
 median over rounds with its spread (min..max), each ratio the median of the
