@@ -8,12 +8,12 @@ C arrays, so their cost grows with the number of runs, never with sizes.
 from __future__ import annotations
 
 import errno
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from app.engine._errors import InvariantError, make_error
 from app.engine._events import MAX_ITEMS, EventReader
+from app.engine._guard import FaceLock
 from app.engine._lib import ffi, lib
 from app.engine._names import (
     FRAME_STATES,
@@ -43,6 +43,7 @@ from app.engine._types import (
 
 CHUNK = 1024  # runs fetched per C call
 PAGE = lib.SS_PAGE_SIZE
+_event_count = lib.ss_face_event_count  # takes the mutex in C (_build_face.py)
 U64_MAX = (1 << 64) - 1
 
 
@@ -81,9 +82,8 @@ def _max_runs(value: int) -> int:
 class Views:
     config: Config
     _m: Any
-    _lock: threading.Lock
-    _acquire: Any  # the lock's bound acquire / release, the counter's view (Machine)
-    _release: Any
+    _f: Any  # the machine's mutex (struct ss_face)
+    _lock: FaceLock
     _out_seq: memoryview
     _reader: EventReader
 
@@ -345,13 +345,9 @@ class Views:
     # ---- events, checks ----
     @property
     def event_count(self) -> int:
-        # read on every op (a batch reads it twice an op): the engine's counter through
-        # the memoryview Machine keeps over it, under the lock taken with bound calls
-        self._acquire()
-        try:
-            return int(self._out_seq[0])
-        finally:
-            self._release()
+        # read on every op (a batch reads it twice an op): one C call that takes the
+        # mutex, reads the engine's counter and drops it
+        return _event_count(self._f)
 
     def events(
         self, after: int = 0, limit: int | None = None, max_items: int = MAX_ITEMS
