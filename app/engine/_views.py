@@ -40,6 +40,7 @@ from app.engine._types import (
     Touch,
     Waiter,
 )
+from app.engine._unpack import layout, rows
 
 CHUNK = 1024  # runs fetched per C call
 PAGE = lib.SS_PAGE_SIZE
@@ -51,6 +52,27 @@ _OWNER_IDS = [
     tuple(i for i in range(lib.SS_MAX_OWNERS) if mask >> i & 1)
     for mask in range(1 << lib.SS_MAX_OWNERS)
 ]
+
+
+_OWNER_MASK = (1 << lib.SS_MAX_OWNERS) - 1
+_PG_HOLE = lib.SS_PG_HOLE
+_tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
+_PAGE_RUN = layout(
+    "struct ss_page_run",
+    [
+        "start",
+        "end",
+        "state",
+        "order",
+        "pfn",
+        "locked",
+        "dirty",
+        "refcount",
+        "mapped_by",
+        "waiters",
+        "life",
+    ],
+)
 
 
 def _owner_ids(mask: int) -> list[int]:
@@ -231,21 +253,27 @@ class Views:
                 n = lib.ss_file_runs(self._m, _fd(fd), cur, stop, self._pages, ask, self._next)
                 if n < 0:
                     raise make_error("file", -n, f"fd {fd} is not an open file")
-                for r in self._pages[0:n]:
-                    hole = r.state == lib.SS_PG_HOLE
+                # the runs' fields in one unpack a run, the PageRun built positionally
+                for st, e, state, order, pfn, lk, dt, ref, maps, wt, life in rows(
+                    _PAGE_RUN, self._pages, n
+                ):
+                    hole = state == _PG_HOLE
                     out.append(
-                        PageRun(
-                            start=r.start,
-                            end=r.end,
-                            state=PAGE_STATES.get(r.state, str(r.state)),
-                            pfn=None if hole else r.pfn,
-                            order=None if hole else r.order,
-                            locked=bool(r.locked),
-                            refcount=r.refcount,
-                            dirty=bool(r.dirty),
-                            mapped_by=_owner_ids(r.mapped_by),
-                            waiters=r.waiters,
-                            life=PAGE_LIFE.get(r.life),
+                        _tuple_new(
+                            PageRun,
+                            (
+                                st,
+                                e,
+                                PAGE_STATES.get(state) or str(state),
+                                None if hole else pfn,
+                                None if hole else order,
+                                lk != 0,
+                                ref,
+                                dt != 0,
+                                list(_OWNER_IDS[maps & _OWNER_MASK]),
+                                wt,
+                                PAGE_LIFE.get(life),
+                            ),
                         )
                     )
                 nxt = int(self._next[0])
