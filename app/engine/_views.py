@@ -211,6 +211,17 @@ class Views:
             raise make_error("owner", 2, f"no owner with id {owner}")
         return info
 
+    def has_owner(self, owner: int) -> bool:
+        """Whether owner is one of owners()' ids (without reading them all)."""
+        if isinstance(owner, bool) or not isinstance(owner, int):
+            raise TypeError(f"owner must be an int, got {owner!r}")
+        if not 0 <= owner < lib.SS_MAX_OWNERS:
+            return False
+        with self._lock:  # owners() asks ids 0 .. ss_owner_count - 1
+            if owner >= lib.ss_owner_count(self._m):
+                return False
+            return bool(lib.ss_owner_info(self._m, owner, self._oinfo) >= 0)
+
     def owners(self) -> list[OwnerInfo]:
         with self._lock:
             out = [self._owner_info(i) for i in range(lib.ss_owner_count(self._m))]

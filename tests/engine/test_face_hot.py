@@ -155,3 +155,12 @@ def test_threads_lock_and_unlock_pages_of_one_machine() -> None:
     assert m.event_count == before + 4 * 600
     assert [e.seq for e in m.events(after=before)] == list(range(before + 1, m.event_count + 1))
     m.check()
+
+
+def test_has_owner_agrees_with_owners() -> None:
+    m = Machine(Config(variants=frozenset({"multi_owner"})))
+    ids = [m.owner_create("kvm", "a"), m.owner_create("recorder", "b")]
+    for owner in (-1, 0, 1, 2, 7, 8, 2**40):
+        assert m.has_owner(owner) == (owner in [o.id for o in m.owners()]) == (owner in ids)
+    with pytest.raises(TypeError):
+        m.has_owner(True)
