@@ -70,7 +70,8 @@ int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc,
 		return rc;
 	out[0] = pfn;
 	out[1] = (uint64_t)order;
-	out[2] = ss_event_count(f->m);
+	out[2] = 0;
+	out[3] = ss_event_count(f->m);
 	pthread_mutex_unlock(&f->mu);
 	return 0;
 }

@@ -27,7 +27,8 @@ void ss_face_unlock(struct ss_face *f);
 int ss_face_locked(struct ss_face *f);     /* 1: held by some thread (a diagnostic) */
 uint64_t ss_face_event_count(struct ss_face *f);
 
-/* 0: out = {pfn, order, seq of the call's event}, unlocked; else its rc, locked.
+/* 0: out[4] = {pfn, order, 0, seq of the call's event}, unlocked; else its rc,
+ * locked.
  * Any alloc but 0 is 1 (the engine records the 0 or 1 in the event). */
 int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc,
 			 uint64_t *out);

@@ -10,6 +10,7 @@ with it held when the call failed.  Return codes cross into Python in one place,
 
 from __future__ import annotations
 
+import struct
 import threading
 from _thread import get_ident
 from collections.abc import Iterable
@@ -78,11 +79,15 @@ _FALLOC_BITS: dict[tuple[str, ...] | str, int] = {
 }
 
 
-def _out_buffer() -> tuple[Any, memoryview]:
-    """An out-buffer for get_lock_pfn's wrapper: {pfn, order, seq}, read back through
-    a memoryview (~20 ns a read less than cffi's)."""
-    buf = ffi.new("uint64_t[3]")
-    return buf, memoryview(ffi.buffer(buf)).cast("Q")
+def _out_buffer() -> tuple[Any, Any]:
+    """An out-buffer for get_lock_pfn's wrapper, {pfn, order, 0, seq} (engine_c/face.h),
+    and the buffer object its answer is unpacked from."""
+    buf = ffi.new("uint64_t[4]")
+    return buf, ffi.buffer(buf)
+
+
+# {pfn, order, 0, seq} -> (pfn, order, False, seq): a PfnResult's fields in one call
+_unpack_pfn = struct.Struct("=QQ?7xQ").unpack_from
 
 
 def _c_config(config: Config) -> Any:
@@ -128,14 +133,14 @@ class Machine(Kvm, Views):
         self._claim: dict[str, int] = {}
         self._outs = threading.local()
 
-    def _thread_out(self) -> tuple[Any, memoryview]:
+    def _thread_out(self) -> tuple[Any, Any]:
         """This thread's out-buffer for get_lock_pfn (not the owner's)."""
         me = get_ident()
         if self._claim.setdefault("owner", me) == me:  # atomic: one thread claims it
             self._owner = me
             return self._own
         try:
-            out: tuple[Any, memoryview] = self._outs.out
+            out: tuple[Any, Any] = self._outs.out
         except AttributeError:
             out = self._outs.out = _out_buffer()
         return out
@@ -378,7 +383,7 @@ class Machine(Kvm, Views):
             fd, index, alloc = i32(fd), u64(index), bool(alloc)
             rc = _get_lock_pfn(self._f, fd, index, alloc, buf)
         if rc == 0:  # no dicts, no lookups: pfn, order and the call's seq
-            return _tuple_new(PfnResult, (out[0], out[1], False, out[2]))
+            return _tuple_new(PfnResult, _unpack_pfn(out))
         try:  # failed or pending: the wrapper returned with the lock held
             # get_lock_pfn makes exactly one event (it wakes nobody): the last
             before = self._out_seq[0] - 1
