@@ -9,6 +9,10 @@
 struct ss_face {
 	struct ss_machine *m;
 	pthread_mutex_t mu;
+	pthread_t owner;        /* the first thread to lock a page through the face */
+	int owned;
+	uint64_t own[4];        /* its answers: only it writes them, it reads them unlocked */
+	uint64_t other[4];      /* any other thread's: read under the mutex */
 };
 
 struct ss_face *ss_face_new(struct ss_machine *m)
@@ -59,8 +63,12 @@ uint64_t ss_face_event_count(struct ss_face *f)
 	return n;
 }
 
-int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc,
-			 uint64_t *out)
+uint64_t *ss_face_answer(struct ss_face *f, int other)
+{
+	return other ? f->other : f->own;
+}
+
+int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc)
 {
 	uint64_t pfn = 0;
 	int order = 0;
@@ -68,10 +76,18 @@ int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc,
 	int rc = ss_get_lock_pfn(f->m, fd, index, alloc != 0, &pfn, &order);
 	if (rc)
 		return rc;
+	if (!f->owned) {
+		f->owner = pthread_self();
+		f->owned = 1;
+	}
+	int mine = pthread_equal(f->owner, pthread_self());
+	uint64_t *out = mine ? f->own : f->other;
 	out[0] = pfn;
 	out[1] = (uint64_t)order;
 	out[2] = 0;
 	out[3] = ss_event_count(f->m);
+	if (!mine)
+		return SS_FACE_HELD;
 	pthread_mutex_unlock(&f->mu);
 	return 0;
 }

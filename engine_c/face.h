@@ -27,11 +27,17 @@ void ss_face_unlock(struct ss_face *f);
 int ss_face_locked(struct ss_face *f);     /* 1: held by some thread (a diagnostic) */
 uint64_t ss_face_event_count(struct ss_face *f);
 
-/* 0: out[4] = {pfn, order, 0, seq of the call's event}, unlocked; else its rc,
- * locked.
- * Any alloc but 0 is 1 (the engine records the 0 or 1 in the event). */
-int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc,
-			 uint64_t *out);
+/*
+ * get_lock_pfn's answer, {pfn, order, 0, seq of the call's event}, is left in one of
+ * two buffers of the face (ss_face_answer): the owner's (the first thread that called)
+ * and the others'.  The owner's call returns 0, unlocked: only it writes its buffer,
+ * so it reads it after the mutex is dropped.  Another thread's returns SS_FACE_HELD,
+ * locked: it reads the others' buffer, then calls ss_face_unlock.  A failure or
+ * SS_PENDING returns locked.  Any alloc but 0 is 1 (the engine records 0 or 1).
+ */
+#define SS_FACE_HELD 2
+uint64_t *ss_face_answer(struct ss_face *f, int other);   /* 4 uint64_t */
+int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc);
 /* 0: unlocked; -errno: locked */
 int ss_face_put_unlock_pfn(struct ss_face *f, uint64_t pfn);
 /* 0 or SS_PENDING: unlocked; -errno: locked */

@@ -9,8 +9,9 @@ void ss_face_lock(struct ss_face *f);
 void ss_face_unlock(struct ss_face *f);
 int ss_face_locked(struct ss_face *f);
 uint64_t ss_face_event_count(struct ss_face *f);
-int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc,
-                         uint64_t *out);
+#define SS_FACE_HELD ...
+uint64_t *ss_face_answer(struct ss_face *f, int other);
+int ss_face_get_lock_pfn(struct ss_face *f, int fd, uint64_t index, int alloc);
 int ss_face_put_unlock_pfn(struct ss_face *f, uint64_t pfn);
 int ss_face_fallocate(struct ss_face *f, int fd, int mode, int64_t offset, int64_t len);
 int ss_face_vm_set_memory_attributes(struct ss_face *f, int vm, uint64_t address,

@@ -11,8 +11,6 @@ with it held when the call failed.  Return codes cross into Python in one place,
 from __future__ import annotations
 
 import struct
-import threading
-from _thread import get_ident
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
@@ -58,6 +56,7 @@ _get_lock_pfn = lib.ss_face_get_lock_pfn
 _put_unlock_pfn = lib.ss_face_put_unlock_pfn
 _fallocate = lib.ss_face_fallocate
 _PENDING = lib.SS_PENDING
+_HELD = lib.SS_FACE_HELD
 _EINVAL = 22
 _VM_SLOTS = (
     "this owner is a VM: it takes memslots through KVM_SET_USER_MEMORY_REGION2 "
@@ -77,13 +76,6 @@ _FALLOC_BITS: dict[tuple[str, ...] | str, int] = {
     ("FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"): _PUNCH_KEEP,
     "FALLOC_FL_KEEP_SIZE": lib.SS_FALLOC_FL_KEEP_SIZE,
 }
-
-
-def _out_buffer() -> tuple[Any, Any]:
-    """An out-buffer for get_lock_pfn's wrapper, {pfn, order, 0, seq} (engine_c/face.h),
-    and the buffer object its answer is unpacked from."""
-    buf = ffi.new("uint64_t[4]")
-    return buf, ffi.buffer(buf)
 
 
 # {pfn, order, 0, seq} -> (pfn, order, False, seq): a PfnResult's fields in one call
@@ -123,27 +115,11 @@ class Machine(Kvm, Views):
         # the event counter, read under the lock (the failures' `before`)
         counter = lib.ss_event_counter(self._m)
         self._out_seq = memoryview(ffi.buffer(counter, 8)).cast("Q")  # [0]
-        # get_lock_pfn's answers are copied out by its wrapper after the mutex is
-        # released, so each thread has its own out-buffer: another thread's call
-        # cannot overwrite them before they are read.  The first thread to call
-        # owns the machine's (found by comparing thread ids: ~30 ns less than a
-        # threading.local); any other thread has one in a threading.local
-        self._own = _out_buffer()
-        self._owner: int | None = None
-        self._claim: dict[str, int] = {}
-        self._outs = threading.local()
-
-    def _thread_out(self) -> tuple[Any, Any]:
-        """This thread's out-buffer for get_lock_pfn (not the owner's)."""
-        me = get_ident()
-        if self._claim.setdefault("owner", me) == me:  # atomic: one thread claims it
-            self._owner = me
-            return self._own
-        try:
-            out: tuple[Any, Any] = self._outs.out
-        except AttributeError:
-            out = self._outs.out = _out_buffer()
-        return out
+        # get_lock_pfn's answers, left by its wrapper in the face (engine_c/face.h):
+        # the first thread's to call, read after the mutex is dropped (only that
+        # thread writes it), and any other thread's, read before it is dropped
+        self._own_answer = ffi.buffer(lib.ss_face_answer(self._f, 0), 32)
+        self._other_answer = ffi.buffer(lib.ss_face_answer(self._f, 1), 32)
 
     def clone(self) -> Machine:
         """A deep copy with its own lock (for snapshots)."""
@@ -376,16 +352,17 @@ class Machine(Kvm, Views):
         # alloc but 0 a 1; cffi itself refuses what does not fit the C types
         # (OverflowError, TypeError, before the call); only then are the ints cast
         # like C and alloc made a bool
-        buf, out = self._own if get_ident() == self._owner else self._thread_out()
         try:
-            rc = _get_lock_pfn(self._f, fd, index, alloc, buf)
+            rc = _get_lock_pfn(self._f, fd, index, alloc)
         except (OverflowError, TypeError):
             fd, index, alloc = i32(fd), u64(index), bool(alloc)
-            rc = _get_lock_pfn(self._f, fd, index, alloc, buf)
+            rc = _get_lock_pfn(self._f, fd, index, alloc)
         if rc == 0:  # no dicts, no lookups: pfn, order and the call's seq
-            return _tuple_new(PfnResult, _unpack_pfn(out))
-        try:  # failed or pending: the wrapper returned with the lock held
-            # get_lock_pfn makes exactly one event (it wakes nobody): the last
+            return _tuple_new(PfnResult, _unpack_pfn(self._own_answer))
+        try:  # the wrapper returned with the lock held
+            if rc == _HELD:  # another thread's answer than the first caller's
+                return _tuple_new(PfnResult, _unpack_pfn(self._other_answer))
+            # failed or pending: get_lock_pfn makes exactly one event (it wakes nobody)
             before = self._out_seq[0] - 1
             args = {"index": u64(index), "alloc": 1 if alloc else 0}
             return self._pfn_result("get_lock_pfn", rc, before, args, i32(fd))

@@ -15,7 +15,7 @@ from app.engine import Config, EngineError, Machine
 PAGE = 4096
 PAGES = 8
 SECONDS = 2.0  # each thread stops at the deadline or after its iterations
-ITERATIONS = 4000
+ITERATIONS = 20_000
 PUNCH = ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"]
 
 
