@@ -691,6 +691,7 @@ int kvm_tests(int *nchecks);  /* test_kvm.c */
 int bulk_tests(int *nchecks);  /* test_bulk.c */
 int coco_tests(int *nchecks); /* test_coco.c */
 int pin_tests(int *nchecks);  /* test_pin.c */
+int face_tests(int *nchecks); /* test_face.c */
 
 int main(void)
 {
@@ -704,6 +705,8 @@ int main(void)
 	failures += coco_tests(&kvm_checks);
 	checks += kvm_checks;
 	failures += pin_tests(&kvm_checks);
+	checks += kvm_checks;
+	failures += face_tests(&kvm_checks);
 	checks += kvm_checks;
 	test_last_close_waits_on_locked_page();
 	test_migrate();
