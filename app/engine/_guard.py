@@ -1,4 +1,4 @@
-"""A machine's mutex as Machine's ``_lock`` (``struct ss_face``, app/engine/_build_face.py).
+"""A machine's mutex as Machine's ``_lock`` (``struct ss_face``, engine_c/face.h).
 
 The engine is not thread-safe and cffi releases the GIL on every call, so one machine
 is entered by one thread at a time: the hot calls take the mutex inside their C

@@ -3,7 +3,7 @@
 Every method holds the machine's mutex (app/engine/_guard.py) for the whole call, so
 the C engine is never entered twice at once and the events a method reads back are
 the ones its own call recorded; the hot calls (get_lock_pfn, put_unlock_pfn,
-fallocate) take it inside their C wrappers (app/engine/_build_face.py), which return
+fallocate) take it inside their C wrappers (engine_c/face.c), which return
 with it held when the call failed.  Return codes cross into Python in one place,
 ``_check``, which raises EngineError with the rule's words.
 """
@@ -51,7 +51,7 @@ Names = Iterable[str | int] | str | int
 
 
 _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
-# the hot calls: the engine's, under the machine's mutex taken in C (_build_face.py)
+# the hot calls: the engine's, under the machine's mutex taken in C (engine_c/face.c)
 _get_lock_pfn = lib.ss_face_get_lock_pfn
 _put_unlock_pfn = lib.ss_face_put_unlock_pfn
 _fallocate = lib.ss_face_fallocate

@@ -44,7 +44,7 @@ from app.engine._unpack import layout, rows
 
 CHUNK = 1024  # runs fetched per C call
 PAGE = lib.SS_PAGE_SIZE
-_event_count = lib.ss_face_event_count  # takes the mutex in C (_build_face.py)
+_event_count = lib.ss_face_event_count  # takes the mutex in C (engine_c/face.c)
 U64_MAX = (1 << 64) - 1
 
 
