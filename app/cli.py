@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         settings.head_timeout,
         settings.body_timeout,
     )
-    # records without thread and process names (the logging HOWTO's "Optimization"):
-    # one line per request is logged, and they are all the same process's main thread
+    # records without thread and process names, nor the caller's file and line (the
+    # logging HOWTO's "Optimization": _srcfile = None skips a stack walk a record, ~1 us
+    # of the ~5 a request line costs): one line per request is logged, and they are all
+    # the same process's main thread
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -13,7 +13,9 @@ slow spell of a shared machine hits both; on this machine single pairs spread fr
 to 0.9, and the median of 25 short pairs repeats within a few hundredths where that of
 5 long ones did not. Connections and sessions are set up before each run's clock
 starts. Prints the median ops/s, p50 / p99 latency over all runs, and the median
-(min-max) of the runs' app/bare ratios.
+(min-max) of the runs' app/bare ratios; then each server's CPU time an op (from /proc,
+median of the runs) and the median of the runs' bare/app ratios of it: what the load of
+other jobs on a shared machine moves least.
 
 First, the batch table: one client on the app, fallocate and punch ops alternating,
 one op a request against --batch-size ops a POST .../ops (each answer read and checked),
@@ -174,12 +176,15 @@ async def bare_client(c: Conn, until: float, lat: list[float]) -> int:
     return n
 
 
-async def level(kind: str, port: int, clients: int, seconds: float) -> tuple[float, list[float]]:
-    """One timed run: (ops/s, latencies). Connections and sessions are set up before the
-    clock starts and deleted after it stops."""
+async def level(
+    kind: str, port: int, clients: int, seconds: float, pid: int = 0
+) -> tuple[float, list[float], float]:
+    """One timed run: (ops/s, latencies, the server's CPU seconds an op). Connections and
+    sessions are set up before the clock starts and deleted after it stops."""
     lat: list[float] = []
     conns = [await Conn(port).open() for _ in range(clients)]
     sessions = [await setup_session(c) for c in conns] if kind == "app" else []
+    cpu = cpu_seconds(pid) if pid else 0.0
     t0 = time.perf_counter()
     until = t0 + seconds
     if kind == "app":
@@ -188,11 +193,12 @@ async def level(kind: str, port: int, clients: int, seconds: float) -> tuple[flo
         runs = (bare_client(c, until, lat) for c in conns)
     counts = await asyncio.gather(*runs)
     wall = time.perf_counter() - t0
+    cpu = (cpu_seconds(pid) - cpu if pid else 0.0) / max(1, sum(counts))
     for c, (b, _) in zip(conns, sessions, strict=False):
         await c.call("DELETE", b)
     for c in conns:
         c.close()
-    return sum(counts) / wall, lat
+    return sum(counts) / wall, lat, cpu
 
 
 def _alloc_punch(i: int) -> dict[str, Any]:
@@ -346,20 +352,32 @@ def main() -> None:
             app_ops: list[float] = []
             bare_lat: list[float] = []
             app_lat: list[float] = []
+            bare_cpu: list[float] = []
+            app_cpu: list[float] = []
             for _ in range(args.rounds):
-                ops, lat = asyncio.run(level("bare", bare_port, n, args.seconds))
+                ops, lat, cpu = asyncio.run(level("bare", bare_port, n, args.seconds, procs[1].pid))
                 bare_ops.append(ops)
                 bare_lat += lat
-                ops, lat = asyncio.run(level("app", app_port, n, args.seconds))
+                bare_cpu.append(cpu)
+                ops, lat, cpu = asyncio.run(level("app", app_port, n, args.seconds, procs[0].pid))
                 app_ops.append(ops)
                 app_lat += lat
+                app_cpu.append(cpu)
             ratios = [a / b for a, b in zip(app_ops, bare_ops, strict=True)]
+            cpu_ratios = [b / a for a, b in zip(app_cpu, bare_cpu, strict=True) if a and b]
             print(
                 f"{n:>7} | {statistics.median(bare_ops):>10.0f} {pct(bare_lat, 0.5):>6.2f}ms "
                 f"{pct(bare_lat, 0.99):>5.2f}ms | {statistics.median(app_ops):>10.0f} "
                 f"{pct(app_lat, 0.5):>6.2f}ms {pct(app_lat, 0.99):>5.2f}ms | "
                 f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
             )
+            if cpu_ratios:  # the server's CPU an op: what other jobs' load moves least
+                print(
+                    f"{'':>7}   server CPU an op: bare {1e6 * statistics.median(bare_cpu):.0f} us, "
+                    f"app {1e6 * statistics.median(app_cpu):.0f} us; bare/app "
+                    f"{statistics.median(cpu_ratios):.2f} "
+                    f"({min(cpu_ratios):.2f}-{max(cpu_ratios):.2f})"
+                )
     finally:
         for p in procs:
             p.terminate()

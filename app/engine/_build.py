@@ -322,25 +322,23 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _kvm_cdef() -> str:
-    """The KVM side's declarations (``_build_kvm.py``), loaded by path: the package
-    cannot be imported before the module this script builds exists."""
-    spec = importlib.util.spec_from_file_location(
-        "_build_kvm", Path(__file__).with_name("_build_kvm.py")
-    )
+def _cdef(name: str, attr: str) -> str:
+    """The declarations of a sibling script (``_build_kvm.py``, ``_build_face.py``), loaded
+    by path: the package cannot be imported before the module this script builds exists."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return str(mod.CDEF_KVM)
+    return str(getattr(mod, attr))
 
 
 def make_builder() -> FFI:
     """The FFI builder, with source paths relative to the working directory."""
     builder = FFI()
-    builder.cdef(CDEF + _kvm_cdef())
+    builder.cdef(CDEF + _cdef("_build_kvm", "CDEF_KVM") + _cdef("_build_face", "CDEF_FACE"))
     builder.set_source(
         "app.engine._sealscope",
-        '#include "sealscope.h"\n',
+        '#include "sealscope.h"\n#include "face.h"\n',
         sources=[_rel(p) for p in sorted(ENGINE.glob("*.c"))],
         include_dirs=[_rel(ENGINE)],
         extra_compile_args=CFLAGS,

@@ -10,11 +10,11 @@ the words of the rule the engine names (ss_kvm_rule).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from app.engine._errors import make_error
+from app.engine._guard import FaceLock, face_unlock
 from app.engine._kvm_coco import KvmCoco
 from app.engine._kvm_messages import kvm_words
 from app.engine._kvm_names import (
@@ -39,7 +39,7 @@ Names = Iterable[str] | str
 U32_MAX = (1 << 32) - 1
 _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
 _vcpu_access = lib.ss_vcpu_access
-_set_attrs = lib.ss_vm_set_memory_attributes
+_set_attrs = lib.ss_face_vm_set_memory_attributes  # takes the mutex in C (engine_c/face.c)
 _event_count = lib.ss_event_count
 _PRIV = lib.SS_MEMORY_ATTRIBUTE_PRIVATE
 _PRIV_LIST = ["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
@@ -58,9 +58,8 @@ def _fd32(fd: int) -> int:
 
 class Kvm(KvmCoco):
     _m: Any
-    _lock: threading.Lock
-    _acquire: Any  # the lock's bound acquire / release (Machine._adopt)
-    _release: Any
+    _f: Any  # the machine's mutex (struct ss_face)
+    _lock: FaceLock
 
     def _kvm_buffers(self) -> None:
         self._region = ffi.new("struct ss_region *")
@@ -176,9 +175,8 @@ class Kvm(KvmCoco):
     ) -> None:
         """KVM_SET_MEMORY_ATTRIBUTES."""
         # a hot path (a VMM's conversions): the names as callers spell them most are
-        # one dict lookup; the lock is taken with bound acquire / release (a `with`
-        # costs ~100 ns more a call); cffi refuses what does not fit the C types, and
-        # only then are the ints cast like C
+        # one dict lookup; the wrapper takes the mutex in C; cffi refuses what does not
+        # fit the C types, and only then are the ints cast like C
         try:  # the bench's and the service's spellings first: a list compare is ~20 ns
             if attributes == _PRIV_LIST:
                 at = _PRIV
@@ -190,18 +188,17 @@ class Kvm(KvmCoco):
             at = None
         if at is None:
             at = kernel_bits(attributes, ATTRIBUTES, UNKNOWN_U64)
-        self._acquire()
         try:
+            rc = _set_attrs(self._f, vm, address, size, at, flags)
+        except (OverflowError, TypeError):
+            rc = _set_attrs(self._f, i32(vm), u64(address), u64(size), at, u64(flags))
+        if rc < 0:  # failed, the lock held: one event, no wakes: the last
             try:
-                rc = _set_attrs(self._m, vm, address, size, at, flags)
-            except (OverflowError, TypeError):
-                rc = _set_attrs(self._m, i32(vm), u64(address), u64(size), at, u64(flags))
-            if rc < 0:  # one event, no wakes: the last
                 before = int(lib.ss_event_count(self._m)) - 1
                 args = {"attributes": at, "flags": u64(flags)}
                 self._kvm_fail("KVM_SET_MEMORY_ATTRIBUTES", rc, before, args)
-        finally:
-            self._release()
+            finally:
+                face_unlock(self._f)
 
     # ---- the guest and the VMM touching memory ----
     def vcpu_access(

@@ -7,10 +7,10 @@ each page (callbacks of the event) and the SHA-384 measurement.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, NamedTuple
 
 from app.engine._errors import EngineError, make_error
+from app.engine._guard import FaceLock
 from app.engine._kvm_messages import kvm_words
 from app.engine._kvm_views import KvmViews
 from app.engine._lib import ffi, lib
@@ -52,7 +52,7 @@ class Pin(NamedTuple):
 
 class KvmCoco(KvmViews):
     _m: Any
-    _lock: threading.Lock
+    _lock: FaceLock
 
     def _coco_fail(self, op: str, rc: int, before: int, args: dict[str, int]) -> None:
         rule = int(lib.ss_kvm_rule(self._m))

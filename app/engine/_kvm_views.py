@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import errno
-import threading
 from typing import Any
 
 from app.engine._errors import make_error
+from app.engine._guard import FaceLock
 from app.engine._kvm_names import ATTRIBUTES, REGION_FLAGS, SOURCES, VM_TYPE_NAMES
 from app.engine._kvm_types import AttrRun, GfnSource, VmInfo, VmMemslot
 from app.engine._lib import ffi, lib
@@ -22,7 +22,7 @@ def _fd(v: int) -> int | None:
 
 class KvmViews:
     _m: Any
-    _lock: threading.Lock
+    _lock: FaceLock
     config: Config
 
     def _vm_slots(self, vm: int) -> list[VmMemslot]:

@@ -1,19 +1,22 @@
 """Machine: one simulated kernel, entered by one thread at a time.
 
-Every method takes the machine's lock for the whole call, so the C engine
-is never entered twice at once and the events a method reads back are the
-ones its own call recorded.  Return codes cross into Python in one place,
+Every method holds the machine's mutex (app/engine/_guard.py) for the whole call, so
+the C engine is never entered twice at once and the events a method reads back are
+the ones its own call recorded; the hot calls (get_lock_pfn, put_unlock_pfn,
+fallocate) take it inside their C wrappers (engine_c/face.c), which return
+with it held when the call failed.  Return codes cross into Python in one place,
 ``_check``, which raises EngineError with the rule's words.
 """
 
 from __future__ import annotations
 
-import threading
+import struct
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from app.engine._errors import make_error
 from app.engine._events import MAX_ITEMS
+from app.engine._guard import FaceLock, face_unlock
 from app.engine._kvm import Kvm
 from app.engine._lib import ffi, lib
 from app.engine._messages import Ctx, explain
@@ -48,10 +51,12 @@ Names = Iterable[str | int] | str | int
 
 
 _tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
-_get_lock_pfn = lib.ss_get_lock_pfn
-_put_unlock_pfn = lib.ss_put_unlock_pfn
-_fallocate = lib.ss_fallocate
+# the hot calls: the engine's, under the machine's mutex taken in C (engine_c/face.c)
+_get_lock_pfn = lib.ss_face_get_lock_pfn
+_put_unlock_pfn = lib.ss_face_put_unlock_pfn
+_fallocate = lib.ss_face_fallocate
 _PENDING = lib.SS_PENDING
+_HELD = lib.SS_FACE_HELD
 _EINVAL = 22
 _VM_SLOTS = (
     "this owner is a VM: it takes memslots through KVM_SET_USER_MEMORY_REGION2 "
@@ -71,6 +76,10 @@ _FALLOC_BITS: dict[tuple[str, ...] | str, int] = {
     ("FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"): _PUNCH_KEEP,
     "FALLOC_FL_KEEP_SIZE": lib.SS_FALLOC_FL_KEEP_SIZE,
 }
+
+
+# {pfn, order, 0, seq} -> (pfn, order, False, seq): a PfnResult's fields in one call
+_unpack_pfn = struct.Struct("=QQ?7xQ").unpack_from
 
 
 def _c_config(config: Config) -> Any:
@@ -94,25 +103,23 @@ class Machine(Kvm, Views):
 
     def _adopt(self, m: Any) -> None:
         self._m = ffi.gc(m, lib.ss_machine_free)
-        self._lock = threading.Lock()
-        # the hot path's lock calls: acquire() / release() bound once (a `with`
-        # statement on a Lock costs ~80 ns more a call)
-        self._acquire = self._lock.acquire
-        self._release = self._lock.release
+        face = lib.ss_face_new(self._m)  # the mutex; it does not own the machine
+        if face == ffi.NULL:
+            raise MemoryError("the engine could not build a machine's lock")
+        self._f = ffi.gc(face, lib.ss_face_free)
+        self._lock = FaceLock(self._f)
         self._init_buffers()
         self._kvm_buffers()
-        self._counter = lib.ss_event_counter(self._m)
-        self._out_buffers()
-
-    def _out_buffers(self) -> None:
-        """The pfn and order out-arguments share one 16-byte buffer, read back (as
-        the event counter) through memoryviews: ~20 ns a read less than cffi's."""
-        self._u64 = ffi.new("uint64_t[2]")  # [0] the pfn; [1] holds the order (an int)
+        self._u64 = ffi.new("uint64_t[2]")  # fault's out-arguments: the pfn, the order
         self._int = ffi.cast("int *", self._u64 + 1)
-        out = ffi.buffer(self._u64)
-        self._out_pfn = memoryview(out).cast("Q")  # [0]: the pfn
-        self._out_order = memoryview(out).cast("i")  # [2]: the int at byte 8
-        self._out_seq = memoryview(ffi.buffer(self._counter, 8)).cast("Q")  # [0]
+        # the event counter, read under the lock (the failures' `before`)
+        counter = lib.ss_event_counter(self._m)
+        self._out_seq = memoryview(ffi.buffer(counter, 8)).cast("Q")  # [0]
+        # get_lock_pfn's answers, left by its wrapper in the face (engine_c/face.h):
+        # the first thread's to call, read after the mutex is dropped (only that
+        # thread writes it), and any other thread's, read before it is dropped
+        self._own_answer = ffi.buffer(lib.ss_face_answer(self._f, 0), 32)
+        self._other_answer = ffi.buffer(lib.ss_face_answer(self._f, 1), 32)
 
     def clone(self, full: bool = False) -> Machine:
         """A copy with its own lock (for snapshots): copy on write, sharing the frames,
@@ -235,23 +242,22 @@ class Machine(Kvm, Views):
             md = None
         if md is None:
             md = i32(bits(mode, FALLOC_MODES, "fallocate mode"))
-        self._acquire()
         try:
-            try:
-                rc = _fallocate(self._m, fd, md, offset, length)
-            except (OverflowError, TypeError):
-                fd, offset, length = i32(fd), i64(offset), i64(length)
-                rc = _fallocate(self._m, fd, md, offset, length)
-            if rc == 0:
-                return False
-            if rc == _PENDING:
-                return True
+            rc = _fallocate(self._f, fd, md, offset, length)
+        except (OverflowError, TypeError):
+            fd, offset, length = i32(fd), i64(offset), i64(length)
+            rc = _fallocate(self._f, fd, md, offset, length)
+        if rc == 0:
+            return False
+        if rc == _PENDING:
+            return True
+        try:  # failed: the wrapper returned with the lock held
             before = self._out_seq[0] - 1  # a failure makes one event: the last
             args = {"mode": md, "offset": i64(offset), "len": i64(length)}
             self._check("fallocate", rc, before, args, i32(fd))
             return False
         finally:
-            self._release()
+            face_unlock(self._f)
 
     def pread(self, fd: int, offset: int, count: int) -> bytes:
         fd, off, n = i32(fd), i64(offset), i64(count)
@@ -344,41 +350,39 @@ class Machine(Kvm, Views):
         return PfnResult(int(self._u64[0]), int(self._int[0]), False, seq)
 
     def get_lock_pfn(self, fd: int, index: int, alloc: bool) -> PfnResult:
-        # the hot path of the API: cffi itself refuses what does not fit the C
-        # types (OverflowError, TypeError); only then are the ints cast like C.
-        # acquire / try / finally: release is the `with` of the other methods
-        a = 1 if alloc else 0
-        self._acquire()
+        # the hot path of the API: the wrapper takes the mutex in C and makes any
+        # alloc but 0 a 1; cffi itself refuses what does not fit the C types
+        # (OverflowError, TypeError, before the call); only then are the ints cast
+        # like C and alloc made a bool
         try:
-            try:
-                rc = _get_lock_pfn(self._m, fd, index, a, self._u64, self._int)
-            except (OverflowError, TypeError):
-                fd, index = i32(fd), u64(index)
-                rc = _get_lock_pfn(self._m, fd, index, a, self._u64, self._int)
-            # get_lock_pfn makes exactly one event (it wakes nobody): the last
-            if rc == 0:  # no dicts, no lookups
-                return _tuple_new(
-                    PfnResult, (self._out_pfn[0], self._out_order[2], False, self._out_seq[0])
-                )
+            rc = _get_lock_pfn(self._f, fd, index, alloc)
+        except (OverflowError, TypeError):
+            fd, index, alloc = i32(fd), u64(index), bool(alloc)
+            rc = _get_lock_pfn(self._f, fd, index, alloc)
+        if rc == 0:  # no dicts, no lookups: pfn, order and the call's seq
+            return _tuple_new(PfnResult, _unpack_pfn(self._own_answer))
+        try:  # the wrapper returned with the lock held
+            if rc == _HELD:  # another thread's answer than the first caller's
+                return _tuple_new(PfnResult, _unpack_pfn(self._other_answer))
+            # failed or pending: get_lock_pfn makes exactly one event (it wakes nobody)
             before = self._out_seq[0] - 1
-            args = {"index": u64(index), "alloc": a}
+            args = {"index": u64(index), "alloc": 1 if alloc else 0}
             return self._pfn_result("get_lock_pfn", rc, before, args, i32(fd))
         finally:
-            self._release()
+            face_unlock(self._f)
 
     def put_unlock_pfn(self, pfn: int) -> None:
-        self._acquire()
         try:
+            rc = _put_unlock_pfn(self._f, pfn)
+        except (OverflowError, TypeError):
+            pfn = u64(pfn)
+            rc = _put_unlock_pfn(self._f, pfn)
+        if rc:  # failed, the lock held: one event, it wakes nobody: the last
             try:
-                rc = _put_unlock_pfn(self._m, pfn)
-            except (OverflowError, TypeError):
-                pfn = u64(pfn)
-                rc = _put_unlock_pfn(self._m, pfn)
-            if rc:  # a failure makes one event and wakes nobody: the last
                 before = self._out_seq[0] - 1
                 self._check("put_unlock_pfn", rc, before, {"pfn": u64(pfn)})
-        finally:
-            self._release()
+            finally:
+                face_unlock(self._f)
 
     def migrate_page(self, pfn: int) -> int:
         """Move the page holding pfn to new frames, as compaction would; the pfn that

@@ -8,12 +8,12 @@ C arrays, so their cost grows with the number of runs, never with sizes.
 from __future__ import annotations
 
 import errno
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from app.engine._errors import InvariantError, make_error
 from app.engine._events import MAX_ITEMS, EventReader
+from app.engine._guard import FaceLock
 from app.engine._lib import ffi, lib
 from app.engine._names import (
     FRAME_STATES,
@@ -40,9 +40,11 @@ from app.engine._types import (
     Touch,
     Waiter,
 )
+from app.engine._unpack import layout, rows
 
 CHUNK = 1024  # runs fetched per C call
 PAGE = lib.SS_PAGE_SIZE
+_event_count = lib.ss_face_event_count  # takes the mutex in C (engine_c/face.c)
 U64_MAX = (1 << 64) - 1
 
 
@@ -50,6 +52,27 @@ _OWNER_IDS = [
     tuple(i for i in range(lib.SS_MAX_OWNERS) if mask >> i & 1)
     for mask in range(1 << lib.SS_MAX_OWNERS)
 ]
+
+
+_OWNER_MASK = (1 << lib.SS_MAX_OWNERS) - 1
+_PG_HOLE = lib.SS_PG_HOLE
+_tuple_new = tuple.__new__  # builds a NamedTuple without its Python __new__
+_PAGE_RUN = layout(
+    "struct ss_page_run",
+    [
+        "start",
+        "end",
+        "state",
+        "order",
+        "pfn",
+        "locked",
+        "dirty",
+        "refcount",
+        "mapped_by",
+        "waiters",
+        "life",
+    ],
+)
 
 
 def _owner_ids(mask: int) -> list[int]:
@@ -81,9 +104,8 @@ def _max_runs(value: int) -> int:
 class Views:
     config: Config
     _m: Any
-    _lock: threading.Lock
-    _acquire: Any  # the lock's bound acquire / release, the counter's view (Machine)
-    _release: Any
+    _f: Any  # the machine's mutex (struct ss_face)
+    _lock: FaceLock
     _out_seq: memoryview
     _reader: EventReader
 
@@ -189,6 +211,17 @@ class Views:
             raise make_error("owner", 2, f"no owner with id {owner}")
         return info
 
+    def has_owner(self, owner: int) -> bool:
+        """Whether owner is one of owners()' ids (without reading them all)."""
+        if isinstance(owner, bool) or not isinstance(owner, int):
+            raise TypeError(f"owner must be an int, got {owner!r}")
+        if not 0 <= owner < lib.SS_MAX_OWNERS:
+            return False
+        with self._lock:  # owners() asks ids 0 .. ss_owner_count - 1
+            if owner >= lib.ss_owner_count(self._m):
+                return False
+            return bool(lib.ss_owner_info(self._m, owner, self._oinfo) >= 0)
+
     def owners(self) -> list[OwnerInfo]:
         with self._lock:
             out = [self._owner_info(i) for i in range(lib.ss_owner_count(self._m))]
@@ -231,21 +264,27 @@ class Views:
                 n = lib.ss_file_runs(self._m, _fd(fd), cur, stop, self._pages, ask, self._next)
                 if n < 0:
                     raise make_error("file", -n, f"fd {fd} is not an open file")
-                for r in self._pages[0:n]:
-                    hole = r.state == lib.SS_PG_HOLE
+                # the runs' fields in one unpack a run, the PageRun built positionally
+                for st, e, state, order, pfn, lk, dt, ref, maps, wt, life in rows(
+                    _PAGE_RUN, self._pages, n
+                ):
+                    hole = state == _PG_HOLE
                     out.append(
-                        PageRun(
-                            start=r.start,
-                            end=r.end,
-                            state=PAGE_STATES.get(r.state, str(r.state)),
-                            pfn=None if hole else r.pfn,
-                            order=None if hole else r.order,
-                            locked=bool(r.locked),
-                            refcount=r.refcount,
-                            dirty=bool(r.dirty),
-                            mapped_by=_owner_ids(r.mapped_by),
-                            waiters=r.waiters,
-                            life=PAGE_LIFE.get(r.life),
+                        _tuple_new(
+                            PageRun,
+                            (
+                                st,
+                                e,
+                                PAGE_STATES.get(state) or str(state),
+                                None if hole else pfn,
+                                None if hole else order,
+                                lk != 0,
+                                ref,
+                                dt != 0,
+                                list(_OWNER_IDS[maps & _OWNER_MASK]),
+                                wt,
+                                PAGE_LIFE.get(life),
+                            ),
                         )
                     )
                 nxt = int(self._next[0])
@@ -346,13 +385,9 @@ class Views:
     # ---- events, checks ----
     @property
     def event_count(self) -> int:
-        # read on every op (a batch reads it twice an op): the engine's counter through
-        # the memoryview Machine keeps over it, under the lock taken with bound calls
-        self._acquire()
-        try:
-            return int(self._out_seq[0])
-        finally:
-            self._release()
+        # read on every op (a batch reads it twice an op): one C call that takes the
+        # mutex, reads the engine's counter and drops it
+        return _event_count(self._f)
 
     def events(
         self, after: int = 0, limit: int | None = None, max_items: int = MAX_ITEMS

@@ -25,7 +25,7 @@ def owner_arg(m: Machine, owner_id: str, op: str) -> int:
     EINVAL, as for a NULL owner)."""
     if owner_id.isascii() and owner_id.isdigit() and str(int(owner_id)) == owner_id:
         value = int(owner_id)
-        if value <= INT_MAX and any(o.id == value for o in m.owners()):
+        if value <= INT_MAX and m.has_owner(value):
             return value
     raise NotFound(f"no owner {owner_id[:64]!r}", op=op)
 

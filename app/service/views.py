@@ -19,13 +19,12 @@ from app.models.views import (
     EventOut,
     Events,
     FrameExtent,
-    PageExtent,
-    Pages,
     Phys,
 )
 from app.registry import Registry, Session
 from app.service import streams
 from app.service.convert import callback_out, event_out, fd_arg, file_out, owner_arg, owner_detail
+from app.service.view_answers import pages_json
 
 MAX_RUNS = 10000
 ITEM_BUDGET = 1 << 16  # callbacks and touches one events answer carries in all
@@ -37,27 +36,14 @@ async def file(reg: Registry, sid: str, fd: int) -> File:
         return file_out(s.machine.file(fd_arg(fd)))
 
 
-async def pages(reg: Registry, sid: str, fd: int, start: int, end: int | None, limit: int) -> Pages:
+async def pages_bytes(
+    reg: Registry, sid: str, fd: int, start: int, end: int | None, limit: int
+) -> bytes:
+    """The Pages answer as JSON bytes (app/service/view_answers.py)."""
     s = reg.get(sid)
     async with s.lock:
         runs, nxt = s.machine.page_runs(fd_arg(fd), start, end, limit)
-    extents = [
-        PageExtent(
-            start=r.start,
-            end=r.end,
-            state=r.state,
-            pfn=r.pfn,
-            order=r.order,
-            locked=r.locked,
-            refcount=r.refcount,
-            dirty=r.dirty,
-            mapped_by=[str(o) for o in r.mapped_by],
-            waiters=r.waiters,
-            life=r.life,
-        )
-        for r in runs
-    ]
-    return Pages(extents=extents, next=nxt if len(runs) >= limit else None)
+    return pages_json(runs, nxt if len(runs) >= limit else None)
 
 
 async def phys(reg: Registry, sid: str, start: int, end: int | None, limit: int) -> Phys:

@@ -694,6 +694,7 @@ int pin_tests(int *nchecks);  /* test_pin.c */
 int vm_close_tests(int *nchecks);  /* test_vm_close.c */
 int hva_tests(int *nchecks);  /* test_kvm_hva.c */
 int cow_tests(int *nchecks);  /* test_cow.c */
+int face_tests(int *nchecks); /* test_face.c */
 
 int main(void)
 {
@@ -717,6 +718,8 @@ int main(void)
 	failures += vm_close_tests(&kvm_checks);
 	checks += kvm_checks;
 	failures += hva_tests(&kvm_checks);
+	checks += kvm_checks;
+	failures += face_tests(&kvm_checks);
 	checks += kvm_checks;
 	test_last_close_waits_on_locked_page();
 	test_migrate();

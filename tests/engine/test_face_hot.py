@@ -1,6 +1,6 @@
-"""The Python face's hot path (get_lock_pfn / put_unlock_pfn): its answers read
-back from the shared out-buffer and the event counter, its errors, its C-like
-int casts, and its lock (held around the engine call, released on every way
+"""The Python face's hot path (get_lock_pfn / put_unlock_pfn / fallocate): its answers
+read back from the thread's out-buffer, its errors, its C-like int casts, and the
+machine's mutex its C wrappers take (held around the engine call, released on every way
 out)."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-import app.engine._machine as machine_module
 from app.engine import Config, EngineError, Machine, PfnResult
 
 PAGE = 4096
@@ -64,23 +63,72 @@ def test_errors_carry_their_event_and_release_the_lock() -> None:
     m.check()
 
 
-def test_the_hot_path_holds_the_lock_around_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_hot_calls_wait_for_the_machines_lock() -> None:
+    """The hot calls take the machine's mutex in C: a thread holding it (as every other
+    method does for its body) keeps them out until it lets go."""
+    m = Machine()
+    fd = sealed_file(m, 4)
+    before = m.event_count
+    done = threading.Event()
+
+    def hot() -> None:
+        r = m.get_lock_pfn(fd, 0, True)
+        assert r.pfn is not None
+        m.put_unlock_pfn(r.pfn)
+        m.fallocate(fd, ["FALLOC_FL_PUNCH_HOLE", "FALLOC_FL_KEEP_SIZE"], 0, PAGE)
+        done.set()
+
+    t = threading.Thread(target=hot)
+    with m._lock:
+        t.start()
+        assert not done.wait(0.2)  # blocked on the mutex, the GIL released
+        assert int(m._out_seq[0]) == before  # it has not entered the engine
+    t.join(5)
+    assert done.is_set() and m.event_count == before + 3 and not m._lock.locked()
+    m.check()
+
+
+def test_a_failed_hot_call_explains_itself_under_the_lock() -> None:
+    """A wrapper that fails returns with the mutex held: the words read the file as the
+    call left it, and the mutex is dropped before the error leaves."""
     m = Machine()
     fd = sealed_file(m, 4)
     seen: list[bool] = []
+    real = m._raise
 
-    def held(real: Any) -> Any:
-        def call(*args: Any) -> Any:
-            seen.append(m._lock.locked())
-            return real(*args)
+    def spy(*args: Any) -> Any:
+        seen.append(m._lock.locked())
+        return real(*args)
 
-        return call
+    m._raise = spy  # type: ignore[method-assign]
+    with pytest.raises(EngineError) as info:
+        m.fallocate(fd, [], -PAGE, PAGE)
+    assert info.value.name == "EINVAL" and info.value.seq == m.event_count
+    with pytest.raises(EngineError):
+        m.get_lock_pfn(fd + 9, 0, False)
+    with pytest.raises(EngineError):
+        m.put_unlock_pfn(1 << 40)
+    assert seen == [True, True, True] and not m._lock.locked()
+    ev = m.events(after=m.event_count - 1)[0]
+    assert ev.op == "put_unlock_pfn" and ev.errno == "EINVAL"
 
-    monkeypatch.setattr(machine_module, "_get_lock_pfn", held(machine_module._get_lock_pfn))
-    monkeypatch.setattr(machine_module, "_put_unlock_pfn", held(machine_module._put_unlock_pfn))
-    r = m.get_lock_pfn(fd, 0, True)
-    m.put_unlock_pfn(r.pfn)
-    assert seen == [True, True] and not m._lock.locked()
+
+def test_alloc_is_a_bool_whatever_its_type() -> None:
+    m = Machine()
+    fd = sealed_file(m, 4)
+    for alloc, want in ((2, 1), (-1, 1), (2**70, 1), (1.5, 1), (0.0, 0), ("", 0), (None, 0)):
+        if want:
+            r = m.get_lock_pfn(fd, 1, alloc)  # type: ignore[arg-type]
+            assert r.pfn is not None
+            m.put_unlock_pfn(r.pfn)
+            seq = r.seq
+        else:
+            with pytest.raises(EngineError) as info:  # no page at 2 and no alloc
+                m.get_lock_pfn(fd, 2, alloc)  # type: ignore[arg-type]
+            seq = info.value.seq or 0
+        (ev,) = m.events(after=seq - 1, limit=1)
+        assert ev.op == "get_lock_pfn" and ev.args["alloc"] == want, (alloc, ev.args)
+    m.check()
 
 
 def test_threads_lock_and_unlock_pages_of_one_machine() -> None:
@@ -107,3 +155,12 @@ def test_threads_lock_and_unlock_pages_of_one_machine() -> None:
     assert m.event_count == before + 4 * 600
     assert [e.seq for e in m.events(after=before)] == list(range(before + 1, m.event_count + 1))
     m.check()
+
+
+def test_has_owner_agrees_with_owners() -> None:
+    m = Machine(Config(variants=frozenset({"multi_owner"})))
+    ids = [m.owner_create("kvm", "a"), m.owner_create("recorder", "b")]
+    for owner in (-1, 0, 1, 2, 7, 8, 2**40):
+        assert m.has_owner(owner) == (owner in [o.id for o in m.owners()]) == (owner in ids)
+    with pytest.raises(TypeError):
+        m.has_owner(True)
