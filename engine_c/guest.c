@@ -386,7 +386,7 @@ static int waiter_try(struct ss_machine *m, int i)
 {
 	struct waiter w = m->waiters[i];
 	struct inode *in = inode_get(m, w.ino);
-	bool page_sleeper = w.kind == W_GETLOCK || w.kind == W_FAULT;
+	bool page_sleeper = w.kind == W_GETLOCK || w.kind == W_FAULT || w.kind == W_VCPU;
 	if (w.kind == W_BLOCKED) {
 		for (int j = 0; j < i; j++)
 			if (m->waiters[j].ino == w.ino &&
@@ -447,6 +447,24 @@ static int waiter_try(struct ss_machine *m, int i)
 		case W_BLOCKED:
 			r = run_blocked(m, in, &w, seq);
 			break;
+		case W_VCPU: {
+			/* the vCPU's fault goes on: the whole access again (the page may
+			 * be gone, or private now: an exit then), ended by this wake */
+			struct owner *o = vm_get(m, w.owner);
+			struct ss_access_result out;
+			memset(&out, 0, sizeof(out));
+			uint64_t p = 0;
+			int mo = 0;
+			r = o ? kvm_fault_page(m, o, &w.acc, &out, &p, &mo) : -EINTR;
+			if (r == KVM_FAULT_SLEEPS) {
+				w.pfn = p;
+				frame_rw(m, p)->refcount++;  /* sleeps on it again */
+				r = SS_PENDING;
+			} else if (r == 1) {
+				r = kvm_access_finish(m, o, &w.acc, &out, p, mo);
+			}
+			break;
+		}
 		}
 	}
 	bool sleeps = false;

@@ -247,6 +247,7 @@ enum wkind {
 	W_GETLOCK,             /* get_lock_pfn sleeping on a page lock */
 	W_FAULT,               /* a guest fault sleeping on a page lock */
 	W_BLOCKED,             /* an op sleeping on i_rwsem behind a removal */
+	W_VCPU,                /* rfc-v2: a vCPU's fault sleeping in get_lock_pfn */
 };
 
 struct waiter {
@@ -263,6 +264,7 @@ struct waiter {
 	uint64_t pfn;          /* head of the page it sleeps on */
 	int64_t args[3];       /* W_BLOCKED */
 	uint8_t *buf;          /* W_BLOCKED pwrite data */
+	struct ss_access acc;  /* W_VCPU: the access, retried at the wake (owner: the VM) */
 };
 
 /* ---- events ---- */
@@ -570,6 +572,10 @@ void kvm_destroy_memslots(struct ss_machine *m, struct owner *o);
 /* kvm_fault.c: one guest access; 1 mapped (*pfn, *mo), 0 an exit (*out), or -errno */
 int kvm_fault_page(struct ss_machine *m, struct owner *o, const struct ss_access *a,
 		   struct ss_access_result *out, uint64_t *pfn, int *mo);
+#define KVM_FAULT_SLEEPS 2  /* kvm_fault_page: the vCPU sleeps on *pfn's lock */
+/* the access's byte on the page a fault mapped (ss_vcpu_access's end) */
+int kvm_access_finish(struct ss_machine *m, struct owner *o, const struct ss_access *a,
+		      struct ss_access_result *out, uint64_t pfn, int mo);
 
 /* vmm.c */
 const struct mapping *vmm_find(const struct ss_machine *m, uint64_t addr);

@@ -72,8 +72,10 @@ static int map_locked(struct ss_machine *m, struct owner *o, struct memslot *s,
 	uint64_t index = s->index + (gfn - s->gfn);
 	int ord = 0;
 	if (in->kind == SS_KIND_MEMFD && page_locked_at(m, in, index)) {
-		m->kvm_rule = SS_R_RUN_LOCKED;
-		return -EAGAIN;
+		/* shmem_getpage's lock_page: the vCPU thread sleeps until the holder's
+		 * put_unlock_pfn; the access is retried then (a W_VCPU waiter) */
+		*pfn = frame_head(m, (uint32_t)(tree_load(&in->cache, index) - 1));
+		return KVM_FAULT_SLEEPS;
 	}
 	int r = do_get_lock_pfn(m, in, index, alloc, pfn, &ord);
 	if (r < 0)
@@ -169,10 +171,10 @@ static int gmem_fault(struct ss_machine *m, struct owner *o, const struct ss_acc
 		if (gmem_poisoned(m, in, s->index + (gfn - s->gfn)))  /* kvm_gmem_get_pfn */
 			return memory_fault(m, o, out, gfn, priv, EHWPOISON);
 		int r = map_locked(m, o, s, in, gfn, 1, pfn, mo);
-		return r < 0 ? r : 1;
+		return r < 0 || r == KVM_FAULT_SLEEPS ? r : 1;
 	}
 	int r = map_hva(m, o, s, gfn, a->write, pfn, mo);
-	return r < 0 ? r : 1;
+	return r < 0 || r == KVM_FAULT_SLEEPS ? r : 1;
 }
 
 static int rfc_fault(struct ss_machine *m, struct owner *o, const struct ss_access *a,
@@ -196,7 +198,7 @@ static int rfc_fault(struct ss_machine *m, struct owner *o, const struct ss_acce
 			return -EFAULT;
 		}
 		int r = map_hva(m, o, s, gfn, a->write, pfn, mo);
-		return r < 0 ? r : 1;
+		return r < 0 || r == KVM_FAULT_SLEEPS ? r : 1;
 	}
 	uint64_t index = s->index + (gfn - s->gfn);
 	struct inode *pin = inode_get(m, s->ino);
@@ -210,7 +212,7 @@ static int rfc_fault(struct ss_machine *m, struct owner *o, const struct ss_acce
 			return memory_error(m, o, out, gfn, SS_EXIT_MEM_MAP_PRIVATE);
 		}
 		int r = map_locked(m, o, s, pin, gfn, 0, pfn, mo);
-		return r < 0 ? r : 1;
+		return r < 0 || r == KVM_FAULT_SLEEPS ? r : 1;
 	}
 	if (pin && tree_load(&pin->cache, index))
 		return memory_error(m, o, out, gfn, SS_EXIT_MEM_MAP_SHARED);
@@ -228,7 +230,7 @@ static int rfc_fault(struct ss_machine *m, struct owner *o, const struct ss_acce
 		m->kvm_rule = SS_R_RUN_HVA;
 		r = -EFAULT;
 	}
-	return r < 0 ? r : 1;
+	return r < 0 || r == KVM_FAULT_SLEEPS ? r : 1;
 }
 
 int kvm_fault_page(struct ss_machine *m, struct owner *o, const struct ss_access *a,
@@ -260,11 +262,33 @@ int ss_vcpu_access(struct ss_machine *m, int id, int vcpu, const struct ss_acces
 		return kvm_fail(m, m->kvm_rule ? m->kvm_rule : SS_R_NOMEM, r);
 	if (r == 0)
 		return (int)ev_end(m, 0);  /* an exit */
+	if (r == KVM_FAULT_SLEEPS) {
+		struct inode *in = inode_get(m, frame_ro(m, pfn)->ino);
+		struct waiter w = { .kind = W_VCPU, .seq = m->nevents, .op = SS_OP_VCPU_ACCESS,
+				    .ino = in->ino, .index = frame_ro(m, pfn)->index, .owner = id,
+				    .gfn = a->gpa >> SS_PAGE_SHIFT, .pfn = pfn, .acc = *a };
+		ev_touch(m, SS_T_WAIT, in->fd, -1, w.index, 1, pfn);
+		if (waiter_add(m, &w))
+			return kvm_fail(m, SS_R_NOMEM, -ENOMEM);
+		frame_rw(m, pfn)->refcount++;  /* lock_page() callers hold the page */
+		if (m->cur)
+			m->cur->e.fd = in->fd;
+		return (int)ev_end(m, SS_PENDING);
+	}
+	r = kvm_access_finish(m, o, a, out, pfn, mo);
+	return (int)ev_end(m, r);
+}
+
+int kvm_access_finish(struct ss_machine *m, struct owner *o, const struct ss_access *a,
+		      struct ss_access_result *out, uint64_t pfn, int mo)
+{
 	unsigned int off = (unsigned int)(a->gpa & (SS_PAGE_SIZE - 1));
 	if (a->write) {
 		uint8_t *p;
-		if (data_get(m, (uint32_t)pfn, &p))
-			return kvm_fail(m, SS_R_NOMEM, -ENOMEM);
+		if (data_get(m, (uint32_t)pfn, &p)) {
+			m->kvm_rule = SS_R_NOMEM;
+			return -ENOMEM;
+		}
 		p[off] = a->value;
 		frame_rw(m, frame_head(m, (uint32_t)pfn))->flags |= F_DIRTY;
 	}
@@ -285,5 +309,5 @@ int ss_vcpu_access(struct ss_machine *m, int id, int vcpu, const struct ss_acces
 		m->cur->e.out[0] = (int64_t)pfn;
 		m->cur->e.out[1] = mo;
 	}
-	return (int)ev_end(m, 0);
+	return 0;
 }

@@ -29,6 +29,10 @@ static int prefault_one(struct ss_machine *m, struct owner *o, uint64_t gpa, uin
 	else if (o->vm->type != SS_VM_DEFAULT)
 		a.private_ = 0;
 	int r = kvm_fault_page(m, o, &a, &out, &pfn, &mo);
+	if (r == KVM_FAULT_SLEEPS) {  /* rfc-v2 has no pre-fault: never reached */
+		m->kvm_rule = SS_R_RUN_LOCKED;
+		return -EAGAIN;
+	}
 	if (r < 0) {
 		m->kvm_rule = SS_R_PREFAULT_FAULT;
 		return r;

@@ -231,7 +231,9 @@ class Kvm(KvmCoco):
                     errno=errno_name(out.exit_errno) if fault else None,
                     type=MEM_ERROR_TYPES.get(out.exit_type),
                 )
-                return AccessResult(ex, None, None, None, None, None, None, seq)
+                return AccessResult(ex, None, None, None, None, None, None, False, seq)
+            if rc == lib.SS_PENDING:
+                return AccessResult(None, None, None, None, None, None, None, True, seq)
             return _tuple_new(
                 AccessResult,
                 (
@@ -242,6 +244,7 @@ class Kvm(KvmCoco):
                     int(out.pfn),
                     int(out.order),
                     int(out.value),
+                    False,
                     seq,
                 ),
             )

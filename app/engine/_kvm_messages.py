@@ -103,8 +103,8 @@ RULES: dict[int, Words] = {
         "KVM_RUN: a private access to a memslot without private_fd fails (patch 07: RET_PF_INVALID)"
     ),
     lib.SS_R_RUN_LOCKED: lambda a: (
-        "the page is locked by get_lock_pfn: the vCPU would sleep on it (the simulator "
-        "answers EAGAIN instead)"
+        "the page is locked by get_lock_pfn: a pre-fault does not sleep on it (EAGAIN); "
+        "a vCPU access does (answer pending, woken by the holder's put_unlock_pfn)"
     ),
     lib.SS_R_RUN_COW: lambda a: (
         "a write through a MAP_PRIVATE mapping makes a copy-on-write page, which the "

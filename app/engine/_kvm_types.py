@@ -53,6 +53,7 @@ class AccessResult(NamedTuple):
     pfn: int | None
     order: int | None
     value: int | None  # the byte at gpa after the access
+    pending: bool  # rfc-v2: the vCPU sleeps on a page get_lock_pfn holds (a wake ends it)
     seq: int
 
 

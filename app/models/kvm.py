@@ -223,6 +223,11 @@ class AccessAnswer(BaseModel):
     pfn: int | None
     order: int | None
     value: int | None = Field(description="the byte at gpa after the access")
+    pending: bool = Field(
+        False,
+        description="rfc-v2: the vCPU sleeps on a page get_lock_pfn holds; the access "
+        "is retried at its put_unlock_pfn (a wake event ends it)",
+    )
     seq: int = Field(description="engine event seq of the call")
     model_config = examples(
         {

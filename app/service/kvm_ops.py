@@ -148,6 +148,7 @@ def access_out(r: AccessResult) -> AccessAnswer:
         pfn=r.pfn,
         order=r.order,
         value=r.value,
+        pending=r.pending,
         seq=r.seq,
     )
 
