@@ -63,6 +63,7 @@ async def test_conversion_round_trip(k: Kvm) -> None:
         "pfn": a["pfn"],
         "order": 0,
         "value": 0x5A,
+        "pending": False,
         "seq": a["seq"],
     }
     # the host reads the guest's byte through its mapping, and the reverse
