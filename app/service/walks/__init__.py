@@ -9,7 +9,7 @@ from app.service.walks.coco_launch import SNP_LAUNCH, TDX_LAUNCH
 from app.service.walks.coco_mem import INPLACE_PIN, POISON
 from app.service.walks.gmem_proposals import GIGA_SPLIT, NO_DIRECT_MAP
 from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS, STAY_PUT
-from app.service.walks.kvm_close import CLOSE_VM, VM_OUTLIVED
+from app.service.walks.kvm_close import CLOSE_VM, VCPU_WAITS, VM_OUTLIVED
 from app.service.walks.kvm_convert import CONVERSION_68, DOUBLE_MEMORY, RFC_CONVERSION
 from app.service.walks.kvm_gmem import CLOSE_BOUND, INPLACE_618, PRIVATE_PUNCH
 from app.service.walks.kvm_review import LEFT_SHMEM, SEVERAL_OWNERS, UNMOVABLE
@@ -39,6 +39,7 @@ ALL: list[dict[str, Any]] = [
     CLOSE_BOUND,
     CLOSE_VM,
     VM_OUTLIVED,
+    VCPU_WAITS,
     INPLACE_618,
     LEFT_SHMEM,
     SEVERAL_OWNERS,

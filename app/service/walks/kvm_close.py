@@ -1,5 +1,6 @@
 """Walkthroughs of a VM's end: close(vm_fd) while a guest_memfd holds the VM (6.8 on),
-and RFC v2's memfd outliving its VM (patch 13's vm_is_dead) (KVM.md)."""
+and RFC v2's memfd outliving its VM (patch 13's vm_is_dead) (KVM.md); and an RFC v2
+vCPU sleeping on a page another holder locked."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from app.service.walks._dsl import (
     fal,
     fallocate,
     ftruncate,
+    get_lock,
     gmem_inv,
     inv,
     memfd,
     punch,
+    put_unlock,
     seal,
     step,
 )
@@ -166,5 +169,50 @@ VM_OUTLIVED = {
         ),
         close("the VMM closes the private view: its pages are freed", 4),
         close("and the shared view", 3),
+    ],
+}
+
+
+VCPU_WAITS = {
+    "name": "rfc-vcpu-waits-on-locked-page",
+    "title": "RFC v2: a vCPU's fault sleeps on a page another owner holds with get_lock_pfn",
+    "summary": "Another holder locks a page of the shared fd with get_lock_pfn; the guest's "
+    "access to it sleeps in shmem_getpage's lock_page (the answer is pending); the holder's "
+    "put_unlock_pfn wakes the vCPU, whose access goes on and lands.",
+    "profile": "rfc-v2",
+    "topics": ["kvm", "page lock"],
+    "steps": [
+        memfd("the shared view: a memfd (fd 3)", "shared", expect={"fd": 3}),
+        ftruncate("1 MiB of shared view", MiB, expect={"size": MiB}),
+        vm("KVM_CREATE_VM: the RFC's VM", DEFAULT, expect={"vm_id": "0"}),
+        vcpu("KVM_CREATE_VCPU: vCPU 0", expect={"vcpu_id": 0}),
+        fd_region("an fd-based memslot, shared view only", MiB, 3, -1, expect={"fd": 3}),
+        get_lock(
+            "another holder locks page 2 (get_lock_pfn, alloc): pfn 0",
+            2,
+            expect={"pfn": 0, "pending": False},
+        ),
+        access(
+            "the guest writes 9 at gpa 0x2005: its fault needs page 2",
+            0x2005,
+            True,
+            False,
+            9,
+            expect={"pending": True, "exit": None},
+            rule="patch 07: a shared access calls get_pfn(alloc=true), shmem_getpage locks "
+            "the page: the vCPU thread sleeps until the holder unlocks it",
+            look="Time travel: 1 operation asleep (vcpu_access); page 2 shows a waiter",
+        ),
+        put_unlock(
+            "the holder's put_unlock_pfn(0) wakes the vCPU: its access goes on",
+            0,
+            expect={"wakes": [7]},
+            look="the timeline: a wake of vcpu_access under put_unlock_pfn, the map of gfn 2",
+        ),
+        access(
+            "the guest reads gpa 0x2005 back",
+            0x2005,
+            expect={"backing": "shared", "value": 9, "pending": False},
+        ),
     ],
 }
