@@ -159,7 +159,13 @@ async def _run(request: Request, reg: Registry, sid: str, what: str) -> Response
             outcome.guest = exit_request(ans, body, vm)
             if outcome.guest and outcome.guest["to"]:
                 outcome.guest["how"] = vmm_answer.how(reg, sid, vm, body.gpa, outcome.guest["to"])
-            if ans.exit is None:
+            if ans.pending:
+                outcome.summary = (
+                    "the vCPU sleeps: its fault met a page another holder locked with "
+                    "get_lock_pfn (shmem_getpage's lock_page); that holder's "
+                    "put_unlock_pfn wakes it and the access goes on (a wake event)"
+                )
+            elif ans.exit is None:
                 outcome.summary = (
                     f"served from a {ans.backing} page: fd {ans.fd} page {ans.index}, "
                     f"pfn {ans.pfn}; the byte is {ans.value}"

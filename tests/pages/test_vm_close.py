@@ -46,3 +46,24 @@ async def test_close_names_its_vm(client: httpx.AsyncClient) -> None:
     r = await client.post(f"/s/{sid}/vm/close", data={"vm": "1"})  # no htmx: a redirect
     assert r.status_code == 303
     assert (await client.get(f"/api/v1/sessions/{sid}/vms/1")).status_code == 404
+
+
+async def test_a_sleeping_access_says_so(client: httpx.AsyncClient) -> None:
+    """rfc-v2: Play the guest's access to a page another holder locked answers that the
+    vCPU sleeps until the holder's put_unlock_pfn."""
+    from tests.pages.conftest import session
+
+    sid = await session(client, profile="rfc-v2")
+    b = f"/sessions/{sid}"
+    await api(client, "POST", f"{b}/vms", name="vm0", type="KVM_X86_DEFAULT_VM")
+    await api(client, "POST", f"{b}/vms/0/vcpus")
+    sh = (await api(client, "POST", f"{b}/memfds", name="shared"))["fd"]
+    await api(client, "POST", f"{b}/files/{sh}/ftruncate", length=1 << 20)
+    await api(
+        client, "POST", f"{b}/vms/0/memory_regions", slot=0, flags=["KVM_MEM_FD"],
+        guest_phys_addr=0, memory_size=1 << 20, userspace_addr=0, fd=sh, private_fd=-1,
+    )  # fmt: skip
+    await api(client, "POST", f"{b}/files/{sh}/get_lock_pfn", index=2, alloc=True)
+    r = await post(client, sid, "access", vm="0", gpa="0x2000", private="0")
+    assert r.status_code == 200 and "the vCPU sleeps" in r.text, r.text[-2000:]
+    assert "served from a None page" not in r.text
