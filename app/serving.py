@@ -200,6 +200,8 @@ class RateLimitedWarnings(logging.Filter):
     `period` seconds; then a single line saying how many were left out. Info lines
     (the request log) pass."""
 
+    passes_info = True  # every record below WARNING passes (BatchedStderr.takes_lines)
+
     def __init__(self, burst: int = 20, period: float = 10.0) -> None:
         super().__init__()
         self.burst, self.period = burst, period
