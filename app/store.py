@@ -6,8 +6,6 @@ With synchronous=NORMAL (the default: a commit is a write(2); it survives SIGKIL
 power cut) the writes made in one turn of the event loop (the requests that came in
 together) commit in one transaction, on the loop, at the start of its next turn: BEGIN
 and COMMIT (~25 us of the ~35 an op's commit cost, bench/api.py) once for all of them.
-A write with nothing else to run in its turn commits at once (a group of one would only
-cost two more turns of the loop).
 With synchronous=FULL (an fsync per commit: 0.3 ms to milliseconds) one flusher task
 commits whatever is queued in one transaction in a worker thread while the next batch
 gathers.
@@ -180,13 +178,6 @@ class Store:
         if self._flusher is None or self._closing:
             raise RuntimeError("the store is closed")
         loop = asyncio.get_running_loop()
-        if self.sync == "NORMAL" and not self._turn and not getattr(loop, "_ready", True):
-            # nothing else runs this turn (asyncio's ready queue is empty: one client):
-            # a group would hold this write alone, so commit it now, without the turn
-            err = self._commit([write])[0]
-            if err is not None:
-                raise err
-            return
         fut: asyncio.Future[None] = loop.create_future()
         if self.sync == "NORMAL":
             self._turn.append((write, fut))
