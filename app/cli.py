@@ -105,23 +105,35 @@ class BatchedStderr(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.setFormatter(logging.Formatter("%(message)s"))
+        self.plain = logging.Formatter("%(message)s")
+        self.setFormatter(self.plain)
         self.lines: list[str] = []
         self.pending = False
 
+    @property
+    def takes_lines(self) -> bool:
+        """An INFO record's line is its message, unfiltered: the request log may hand it
+        over as text (take_line, app/middleware.py's log_line)."""
+        return self.formatter is self.plain and all(
+            getattr(f, "passes_info", False) for f in self.filters
+        )
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.lines.append(self.format(record))
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-                return
-            if not self.pending:
-                self.pending = True
-                loop.call_later(self.delay, self.flush)
+            self.take_line(self.format(record))
         except Exception:
             self.handleError(record)
+
+    def take_line(self, line: str) -> None:
+        self.lines.append(line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if not self.pending:
+            self.pending = True
+            loop.call_later(self.delay, self.flush)
 
     def flush(self) -> None:
         self.pending = False

@@ -8,9 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import api, errors, pages
-from app.crosssite import CrossSite
-from app.lastresort import LastResort
-from app.middleware import AccessLog, BodyLimit, RateLimit
+from app.middleware import Front
 from app.ownership import ClaimSessions, claim_sessions, make_store
 from app.registry import Registry
 from app.routing import index_routes
@@ -48,12 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.router.routes.extend(router.routes)
     app.router.routes.extend(pages.routes())
     index_routes(app.router)
-    app.add_middleware(LastResort)
     if settings.store != "sqlite":
         app.add_middleware(ClaimSessions)
-    app.add_middleware(BodyLimit, settings=settings)
-    app.add_middleware(RateLimit, settings=settings)
-    app.add_middleware(CrossSite)
-    if settings.log_requests:
-        app.add_middleware(AccessLog)
+    # the request log, cross-site refusal, rate and body limits, last resort: one layer
+    app.add_middleware(Front, settings=settings)
     return app

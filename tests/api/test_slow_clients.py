@@ -136,3 +136,40 @@ def test_warnings_of_one_kind_are_rate_limited() -> None:
     time.sleep(0.25)
     r = record()
     assert f.filter(r) and "[80 like it left out" in r.getMessage()
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """One whole answer (head and Content-Length body) read off a keep-alive connection."""
+    sock.settimeout(5)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += sock.recv(65536)
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_the_head_deadline_moves_with_each_request(slow_server: Server) -> None:
+    """A keep-alive connection waits head_timeout (1 s) from its last answer, not from
+    its first: the deadline the timer was set for has moved, and it waits the rest."""
+    ask = b"GET /api/v1/scenarios HTTP/1.1\r\nHost: x\r\n\r\n"
+    with _connect(slow_server.port, ask) as sock:
+        t0 = time.monotonic()
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(0.7)
+        sock.sendall(ask)
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        last = time.monotonic()
+        sock.settimeout(max(0.05, t0 + 1.4 - time.monotonic()))
+        with pytest.raises(TimeoutError):  # past the first request's deadline: still open
+            sock.recv(1)
+        sock.settimeout(5)
+        closed_at = None
+        try:
+            if sock.recv(1) == b"":
+                closed_at = time.monotonic()
+        except OSError:
+            closed_at = time.monotonic()
+    assert closed_at is not None and closed_at - last < 3.0
