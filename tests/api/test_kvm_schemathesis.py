@@ -82,6 +82,8 @@ def test_schemathesis_kvm_routes(server: Server) -> None:
         def run(case: Any) -> None:
             params = case.path_parameters or {}
             luck = hash(str(case.body)) % 8
+            if case.method == "DELETE":  # close(vm_fd) of the live VM would end the rest's
+                luck = 0  # 409s (its ioctls turn 404 EBADF): random ids only (test_kvm_close)
             if "sid" in params and luck:  # most cases reach the live session and its VM
                 params["sid"] = sid
                 if luck > 1:
