@@ -115,7 +115,8 @@ def engine_value(p: Played) -> dict[str, Any]:
     if p.op == "vcpu_create":
         return {"vcpu_id": a.get("vcpu_id")}
     if p.op == "vcpu_access":
-        return {"exit": _exit(a.get("exit")), "value": a.get("value")}
+        out = {"exit": _exit(a.get("exit")), "value": a.get("value")}
+        return out | ({"pending": True} if a.get("pending") else {})
     if p.op == "mapping_access":
         return {"signal": a.get("signal"), "value": a.get("value")}
     if p.op == "pre_fault_memory":
@@ -151,7 +152,10 @@ def text(p: Played, value: dict[str, Any]) -> str:
         e = value.get("exit")
         if e:
             return f"{e.get('reason')} at {e.get('gpa', 0):#x}"
-        return f"byte {value.get('value', 0):#04x}"
+        if value.get("pending"):
+            return "asleep on a locked page (pending)"
+        byte = value.get("value")
+        return f"byte {byte:#04x}" if isinstance(byte, int) else "no byte"
     if p.op == "mapping_access":
         return str(value["signal"]) if value.get("signal") else f"byte {value.get('value', 0):#04x}"
     if p.op == "pre_fault_memory":
