@@ -1,6 +1,6 @@
 """A small pure-Python reference model of the engine's files, for property tests.
 
-It follows /work/shared/SEMANTICS.md and tests/oracle/kernel-answers.txt, not
+It follows ../shared/SEMANTICS.md and tests/oracle/kernel-answers.txt, not
 the engine's C code: each rule is written out once, in the kernel's check
 order, as plainly as possible (pages are a dict from page index to a Page,
 data is a bytearray per written page). thp is "never": every page is one
