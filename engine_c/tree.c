@@ -102,31 +102,33 @@ static bool shared(const struct tnode *n)
 	return atomic_load_explicit(&n->refs, memory_order_acquire) != 1;
 }
 
-/* the root, this tree's own (copied if shared); NULL when out of memory */
-static struct tnode *own_root(struct tree *t)
+/* n if held once, else a copy held once that replaces the holder's reference to n
+ * (the caller stores it where n was); NULL when out of memory, n untouched */
+static struct tnode *unshare(struct tnode *n)
 {
-	struct tnode *n = t->root;
 	if (!shared(n))
 		return n;
 	struct tnode *c = node_copy(n);
-	if (!c)
-		return NULL;
-	t->root = c;
-	node_put(n);
+	if (c)
+		node_put(n);
+	return c;
+}
+
+/* the root, this tree's own (copied if shared); NULL when out of memory */
+static struct tnode *own_root(struct tree *t)
+{
+	struct tnode *c = unshare(t->root);
+	if (c)
+		t->root = c;
 	return c;
 }
 
 /* child off of p (p this tree's own), made this tree's own too */
 static struct tnode *own_child(struct tnode *p, unsigned int off)
 {
-	struct tnode *n = child(p, off);
-	if (!shared(n))
-		return n;
-	struct tnode *c = node_copy(n);
-	if (!c)
-		return NULL;
-	p->slots[off] = (uint64_t)(uintptr_t)c;
-	node_put(n);
+	struct tnode *c = unshare(child(p, off));
+	if (c)
+		p->slots[off] = (uint64_t)(uintptr_t)c;
 	return c;
 }
 
