@@ -44,11 +44,9 @@ int inode_fd(const struct inode *in)
  * hold the struct file); a destroyed VM's stays on the inode but holds nothing */
 static bool regs_hold(const struct ss_machine *m, const struct inode *in)
 {
-	for (int i = 0; i < in->nregs; i++) {
-		const struct owner *o = &m->owners[in->regs[i].owner];
-		if (!o->vm || !o->vm->dead)
+	for (int i = 0; i < in->nregs; i++)
+		if (!owner_is_dead_vm(&m->owners[in->regs[i].owner]))
 			return true;
-	}
 	return false;
 }
 

@@ -72,6 +72,21 @@ void callback_gmem_invalidate(struct ss_machine *m, struct inode *in, uint64_t s
 
 /* ---- registration ---- */
 
+/* -EPERM when another owner holds the file (the thread's multi_owner variant lets
+ * any in); a destroyed VM holding it marks the dead_owner hazard (patch 13 checks
+ * vm_is_dead instead of unregistering, so the file stays the dead VM's) */
+int reg_refused(struct ss_machine *m, const struct inode *in, int owner)
+{
+	if (!in->nregs || (m->cfg.variants & SS_VAR_MULTI_OWNER))
+		return 0;
+	for (int i = 0; i < in->nregs; i++)
+		if (in->regs[i].owner == owner)
+			return 0;
+	if (owner_is_dead_vm(&m->owners[in->regs[0].owner]))
+		ev_hazard(m, SS_HAZ_DEAD_OWNER, 0);
+	return -EPERM;
+}
+
 int do_register(struct ss_machine *m, struct inode *in, int owner)
 {
 	if (owner < 0 || owner >= m->nowners)
@@ -87,12 +102,9 @@ int do_register(struct ss_machine *m, struct inode *in, int owner)
 				in->regs[i].users++;
 			return 0;
 		}
-	if (in->nregs && !multi) {
-		const struct owner *was = &m->owners[in->regs[0].owner];
-		if (was->vm && was->vm->dead)
-			ev_hazard(m, SS_HAZ_DEAD_OWNER, 0);
-		return -EPERM;
-	}
+	int err = reg_refused(m, in, owner);
+	if (err)
+		return err;
 	if (in->nregs == SS_MAX_REGS)
 		return -ENOSPC;
 	in->regs[in->nregs].owner = owner;

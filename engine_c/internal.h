@@ -485,6 +485,8 @@ void waiters_run(struct ss_machine *m);
 void waiters_free(struct ss_machine *m);
 int waiters_clone(struct ss_machine *dst, const struct ss_machine *src);
 int do_register(struct ss_machine *m, struct inode *in, int owner);
+/* memfd_register_guest's one-owner rule for owner on in: 0 or -EPERM */
+int reg_refused(struct ss_machine *m, const struct inode *in, int owner);
 /* files.c / rw.c workers (no event of their own) */
 int do_gmem_create(struct ss_machine *m, int64_t size, uint64_t flags);
 int do_add_seals(struct ss_machine *m, struct inode *in, unsigned int seals);
@@ -532,6 +534,10 @@ bool vm_is_held(const struct ss_machine *m, int vm);
 static inline bool owner_is_live_vm(const struct owner *o)
 {
 	return o->vm && !o->vm->dead;
+}
+static inline bool owner_is_dead_vm(const struct owner *o)
+{
+	return o->vm && o->vm->dead;
 }
 bool vm_has_private_mem(const struct kvm_vm *vm);
 int kvm_fail(struct ss_machine *m, int rule, int err);

@@ -180,12 +180,7 @@ static int rfc_file_check(struct ss_machine *m, struct owner *o, int fd, struct 
 		*rule = SS_R_RFC_NOT_MEMFD;
 		return -EINVAL;
 	}
-	bool mine = false;
-	for (int i = 0; i < in->nregs; i++)
-		mine |= in->regs[i].owner == o->id;
-	if (in->nregs && !mine && !(m->cfg.variants & SS_VAR_MULTI_OWNER)) {
-		if (!owner_is_live_vm(&m->owners[in->regs[0].owner]) && m->owners[in->regs[0].owner].vm)
-			ev_hazard(m, SS_HAZ_DEAD_OWNER, 0);
+	if (reg_refused(m, in, o->id)) {
 		*rule = SS_R_RFC_OWNER;
 		return -EPERM;
 	}
