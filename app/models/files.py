@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from app.models.common import (
+    Base64,
     Bytes64,
     FallocMode,
     Fd,
@@ -19,6 +18,7 @@ from app.models.common import (
     MfdFlag,
     Prot,
     Seal,
+    b64_bytes,
     examples,
     utf8_name,
 )
@@ -135,20 +135,11 @@ class PreadAnswer(BaseModel):
 
 class Pwrite(BaseModel):
     offset: Int64
-    data_b64: str = Field(description="the bytes to write, base64 (RFC 4648)")
+    data_b64: Base64 = Field(description="the bytes to write, base64 (RFC 4648)")
     model_config = examples({"offset": 0, "data_b64": "aGVsbG8="})
 
-    @field_validator("data_b64")
-    @classmethod
-    def _valid_base64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError(f"not valid base64: {exc}") from exc
-        return value
-
     def data(self) -> bytes:
-        return base64.b64decode(self.data_b64, validate=True)
+        return b64_bytes(self.data_b64)
 
 
 class PwriteAnswer(BaseModel):

@@ -8,32 +8,22 @@ nr_pages}) with one shape for both: the gpa and the source bytes.
 from __future__ import annotations
 
 import base64
-import binascii
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from app.models.common import UInt64, examples
+from app.models.common import Base64, UInt64, b64_bytes, examples
 from app.models.kvm import VmArgs
 
 
 class LaunchUpdate(BaseModel):
     gpa: UInt64 = Field(description="where the source lands (page aligned)")
-    data_b64: str = Field(
+    data_b64: Base64 = Field(
         description="the source bytes, base64; their length is the range (a multiple of 4096)"
     )
     model_config = examples({"gpa": 0, "data_b64": base64.b64encode(bytes(4096)).decode()})
 
-    @field_validator("data_b64")
-    @classmethod
-    def _valid_base64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError(f"not valid base64: {exc}") from exc
-        return value
-
     def data(self) -> bytes:
-        return base64.b64decode(self.data_b64, validate=True)
+        return b64_bytes(self.data_b64)
 
 
 class LaunchUpdateAnswer(BaseModel):
