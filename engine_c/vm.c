@@ -36,18 +36,16 @@ int ss_kvm_rule(const struct ss_machine *m)
 	return m->kvm_rule;
 }
 
-struct owner *vm_get(struct ss_machine *m, int vm)
+const struct owner *vm_get_const(const struct ss_machine *m, int vm)
 {
 	if (vm < 0 || vm >= m->nowners || !owner_is_live_vm(&m->owners[vm]))
 		return NULL;
 	return &m->owners[vm];
 }
 
-const struct owner *vm_get_const(const struct ss_machine *m, int vm)
+struct owner *vm_get(struct ss_machine *m, int vm)
 {
-	if (vm < 0 || vm >= m->nowners || !owner_is_live_vm(&m->owners[vm]))
-		return NULL;
-	return &m->owners[vm];
+	return vm_get_const(m, vm) ? &m->owners[vm] : NULL;
 }
 
 struct owner *vm_ioctl_get(struct ss_machine *m, int vm)
