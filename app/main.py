@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # /docs and /redoc: app/pages/apidocs.py, from static/vendor/
         redoc_url=None,
+        # no OpenTelemetry provider is configured; off, FastAPI skips its per-request
+        # check of the global providers (and app/lean.py opens no spans)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     errors.install(app)

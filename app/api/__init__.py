@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from app.lean import LeanRoute
 from app.models.common import ErrorBody
 
 _E = {"model": ErrorBody}
@@ -40,4 +41,4 @@ def routers() -> list[APIRouter]:
 
 def new_router(tag: str) -> APIRouter:
     """A module's router: the /api/v1 prefix and the error answers are set here."""
-    return APIRouter(prefix="/api/v1", responses=ERRORS, tags=[tag])
+    return APIRouter(prefix="/api/v1", responses=ERRORS, tags=[tag], route_class=LeanRoute)
