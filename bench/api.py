@@ -1,21 +1,26 @@
 """Throughput and latency of the REST service against a bare FastAPI endpoint.
 
     .venv/bin/python bench/api.py [--rounds 25] [--seconds 0.6] [--clients 1,16,64]
-                                  [--engine-threads] [--batch-size 1000] [--only-batch]
+                                  [--workload files,kvm] [--engine-threads]
+                                  [--batch-size 1000] [--only-batch]
 
 Starts two uvicorn processes on free ports: the real app (`python -m app serve`, its
 store in a temporary directory) and a bare FastAPI app with one pydantic-validated POST
 and one GET. Each client is a keep-alive HTTP/1.1 connection (a minimal asyncio client,
 so the load generator stays light) driving its own session with a mixed workload:
-fallocate, punch, get_lock_pfn / put_unlock_pfn, fault, and reads of views (pages,
-file, events). Bare and app runs alternate (--rounds pairs of --seconds each), so a
-slow spell of a shared machine hits both; on this machine single pairs spread from 0.4
-to 0.9, and the median of 25 short pairs repeats within a few hundredths where that of
-5 long ones did not. Connections and sessions are set up before each run's clock
-starts. Prints the median ops/s, p50 / p99 latency over all runs, and the median
-(min-max) of the runs' app/bare ratios; then each server's CPU time an op (from /proc,
-median of the runs) and the median of the runs' bare/app ratios of it: what the load of
-other jobs on a shared machine moves least.
+`files`, the file side's routes (fallocate, punch, get_lock_pfn / put_unlock_pfn, fault,
+and reads of views: pages, file, events), or `kvm`, the KVM routes on a guest-memfd
+session (a SW_PROTECTED VM's vCPU accesses, shared and private,
+KVM_SET_MEMORY_ATTRIBUTES to private and back, the host's access through its mapping, a
+punch of the guest_memfd, reads of the attributes and gfns views); a row each. Bare and
+app runs alternate (--rounds pairs of --seconds each), so a slow spell of a shared
+machine hits both; on this machine single pairs spread from 0.4 to 0.9, and the median
+of 25 short pairs repeats within a few hundredths where that of 5 long ones did not.
+Connections and sessions are set up before each run's clock starts. Prints the median
+ops/s, p50 / p99 latency over all runs, and the median (min-max) of the runs' app/bare
+ratios; then each server's CPU time an op (from /proc, median of the runs) and the
+median of the runs' bare/app ratios of it: what the load of other jobs on a shared
+machine moves least.
 
 First, the batch table: one client on the app, fallocate and punch ops alternating,
 one op a request against --batch-size ops a POST .../ops (each answer read and checked),
@@ -132,6 +137,69 @@ async def setup_session(c: Conn) -> tuple[str, str]:
     return b, o["owner_id"]
 
 
+MiB = 1 << 20
+PRIVATE = ["KVM_MEMORY_ATTRIBUTE_PRIVATE"]
+
+
+async def setup_kvm_session(c: Conn) -> tuple[str, str]:
+    """A guest-memfd session: a SW_PROTECTED VM with a vCPU, one 2 MiB slot over a
+    guest_memfd and a shared memfd the VMM maps. Answers (session path, VM path)."""
+    _, s = await c.call("POST", "/api/v1/sessions", {"profile": "guest-memfd", "phys_pages": 65536})
+    b = f"/api/v1/sessions/{s['id']}"
+    _, vm = await c.call("POST", f"{b}/vms", {"name": "vm", "type": "KVM_X86_SW_PROTECTED_VM"})
+    v = f"{b}/vms/{vm['vm_id']}"
+    await c.call("POST", f"{v}/vcpus", {})
+    _, g = await c.call("POST", f"{v}/guest_memfd", {"size": 2 * MiB, "flags": []})
+    _, f = await c.call("POST", f"{b}/memfds", {"name": "shared"})
+    await c.call("POST", f"{b}/files/{f['fd']}/ftruncate", {"length": 2 * MiB})
+    rw = {"prot": ["PROT_READ", "PROT_WRITE"], "flags": ["MAP_SHARED"]}
+    _, m = await c.call("POST", f"{b}/files/{f['fd']}/mmap", {"offset": 0, "length": 2 * MiB, **rw})
+    region = {
+        "slot": 0,
+        "flags": ["KVM_MEM_GUEST_MEMFD"],
+        "guest_phys_addr": 0,
+        "memory_size": 2 * MiB,
+        "userspace_addr": m["addr"],
+        "guest_memfd": g["fd"],
+        "guest_memfd_offset": 0,
+    }
+    status, answer = await c.call("POST", f"{v}/memory_regions", region)
+    if status != 200:
+        raise RuntimeError(f"memory_regions: {status} {answer}")
+    return b, f"{v}|{m['map_id']}|{g['fd']}"
+
+
+async def kvm_client(c: Conn, b: str, vm: str, until: float, lat: list[float]) -> int:
+    """The KVM routes: a page converted to private and back with vCPU accesses on each
+    side, the host's access through its mapping, a punch of the guest_memfd, and reads of
+    the VM's views (attributes, gfns)."""
+    v, map_id, gmem = vm.split("|")
+    i = n = 0
+    while time.perf_counter() < until:
+        page = (i * 7) % 512
+        gpa = page * 4096
+        one = {"address": gpa, "size": 4096}
+        steps: list[tuple[str, str, Any]] = [
+            ("POST", f"{v}/vcpus/0/access", {"gpa": gpa, "write": True, "value": i & 0xFF}),
+            ("POST", f"{b}/mappings/{map_id}/access", {"offset": gpa}),
+            ("POST", f"{v}/memory_attributes", {**one, "attributes": PRIVATE}),
+            ("POST", f"{v}/vcpus/0/access", {"gpa": gpa, "private": True, "write": True}),
+            ("POST", f"{v}/memory_attributes", {**one, "attributes": []}),
+            ("POST", f"{b}/files/{gmem}/fallocate", {"mode": PUNCH, "offset": gpa, "len": 4096}),
+            ("GET", f"{v}/memory_attributes?start={page}&limit=64", None),
+            ("GET", f"{v}/gfns?start={page}&end={page + 64}", None),
+        ]
+        for method, path, body in steps:
+            t0 = time.perf_counter()
+            status, answer = await c.call(method, path, body)
+            lat.append(time.perf_counter() - t0)
+            if status >= 300:
+                raise RuntimeError(f"{method} {path}: {status} {answer}")
+            n += 1
+        i += 1
+    return n
+
+
 async def app_client(c: Conn, b: str, owner: str, until: float, lat: list[float]) -> int:
     i = n = 0
     while time.perf_counter() < until:
@@ -183,12 +251,14 @@ async def level(
     sessions are set up before the clock starts and deleted after it stops."""
     lat: list[float] = []
     conns = [await Conn(port).open() for _ in range(clients)]
-    sessions = [await setup_session(c) for c in conns] if kind == "app" else []
+    setup = setup_kvm_session if kind == "kvm" else setup_session
+    sessions = [await setup(c) for c in conns] if kind != "bare" else []
     cpu = cpu_seconds(pid) if pid else 0.0
     t0 = time.perf_counter()
     until = t0 + seconds
-    if kind == "app":
-        runs = (app_client(c, b, o, until, lat) for c, (b, o) in zip(conns, sessions, strict=True))
+    if kind != "bare":
+        client = kvm_client if kind == "kvm" else app_client
+        runs = (client(c, b, o, until, lat) for c, (b, o) in zip(conns, sessions, strict=True))
     else:
         runs = (bare_client(c, until, lat) for c in conns)
     counts = await asyncio.gather(*runs)
@@ -300,6 +370,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=0.6, help="length of one timed run")
     ap.add_argument("--rounds", type=int, default=25, help="bare/app run pairs per level")
     ap.add_argument("--clients", default="1,16,64")
+    ap.add_argument(
+        "--workload", default="files,kvm", help="files (the file side's routes), kvm or both"
+    )
     ap.add_argument("--engine-threads", action="store_true")
     ap.add_argument("--batch-size", type=int, default=1000, help="ops a batch (0: no batch table)")
     ap.add_argument("--only-batch", action="store_true", help="the batch table only")
@@ -341,13 +414,20 @@ def main() -> None:
             f"{args.rounds} rounds of {args.seconds:g} s, bare and app alternating; "
             f"{os.cpu_count()} cores shared with the clients"
         )
-        print(
-            f"{'clients':>7} | {'bare ops/s':>10} {'p50':>7} {'p99':>7} | "
-            f"{'app ops/s':>10} {'p50':>7} {'p99':>7} | ratio (median, min-max)"
-        )
         if args.batch_size:
             batch_table(app_port, procs[0].pid, args.rounds, args.seconds, args.batch_size)
-        for n in (int(x) for x in args.clients.split(",") if not args.only_batch):
+        print(
+            f"{'workload':>8} {'clients':>7} | {'bare ops/s':>10} {'p50':>7} {'p99':>7} | "
+            f"{'app ops/s':>10} {'p50':>7} {'p99':>7} | ratio (median, min-max)"
+        )
+        levels = [
+            (w, int(x))
+            for w in args.workload.split(",")
+            for x in args.clients.split(",")
+            if not args.only_batch
+        ]
+        for workload, n in levels:
+            kind = "kvm" if workload == "kvm" else "app"
             bare_ops: list[float] = []
             app_ops: list[float] = []
             bare_lat: list[float] = []
@@ -359,21 +439,23 @@ def main() -> None:
                 bare_ops.append(ops)
                 bare_lat += lat
                 bare_cpu.append(cpu)
-                ops, lat, cpu = asyncio.run(level("app", app_port, n, args.seconds, procs[0].pid))
+                ops, lat, cpu = asyncio.run(level(kind, app_port, n, args.seconds, procs[0].pid))
                 app_ops.append(ops)
                 app_lat += lat
                 app_cpu.append(cpu)
             ratios = [a / b for a, b in zip(app_ops, bare_ops, strict=True)]
             cpu_ratios = [b / a for a, b in zip(app_cpu, bare_cpu, strict=True) if a and b]
             print(
-                f"{n:>7} | {statistics.median(bare_ops):>10.0f} {pct(bare_lat, 0.5):>6.2f}ms "
-                f"{pct(bare_lat, 0.99):>5.2f}ms | {statistics.median(app_ops):>10.0f} "
+                f"{workload:>8} {n:>7} | {statistics.median(bare_ops):>10.0f} "
+                f"{pct(bare_lat, 0.5):>6.2f}ms {pct(bare_lat, 0.99):>5.2f}ms | "
+                f"{statistics.median(app_ops):>10.0f} "
                 f"{pct(app_lat, 0.5):>6.2f}ms {pct(app_lat, 0.99):>5.2f}ms | "
                 f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
             )
             if cpu_ratios:  # the server's CPU an op: what other jobs' load moves least
                 print(
-                    f"{'':>7}   server CPU an op: bare {1e6 * statistics.median(bare_cpu):.0f} us, "
+                    f"{'':>16}   server CPU an op: "
+                    f"bare {1e6 * statistics.median(bare_cpu):.0f} us, "
                     f"app {1e6 * statistics.median(app_cpu):.0f} us; bare/app "
                     f"{statistics.median(cpu_ratios):.2f} "
                     f"({min(cpu_ratios):.2f}-{max(cpu_ratios):.2f})"

@@ -23,6 +23,7 @@ def _fd(v: int) -> int | None:
 class KvmViews:
     _m: Any
     _lock: FaceLock
+    _vinfo: Any
     config: Config
 
     def _vm_slots(self, vm: int) -> list[VmMemslot]:
@@ -70,8 +71,11 @@ class KvmViews:
         )
 
     def is_vm(self, vm: int) -> bool:
+        """Whether vm is a VM's id (one C call: no VmInfo, no memslots read)."""
+        if not 0 <= vm < lib.SS_MAX_OWNERS:
+            return False
         with self._lock:
-            return 0 <= vm < lib.SS_MAX_OWNERS and self._vm_info(vm) is not None
+            return bool(lib.ss_vm_info(self._m, vm, self._vinfo) >= 0)
 
     def vm(self, vm: int) -> VmInfo:
         with self._lock:
