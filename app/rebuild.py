@@ -12,7 +12,7 @@ from app.service.replay import ReplayError, replay
 from app.storetypes import StoredOp
 
 if TYPE_CHECKING:
-    from app.registry import Session
+    from app.session import Session
 
 log = logging.getLogger("sealscope.registry")
 

@@ -40,9 +40,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engine import Config, Machine
-from app.registry import Budget, Session
 from app.service.ops import parse
 from app.service.replay import apply
+from app.session import Budget, Session
 from app.settings import Settings
 from app.store import StoredOp
 

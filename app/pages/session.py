@@ -24,11 +24,11 @@ from app.pages.render import is_htmx, respond
 from app.pages.state import ViewState, to_int
 from app.pages.timeline import args_text
 from app.pages.view import load
-from app.registry import Session
 from app.service import redo as redo_svc
 from app.service import room, sessions
 from app.service.ops import parse
 from app.service.replay import apply
+from app.session import Session
 from app.store import StoredOp
 
 router = APIRouter(include_in_schema=False)

@@ -23,8 +23,9 @@ from app.pages.timeline import (
     op_rows,
 )
 from app.pages.vm import VmPanel, vm_panel
-from app.registry import Registry, Session
+from app.registry import Registry
 from app.service import room
+from app.session import Session
 
 TIMELINE = 40
 AHEAD = 12  # a preview's timeline shows this many later ops

@@ -33,11 +33,12 @@ from app.errors import (
     engine_status,
 )
 from app.models.batch import MAX_BATCH_OPS, BatchHead
-from app.registry import Registry, Session
+from app.registry import Registry
 from app.service.batch_answers import FAST, Memo
 from app.service.ops import OpSpec, parse
 from app.service.replay import describe
 from app.service.runner import spawn_snapshot
+from app.session import Session
 from app.settings import Settings
 from app.store import StoredOp
 

@@ -16,7 +16,8 @@ from typing import Any
 import anyio
 
 from app.oplog import restore
-from app.registry import Registry, Session
+from app.registry import Registry
+from app.session import Session
 from app.store import StoredOp
 
 CHUNK_OPS = 512

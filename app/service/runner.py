@@ -15,9 +15,10 @@ from pydantic import BaseModel
 
 from app import redact
 from app.errors import StoreFailed, TooLarge, TooMany, check_writable
-from app.registry import Registry, Session
+from app.registry import Registry
 from app.service.ops import OPS
 from app.service.replay import apply
+from app.session import Session
 from app.store import StoredOp
 
 log = logging.getLogger("sealscope.runner")

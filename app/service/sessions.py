@@ -21,10 +21,11 @@ from app.models.sessions import (
 from app.models.sessions import (
     Session as SessionOut,
 )
-from app.registry import Registry, Session
+from app.registry import Registry
 from app.service import room
 from app.service.convert import file_out, owner_out
 from app.service.replay import ReplayError, run_trace
+from app.session import Session
 from app.store import StoredSession, StoreError
 
 

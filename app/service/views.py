@@ -21,10 +21,11 @@ from app.models.views import (
     FrameExtent,
     Phys,
 )
-from app.registry import Registry, Session
+from app.registry import Registry
 from app.service import streams
 from app.service.convert import callback_out, event_out, fd_arg, file_out, owner_arg, owner_detail
 from app.service.view_answers import pages_json
+from app.session import Session
 
 MAX_RUNS = 10000
 ITEM_BUDGET = 1 << 16  # callbacks and touches one events answer carries in all

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from app.engine import Config
-from app.registry import Session
+from app.session import Session
 from app.settings import Settings
 from app.store import Store
 from tests.api.helpers import Server

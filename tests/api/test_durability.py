@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.engine import Config
-from app.registry import Session
+from app.session import Session
 from app.settings import Settings
 from app.store import Store
 from tests.api.helpers import Server, guest_file, new_session, running, with_

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from app.engine import Config
-from app.registry import Budget, Session
 from app.service.ops import parse
 from app.service.replay import apply
+from app.session import Budget, Session
 from app.settings import Settings
 from app.store import Store, StoredOp, StoredSession
 from tests.pgserver import STORES

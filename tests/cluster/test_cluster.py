@@ -15,7 +15,7 @@ import httpx
 
 from app.cluster.launch import Cluster
 from app.engine import Config
-from app.registry import Session
+from app.session import Session
 from app.settings import Settings
 from app.store_pg import PgStore, holders
 
