@@ -14,8 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.engine import MAX_ITEMS, EngineError, Machine
-from app.errors import TooLarge
+from app.engine import MAX_ITEMS, Machine
 from app.models.files import (
     FallocateAnswer,
     FallocateArgs,
@@ -60,7 +59,18 @@ from app.service.convert import (
     memslot_out,
     owner_arg,
 )
-from app.settings import MAX_LFS_FILESIZE, Settings
+from app.service.op_guards import (
+    BIG,
+    any_big,
+    big_file,
+    big_file_or_sleepers,
+    check_fallocate,
+    check_pread,
+    check_pwrite,
+    file_limit,
+    sleepers,
+)
+from app.settings import Settings
 
 Handler = Callable[[Machine, Any], BaseModel | None]
 Check = Callable[[Settings, Machine, Any], None]  # limits of the service, live only
@@ -68,7 +78,6 @@ Check = Callable[[Settings, Machine, Any], None]  # limits of the service, live 
 
 Heavy = Callable[[Machine, Any], bool]  # may take long: run it off the event loop
 
-BIG = 1024  # pages: an op touching more runs in a worker thread (a 16M-page punch takes s)
 ANSWER_CALLBACKS = MAX_ITEMS  # callbacks in an invalidate answer (as in an event); the rest paged
 
 
@@ -79,40 +88,6 @@ class OpSpec:
     handler: Handler
     check: Check | None = None
     heavy: Heavy | None = None
-
-
-def _resident(m: Machine, fd: int) -> int:
-    try:
-        return m.file(fd_arg(fd)).nr_pages
-    except EngineError:
-        return 0
-
-
-def _big_file(m: Machine, a: Any) -> bool:
-    return _resident(m, a.fd) > BIG
-
-
-def _sleepers(m: Machine, a: Any) -> bool:
-    return bool(m.waiters())  # a wake may finish a long punch
-
-
-def _big_file_or_sleepers(m: Machine, a: Any) -> bool:
-    # a truncate or an F_SEAL_WRITE walks the file's pages; a wake may finish a punch
-    return _big_file(m, a) or _sleepers(m, a)
-
-
-def _any_big(m: Machine, a: Any) -> bool:
-    # an unmap may drop a closed file's last reference: its final truncate
-    return _sleepers(m, a) or sum(f.nr_pages for f in m.files()) > BIG
-
-
-def _file_limit(s: Settings, end: int, what: str) -> None:
-    # Past the kernel's own limit the engine answers (EFBIG / EINVAL), as the kernel would.
-    if s.max_file_bytes < end <= MAX_LFS_FILESIZE:
-        raise TooLarge(
-            f"{what} {end} is past the service's limit max_file_bytes={s.max_file_bytes}",
-            limit="max_file_bytes",
-        )
 
 
 def memfd_create(m: Machine, a: MemfdCreate) -> File:
@@ -236,30 +211,6 @@ def fault(m: Machine, a: FaultArgs) -> FaultAnswer:
     return FaultAnswer(gfn=a.gfn, pfn=r.pfn, order=r.order, pending=r.pending, seq=r.seq)
 
 
-def _check_pread(s: Settings, m: Machine, a: PreadArgs) -> None:
-    if a.count <= s.max_read_bytes or a.offset < 0:
-        return
-    try:  # the kernel copies at most what is there: count only limits a long read
-        room = min(a.count, m.file(fd_arg(a.fd)).size - a.offset)
-    except EngineError:
-        return
-    if room > s.max_read_bytes:
-        raise TooLarge(
-            f"pread of {room} bytes is past the service's limit max_read_bytes={s.max_read_bytes}",
-            limit="max_read_bytes",
-        )
-
-
-def _check_pwrite(s: Settings, m: Machine, a: PwriteArgs) -> None:
-    if a.offset >= 0:
-        _file_limit(s, a.offset + len(a.data()), "offset + len")
-
-
-def _check_fallocate(s: Settings, m: Machine, a: FallocateArgs) -> None:
-    if a.offset >= 0 and a.len > 0:
-        _file_limit(s, a.offset + a.len, "offset + len")
-
-
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
@@ -268,37 +219,37 @@ OPS: dict[str, OpSpec] = {
             "guest_memfd_create",
             GuestMemfdCreate,
             guest_memfd_create,
-            lambda s, m, a: _file_limit(s, a.size, "size"),
+            lambda s, m, a: file_limit(s, a.size, "size"),
         ),
         OpSpec(
             "ftruncate",
             FtruncateArgs,
             ftruncate,
-            lambda s, m, a: _file_limit(s, a.length, "length"),
-            _big_file_or_sleepers,
+            lambda s, m, a: file_limit(s, a.length, "length"),
+            big_file_or_sleepers,
         ),
-        OpSpec("fcntl", FcntlArgs, fcntl, heavy=_big_file_or_sleepers),
+        OpSpec("fcntl", FcntlArgs, fcntl, heavy=big_file_or_sleepers),
         OpSpec(
             "fallocate",
             FallocateArgs,
             fallocate,
-            _check_fallocate,
+            check_fallocate,
             lambda m, a: a.len > BIG * 4096 or bool(m.waiters()),
         ),
-        OpSpec("pread", PreadArgs, pread, _check_pread),
-        OpSpec("pwrite", PwriteArgs, pwrite, _check_pwrite, lambda m, a: len(a.data_b64) > 1 << 20),
+        OpSpec("pread", PreadArgs, pread, check_pread),
+        OpSpec("pwrite", PwriteArgs, pwrite, check_pwrite, lambda m, a: len(a.data_b64) > 1 << 20),
         OpSpec("mmap", MmapArgs, mmap),
-        OpSpec("munmap", MunmapArgs, munmap, heavy=_any_big),
-        OpSpec("close", FdArgs, close, heavy=_big_file),
+        OpSpec("munmap", MunmapArgs, munmap, heavy=any_big),
+        OpSpec("close", FdArgs, close, heavy=big_file),
         OpSpec("owner_create", OwnerCreate, owner_create),
         OpSpec("register_guest", RegisterGuestArgs, register_guest),
-        OpSpec("unregister_guest", UnregisterGuestArgs, unregister_guest, heavy=_big_file),
+        OpSpec("unregister_guest", UnregisterGuestArgs, unregister_guest, heavy=big_file),
         OpSpec("get_lock_pfn", GetLockPfnArgs, get_lock_pfn),
-        OpSpec("put_unlock_pfn", PutUnlockPfn, put_unlock_pfn, heavy=_sleepers),
+        OpSpec("put_unlock_pfn", PutUnlockPfn, put_unlock_pfn, heavy=sleepers),
         OpSpec("migrate_page", MigratePage, migrate_page),
         OpSpec("invalidate", InvalidateArgs, invalidate, heavy=lambda m, a: a.end - a.start >= BIG),
         OpSpec("memslot_create", MemslotArgs, memslot_create),
-        OpSpec("fault", FaultArgs, fault, heavy=_sleepers),
+        OpSpec("fault", FaultArgs, fault, heavy=sleepers),
     )
 }
 
