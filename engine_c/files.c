@@ -351,6 +351,8 @@ int do_ftruncate(struct ss_machine *m, struct inode *in, int64_t length, uint64_
 			 ((uint64_t)length + SS_PAGE_SIZE - 1) & ~(uint64_t)(SS_PAGE_SIZE - 1));
 	uint64_t start = ((uint64_t)length + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT;
 	in->keep_end = 0;
+	/* truncate_pagecache: unmap_mapping_range(holebegin, 0, even_cows=1) */
+	cow_truncate(m, in, start);
 	return removal_start(m, in, start, UINT64_MAX, seq);
 }
 

@@ -162,7 +162,13 @@ struct mapping {
 	int64_t offset, length;
 	int prot, flags;
 	uint64_t addr;         /* in the VMM address space (vmm.c) */
+	struct tree cow;       /* MAP_PRIVATE: file index -> pfn + 1 of its copies (cow.c) */
 };
+
+static inline bool map_is_private(const struct mapping *mp)
+{
+	return (mp->flags & SS_MAP_PRIVATE) && !(mp->flags & SS_MAP_SHARED);
+}
 
 struct pin {                   /* a GUP pin of a mapping's pages (kvm_pin.c) */
 	int id;                /* pin id, 0 when the slot is free */
@@ -590,6 +596,20 @@ int vmm_assign(struct ss_machine *m, struct mapping *mp);
  * SS_SIGBUS past the file's end */
 int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, struct inode **inp,
 		uint64_t *index);
+
+/* cow.c: MAP_PRIVATE copies */
+uint64_t cow_lookup(const struct mapping *mp, uint64_t index);      /* pfn + 1, 0: none */
+bool cow_any(const struct mapping *mp, uint64_t start, uint64_t n);  /* copies in the range */
+bool cow_pending(const struct ss_machine *m, uint64_t hva);  /* private, not copied yet */
+/* a write fault through mp at file index: the copy's pfn (made now if none) */
+int cow_break(struct ss_machine *m, struct mapping *mp, struct inode *in, uint64_t index,
+	      uint64_t *pfn);
+void cow_unmap(struct ss_machine *m, struct mapping *mp);            /* munmap */
+void cow_truncate(struct ss_machine *m, struct inode *in, uint64_t from);  /* even_cows */
+int cow_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
+void cow_free_all(struct ss_machine *m);
+uint64_t cow_bytes(const struct ss_machine *m, bool owned, const struct ss_machine *beside);
+int cow_check(const struct ss_machine *m, uint64_t *ncow, char *msg, size_t len);
 
 /* kvm_coco.c: the arch hooks of a guest_memfd page (kvm_gmem_get_pfn's
  * prepare, .free_folio's reclaim) */

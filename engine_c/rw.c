@@ -202,6 +202,7 @@ static int do_mmap(struct ss_machine *m, struct inode *in, int64_t offset, int64
 	mp->length = length;
 	mp->prot = prot;
 	mp->flags = flags | (counts ? 0x100000 : 0);
+	tree_init(&mp->cow);
 	in->maps++;
 	if (counts)
 		in->shared_maps++;
@@ -232,6 +233,7 @@ int ss_munmap(struct ss_machine *m, int map_id)
 		/* the mmu notifier: VMs mapping through these addresses zap them */
 		mmu_notify_hva(m, in->ino, mp->addr,
 			       mp->addr + (((uint64_t)mp->length + SS_PAGE_SIZE - 1) & ~(uint64_t)(SS_PAGE_SIZE - 1)));
+		cow_unmap(m, mp);  /* zap_pte_range frees its private copies (cow.c) */
 		in->maps--;
 		if (mp->flags & 0x100000)
 			in->shared_maps--;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from app.models.common import examples
 
@@ -68,8 +68,9 @@ class Pages(BaseModel):
 
 
 class FrameExtent(BaseModel):
-    """Frames [start, end): "free", "cache" (in fd's page cache at index), "orphan", or
-    "hwpoison" (a failed frame removed from its file: off the free lists for good)."""
+    """Frames [start, end): "free", "cache" (in fd's page cache at index), "orphan",
+    "hwpoison" (a failed frame removed from its file: off the free lists for good), or
+    "cow" (mapping map_id's MAP_PRIVATE copy of fd's page at index)."""
 
     start: int
     end: int
@@ -82,9 +83,20 @@ class FrameExtent(BaseModel):
         description="proposal, not merged (variant no_direct_map, v7 2025): out of the "
         "kernel's direct map",
     )
+    map_id: int | None = Field(
+        default=None,
+        description='"cow" only: the MAP_PRIVATE mapping whose copy it is (absent otherwise)',
+    )
     model_config = examples(
         {"start": 0, "end": 512, "state": "cache", "fd": 3, "index": 0, "order": 9}
     )
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_map_id(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("map_id") is None:
+            out.pop("map_id", None)  # only a copy names its mapping: other answers unchanged
+        return out
 
 
 class Phys(BaseModel):

@@ -65,6 +65,7 @@ async def phys(reg: Registry, sid: str, start: int, end: int | None, limit: int)
                 index=r.index,
                 order=r.order,
                 no_direct_map=r.no_direct_map,
+                map_id=r.map_id,
             )
             for r in runs
         ],

@@ -241,26 +241,6 @@ async def test_an_rfc_session_compares_what_linux_has(client: httpx.AsyncClient)
 
 
 @pytest.mark.anyio
-async def test_a_private_mapping_write_is_the_simulators_limit(client: httpx.AsyncClient) -> None:
-    """A guest write through a MAP_PRIVATE mapping: the kernel copies the page (COW), the
-    engine has no copy-on-write (EOPNOTSUPP): intended, saying so."""
-    ops = [
-        op("vm_create", name="vm0", type="KVM_X86_DEFAULT_VM"),
-        op("vcpu_create", vm_id="0"),
-        op("memfd_create", name="ram", flags=[]),
-        op("ftruncate", fd=3, length=4 * P),
-        op("mmap", fd=3, offset=0, length=4 * P, prot=RW, flags=["MAP_PRIVATE"]),
-        region(flags=[], userspace_addr=TOP - 4 * P),
-        access(gpa=GPA + 1, write=True, value=6),
-        op("mapping_access", map_id=1, offset=2, write=True, value=6),
-    ]
-    ops[6]["errno"] = ops[7]["errno"] = "EOPNOTSUPP"
-    rows = (await compare(client, ops))["rows"]
-    assert [r["status"] for r in rows][-2:] == ["intended", "intended"], rows
-    assert "copy-on-write" in rows[-1]["reason"] and rows[-2]["kernel"]["value"]["value"] == 6
-
-
-@pytest.mark.anyio
 async def test_confidential_ops_and_proposals_are_intended(client: httpx.AsyncClient) -> None:
     """SNP populate and finish, a memory failure and the in-place conversion proposal's
     KVM_SET_MEMORY_ATTRIBUTES2 are never asked of this machine: intended, each with why."""
