@@ -22,8 +22,9 @@
  *  - a truncate down: truncate_pagecache's unmap_mapping_range(holebegin, 0,
  *    even_cows=1) drops every copy at or past the new EOF page;
  *  - not on a hole punch (shmem_fallocate: unmap_mapping_range(..., 0),
- *    even_cows=0 keeps private COW pages), nor on close (the mapping holds
- *    the file).
+ *    even_cows=0 keeps private COW pages; the mmu notifier still covers the
+ *    range, so a VM mapping a copy there zaps it: cow_punch), nor on close
+ *    (the mapping holds the file).
  * The PTE change of wp_page_copy runs the mmu notifier
  * (mmu_notifier_invalidate_range_start over the page): a VM mapping the old
  * page through this address zaps it, and its next fault maps the copy
@@ -138,14 +139,31 @@ void cow_truncate(struct ss_machine *m, struct inode *in, uint64_t from)
 		struct mapping *mp = &m->maps[i];
 		if (!mp->id || mp->ino != in->ino || !mp->cow.count)
 			continue;
-		uint64_t idx = from, v;
-		if (!tree_find(&mp->cow, &idx, UINT64_MAX))
-			continue;
-		/* unmap_mapping_range(even_cows=1): VM mappings through the range go first */
-		mmu_notify_file(m, in->ino, from, UINT64_MAX);
+		uint64_t idx = from, v, first = (uint64_t)mp->offset >> SS_PAGE_SHIFT;
 		while ((v = tree_find(&mp->cow, &idx, UINT64_MAX))) {
+			/* unmap_mapping_range(even_cows=1): a VM's mapping of it goes first */
+			uint64_t hva = mp->addr + ((idx - first) << SS_PAGE_SHIFT);
+			mmu_notify_hva(m, in->ino, hva, hva + SS_PAGE_SIZE);
 			tree_erase(&mp->cow, idx);
 			cow_free_frame(m, in, idx, (uint32_t)(v - 1));
+			if (++idx == 0)
+				break;
+		}
+	}
+}
+
+void cow_punch(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end)
+{
+	for (int i = 0; i < m->nmaps; i++) {
+		const struct mapping *mp = &m->maps[i];
+		if (!mp->id || mp->ino != in->ino || !mp->cow.count)
+			continue;
+		uint64_t first = (uint64_t)mp->offset >> SS_PAGE_SHIFT, idx = start;
+		/* zap_page_range_single's notifier covers the range, copies too: a VM
+		 * mapping a copy zaps it (the copy stays; its next fault maps it again) */
+		while (idx < end && tree_find(&mp->cow, &idx, end - 1)) {
+			uint64_t hva = mp->addr + ((idx - first) << SS_PAGE_SHIFT);
+			mmu_notify_hva(m, in->ino, hva, hva + SS_PAGE_SIZE);
 			if (++idx == 0)
 				break;
 		}

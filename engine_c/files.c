@@ -475,6 +475,8 @@ int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offse
 			callback_gmem_invalidate(m, in, start, end);
 		if (start >= end)
 			return 0;
+		if (in->kind == SS_KIND_MEMFD)
+			cow_punch(m, in, start, end);  /* even_cows=0: unmap_mapping_range */
 		return removal_start(m, in, start, end, seq);
 	}
 	/* shmem_fallocate and hugetlbfs_fallocate both refuse growth past a

@@ -606,6 +606,8 @@ int cow_break(struct ss_machine *m, struct mapping *mp, struct inode *in, uint64
 	      uint64_t *pfn);
 void cow_unmap(struct ss_machine *m, struct mapping *mp);            /* munmap */
 void cow_truncate(struct ss_machine *m, struct inode *in, uint64_t from);  /* even_cows */
+/* a punch of [start, end): VM mappings of the copies there go, the copies stay */
+void cow_punch(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
 int cow_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
 void cow_free_all(struct ss_machine *m);
 uint64_t cow_bytes(const struct ss_machine *m, bool owned, const struct ss_machine *beside);

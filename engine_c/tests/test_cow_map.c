@@ -203,6 +203,7 @@ static void test_vcpu_through_private_hva(int profile)
 	TRUE(out.value == 'h');
 	/* a punch zaps the VM's mappings through the range but keeps the copies */
 	EXPECT(m, ss_fallocate(m, fd, SS_FALLOC_FL_PUNCH_HOLE | SS_FALLOC_FL_KEEP_SIZE, 0, 4 * PG), 0);
+	TRUE(last_touches(m, SS_T_ZAP) == 2);              /* both copies the VM mapped */
 	a.gpa = PG;
 	EXPECT(m, ss_vcpu_access(m, vm, 0, &a, &out), 0);
 	TRUE(out.value == 'g' && out.pfn == copy);

@@ -152,9 +152,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def as_trace_ops(log: list[Step]) -> list[dict[str, Any]]:
     """A kvm_logs log as trace ops with the engine's numbers: vm "0", vcpu 0, fds 3-4,
-    map ids 1-2 at the contract's addresses (setup makes them in that order)."""
-    names = {"$vm": "0", "$cpu": 0, "$mfd": 3, "$g": 4, "$m": 1, "$gm": 2}
-    addrs = {"@m": TOP - 16 * P, "@gm": TOP - 36 * P}
+    map ids 1-3 at the contract's addresses (setup makes them in that order)."""
+    names = {"$vm": "0", "$cpu": 0, "$mfd": 3, "$g": 4, "$m": 1, "$gm": 2, "$pm": 3}
+    addrs = {"@m": TOP - 16 * P, "@gm": TOP - 36 * P, "@pm": TOP - 52 * P}
     out, unmapped = [], set()
     for _, name, raw in log:
         if name == "nop":

@@ -170,6 +170,25 @@ class AccessMixin(Model):
         )
         return map_id
 
+    def used_frames(self) -> int:
+        return super().used_frames() + sum(len(v.cow) for v in self.vmaps.values())
+
+    def _cow_truncated(self, ino: Inode, start: int) -> None:
+        """truncate_pagecache: unmap_mapping_range(even_cows=1) drops the copies."""
+        for v in self.vmaps.values():
+            if v.ino is ino:
+                v.cow = {i: p for i, p in v.cow.items() if i < start}
+
+    def _cow_punched(self, ino: Inode, start: int, end: int) -> None:
+        """shmem_fallocate: even_cows=0 keeps the copies, but the mmu notifier covers the
+        range, so a VM's mapping of a copy there goes (its next fault maps it again)."""
+        for vm in self.vms.values():
+            for gfn, e in list(vm.mmu.items()):
+                v = e.vmap
+                ours = v is not None and v.ino is ino and v.cow.get(e.index) is e.page
+                if ours and start <= e.index < end:
+                    del vm.mmu[gfn]
+
     def munmap(self, map_id: int) -> bool:
         r = super().munmap(map_id)
         self.vmaps.pop(map_id, None)
@@ -193,8 +212,10 @@ class AccessMixin(Model):
             return "SIGBUS"  # not INIT_SHARED: private, never in the host's page tables
         if not v.shared and (write or idx in v.cow):
             if idx not in v.cow:
-                src = self._alloc(ino, idx)
-                v.cow[idx] = Page(data=bytearray(src.data or bytes(PAGE)))
+                src = self._alloc(ino, idx)  # __do_fault, then the copy: one more frame
+                if self.used_frames() >= self.phys_pages:
+                    raise ModelError("ENOMEM")
+                v.cow[idx] = Page(data=bytearray(src.data) if src.data else None)
             return v.cow[idx], idx
         return self._alloc(ino, idx), idx
 
