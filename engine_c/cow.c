@@ -14,7 +14,9 @@
  * A mapping keeps its copies in its cow tree (file index -> pfn + 1).  A copy
  * is a frame in state SS_FRAME_COW with the file's ino and index (the page it
  * copied: what views and VM faults name) and the map id in xspare; it has one
- * reference (the mapping's PTE), F_DIRTY so it may hold contents.
+ * reference (the mapping's PTE) and one per GUP pin (kvm_pin.c), F_DIRTY so it
+ * may hold contents.  A pinned copy whose mapping drops it is an orphan until
+ * the unpin.
  *
  * They go:
  *  - munmap: zap_pte_range frees them (the mmu notifier zapped VM mappings
@@ -66,10 +68,20 @@ bool cow_pending(const struct ss_machine *m, uint64_t hva)
 	return !tree_load(&mp->cow, index);
 }
 
+/* the mapping's reference goes; a pinned copy stays an orphan until the unpin
+ * (kvm_pin.c), as a punched pinned page does (pagecache.c page_remove) */
 static void cow_free_frame(struct ss_machine *m, struct inode *in, uint64_t index, uint32_t pfn)
 {
-	ev_touch(m, SS_T_FREE, in ? inode_fd(in) : -1, -1, index, 1, pfn);
+	struct frame *f = frame_rw(m, pfn);
 	data_drop(m, pfn);
+	if (--f->refcount > 0 && in) {
+		f->state = SS_FRAME_ORPHAN;
+		f->xspare = 0;
+		in->orphans++;
+		ev_touch(m, SS_T_ORPHAN, inode_fd(in), -1, index, 1, pfn);
+		return;
+	}
+	ev_touch(m, SS_T_FREE, in ? inode_fd(in) : -1, -1, index, 1, pfn);
 	frames_free(m, pfn, 0);
 }
 
@@ -225,7 +237,7 @@ int cow_check(const struct ss_machine *m, uint64_t *ncow, char *msg, size_t len)
 						      (unsigned long long)idx);
 			const struct frame *f = frame_ro(m, v - 1);
 			if (f->state != SS_FRAME_COW || f->ino != mp->ino || f->index != idx ||
-			    f->xspare != (uint32_t)mp->id || f->refcount != 1 || f->order ||
+			    f->xspare != (uint32_t)mp->id || f->refcount < 1 || f->order ||
 			    (f->flags & ~(F_DIRTY | F_UPTODATE)))
 				return check_fail_msg(msg, len,
 						      "mapping %d index %llu -> frame %llu that is not its copy",

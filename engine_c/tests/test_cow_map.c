@@ -214,12 +214,38 @@ static void test_vcpu_through_private_hva(int profile)
 	ss_machine_free(m);
 }
 
+static void test_pinned_copy_outlives_its_mapping(void)
+{
+	cur_test = "pinned_copy_outlives_its_mapping";
+	struct ss_machine *m = machine(SS_PROFILE_GMEM);
+	int fd = ss_memfd_create(m, "ram", 0);
+	EXPECT(m, ss_ftruncate(m, fd, 2 * PG), 0);
+	int priv = ss_mmap(m, fd, 0, 2 * PG, RW, SS_MAP_PRIVATE);
+	EXPECT(m, touch(m, priv, 1, 1, 5), 5);
+	int sig = -1, pin = 0;
+	EXPECT(m, ss_mapping_pin(m, priv, 0, 2 * PG, &sig, &pin), 0);  /* the copy and page 1 */
+	struct ss_frame_run fr[8];
+	uint64_t next;
+	uint64_t u0 = used(m);
+	EXPECT(m, ss_munmap(m, priv), 0);
+	TRUE(last_touches(m, SS_T_ORPHAN) == 1 && used(m) == u0);  /* the pin holds the copy */
+	int n = ss_phys_runs(m, 0, 1024, fr, 8, &next), orphans = 0;
+	for (int i = 0; i < n; i++)
+		orphans += fr[i].state == SS_FRAME_ORPHAN;
+	TRUE(orphans == 1);
+	EXPECT(m, ss_close(m, fd), 0);
+	EXPECT(m, ss_mapping_unpin(m, pin), 0);
+	EXPECT(m, used(m), 0);  /* the copy, then the file with its pages */
+	ss_machine_free(m);
+}
+
 int cow_map_tests(int *nchecks);
 int cow_map_tests(int *nchecks)
 {
 	test_host_write_copies();
 	test_punch_keeps_truncate_drops();
 	test_sealed_write_copies_and_nomem();
+	test_pinned_copy_outlives_its_mapping();
 	test_vcpu_through_private_hva(SS_PROFILE_GMEM);
 	test_vcpu_through_private_hva(SS_PROFILE_RFC_V2);
 	*nchecks = checks;
