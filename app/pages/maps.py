@@ -173,7 +173,7 @@ def _blocks(r: Any, a: int, b: int, minw: int) -> list[tuple[int, int]]:
     return out
 
 
-_DRAWN = ("present", "cache", "orphan", "hwpoison")
+_DRAWN = ("present", "cache", "orphan", "hwpoison", "cow")
 _LETTERS = [
     "".join(k[0] for k, bit in DENS_FLAGS.items() if f & bit) for f in range(256)
 ]  # "h", "l", "d", "m", "w"
