@@ -233,11 +233,11 @@ int ss_munmap(struct ss_machine *m, int map_id)
 		/* the mmu notifier: VMs mapping through these addresses zap them */
 		mmu_notify_hva(m, in->ino, mp->addr,
 			       mp->addr + (((uint64_t)mp->length + SS_PAGE_SIZE - 1) & ~(uint64_t)(SS_PAGE_SIZE - 1)));
-		cow_unmap(m, mp);  /* zap_pte_range frees its private copies (cow.c) */
 		in->maps--;
 		if (mp->flags & 0x100000)
 			in->shared_maps--;
 	}
+	cow_unmap(m, mp);  /* zap_pte_range frees its private copies (cow.c) */
 	memset(mp, 0, sizeof(*mp));
 	return (int)ev_end(m, in ? inode_release(m, in) : 0);
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field
 
 from app.models.common import examples
 
@@ -83,20 +83,16 @@ class FrameExtent(BaseModel):
         description="proposal, not merged (variant no_direct_map, v7 2025): out of the "
         "kernel's direct map",
     )
-    map_id: int | None = Field(
-        default=None,
-        description='"cow" only: the MAP_PRIVATE mapping whose copy it is (absent otherwise)',
-    )
     model_config = examples(
         {"start": 0, "end": 512, "state": "cache", "fd": 3, "index": 0, "order": 9}
     )
 
-    @model_serializer(mode="wrap")
-    def _drop_absent_map_id(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out: dict[str, Any] = handler(self)
-        if out.get("map_id") is None:
-            out.pop("map_id", None)  # only a copy names its mapping: other answers unchanged
-        return out
+
+class CowFrameExtent(FrameExtent):
+    """A "cow" extent: frames holding a MAP_PRIVATE mapping's copies (engine_c/cow.c) of
+    fd's pages from index; only these extents carry map_id."""
+
+    map_id: int = Field(description="the mapping whose copies they are")
 
 
 class Phys(BaseModel):
@@ -104,7 +100,7 @@ class Phys(BaseModel):
     free: int
     used: int
     free_by_order: dict[str, int] = Field(description="free blocks per buddy order")
-    extents: list[FrameExtent]
+    extents: list[CowFrameExtent | FrameExtent]
     next: int | None = Field(None, description="more runs from this frame on (?start=)")
     model_config = examples(
         {
