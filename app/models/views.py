@@ -93,6 +93,9 @@ class CowFrameExtent(FrameExtent):
     fd's pages from index; only these extents carry map_id."""
 
     map_id: int = Field(description="the mapping whose copies they are")
+    model_config = examples(
+        {"start": 1024, "end": 1025, "state": "cow", "fd": 3, "index": 1, "order": 0, "map_id": 1}
+    )
 
 
 class Phys(BaseModel):
