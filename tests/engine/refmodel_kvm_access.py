@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.engine.refmodel import MAP_FLAGS, PAGE, PROTS, Inode, Model, ModelError, Page, bits
+from tests.engine.refmodel import MAP_FLAGS, PAGE, PROTS, Inode, ModelError, Page, bits
+from tests.engine.refmodel_kvm_cow import CowMixin
 
 VMM_TOP, VMM_FLOOR = 0x7F00_0000_0000, 0x10000
 SNP, TDX = 4, 5
@@ -75,7 +76,7 @@ class Spte:
     vmap: VMap | None = None  # shared through the VMM's mapping
 
 
-class AccessMixin(Model):
+class AccessMixin(CowMixin):
     vms: dict[str, Any]
 
     def __init__(self, **kw: Any) -> None:
@@ -169,25 +170,6 @@ class AccessMixin(Model):
             self.lowest, span, bits(prot, PROTS), shared, self.fds[fd], offset // PAGE
         )
         return map_id
-
-    def used_frames(self) -> int:
-        return super().used_frames() + sum(len(v.cow) for v in self.vmaps.values())
-
-    def _cow_truncated(self, ino: Inode, start: int) -> None:
-        """truncate_pagecache: unmap_mapping_range(even_cows=1) drops the copies."""
-        for v in self.vmaps.values():
-            if v.ino is ino:
-                v.cow = {i: p for i, p in v.cow.items() if i < start}
-
-    def _cow_punched(self, ino: Inode, start: int, end: int) -> None:
-        """shmem_fallocate: even_cows=0 keeps the copies, but the mmu notifier covers the
-        range, so a VM's mapping of a copy there goes (its next fault maps it again)."""
-        for vm in self.vms.values():
-            for gfn, e in list(vm.mmu.items()):
-                v = e.vmap
-                ours = v is not None and v.ino is ino and v.cow.get(e.index) is e.page
-                if ours and start <= e.index < end:
-                    del vm.mmu[gfn]
 
     def munmap(self, map_id: int) -> bool:
         r = super().munmap(map_id)
