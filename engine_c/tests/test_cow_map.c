@@ -154,6 +154,16 @@ static void test_sealed_write_copies_and_nomem(void)
 	TRUE(priv > 0);
 	EXPECT(m, touch(m, priv, 7, 1, 9), 9);            /* the seal does not forbid a copy */
 	EXPECT(m, pread1(m, fd, 7), 0);
+	int fut = ss_memfd_create(m, "fut", SS_MFD_ALLOW_SEALING);
+	EXPECT(m, ss_ftruncate(m, fut, PG), 0);
+	EXPECT(m, ss_add_seals(m, fut, SS_F_SEAL_FUTURE_WRITE), 0);
+	EXPECT(m, ss_mmap(m, fut, 0, PG, RW, SS_MAP_SHARED), -EPERM);
+	int fpriv = ss_mmap(m, fut, 0, PG, RW, SS_MAP_PRIVATE);
+	TRUE(fpriv > 0);
+	EXPECT(m, touch(m, fpriv, 3, 1, 4), 4);           /* nor does F_SEAL_FUTURE_WRITE */
+	EXPECT(m, pread1(m, fut, 3), 0);
+	EXPECT(m, ss_munmap(m, fpriv), 0);
+	EXPECT(m, ss_close(m, fut), 0);
 	/* the last free frame: the file page is allocated, the copy has none */
 	int big = ss_memfd_create(m, "big", 0);
 	EXPECT(m, ss_ftruncate(m, big, 1024 * PG), 0);
