@@ -16,7 +16,8 @@
  *  - a free frame is either the head of a buddy block (F_BUDDY, order,
  *    linked on free_area[order]) or a zeroed frame inside such a block;
  *  - a page-cache frame belongs to exactly one inode at one index, and that
- *    inode's tree maps the index back to it;
+ *    inode's tree maps the index back to it; a MAP_PRIVATE copy (SS_FRAME_COW)
+ *    to exactly one mapping at one file index, its cow tree mapping back (cow.c);
  *  - in a compound (huge) page the head carries F_HEAD, the lock, the dirty
  *    bit and the reference count; tails carry F_TAIL and the same order;
  *  - a locked page has refcount >= 2 (the cache's and the holder's).
@@ -164,11 +165,6 @@ struct mapping {
 	uint64_t addr;         /* in the VMM address space (vmm.c) */
 	struct tree cow;       /* MAP_PRIVATE: file index -> pfn + 1 of its copies (cow.c) */
 };
-
-static inline bool map_is_private(const struct mapping *mp)
-{
-	return (mp->flags & SS_MAP_PRIVATE) && !(mp->flags & SS_MAP_SHARED);
-}
 
 struct pin {                   /* a GUP pin of a mapping's pages (kvm_pin.c) */
 	int id;                /* pin id, 0 when the slot is free */
@@ -597,22 +593,6 @@ int vmm_assign(struct ss_machine *m, struct mapping *mp);
 int vmm_resolve(struct ss_machine *m, uint64_t hva, const struct mapping **mpp, struct inode **inp,
 		uint64_t *index);
 
-/* cow.c: MAP_PRIVATE copies */
-uint64_t cow_lookup(const struct mapping *mp, uint64_t index);      /* pfn + 1, 0: none */
-bool cow_any(const struct mapping *mp, uint64_t start, uint64_t n);  /* copies in the range */
-bool cow_pending(const struct ss_machine *m, uint64_t hva);  /* private, not copied yet */
-/* a write fault through mp at file index: the copy's pfn (made now if none) */
-int cow_break(struct ss_machine *m, struct mapping *mp, struct inode *in, uint64_t index,
-	      uint64_t *pfn);
-void cow_unmap(struct ss_machine *m, struct mapping *mp);            /* munmap */
-void cow_truncate(struct ss_machine *m, struct inode *in, uint64_t from);  /* even_cows */
-/* a punch of [start, end): VM mappings of the copies there go, the copies stay */
-void cow_punch(struct ss_machine *m, struct inode *in, uint64_t start, uint64_t end);
-int cow_clone(struct ss_machine *dst, const struct ss_machine *src, bool deep);
-void cow_free_all(struct ss_machine *m);
-uint64_t cow_bytes(const struct ss_machine *m, bool owned, const struct ss_machine *beside);
-int cow_check(const struct ss_machine *m, uint64_t *ncow, char *msg, size_t len);
-
 /* kvm_coco.c: the arch hooks of a guest_memfd page (kvm_gmem_get_pfn's
  * prepare, .free_folio's reclaim) */
 bool vm_is_coco(const struct kvm_vm *vm);
@@ -657,5 +637,7 @@ static inline bool is_rfc(const struct ss_machine *m)
 {
 	return m->cfg.profile == SS_PROFILE_RFC_V2;
 }
+
+#include "cow.h"
 
 #endif /* SS_INTERNAL_H */
