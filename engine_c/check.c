@@ -3,8 +3,9 @@
  *
  * Verifies, from scratch, what every other file promises:
  *  - every frame is free (inside exactly one buddy block on the right free
- *    list) or used (in exactly one file's cache at one index, or orphaned
- *    with a reference), never both, and the free counters add up;
+ *    list) or used (in exactly one file's cache at one index, orphaned with a
+ *    reference, or one MAP_PRIVATE mapping's copy: cow.c), never both, and
+ *    the free counters add up;
  *  - a file's cache tree and the frames point at each other, the resident
  *    page count matches, and nothing lies past the file's end;
  *  - compound pages are whole and aligned; locks, dirty bits and reference
@@ -57,7 +58,8 @@ static int check_free_lists(const struct ss_machine *m, char *msg, size_t len)
 	return 0;
 }
 
-static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, char *msg, size_t len)
+static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, uint64_t *ncow,
+			char *msg, size_t len)
 {
 	static const struct frame zero;
 	uint64_t n = m->cfg.phys_pages, free_frames = 0;
@@ -87,7 +89,14 @@ static int check_frames(const struct ss_machine *m, uint64_t *mapped_per_owner, 
 		      "frame %llu belongs to no file", (unsigned long long)p);
 		const struct inode *in = &m->inodes[f->ino - 1];
 		uint64_t v = tree_load(&in->cache, f->index);
-		if (f->state == SS_FRAME_CACHE) {
+		if (f->state == SS_FRAME_COW) {  /* a private mapping's copy (cow.c) */
+			uint32_t id = f->xspare;
+			CHECK(id >= 1 && id <= (uint32_t)m->nmaps && m->maps[id - 1].id == (int)id &&
+			      m->maps[id - 1].ino == f->ino && tree_load(&m->maps[id - 1].cow, f->index) == p + 1,
+			      "copy frame %llu says mapping %u index %llu, the mapping disagrees",
+			      (unsigned long long)p, id, (unsigned long long)f->index);
+			(*ncow)++;
+		} else if (f->state == SS_FRAME_CACHE) {
 			CHECK(v == p + 1, "frame %llu says file %u index %llu, the cache disagrees",
 			      (unsigned long long)p, f->ino, (unsigned long long)f->index);
 			CHECK(f->index < inode_limit(in) || in->pending, "page %llu of file %u lies past its end",
@@ -191,7 +200,8 @@ static int check_owners(const struct ss_machine *m, const uint64_t *mapped_per_o
 			CHECK(pfn + n <= m->cfg.phys_pages, "owner %d gfn %llu maps past memory", o, (unsigned long long)k);
 			for (uint64_t i = 0; i < n; i++) {
 				const struct frame *f = frame_ro(m, pfn + i);
-				CHECK(f->state == SS_FRAME_CACHE && (f->mapped & (1u << o)),
+				CHECK((f->state == SS_FRAME_CACHE || f->state == SS_FRAME_COW) &&
+				      (f->mapped & (1u << o)),
 				      "owner %d maps gfn %llu to frame %llu that is %s", o,
 				      (unsigned long long)(k + i), (unsigned long long)(pfn + i),
 				      f->state == SS_FRAME_CACHE ? "not marked mapped" : "not a cache page");
@@ -257,14 +267,18 @@ static int check_events(const struct ss_machine *m, char *msg, size_t len)
 
 int ss_check(const struct ss_machine *m, char *msg, size_t len)
 {
-	uint64_t mapped[SS_MAX_OWNERS] = { 0 };
+	uint64_t mapped[SS_MAX_OWNERS] = { 0 }, ncow = 0, ncopies = 0;
 	int r;
 	if (msg && len)
 		msg[0] = 0;
-	if ((r = check_free_lists(m, msg, len)) || (r = check_frames(m, mapped, msg, len)) ||
+	if ((r = check_free_lists(m, msg, len)) || (r = check_frames(m, mapped, &ncow, msg, len)) ||
+	    (r = cow_check(m, &ncopies, msg, len)) ||
 	    (r = check_inodes(m, msg, len)) || (r = check_owners(m, mapped, msg, len)) ||
 	    (r = check_waiters(m, msg, len)) || (r = check_events(m, msg, len)) ||
 	    (r = check_kvm(m, mapped, msg, len)) || (r = check_pins(m, msg, len)))
 		return r;
+	if (ncow != ncopies)
+		return fail(msg, len, "%llu copy frames but the mappings hold %llu copies",
+			    (unsigned long long)ncow, (unsigned long long)ncopies);
 	return 0;
 }

@@ -41,10 +41,12 @@ static int fail(char *msg, size_t len, const char *fmt, ...)
 #define CHECK(cond, ...) do { if (!(cond)) { free(seen); return fail(msg, len, __VA_ARGS__); } } while (0)
 #define ULL(x) ((unsigned long long)(x))
 
-/* the file page gfn must map: 0 with *ino, *index; 1 if none is allowed */
+/* the file page gfn must map: 0 with *ino, *index (and *copy: pfn + 1 of the
+ * private mapping's copy it must map, 0 for the file's page); 1 if none is allowed */
 static int expected(const struct ss_machine *m, const struct owner *o, const struct memslot *s,
-		    uint64_t gfn, uint32_t *ino, uint64_t *index)
+		    uint64_t gfn, uint32_t *ino, uint64_t *index, uint64_t *copy)
 {
+	*copy = 0;
 	if (is_rfc(m) && (s->flags & SS_MEM_FD)) {
 		*index = s->index + (gfn - s->gfn);
 		const struct inode *pin = s->ino ? &m->inodes[s->ino - 1] : NULL;
@@ -66,6 +68,7 @@ static int expected(const struct ss_machine *m, const struct owner *o, const str
 		return 1;
 	*ino = mp->ino;
 	*index = ((uint64_t)mp->offset + (hva - mp->addr)) >> SS_PAGE_SHIFT;
+	*copy = cow_lookup(mp, *index);  /* the PTE maps the copy once made (cow.c) */
 	return 0;
 }
 
@@ -113,11 +116,12 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 		for (uint64_t i = 0; i < n; i++) {
 			const struct frame *f = frame_ro(m, pfn + i);
 			uint32_t ino = 0;
-			uint64_t index = 0;
-			int e = expected(m, o, s, k + i, &ino, &index);
+			uint64_t index = 0, copy;
+			int e = expected(m, o, s, k + i, &ino, &index, &copy);
 			CHECK(!e, "VM %d maps gfn %llu, which has no backing (closed file or no mapping)",
 			      o->id, ULL(k + i));
-			CHECK(f->state == SS_FRAME_CACHE && f->ino == ino && f->index == index,
+			CHECK((copy ? pfn + i + 1 == copy : f->state == SS_FRAME_CACHE) && f->ino == ino &&
+			      f->index == index,
 			      "VM %d gfn %llu maps pfn %llu (file %u index %llu), expected file %u index %llu",
 			      o->id, ULL(k + i), ULL(pfn + i), f->ino, ULL(f->index), ino, ULL(index));
 			CHECK(f->mapped & (1u << o->id), "VM %d maps pfn %llu without its bit", o->id,

@@ -351,6 +351,8 @@ int do_ftruncate(struct ss_machine *m, struct inode *in, int64_t length, uint64_
 			 ((uint64_t)length + SS_PAGE_SIZE - 1) & ~(uint64_t)(SS_PAGE_SIZE - 1));
 	uint64_t start = ((uint64_t)length + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT;
 	in->keep_end = 0;
+	/* truncate_pagecache: unmap_mapping_range(holebegin, 0, even_cows=1) */
+	cow_truncate(m, in, start);
 	return removal_start(m, in, start, UINT64_MAX, seq);
 }
 
@@ -473,6 +475,8 @@ int do_fallocate(struct ss_machine *m, struct inode *in, int mode, int64_t offse
 			callback_gmem_invalidate(m, in, start, end);
 		if (start >= end)
 			return 0;
+		if (in->kind == SS_KIND_MEMFD)
+			cow_punch(m, in, start, end);  /* even_cows=0: unmap_mapping_range */
 		return removal_start(m, in, start, end, seq);
 	}
 	/* shmem_fallocate and hugetlbfs_fallocate both refuse growth past a

@@ -16,7 +16,8 @@
  *  - a free frame is either the head of a buddy block (F_BUDDY, order,
  *    linked on free_area[order]) or a zeroed frame inside such a block;
  *  - a page-cache frame belongs to exactly one inode at one index, and that
- *    inode's tree maps the index back to it;
+ *    inode's tree maps the index back to it; a MAP_PRIVATE copy (SS_FRAME_COW)
+ *    to exactly one mapping at one file index, its cow tree mapping back (cow.c);
  *  - in a compound (huge) page the head carries F_HEAD, the lock, the dirty
  *    bit and the reference count; tails carry F_TAIL and the same order;
  *  - a locked page has refcount >= 2 (the cache's and the holder's).
@@ -162,6 +163,7 @@ struct mapping {
 	int64_t offset, length;
 	int prot, flags;
 	uint64_t addr;         /* in the VMM address space (vmm.c) */
+	struct tree cow;       /* MAP_PRIVATE: file index -> pfn + 1 of its copies (cow.c) */
 };
 
 struct pin {                   /* a GUP pin of a mapping's pages (kvm_pin.c) */
@@ -635,5 +637,7 @@ static inline bool is_rfc(const struct ss_machine *m)
 {
 	return m->cfg.profile == SS_PROFILE_RFC_V2;
 }
+
+#include "cow.h"
 
 #endif /* SS_INTERNAL_H */

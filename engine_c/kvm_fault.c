@@ -107,10 +107,6 @@ static int map_hva(struct ss_machine *m, struct owner *o, struct memslot *s, uin
 		m->kvm_rule = SS_R_RUN_HVA;
 		return -EFAULT;
 	}
-	if (write && !(mp->flags & SS_MAP_SHARED)) {
-		m->kvm_rule = SS_R_RUN_COW;
-		return -EOPNOTSUPP;
-	}
 	if (in->kind == SS_KIND_GMEM && gmem_poisoned(m, in, index)) {
 		/* hva_to_pfn: KVM_PFN_ERR_HWPOISON; kvm_handle_error_pfn sends the vCPU
 		 * thread SIGBUS (BUS_MCEERR_AR) and retries, and the pending signal ends
@@ -118,8 +114,16 @@ static int map_hva(struct ss_machine *m, struct owner *o, struct memslot *s, uin
 		m->kvm_rule = SS_R_RUN_HVA_HWPOISON;
 		return -EINTR;
 	}
+	/* hva_to_pfn: a write is FOLL_WRITE, which breaks COW (cow.c); a read maps
+	 * what the PTE maps: the mapping's copy, or the file page */
+	uint64_t v = cow_lookup(mp, index);
 	bool isnew;
-	r = cache_alloc_page(m, in, index, pfn, &isnew);
+	if (v)
+		*pfn = v - 1;
+	else if (write && map_is_private(mp))
+		r = cow_break(m, &m->maps[mp->id - 1], in, index, pfn);
+	else
+		r = cache_alloc_page(m, in, index, pfn, &isnew);
 	if (r)
 		return r;
 	const struct frame *f = frame_ro(m, *pfn);
@@ -129,8 +133,16 @@ static int map_hva(struct ss_machine *m, struct owner *o, struct memslot *s, uin
 		   (gfn & (HPAGE_NR - 1)) == (*pfn & (HPAGE_NR - 1)) && base >= s->gfn &&
 		   base + HPAGE_NR <= s->gfn + s->npages && hbase >= mp->addr &&
 		   hbase + (HPAGE_NR << SS_PAGE_SHIFT) <= mp->addr + (uint64_t)mp->length &&
+		   !cow_any(mp, index - (gfn - base), HPAGE_NR) &&  /* the host PMD was split */
 		   (!vm_has_private_mem(o->vm) || attrs_all(&o->vm->attrs, base, base + HPAGE_NR, 0));
 	return mmu_map(m, o, s, gfn, *pfn, huge, mo);
+}
+
+/* a write through a present mapping of a file page that a MAP_PRIVATE mapping
+ * maps read only (not copied yet): the write protection fault breaks COW */
+static bool wp_fault(const struct ss_machine *m, const struct memslot *s, uint64_t gfn, int write)
+{
+	return write && cow_pending(m, s->uaddr + ((gfn - s->gfn) << SS_PAGE_SHIFT));
 }
 
 static int gmem_fault(struct ss_machine *m, struct owner *o, const struct ss_access *a,
@@ -155,7 +167,7 @@ static int gmem_fault(struct ss_machine *m, struct owner *o, const struct ss_acc
 		return mmio(m, o, out, a->gpa);
 	int order;
 	uint64_t v = owner_lookup(o, gfn, &order);
-	if (v && priv == attr_priv) {
+	if (v && priv == attr_priv && (!s || priv || s->gmem_only || !wp_fault(m, s, gfn, a->write))) {
 		*pfn = v - 1;
 		*mo = order;
 		return 1;
@@ -187,7 +199,8 @@ static int rfc_fault(struct ss_machine *m, struct owner *o, const struct ss_acce
 		return mmio(m, o, out, a->gpa);
 	int order;
 	uint64_t v = owner_lookup(o, gfn, &order);
-	if (v && (s->ino && frame_ro(m, v - 1)->ino == s->ino) == priv) {
+	if (v && (s->ino && frame_ro(m, v - 1)->ino == s->ino) == priv &&
+	    (priv || (s->flags & SS_MEM_FD) || !wp_fault(m, s, gfn, a->write))) {
 		*pfn = v - 1;
 		*mo = order;
 		return 1;

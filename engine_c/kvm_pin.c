@@ -126,7 +126,14 @@ int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t l
 		uint64_t index, pfn;
 		bool isnew;
 		vmm_resolve(m, mp->addr + (pg << SS_PAGE_SHIFT), &found, &in, &index);
-		int err = cache_alloc_page(m, in, index, &pfn, &isnew);
+		/* what the PTE maps: a private mapping's copy once made (cow.c; a read
+		 * pin does not break COW of a file page: gup_must_unshare is anon only) */
+		uint64_t copy = cow_lookup(found, index);
+		int err = 0;
+		if (copy)
+			pfn = copy - 1;
+		else
+			err = cache_alloc_page(m, in, index, &pfn, &isnew);
 		if (err) {
 			pin_drop_refs(m, pfns, n);
 			free(pfns);
@@ -260,9 +267,9 @@ int check_pins(const struct ss_machine *m, char *msg, size_t len)
 	}
 	for (uint64_t pfn = 0; pfn < m->cfg.phys_pages && !r; pfn++) {
 		const struct frame *f = frame_ro(m, pfn);
-		int32_t need = pins[pfn] + (f->state == SS_FRAME_CACHE ? 1 : 0);
+		int32_t need = pins[pfn] + (f->state == SS_FRAME_CACHE || f->state == SS_FRAME_COW ? 1 : 0);
 		if (pins[pfn] && f->refcount < need)
-			r = check_fail(msg, len, "pfn %llu: refcount %d below its %d pins + cache",
+			r = check_fail(msg, len, "pfn %llu: refcount %d below its %d pins + cache or mapping",
 				       (unsigned long long)pfn, f->refcount, pins[pfn]);
 	}
 	free(pins);

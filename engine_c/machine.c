@@ -57,6 +57,7 @@ void ss_machine_free(struct ss_machine *m)
 	data_free_all(m);
 	free(m->inodes);
 	free(m->fdtab);
+	cow_free_all(m);
 	free(m->maps);
 	pins_free(m);
 	free(m->hwpoison);
@@ -91,6 +92,7 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 	m->inodes = NULL;
 	m->fdtab = NULL;
 	m->maps = NULL;
+	m->nmaps = 0;  /* set once maps and their copies' trees are cloned */
 	m->pins = NULL;
 	m->npins = 0;
 	m->hwpoison = NULL;
@@ -131,6 +133,9 @@ static struct ss_machine *clone(const struct ss_machine *src, bool deep)
 	if (src->nfds && !(m->fdtab = dup_mem(src->fdtab, (size_t)src->nfds * sizeof(uint32_t))))
 		goto err;
 	if (src->nmaps && !(m->maps = dup_mem(src->maps, (size_t)src->nmaps * sizeof(struct mapping))))
+		goto err;
+	m->nmaps = src->nmaps;
+	if (cow_clone(m, src, deep))  /* every tree reset first: a failure frees only its own */
 		goto err;
 	if (pins_clone(m, src))
 		goto err;
@@ -388,13 +393,14 @@ int ss_phys_runs(const struct ss_machine *m, uint64_t start, uint64_t end,
 			r.fd = in ? in->fd : -1;
 			r.index = f->index;
 			r.no_direct_map = !!(frame_ro(m, frame_head(m, (uint32_t)pfn))->xflags & X_NO_DIRECT_MAP);
+			r.map_id = f->state == SS_FRAME_COW ? (int)f->xspare : 0;
 		}
 		if (pfn + len > end)
 			len = end - pfn;
 		if (n) {
 			struct ss_frame_run *l = &out[n - 1];
 			bool merge = l->state == r.state && l->order == r.order && l->end == pfn &&
-				     l->no_direct_map == r.no_direct_map &&
+				     l->no_direct_map == r.no_direct_map && l->map_id == r.map_id &&
 				     (r.state == SS_FRAME_FREE ||
 				      (l->fd == r.fd && frame_ro(m, pfn - 1)->ino == f->ino &&
 				       l->index + (pfn - l->start) == r.index));
@@ -451,6 +457,7 @@ uint64_t ss_memory_bytes(const struct ss_machine *m)
 				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
 	b += data_bytes(m, false, NULL);
 	b += events_bytes(m, false, NULL);
+	b += cow_bytes(m, false, NULL);
 	return b;
 }
 
@@ -470,5 +477,6 @@ uint64_t ss_memory_owned(const struct ss_machine *m, const struct ss_machine *be
 				       m->owners[i].vm->attrs.cap * sizeof(struct attr_run) : 0);
 	b += data_bytes(m, true, beside);
 	b += events_bytes(m, true, beside);
+	b += cow_bytes(m, true, beside);
 	return b;
 }

@@ -202,6 +202,7 @@ static int do_mmap(struct ss_machine *m, struct inode *in, int64_t offset, int64
 	mp->length = length;
 	mp->prot = prot;
 	mp->flags = flags | (counts ? 0x100000 : 0);
+	tree_init(&mp->cow);
 	in->maps++;
 	if (counts)
 		in->shared_maps++;
@@ -236,6 +237,7 @@ int ss_munmap(struct ss_machine *m, int map_id)
 		if (mp->flags & 0x100000)
 			in->shared_maps--;
 	}
+	cow_unmap(m, mp);  /* zap_pte_range frees its private copies (cow.c) */
 	memset(mp, 0, sizeof(*mp));
 	return (int)ev_end(m, in ? inode_release(m, in) : 0);
 }

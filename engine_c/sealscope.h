@@ -115,6 +115,7 @@
 #define SS_FRAME_CACHE 1      /* in a file's page cache */
 #define SS_FRAME_ORPHAN 2     /* removed from the cache, still referenced */
 #define SS_FRAME_HWPOISON 3   /* hwpoisoned and removed: kept off the free lists for good */
+#define SS_FRAME_COW 4        /* a MAP_PRIVATE mapping's copy of a file page (cow.c) */
 
 /* operations, as recorded in events */
 enum ss_op {
@@ -198,6 +199,7 @@ enum ss_op {
 #define SS_T_MERGE 14     /* hugetlb_1g: 4 KiB pages merged back into a 1 GiB folio */
 #define SS_T_HWPOISON_KEEP 15 /* a freed hwpoisoned frame (pfn) stays off the free lists */
 #define SS_T_VM_DESTROY 16 /* kvm_destroy_vm of VM `owner` (npages 1): memslots, mappings went */
+#define SS_T_COW 17       /* a write through a MAP_PRIVATE mapping copied file page index to pfn */
 
 struct ss_config {
 	int profile;             /* SS_PROFILE_* */
@@ -260,6 +262,7 @@ struct ss_frame_run {
 	int fd;                  /* -1 if free */
 	uint64_t index;          /* file index of the frame at start */
 	int no_direct_map;       /* variant no_direct_map: out of the kernel's direct map */
+	int map_id;              /* SS_FRAME_COW: the mapping whose copy it is (0: none) */
 };
 
 struct ss_file_info {
@@ -504,7 +507,7 @@ enum ss_kvm_rule {
 	SS_R_RUN_HVA,            /* KVM_RUN: userspace_addr of the gfn is not mapped (EFAULT) */
 	SS_R_RUN_NO_PRIVATE_FD,  /* rfc-v2: private access, slot without private_fd */
 	SS_R_RUN_LOCKED,         /* the page is held locked by get_lock_pfn */
-	SS_R_RUN_COW,            /* a write through a MAP_PRIVATE mapping (not simulated) */
+	SS_R_RUN_COW,            /* unused since cow.c copies the page (kept: rule numbers stay) */
 	SS_R_NO_MAPPING,
 	SS_R_VMM_FULL,           /* no room left in the VMM address space */
 	SS_R_NOMEM,

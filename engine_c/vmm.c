@@ -9,7 +9,9 @@
  * SIGSEGV; past the file's end SIGBUS (shmem_fault, kvm_gmem_fault_user_mapping);
  * a guest_memfd without GUEST_MEMFD_FLAG_INIT_SHARED is private: SIGBUS.
  * A touch allocates the page as a fault does; guest and host share frames,
- * so a byte the guest wrote is the byte the host reads and the reverse.
+ * so a byte the guest wrote is the byte the host reads and the reverse.  A
+ * write through a MAP_PRIVATE mapping copies the page for that mapping
+ * (cow.c), whose later touches at that index see the copy.
  */
 #include "internal.h"
 #include <string.h>
@@ -115,11 +117,15 @@ int ss_mapping_access(struct ss_machine *m, int map_id, uint64_t offset, int wri
 		ev_touch(m, SS_T_SIGNAL, in->fd, -1, index, 1, SS_SIGBUS);
 		return (int)ev_end(m, 0);
 	}
-	if (write && (mp->flags & SS_MAP_PRIVATE) && !(mp->flags & SS_MAP_SHARED))
-		return kvm_fail(m, SS_R_RUN_COW, -EOPNOTSUPP);
-	uint64_t pfn;
+	uint64_t pfn, v = cow_lookup(mp, index);
 	bool isnew;
-	int err = cache_alloc_page(m, in, index, &pfn, &isnew);
+	int err = 0;
+	if (v)
+		pfn = v - 1;  /* this mapping's copy (cow.c) */
+	else if (write && map_is_private(mp))  /* do_cow_fault / wp_page_copy */
+		err = cow_break(m, &m->maps[map_id - 1], in, index, &pfn);
+	else
+		err = cache_alloc_page(m, in, index, &pfn, &isnew);
 	if (err)
 		return kvm_fail(m, SS_R_NOMEM, err);
 	if (in->kind == SS_KIND_GMEM)  /* kvm_gmem_fault_user_mapping: zeroed, uptodate */

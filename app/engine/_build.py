@@ -77,6 +77,7 @@ CDEF = """
 #define SS_FRAME_CACHE ...
 #define SS_FRAME_ORPHAN ...
 #define SS_FRAME_HWPOISON ...
+#define SS_FRAME_COW ...
 
 enum ss_op {
     SS_OP_MEMFD_CREATE, SS_OP_GMEM_CREATE, SS_OP_FTRUNCATE, SS_OP_ADD_SEALS,
@@ -177,6 +178,7 @@ struct ss_frame_run {
     int fd;
     uint64_t index;
     int no_direct_map;
+    int map_id;
     ...;
 };
 

@@ -189,6 +189,7 @@ TOUCHES = {
     lib.SS_T_MERGE: "merge",  # hugetlb_1g: 4 KiB pages back into a 1 GiB folio
     lib.SS_T_HWPOISON_KEEP: "hwpoison_kept",  # pfn: a freed poisoned frame, off the free lists
     lib.SS_T_VM_DESTROY: "vm_destroy",  # owner: kvm_destroy_vm (memslots, mappings, attributes)
+    lib.SS_T_COW: "cow",  # a MAP_PRIVATE write copied file page index to frame pfn
 }
 PAGE_STATES = {lib.SS_PG_HOLE: "hole", lib.SS_PG_PRESENT: "present"}
 # the life of a guest_memfd page (kvm_coco.c); a hole is "absent"
@@ -203,6 +204,7 @@ FRAME_STATES = {
     lib.SS_FRAME_CACHE: "cache",
     lib.SS_FRAME_ORPHAN: "orphan",
     lib.SS_FRAME_HWPOISON: "hwpoison",
+    lib.SS_FRAME_COW: "cow",
 }
 
 # the kernel's spelling where Python's errno module has none, or prefers

@@ -108,6 +108,7 @@ class FrameRun(NamedTuple):
     index: int | None  # type: ignore[assignment]  # a field shadowing tuple.index
     order: int
     no_direct_map: bool = False  # variant no_direct_map (a proposal)
+    map_id: int | None = None  # "cow": the MAP_PRIVATE mapping whose copy it is
 
 
 @dataclass(frozen=True, slots=True)

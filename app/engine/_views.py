@@ -324,6 +324,7 @@ class Views(LogViews):
                             index=None if free else r.index,
                             order=r.order,
                             no_direct_map=bool(r.no_direct_map),
+                            map_id=r.map_id or None,
                         )
                     )
                 nxt = int(self._next[0])

@@ -68,8 +68,9 @@ class Pages(BaseModel):
 
 
 class FrameExtent(BaseModel):
-    """Frames [start, end): "free", "cache" (in fd's page cache at index), "orphan", or
-    "hwpoison" (a failed frame removed from its file: off the free lists for good)."""
+    """Frames [start, end): "free", "cache" (in fd's page cache at index), "orphan",
+    "hwpoison" (a failed frame removed from its file: off the free lists for good), or
+    "cow" (mapping map_id's MAP_PRIVATE copy of fd's page at index)."""
 
     start: int
     end: int
@@ -87,12 +88,22 @@ class FrameExtent(BaseModel):
     )
 
 
+class CowFrameExtent(FrameExtent):
+    """A "cow" extent: frames holding a MAP_PRIVATE mapping's copies (engine_c/cow.c) of
+    fd's pages from index; only these extents carry map_id."""
+
+    map_id: int = Field(description="the mapping whose copies they are")
+    model_config = examples(
+        {"start": 1024, "end": 1025, "state": "cow", "fd": 3, "index": 1, "order": 0, "map_id": 1}
+    )
+
+
 class Phys(BaseModel):
     total: int
     free: int
     used: int
     free_by_order: dict[str, int] = Field(description="free blocks per buddy order")
-    extents: list[FrameExtent]
+    extents: list[CowFrameExtent | FrameExtent]
     next: int | None = Field(None, description="more runs from this frame on (?start=)")
     model_config = examples(
         {

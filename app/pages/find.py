@@ -50,12 +50,15 @@ def _frame(m: Machine, st: ViewState, pfn: int, names: dict[int, str]) -> list[H
         return [Hit("pfn", f"frame {pfn:,} holds a page of no open file ({r.state})", None)]
     index = r.index + pfn - r.start
     who = names.get(r.fd, f"fd {r.fd}")
+    url = st.url(fd=r.fd, page=index, frame=None, start=None, end=None)
+    if r.state == "cow":  # not the file's page: a private mapping's copy of it
+        words = f"frame {pfn:,} is mapping {r.map_id}'s MAP_PRIVATE copy of page {index:,} of {who}"
+        return [Hit("pfn", words, url, f"page {index:,} of {who}")]
     run = m.page_runs(r.fd, index, index + 1, 1)[0][0]
     mapped = ", ".join(f"owner {o}" for o in run.mapped_by)
     words = f"frame {pfn:,} holds page {index:,} of {who}" + (
         f", mapped by {mapped}" if mapped else ""
     )
-    url = st.url(fd=r.fd, page=index, frame=None, start=None, end=None)
     return [Hit("pfn", words, url, f"page {index:,} of {who}")]
 
 

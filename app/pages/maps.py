@@ -173,7 +173,7 @@ def _blocks(r: Any, a: int, b: int, minw: int) -> list[tuple[int, int]]:
     return out
 
 
-_DRAWN = ("present", "cache", "orphan", "hwpoison")
+_DRAWN = ("present", "cache", "orphan", "hwpoison", "cow")
 _LETTERS = [
     "".join(k[0] for k, bit in DENS_FLAGS.items() if f & bit) for f in range(256)
 ]  # "h", "l", "d", "m", "w"
@@ -245,6 +245,10 @@ def frame_track(runs: list[FrameRun], s: int, e: int, total: int, names: dict[in
             return Bar(a, b, "closed", f"{title}, order {r.order}")
         if r.state == "hwpoison":
             return Bar(a, b, "hwpoison", f"frame {span(a, b)}: hwpoisoned, off the free lists")
+        if r.state == "cow" and r.index is not None:
+            first = r.index + (a - r.start)
+            title = f"frame {span(a, b)}: mapping {r.map_id}'s copy of page"
+            return Bar(a, b, "cow", f"{title} {span(first, first + b - a)} (MAP_PRIVATE)")
         return Bar(a, b, "orphan", f"frame {span(a, b)}: out of the cache, still referenced")
 
     return Track(s, e, total, _layout(runs, s, e, single), e - s <= CELLS, ticks(s, e))

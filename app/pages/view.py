@@ -149,6 +149,11 @@ def _frame(m: Machine, pfn: int, names: dict[int, str]) -> tuple[FrameDetail, in
         return FrameDetail(pfn, f"free, in a buddy block of order {r.order}"), None, -1
     if r.state == "hwpoison":
         return FrameDetail(pfn, "hwpoisoned: a failed frame, off the free lists for good"), None, -1
+    if r.state == "cow" and r.index is not None:
+        index = r.index + pfn - r.start
+        who = "a closed file" if r.fd is None else names.get(r.fd, f"fd {r.fd}")
+        words = f"mapping {r.map_id}'s MAP_PRIVATE copy of page {index:,} of {who}"
+        return FrameDetail(pfn, words), None, -1
     if r.state == "cache" and r.index is not None:
         index = r.index + pfn - r.start
         return (

@@ -41,10 +41,6 @@ R_PRE_FAULT = (
     "this machine's KVM has no TDP MMU (KVM_CAP_PRE_FAULT_MEMORY 0): KVM_PRE_FAULT_MEMORY "
     "checks the range (EINVAL) and then refuses"
 )
-R_NO_COW = (
-    "the simulator has no copy-on-write: a write through a MAP_PRIVATE mapping is "
-    "EOPNOTSUPP in the engine, the kernel copies the page"
-)
 R_VIEW = "a guest's own private/shared view (SNP C-bit, TDX shared bit) needs an SNP or TDX VM"
 R_RFC_VIEW = "rfc-v2's private access (the guest asks for private_fd) has no twin in Linux"
 R_RFC = "the RFC's fd-based memslot (KVM_MEM_FD with fd, private_fd) was never merged into Linux"
@@ -223,8 +219,6 @@ def intended(p: Played, eng: Answer, ker: Answer) -> str | None:
     second_space = isinstance(slot, int) and (slot >> 16) & 0xFFFF == 1
     if p.op == "set_user_memory_region" and refused and second_space:
         return R_AS_ID
-    if p.op in ("vcpu_access", "mapping_access") and eng.errno == "EOPNOTSUPP":
-        return R_NO_COW
     if p.op == "pre_fault_memory" and ker.errno in ("EOPNOTSUPP", "ENOSPC"):
         return R_PRE_FAULT + f" ({ker.errno})"
     return None

@@ -10,11 +10,12 @@ from typing import Any
 
 import anyio
 
-from app.engine import MAX_ITEMS
+from app.engine import MAX_ITEMS, FrameRun
 from app.errors import NotFound
 from app.models.files import File
 from app.models.guest import OwnerDetail
 from app.models.views import (
+    CowFrameExtent,
     EventCallbacks,
     EventOut,
     Events,
@@ -47,6 +48,21 @@ async def pages_bytes(
     return pages_json(runs, nxt if len(runs) >= limit else None)
 
 
+def _extent(r: FrameRun) -> FrameExtent:
+    e = FrameExtent(
+        start=r.start,
+        end=r.end,
+        state=r.state,
+        fd=r.fd,
+        index=r.index,
+        order=r.order,
+        no_direct_map=r.no_direct_map,
+    )
+    if r.map_id is not None:  # a private mapping's copy names its mapping
+        return CowFrameExtent(**e.model_dump(), map_id=r.map_id)
+    return e
+
+
 async def phys(reg: Registry, sid: str, start: int, end: int | None, limit: int) -> Phys:
     s = reg.get(sid)
     async with s.lock:
@@ -57,18 +73,7 @@ async def phys(reg: Registry, sid: str, start: int, end: int | None, limit: int)
         free=info.free,
         used=info.used,
         free_by_order={str(k): v for k, v in sorted(info.free_by_order.items())},
-        extents=[
-            FrameExtent(
-                start=r.start,
-                end=r.end,
-                state=r.state,
-                fd=r.fd,
-                index=r.index,
-                order=r.order,
-                no_direct_map=r.no_direct_map,
-            )
-            for r in runs
-        ],
+        extents=[_extent(r) for r in runs],
         next=nxt if len(runs) >= limit and nxt < info.total else None,
     )
 

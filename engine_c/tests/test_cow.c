@@ -8,8 +8,8 @@
  * reference: a full copy (ss_machine_clone_full) made at the same moment and
  * given the same ops.  After every op the invariant checker runs on the side
  * that moved, and the side must equal its reference: every frame descriptor,
- * the free lists, every file's page cache and page contents, every owner's
- * gfn table, every event.  Then clones mutated from two threads at once
+ * the free lists, every file's page cache and page contents, every mapping's
+ * private copies (cow.c), every owner's gfn table, every event.  Then clones mutated from two threads at once
  * (with the original in a third), compared with references run one after
  * the other.
  */
@@ -56,6 +56,7 @@ struct side {
 };
 
 static uint8_t buf[3 * 4096 + 17];
+static uint64_t cow_copies_seen;  /* private mappings' copies compared: the programs reach them */
 
 /* ---- equality, white box ---- */
 
@@ -112,6 +113,15 @@ static int same_machine(const struct ss_machine *a, const struct ss_machine *b)
 			return diff("owner nmapped", (uint64_t)i);
 		if (same_tree(&a->owners[i].gfns, &b->owners[i].gfns))
 			return 1;
+	}
+	if (a->nmaps != b->nmaps)
+		return diff("mappings", (uint64_t)a->nmaps);
+	for (int i = 0; i < a->nmaps; i++) {  /* MAP_PRIVATE copies (cow.c) */
+		if (a->maps[i].id != b->maps[i].id || a->maps[i].addr != b->maps[i].addr)
+			return diff("mapping", (uint64_t)i);
+		if (same_tree(&a->maps[i].cow, &b->maps[i].cow))
+			return 1;
+		cow_copies_seen += a->maps[i].cow.count;
 	}
 	if (ss_event_count(a) != ss_event_count(b))
 		return diff("event count", ss_event_count(a));
@@ -362,6 +372,7 @@ int cow_tests(int *nchecks)
 		cur_test = "cow interleaved";
 		for (uint64_t seed = 1; seed <= 48; seed++)
 			interleaved(seed);
+		TRUE(cow_copies_seen > 0);
 		owned_bytes();
 	}
 	for (uint64_t seed = 1; seed <= (only ? 2u : 4u); seed++)

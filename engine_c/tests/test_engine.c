@@ -693,6 +693,7 @@ int coco_tests(int *nchecks); /* test_coco.c */
 int pin_tests(int *nchecks);  /* test_pin.c */
 int vm_close_tests(int *nchecks);  /* test_vm_close.c */
 int hva_tests(int *nchecks);  /* test_kvm_hva.c */
+int cow_map_tests(int *nchecks);  /* test_cow_map.c */
 int sleep_tests(int *nchecks);  /* test_kvm_sleep.c */
 int cow_tests(int *nchecks);  /* test_cow.c */
 int face_tests(int *nchecks); /* test_face.c */
@@ -719,6 +720,8 @@ int main(void)
 	failures += vm_close_tests(&kvm_checks);
 	checks += kvm_checks;
 	failures += hva_tests(&kvm_checks);
+	checks += kvm_checks;
+	failures += cow_map_tests(&kvm_checks);
 	checks += kvm_checks;
 	failures += sleep_tests(&kvm_checks);
 	checks += kvm_checks;

@@ -152,9 +152,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def as_trace_ops(log: list[Step]) -> list[dict[str, Any]]:
     """A kvm_logs log as trace ops with the engine's numbers: vm "0", vcpu 0, fds 3-4,
-    map ids 1-2 at the contract's addresses (setup makes them in that order)."""
-    names = {"$vm": "0", "$cpu": 0, "$mfd": 3, "$g": 4, "$m": 1, "$gm": 2}
-    addrs = {"@m": TOP - 16 * P, "@gm": TOP - 36 * P}
+    map ids 1-3 at the contract's addresses (setup makes them in that order)."""
+    names = {"$vm": "0", "$cpu": 0, "$mfd": 3, "$g": 4, "$m": 1, "$gm": 2, "$pm": 3}
+    addrs = {"@m": TOP - 16 * P, "@gm": TOP - 36 * P, "@pm": TOP - 52 * P}
     out, unmapped = [], set()
     for _, name, raw in log:
         if name == "nop":
@@ -238,26 +238,6 @@ async def test_an_rfc_session_compares_what_linux_has(client: httpx.AsyncClient)
     ], rows
     assert "never merged" in rows[4]["reason"] and "RFC's (op #5)" in rows[5]["reason"]
     assert "private_fd" in rows[6]["reason"]
-
-
-@pytest.mark.anyio
-async def test_a_private_mapping_write_is_the_simulators_limit(client: httpx.AsyncClient) -> None:
-    """A guest write through a MAP_PRIVATE mapping: the kernel copies the page (COW), the
-    engine has no copy-on-write (EOPNOTSUPP): intended, saying so."""
-    ops = [
-        op("vm_create", name="vm0", type="KVM_X86_DEFAULT_VM"),
-        op("vcpu_create", vm_id="0"),
-        op("memfd_create", name="ram", flags=[]),
-        op("ftruncate", fd=3, length=4 * P),
-        op("mmap", fd=3, offset=0, length=4 * P, prot=RW, flags=["MAP_PRIVATE"]),
-        region(flags=[], userspace_addr=TOP - 4 * P),
-        access(gpa=GPA + 1, write=True, value=6),
-        op("mapping_access", map_id=1, offset=2, write=True, value=6),
-    ]
-    ops[6]["errno"] = ops[7]["errno"] = "EOPNOTSUPP"
-    rows = (await compare(client, ops))["rows"]
-    assert [r["status"] for r in rows][-2:] == ["intended", "intended"], rows
-    assert "copy-on-write" in rows[-1]["reason"] and rows[-2]["kernel"]["value"]["value"] == 6
 
 
 @pytest.mark.anyio

@@ -39,7 +39,8 @@ class Runner(Protocol):
 
 def setup(gmem_flags: list[str], vm_type: str = "KVM_X86_DEFAULT_VM") -> list[Step]:
     """A VM with one vCPU, a memfd of RAM mapped by the VMM, a guest_memfd (mapped too
-    when it may be), a guest_memfd slot at GPA and a plain one at 2 * GPA."""
+    when it may be), a guest_memfd slot at GPA and a plain one at 2 * GPA, and the RAM
+    mapped MAP_PRIVATE too (slots may point at it: copy-on-write)."""
     steps = [
         Step("vm", "vm_create", {"name": "vm0", "type": vm_type}),
         Step("cpu", "vcpu_create", {"vm_id": "$vm"}),
@@ -60,6 +61,9 @@ def setup(gmem_flags: list[str], vm_type: str = "KVM_X86_DEFAULT_VM") -> list[St
         Step(None, "set_user_memory_region", first | {"guest_memfd": "$g"}),
         Step(None, "set_user_memory_region", plain | {"userspace_addr": ("@m", 8 * P)}),
     ]
+    # the RAM's MAP_PRIVATE mapping: writes through it (host or guest) copy the page
+    private = {"fd": "$mfd", "offset": 0, "length": 16 * P, "prot": RW, "flags": ["MAP_PRIVATE"]}
+    steps.append(Step("pm", "mmap", private))
     return steps
 
 
@@ -74,7 +78,8 @@ def log_strategy(
     on SNP / TDX, the guest's own private or shared view; `smm` slots in address space 1
     (mainline with SMM; this machine's KVM has one address space)."""
     pages = st.integers(0, 20).map(lambda k: k * P)
-    maps = ["@m", "@gm"] if mapped_gmem else ["@m"]
+    maps = ["@m", "@gm", "@pm"] if mapped_gmem else ["@m", "@pm"]
+    map_ids = [m.replace("@", "$") for m in maps]
     uaddr = st.one_of(
         st.builds(
             lambda m, off: (m, off), st.sampled_from(maps), st.sampled_from([0, 4 * P, 8 * P])
@@ -143,8 +148,8 @@ def log_strategy(
     )
     host = _step(
         "mapping_access",
-        map_id=st.sampled_from(["$m", "$gm"] if mapped_gmem else ["$m"]),
-        offset=st.integers(0, 16 * P - 1),  # inside either mapping (see KNOWN below)
+        map_id=st.sampled_from(map_ids),
+        offset=st.integers(0, 16 * P - 1),  # inside every mapping
         write=st.booleans(),
         value=st.integers(0, 255),
     )
@@ -171,7 +176,7 @@ def log_strategy(
         _step("ftruncate", fd=st.just("$mfd"), length=st.sampled_from([0, 4 * P, 16 * P])),
         _step("pwrite", fd=st.just("$mfd"), offset=pages, data=st.binary(min_size=1, max_size=8)),
         _step("close", fd=st.just("$g")),
-        _step("munmap", map_id=st.sampled_from(["$m", "$gm"] if mapped_gmem else ["$m"])),
+        _step("munmap", map_id=st.sampled_from(map_ids)),
         _step("vm_close", vm_id=st.just("$vm")),
     ]
     if private_vm is not None:

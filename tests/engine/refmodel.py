@@ -522,7 +522,14 @@ class Model:
             return 0
         # shmem_setattr: the same size or smaller truncates from length on
         self._zero(ino, length, -(-length // PAGE) * PAGE)
+        self._cow_truncated(ino, -(-length // PAGE))
         return self._removal(ino, -(-length // PAGE), NO_END, op)
+
+    def _cow_truncated(self, ino: Inode, start: int) -> None:
+        """MAP_PRIVATE copies past the new end go (the access model keeps them)."""
+
+    def _cow_punched(self, ino: Inode, start: int, end: int) -> None:
+        """A punch of [start, end) keeps MAP_PRIVATE copies (the access model's)."""
 
     # ---- seals ----
     def add_seals(self, fd: int, seals: Iterable[str | int]) -> None:
@@ -602,6 +609,8 @@ class Model:
                 self._gmem_invalidate(ino, start, end)
             if start >= end:
                 return 0
+            if ino.kind == "memfd":
+                self._cow_punched(ino, start, end)
             return self._removal(ino, start, end, op)
         if ino.seals & SEAL_GROW and end_byte > ino.size:
             raise ModelError("EPERM")  # before any allocation, hugetlbfs too

@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.engine.refmodel import MAP_FLAGS, PAGE, PROTS, Inode, Model, ModelError, Page, bits
+from tests.engine.refmodel import MAP_FLAGS, PAGE, PROTS, Inode, ModelError, Page, bits
+from tests.engine.refmodel_kvm_cow import CowMixin
 
 VMM_TOP, VMM_FLOOR = 0x7F00_0000_0000, 0x10000
 SNP, TDX = 4, 5
@@ -75,7 +76,7 @@ class Spte:
     vmap: VMap | None = None  # shared through the VMM's mapping
 
 
-class AccessMixin(Model):
+class AccessMixin(CowMixin):
     vms: dict[str, Any]
 
     def __init__(self, **kw: Any) -> None:
@@ -193,8 +194,10 @@ class AccessMixin(Model):
             return "SIGBUS"  # not INIT_SHARED: private, never in the host's page tables
         if not v.shared and (write or idx in v.cow):
             if idx not in v.cow:
-                src = self._alloc(ino, idx)
-                v.cow[idx] = Page(data=bytearray(src.data or bytes(PAGE)))
+                src = self._alloc(ino, idx)  # __do_fault, then the copy: one more frame
+                if self.used_frames() >= self.phys_pages:
+                    raise ModelError("ENOMEM")
+                v.cow[idx] = Page(data=bytearray(src.data) if src.data else None)
             return v.cow[idx], idx
         return self._alloc(ino, idx), idx
 

@@ -62,7 +62,63 @@ FAULT = (
         "value": None,
     },
 )
+
+
+def private_slot() -> Step:
+    """Slot 6 at 6 GiB: a plain slot over the RAM's MAP_PRIVATE mapping (copy-on-write)."""
+    args = {"vm_id": "$vm", "slot": 6, "flags": [], "guest_phys_addr": 6 * GPA}
+    return Step(
+        None, "set_user_memory_region", args | {"memory_size": 4 * P, "userspace_addr": ("@pm", 0)}
+    )
+
+
+def punch(offset: int) -> Step:
+    return Step(None, "fallocate", {"fd": "$mfd", "mode": PUNCH, "offset": offset, "length": P})
+
+
 CASES: list[tuple[str, list[str], list[Step], tuple[bool, object]]] = [
+    (
+        "private-write-not-in-file",
+        [],
+        [private_slot(), acc(6 * GPA + 9, True, 4), host("$m", 9)],
+        (True, {"signal": None, "value": 0}),
+    ),
+    (
+        "private-write-seen-by-its-mapping",
+        [],
+        [private_slot(), acc(6 * GPA + 9, True, 4), host("$pm", 9)],
+        (True, {"signal": None, "value": 4}),
+    ),
+    (
+        "private-host-copy-seen-by-guest",
+        [],
+        [private_slot(), acc(6 * GPA + P), host("$pm", P + 1, True, 6), acc(6 * GPA + P + 1)],
+        byte(6),
+    ),
+    (
+        "private-read-sees-file-until-copied",
+        [],
+        [private_slot(), acc(GPA + 2 * P, True, 8), acc(6 * GPA + 2 * P)],
+        byte(8),
+    ),
+    (
+        "private-copy-survives-punch",
+        [],
+        [private_slot(), acc(6 * GPA + 3, True, 5), punch(0), acc(6 * GPA + 3)],
+        byte(5),
+    ),
+    (
+        "private-copy-dropped-by-truncate",
+        [],
+        [
+            private_slot(),
+            acc(6 * GPA + P + 3, True, 5),
+            Step(None, "ftruncate", {"fd": "$mfd", "length": P}),
+            Step(None, "ftruncate", {"fd": "$mfd", "length": 16 * P}),
+            acc(6 * GPA + P + 3),
+        ],
+        byte(0),
+    ),
     (
         "shared-from-memfd",
         [],

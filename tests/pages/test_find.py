@@ -44,3 +44,17 @@ async def test_find_in_a_preview_and_without_htmx(client: httpx.AsyncClient) -> 
     r = await client.get(f"/s/{sid}/find", params={"q": "page 1"})
     assert "present, pfn 1" in r.text and "show page 1 of vm0 (fd 3)" in r.text
     assert (await client.get("/s/nosuchsession000000/find?q=1")).status_code == 404
+
+
+async def test_find_names_a_private_mappings_copy(client: httpx.AsyncClient) -> None:
+    sid = await session(client, profile="guest-memfd")
+    s = f"/sessions/{sid}"
+    await api(client, "POST", f"{s}/memfds", name="ram")
+    await api(client, "POST", f"{s}/files/3/ftruncate", length=8192)
+    body = {"offset": 0, "length": 8192, "prot": ["PROT_READ", "PROT_WRITE"]}
+    await api(client, "POST", f"{s}/files/3/mmap", **body, flags=["MAP_PRIVATE"])
+    await api(client, "POST", f"{s}/mappings/1/access", offset=4097, write=True, value=1)
+    cow = [e for e in (await api(client, "GET", f"{s}/phys"))["extents"] if e["state"] == "cow"]
+    r = await client.get(f"/s/{sid}/find", params={"q": f"pfn {cow[0]['start']}"}, headers=HX)
+    assert r.status_code == 200
+    assert "is mapping 1's MAP_PRIVATE copy of page 1 of ram (fd 3)" in r.text.replace("&#39;", "'")

@@ -138,6 +138,12 @@ def test_frame_track_names_the_file() -> None:
     assert t.bars[0].title == f"frame 0{DASH}3: vm0 (fd 3), page 8{DASH}11, order 0"
 
 
+def test_frame_track_shows_a_private_mappings_copy() -> None:
+    runs = [FrameRun(0, 1, "cow", 3, 7, 0, map_id=2), FrameRun(1, 1024, "free", None, None, 0)]
+    t = frame_track(runs, 0, 1024, 1024, {3: "ram (fd 3)"})
+    assert t.bars[0].cls == "cow" and "mapping 2's copy of page 7" in t.bars[0].title
+
+
 def test_frame_track_shows_a_hwpoisoned_frame() -> None:
     runs = [FrameRun(0, 1, "hwpoison", None, None, 0), FrameRun(1, 1024, "free", None, None, 0)]
     t = frame_track(runs, 0, 1024, 1024, {})

@@ -183,3 +183,20 @@ async def test_timeline_pages_back(client: httpx.AsyncClient) -> None:
     assert 'start="50"' in r.text and "Earlier ops" in r.text and "#11" in r.text
     older = await client.get(f"/s/{sid}/timeline?log=10", headers=HX)
     assert 'start="10"' in older.text and "#1<" in older.text and "Newest ops" in older.text
+
+
+async def test_a_frame_holding_a_private_mappings_copy(client: httpx.AsyncClient) -> None:
+    """A write through a MAP_PRIVATE mapping copies the page: that frame is the
+    mapping's copy (the frame view and the frame map say so), not the file's page."""
+    sid = await session(client, profile="guest-memfd")
+    s = f"/sessions/{sid}"
+    await api(client, "POST", f"{s}/memfds", name="ram")
+    await api(client, "POST", f"{s}/files/3/ftruncate", length=8192)
+    body = {"offset": 0, "length": 8192, "prot": ["PROT_READ", "PROT_WRITE"]}
+    await api(client, "POST", f"{s}/files/3/mmap", **body, flags=["MAP_PRIVATE"])
+    await api(client, "POST", f"{s}/mappings/1/access", offset=5, write=True, value=1)
+    cow = [e for e in (await api(client, "GET", f"{s}/phys"))["extents"] if e["state"] == "cow"]
+    pfn = cow[0]["start"]
+    text = html.unescape((await client.get(f"/s/{sid}?frame={pfn}", headers=HX)).text)
+    assert "mapping 1's MAP_PRIVATE copy of page 0 of ram (fd 3)" in text
+    assert f"frame {pfn}: mapping 1's copy of page 0 (MAP_PRIVATE)" in text
