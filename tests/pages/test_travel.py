@@ -200,3 +200,5 @@ async def test_a_frame_holding_a_private_mappings_copy(client: httpx.AsyncClient
     text = html.unescape((await client.get(f"/s/{sid}?frame={pfn}", headers=HX)).text)
     assert "mapping 1's MAP_PRIVATE copy of page 0 of ram (fd 3)" in text
     assert f"frame {pfn}: mapping 1's copy of page 0 (MAP_PRIVATE)" in text
+    legend = text.split('id="framemap"')[1].split('class="legend"')[1].split("</ul>")[0]
+    assert 'class="sw cow"' in legend and "MAP_PRIVATE mapping's copy" in legend
