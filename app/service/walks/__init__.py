@@ -7,6 +7,7 @@ from typing import Any
 from app.service.walks.classic import FAULT_ZAP, GMEM_BASICS, PER_PAGE
 from app.service.walks.coco_launch import SNP_LAUNCH, TDX_LAUNCH
 from app.service.walks.coco_mem import INPLACE_PIN, POISON
+from app.service.walks.cow import PRIVATE_COW
 from app.service.walks.gmem_proposals import GIGA_SPLIT, NO_DIRECT_MAP
 from app.service.walks.hazards import HAZARDS, LOCKED_OUT, PINS, PUNCH_WAITS, STAY_PUT
 from app.service.walks.kvm_close import CLOSE_VM, VCPU_WAITS, VM_OUTLIVED
@@ -29,6 +30,7 @@ ALL: list[dict[str, Any]] = [
     GMEM_LIFECYCLE,
     MULTI,
     MMAP_SHARED,
+    PRIVATE_COW,
     FAULT_ZAP,
     PER_PAGE,
     GMEM_BASICS,
