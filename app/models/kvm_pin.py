@@ -17,6 +17,7 @@ class PinBody(BaseModel):
     length: UInt64 = Field(description="bytes from offset; every page it touches is pinned")
     write: bool = Field(
         default=False,
+        strict=True,
         description="FOLL_WRITE: each page is faulted in for write (dirty; through "
         "MAP_PRIVATE the copy is made and pinned); EFAULT without PROT_WRITE",
     )
