@@ -190,7 +190,8 @@ int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t l
 	}
 	struct pin *p = &m->pins[slot];
 	*p = (struct pin){ .id = slot + 1, .map_id = map_id, .ino = mp->ino,
-			   .offset = first << SS_PAGE_SHIFT, .npages = n, .pfns = pfns };
+			   .offset = first << SS_PAGE_SHIFT, .npages = n, .pfns = pfns,
+			   .write = write };
 	*pin_id = p->id;
 	if (m->cur) {
 		m->cur->e.out[0] = p->id;
