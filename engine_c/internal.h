@@ -173,6 +173,7 @@ struct pin {                   /* a GUP pin of a mapping's pages (kvm_pin.c) */
 	uint64_t offset;       /* in the mapping, page aligned */
 	uint64_t npages;
 	uint32_t *pfns;        /* the pinned page of each */
+	int write;             /* FOLL_WRITE: faulted in for write (kvm_pin.c) */
 };
 
 struct inode {

@@ -10,6 +10,28 @@
  * checked before any is touched: the pin is all or nothing.  Then each page
  * gets one reference (on the head of its compound page: try_grab_folio).
  *
+ * A write pin is pin_user_pages(FOLL_WRITE | FOLL_LONGTERM) (no FOLL_FORCE):
+ *  - check_vma_flags (mm/gup.c): FOLL_WRITE on a VMA without VM_WRITE is
+ *    EFAULT without FOLL_FORCE, before any page is looked at; a memfd's (shmem)
+ *    or guest_memfd's shared writable VMA needs no dirty tracking (no
+ *    page_mkwrite, no writeback), so writable_file_mapping_allowed lets
+ *    FOLL_LONGTERM through;
+ *  - follow_page_pte finds no PTE it can follow for write (can_follow_write_pte:
+ *    not mapped, or mapped read only), so faultin_page faults with
+ *    FAULT_FLAG_WRITE (mm/memory.c): through MAP_SHARED do_shared_fault
+ *    allocates a hole as a write touch does and fault_dirty_shared_page marks
+ *    the page dirty (follow_page_pte's FOLL_TOUCH folio_mark_dirty does the same
+ *    for a page already mapped writable); through MAP_PRIVATE do_cow_fault /
+ *    wp_page_copy breaks COW exactly as a write through the mapping does
+ *    (cow_break: the file page is faulted in, the copy made, a VM's mapping of
+ *    the old page zapped) and the copy is pinned, already dirty;
+ *  - a guest_memfd is never mapped private (kvm_gmem_mmap refuses a COW
+ *    mapping: do_mmap EINVAL, rw.c), so a write pin there is the read pin's
+ *    page, made dirty; the in-place conversion's EAGAIN while pinned is the same.
+ * A read pin does not unshare: through MAP_PRIVATE it pins the copy where
+ * there is one, the file page otherwise (gup_must_unshare is for anonymous
+ * pages only).
+ *
  * A pinned page is "a reference beyond guest_memfd's own": shared -> private
  * in KVM_SET_MEMORY_ATTRIBUTES2 is EAGAIN at it (kvm_inplace.c), migration is
  * EBUSY (a pinned page cannot move), and a punch leaves it an orphan until
@@ -57,13 +79,16 @@ static int pin_slot(struct ss_machine *m)
 }
 
 /* the signal a host touch of page `pg` of the mapping would get, 0 if none;
- * -EHWPOISON for a poisoned page */
-static int pin_page_check(struct ss_machine *m, const struct mapping *mp, uint64_t pg)
+ * -EHWPOISON for a poisoned page, -EACCES for a write pin through a mapping
+ * without PROT_WRITE (check_vma_flags: a write touch there is SIGSEGV) */
+static int pin_page_check(struct ss_machine *m, const struct mapping *mp, uint64_t pg, int write)
 {
 	uint64_t off = pg << SS_PAGE_SHIFT;
 	uint64_t len = ((uint64_t)mp->length + SS_PAGE_SIZE - 1) & ~(uint64_t)(SS_PAGE_SIZE - 1);
 	if (off >= len || !(mp->prot & (SS_PROT_READ | SS_PROT_WRITE)))
 		return SS_SIGSEGV;
+	if (write && !(mp->prot & SS_PROT_WRITE))
+		return -EACCES;
 	const struct mapping *found;
 	struct inode *in;
 	uint64_t index;
@@ -84,10 +109,33 @@ static void pin_drop_refs(struct ss_machine *m, const uint32_t *pfns, uint64_t n
 	}
 }
 
-int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t length,
-		   int *signal, int *pin_id)
+/* fault page `index` of `in` in through mapping `mp` for the pin: what the
+ * PTE maps after the fault (a read pin: the copy if any, else the file page;
+ * a write pin: faultin_page with FAULT_FLAG_WRITE, see the header) */
+static int pin_fault(struct ss_machine *m, struct mapping *mp, struct inode *in, uint64_t index,
+		     int write, uint64_t *pfn)
 {
-	ev_begin(m, SS_OP_MAP_PIN, -1, map_id, (int64_t)offset, (int64_t)length, 0);
+	uint64_t copy = cow_lookup(mp, index);
+	bool isnew;
+	if (copy) {
+		*pfn = copy - 1;
+		return 0;
+	}
+	if (write && map_is_private(mp))
+		return cow_break(m, mp, in, index, pfn);  /* do_cow_fault / wp_page_copy */
+	int err = cache_alloc_page(m, in, index, pfn, &isnew);
+	if (err)
+		return err;
+	if (write)  /* fault_dirty_shared_page; follow_page_pte's FOLL_TOUCH folio_mark_dirty */
+		frame_rw(m, frame_head(m, (uint32_t)*pfn))->flags |= F_DIRTY;
+	return 0;
+}
+
+int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t length,
+		   int write, int *signal, int *pin_id)
+{
+	write = !!write;
+	ev_begin(m, SS_OP_MAP_PIN, -1, map_id, (int64_t)offset, (int64_t)length, write);
 	m->kvm_rule = SS_R_NONE;
 	*signal = 0;
 	*pin_id = 0;
@@ -104,13 +152,15 @@ int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t l
 	if (end - first > SS_PIN_MAX_PAGES)
 		return kvm_fail(m, SS_R_PIN_RANGE, -EINVAL);
 	for (uint64_t pg = first; pg < end; pg++) {
-		int sig = pin_page_check(m, mp, pg);
+		int sig = pin_page_check(m, mp, pg, write);
 		if (!sig)
 			continue;
-		*signal = sig < 0 ? SS_SIGBUS : sig;
+		*signal = sig == -EACCES ? SS_SIGSEGV : sig < 0 ? SS_SIGBUS : sig;
 		ev_touch(m, SS_T_SIGNAL, in ? in->fd : -1, -1, pg, 1, (uint64_t)*signal);
 		if (m->cur)
 			m->cur->e.out[0] = (int64_t)(pg << SS_PAGE_SHIFT);
+		if (sig == -EACCES)
+			return kvm_fail(m, SS_R_PIN_READONLY, -EFAULT);
 		return kvm_fail(m, sig < 0 ? SS_R_PIN_HWPOISON : SS_R_PIN_FAULT,
 				sig < 0 ? -EHWPOISON : -EFAULT);
 	}
@@ -124,17 +174,9 @@ int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t l
 	for (uint64_t pg = first; pg < end; pg++, n++) {
 		const struct mapping *found;
 		uint64_t index, pfn;
-		bool isnew;
 		vmm_resolve(m, mp->addr + (pg << SS_PAGE_SHIFT), &found, &in, &index);
-		/* what the PTE maps: a private mapping's copy once made (cow.c; a read
-		 * pin does not break COW of a file page: gup_must_unshare is anon only) */
-		uint64_t copy = cow_lookup(found, index);
-		int err = 0;
-		if (copy)
-			pfn = copy - 1;
-		else
-			err = cache_alloc_page(m, in, index, &pfn, &isnew);
-		if (err) {
+		int err = pin_fault(m, &m->maps[found->id - 1], in, index, write, &pfn);
+		if (err) {  /* the pages taken so far are unpinned (faulted in, they stay) */
 			pin_drop_refs(m, pfns, n);
 			free(pfns);
 			return kvm_fail(m, SS_R_NOMEM, err);
@@ -148,7 +190,8 @@ int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t l
 	}
 	struct pin *p = &m->pins[slot];
 	*p = (struct pin){ .id = slot + 1, .map_id = map_id, .ino = mp->ino,
-			   .offset = first << SS_PAGE_SHIFT, .npages = n, .pfns = pfns };
+			   .offset = first << SS_PAGE_SHIFT, .npages = n, .pfns = pfns,
+			   .write = write };
 	*pin_id = p->id;
 	if (m->cur) {
 		m->cur->e.out[0] = p->id;

@@ -537,6 +537,7 @@ enum ss_kvm_rule {
 	SS_R_PIN_MAX,            /* pin: the machine's pin table is full (ENOSPC) */
 	SS_R_VM_CLOSED,          /* an ioctl on a VM whose fd is closed (EBADF) */
 	SS_R_RUN_HVA_HWPOISON,   /* KVM_RUN: userspace_addr maps a poisoned page: SIGBUS, EINTR */
+	SS_R_PIN_READONLY,       /* pin: FOLL_WRITE through a mapping without PROT_WRITE (EFAULT) */
 	SS_R__COUNT
 };
 
@@ -656,8 +657,9 @@ int ss_memory_failure(struct ss_machine *m, uint64_t pfn);
 /* variant inplace_conversion (a proposal): KVM_SET_MEMORY_ATTRIBUTES2 on a
  * guest_memfd; flags: content mode ZERO 1, PRESERVE 2; EAGAIN sets *error_offset */
 /* pin_user_pages() of the pages of [offset, offset + length) of a mapping
- * (kvm_pin.c): 0 with *pin_id; -EFAULT / -EHWPOISON with *signal what a host
- * touch of the first such page would get (nothing pinned), or -errno */
+ * (kvm_pin.c), FOLL_WRITE when write: 0 with *pin_id; -EFAULT / -EHWPOISON
+ * with *signal what a host touch (a write touch for a write pin) of the first
+ * such page would get (nothing pinned), or -errno */
 #define SS_MAX_PINS 1024
 #define SS_PIN_MAX_PAGES 4096
 struct ss_pin_info {
@@ -666,7 +668,7 @@ struct ss_pin_info {
 	uint64_t npages;
 };
 int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t length,
-		   int *signal, int *pin_id);
+		   int write, int *signal, int *pin_id);
 int ss_mapping_unpin(struct ss_machine *m, int pin_id);
 /* the pin's range and up to max of its pfns: 0, -EINVAL for no such pin */
 int ss_pin_info(const struct ss_machine *m, int pin_id, struct ss_pin_info *out, uint64_t *pfns,

@@ -57,7 +57,8 @@ enum ss_kvm_rule {
     SS_R_POPULATE_RANGE, SS_R_POPULATE_SLOT, SS_R_POPULATE_CLOSED, SS_R_POPULATE_SHARED,
     SS_R_POPULATE_EXISTS, SS_R_MF_PFN, SS_R_MF_NOT_GMEM, SS_R_MF_AGAIN, SS_R_RUN_HWPOISON,
     SS_R_CONTENT_MODE, SS_R_CONVERT_BUSY, SS_R_NO_PIN, SS_R_PIN_RANGE, SS_R_PIN_FAULT,
-    SS_R_PIN_HWPOISON, SS_R_PIN_MAX, SS_R_VM_CLOSED, SS_R_RUN_HVA_HWPOISON, SS_R__COUNT,
+    SS_R_PIN_HWPOISON, SS_R_PIN_MAX, SS_R_VM_CLOSED, SS_R_RUN_HVA_HWPOISON, SS_R_PIN_READONLY,
+    SS_R__COUNT,
     ...
 };
 
@@ -205,7 +206,7 @@ struct ss_pin_info {
     ...;
 };
 int ss_mapping_pin(struct ss_machine *m, int map_id, uint64_t offset, uint64_t length,
-                   int *signal, int *pin_id);
+                   int write, int *signal, int *pin_id);
 int ss_mapping_unpin(struct ss_machine *m, int pin_id);
 int ss_pin_info(const struct ss_machine *m, int pin_id, struct ss_pin_info *out, uint64_t *pfns,
                 int max);

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from app.engine._lib import ffi, lib
-from app.engine._names import CALLBACKS, HAZARDS, OP_ARGS, OPS, TOUCHES, errno_name
+from app.engine._names import (
+    CALLBACKS,
+    HAZARDS,
+    OP_ARGS,
+    OP_ARGS_IF_SET,
+    OPS,
+    TOUCHES,
+    errno_name,
+)
 from app.engine._types import Callback, Event, Touch
 
 CHUNK = 256  # callbacks / touches fetched per C call
@@ -78,6 +86,9 @@ class EventReader:
         op = OPS.get(e.op, f"op{e.op}")
         names = OP_ARGS.get(op, ())
         args = {name: int(e.args[i]) for i, name in enumerate(names)}
+        for i, name in enumerate(OP_ARGS_IF_SET.get(op, ()), len(names)):
+            if e.args[i]:
+                args[name] = int(e.args[i])
         result = int(e.result)
         pending = bool(e.pending)
         ok = result >= 0

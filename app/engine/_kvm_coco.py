@@ -123,15 +123,18 @@ class KvmCoco(KvmViews):
             raise make_error("file", -n, f"fd {fd} is not a guest_memfd")
         return [(int(r.start), int(r.end), int(r.attributes)) for r in buf[0:n]]
 
-    def mapping_pin(self, map_id: int, offset: int, length: int) -> Pin:
+    def mapping_pin(self, map_id: int, offset: int, length: int, write: bool = False) -> Pin:
         """pin_user_pages() of the pages of [offset, offset + length) of a mapping: each
         is faulted in as a host touch would and gets a reference.  A page whose touch
         would be a signal is EFAULT (its message names the signal), a hwpoisoned page
-        EHWPOISON; nothing is pinned then."""
+        EHWPOISON; nothing is pinned then.  write: FOLL_WRITE, faulted in as a write
+        touch (dirty; through MAP_PRIVATE the copy is made and pinned), EFAULT through
+        a mapping without PROT_WRITE."""
         sig, pin = ffi.new("int *"), ffi.new("int *")
+        w = 1 if write else 0
         with self._lock:
             before = int(lib.ss_event_count(self._m))
-            rc = lib.ss_mapping_pin(self._m, i32(map_id), u64(offset), u64(length), sig, pin)
+            rc = lib.ss_mapping_pin(self._m, i32(map_id), u64(offset), u64(length), w, sig, pin)
             if rc < 0:
                 ev = ffi.new("struct ss_event *")
                 at = ev.out[0] if lib.ss_event_get(self._m, before + 1, ev) == 0 else 0

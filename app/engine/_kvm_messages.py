@@ -180,6 +180,11 @@ RULES: dict[int, Words] = {
         f"would be {_SIGNALS.get(a.get('signal', 0), 'a signal')} (faultin_page: EFAULT); "
         "nothing pinned"
     ),
+    lib.SS_R_PIN_READONLY: lambda a: (
+        "pin_user_pages(FOLL_WRITE): the mapping has no PROT_WRITE (check_vma_flags: "
+        "FOLL_WRITE on a VMA without VM_WRITE and no FOLL_FORCE is EFAULT; a write touch "
+        "there would be SIGSEGV); nothing pinned"
+    ),
     lib.SS_R_PIN_HWPOISON: lambda a: (
         f"pin_user_pages: the page at offset {_hex(a.get('offset', 0))} is hardware-poisoned "
         "(VM_FAULT_HWPOISON: EHWPOISON); nothing pinned"

@@ -146,6 +146,9 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "mapping_unpin": ("pin_id",),
     "vm_close": ("vm",),
 }
+# args after an op's own that its event names only when set (added later: an event
+# without them reads as it did before); mapping_pin's write is FOLL_WRITE
+OP_ARGS_IF_SET: dict[str, tuple[str, ...]] = {"mapping_pin": ("write",)}
 # Ops that may sleep (result SS_PENDING): on a page lock, or queued behind
 # an operation of the same file that does.  For pwrite, SS_PENDING is also
 # "1 byte written": the waiters and later wake events tell them apart.

@@ -3,9 +3,9 @@ mapping (what O_DIRECT, vhost and VFIO do), and unpin_user_pages()."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from app.models.common import UInt64, examples
 
@@ -15,11 +15,26 @@ MapId = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
 class PinBody(BaseModel):
     offset: UInt64 = Field(description="bytes into the mapping (the page holding it is pinned)")
     length: UInt64 = Field(description="bytes from offset; every page it touches is pinned")
+    write: bool = Field(
+        default=False,
+        strict=True,
+        description="FOLL_WRITE: each page is faulted in for write (dirty; through "
+        "MAP_PRIVATE the copy is made and pinned); EFAULT without PROT_WRITE",
+    )
     model_config = examples({"offset": 8192, "length": 4096})
 
 
 class PinArgs(PinBody):
     map_id: MapId
+
+    @model_serializer(mode="wrap")
+    def _omit_read(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A read pin's logged args are what they were before write existed (stored
+        logs, traces and exports stay byte for byte the same)."""
+        d: dict[str, Any] = handler(self)
+        if not self.write:
+            d.pop("write", None)
+        return d
 
 
 class PinAnswer(BaseModel):

@@ -27,7 +27,7 @@ def mapping_pin(m: Machine, a: PinArgs) -> PinAnswer:
         m.mapping_addr(a.map_id)
     except LookupError:
         raise NotFound(f"no mapping with id {a.map_id}", op="mapping_pin") from None
-    p = m.mapping_pin(a.map_id, a.offset, a.length)
+    p = m.mapping_pin(a.map_id, a.offset, a.length, a.write)
     return PinAnswer(
         pin_id=p.pin_id,
         map_id=p.map_id,

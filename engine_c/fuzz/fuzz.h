@@ -23,7 +23,7 @@ int fuzz_fd(struct fuzz_input *in);
 void fuzz_check(struct ss_machine *m, const char *what);
 
 /* the KVM ops: opcodes 0 .. FUZZ_KVM_OPS - 1 */
-#define FUZZ_KVM_OPS 16
+#define FUZZ_KVM_OPS 18
 void fuzz_kvm_step(struct ss_machine *m, struct fuzz_input *in, int op);
 /* read every KVM view of every VM: the getters stay in bounds on any state */
 void fuzz_kvm_views(const struct ss_machine *m);

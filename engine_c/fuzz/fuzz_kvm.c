@@ -3,8 +3,9 @@
  * config byte's bit 7 is set): VMs of every type (and types no kernel has),
  * KVM_CREATE_GUEST_MEMFD, KVM_SET_USER_MEMORY_REGION2 / the RFC's region_ext,
  * memory attributes, vCPUs and their accesses (private / shared / the
- * attributes decide, read / write), the VMM's touches of its mappings,
- * KVM_PRE_FAULT_MEMORY and the KVM views.  The u64 fields take values from
+ * attributes decide, read / write), the VMM's touches of its mappings, GUP
+ * pins of them (read and FOLL_WRITE) and unpins, KVM_PRE_FAULT_MEMORY and the
+ * KVM views.  The u64 fields take values from
  * the whole range: small page multiples (so that slots, mappings and accesses
  * meet), the kernel's limits on either side (access_ok, 2^31 pages, the max
  * gfn, the TDX alias bit, 2^63, 2^64 - 1) and raw random words.  The file
@@ -90,6 +91,16 @@ static uint64_t uaddr_of(const struct ss_machine *m, struct fuzz_input *in)
 	if (take(in, 1) < 128 && ss_mapping_addr(m, (int)(take(in, 1) % 8), &addr) == 0)
 		return addr + (take(in, 1) % 16) * PG;
 	return u64_of(in);
+}
+
+/* a map id: mostly a live mapping (the first from a random id on), else any */
+static int map_of(const struct ss_machine *m, struct fuzz_input *in)
+{
+	uint64_t sel = take(in, 1), addr;
+	for (int i = 0; sel < 224 && i < 64; i++)
+		if (ss_mapping_addr(m, (int)(sel % 32) + 1 + i, &addr) == 0)
+			return (int)(sel % 32) + 1 + i;
+	return (int)(sel % 10) - 1;
 }
 
 static uint32_t slot_of(struct fuzz_input *in)
@@ -276,6 +287,17 @@ void fuzz_kvm_step(struct ss_machine *m, struct fuzz_input *in, int op)
 		break;
 	case 15:                                /* close(vm_fd): destroyed now or later */
 		ss_vm_close(m, vm_of(m, in));
+		break;
+	case 16: {                              /* pin_user_pages, read or FOLL_WRITE */
+		int pin;
+		v = take(in, 1);
+		gpa = take(in, 1) < 200 ? (take(in, 1) % 8) * PG + take(in, 1) : u64_of(in);
+		size = take(in, 1) < 224 ? (take(in, 1) % 4 + 1) * PG - (v & 64 ? 1 : 0) : u64_of(in);
+		ss_mapping_pin(m, map_of(m, in), gpa, size, (int)(v >> 7), &sig, &pin);
+		break;
+	}
+	case 17:                                /* unpin_user_pages (ids reuse freed slots) */
+		ss_mapping_unpin(m, (int)(take(in, 1) % 10) - 1);
 		break;
 	}
 }

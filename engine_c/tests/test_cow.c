@@ -9,7 +9,8 @@
  * given the same ops.  After every op the invariant checker runs on the side
  * that moved, and the side must equal its reference: every frame descriptor,
  * the free lists, every file's page cache and page contents, every mapping's
- * private copies (cow.c), every owner's gfn table, every event.  Then clones mutated from two threads at once
+ * private copies (cow.c), every GUP pin (read and write: kvm_pin.c), every
+ * owner's gfn table, every event.  Then clones mutated from two threads at once
  * (with the original in a third), compared with references run one after
  * the other.
  */
@@ -57,6 +58,8 @@ struct side {
 
 static uint8_t buf[3 * 4096 + 17];
 static uint64_t cow_copies_seen;  /* private mappings' copies compared: the programs reach them */
+static uint64_t write_pins_seen;  /* write pins compared (kvm_pin.c), of copies among them */
+static uint64_t pinned_copies_seen;
 
 /* ---- equality, white box ---- */
 
@@ -122,6 +125,18 @@ static int same_machine(const struct ss_machine *a, const struct ss_machine *b)
 		if (same_tree(&a->maps[i].cow, &b->maps[i].cow))
 			return 1;
 		cow_copies_seen += a->maps[i].cow.count;
+	}
+	if (a->npins != b->npins)
+		return diff("pin slots", (uint64_t)a->npins);
+	for (int i = 0; i < a->npins; i++) {  /* GUP pins (kvm_pin.c), read and write */
+		const struct pin *x = &a->pins[i], *y = &b->pins[i];
+		if (x->id != y->id || x->map_id != y->map_id || x->ino != y->ino ||
+		    x->offset != y->offset || x->npages != y->npages || x->write != y->write ||
+		    (x->id && memcmp(x->pfns, y->pfns, x->npages * sizeof(*x->pfns))))
+			return diff("pin", (uint64_t)i);
+		write_pins_seen += x->id && x->write;
+		for (uint64_t j = 0; x->id && j < x->npages; j++)
+			pinned_copies_seen += frame_ro(a, x->pfns[j])->state == SS_FRAME_COW;
 	}
 	if (ss_event_count(a) != ss_event_count(b))
 		return diff("event count", ss_event_count(a));
@@ -373,6 +388,7 @@ int cow_tests(int *nchecks)
 		for (uint64_t seed = 1; seed <= 48; seed++)
 			interleaved(seed);
 		TRUE(cow_copies_seen > 0);
+		TRUE(write_pins_seen > 0 && pinned_copies_seen > 0);
 		owned_bytes();
 	}
 	for (uint64_t seed = 1; seed <= (only ? 2u : 4u); seed++)

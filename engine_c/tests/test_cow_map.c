@@ -233,7 +233,7 @@ static void test_pinned_copy_outlives_its_mapping(void)
 	int priv = ss_mmap(m, fd, 0, 2 * PG, RW, SS_MAP_PRIVATE);
 	EXPECT(m, touch(m, priv, 1, 1, 5), 5);
 	int sig = -1, pin = 0;
-	EXPECT(m, ss_mapping_pin(m, priv, 0, 2 * PG, &sig, &pin), 0);  /* the copy and page 1 */
+	EXPECT(m, ss_mapping_pin(m, priv, 0, 2 * PG, 0, &sig, &pin), 0);  /* the copy and page 1 */
 	struct ss_frame_run fr[8];
 	uint64_t next;
 	uint64_t u0 = used(m);

@@ -691,6 +691,7 @@ int kvm_tests(int *nchecks);  /* test_kvm.c */
 int bulk_tests(int *nchecks);  /* test_bulk.c */
 int coco_tests(int *nchecks); /* test_coco.c */
 int pin_tests(int *nchecks);  /* test_pin.c */
+int pin_write_tests(int *nchecks);  /* test_pin_write.c */
 int vm_close_tests(int *nchecks);  /* test_vm_close.c */
 int hva_tests(int *nchecks);  /* test_kvm_hva.c */
 int cow_map_tests(int *nchecks);  /* test_cow_map.c */
@@ -716,6 +717,8 @@ int main(void)
 	failures += coco_tests(&kvm_checks);
 	checks += kvm_checks;
 	failures += pin_tests(&kvm_checks);
+	checks += kvm_checks;
+	failures += pin_write_tests(&kvm_checks);
 	checks += kvm_checks;
 	failures += vm_close_tests(&kvm_checks);
 	checks += kvm_checks;

@@ -79,17 +79,17 @@ static void test_pin_blocks_conversion(void)
 	struct ss_machine *m = mk(SS_THP_NEVER, SS_VAR_INPLACE);
 	int vm, map, sig = -1, pin = -1;
 	int g = shared_gmem(m, SS_VM_SW_PROTECTED, &vm, &map);
-	EXPECT(m, ss_mapping_pin(m, map, 0, 0, &sig, &pin), -EINVAL);  /* empty */
+	EXPECT(m, ss_mapping_pin(m, map, 0, 0, 0, &sig, &pin), -EINVAL);  /* empty */
 	RULE(m, SS_R_PIN_RANGE);
-	EXPECT(m, ss_mapping_pin(m, 99, 0, PG, &sig, &pin), -EINVAL);
+	EXPECT(m, ss_mapping_pin(m, 99, 0, PG, 0, &sig, &pin), -EINVAL);
 	RULE(m, SS_R_NO_MAPPING);
-	EXPECT(m, ss_mapping_pin(m, map, 3 * PG, 2 * PG, &sig, &pin), -EFAULT);  /* past it */
+	EXPECT(m, ss_mapping_pin(m, map, 3 * PG, 2 * PG, 0, &sig, &pin), -EFAULT);  /* past it */
 	RULE(m, SS_R_PIN_FAULT);
 	EXPECT(m, sig, SS_SIGSEGV);
 	EXPECT(m, pin, 0);
 	uint64_t before = free_frames(m);
 	/* pages 2 and 3 (an unaligned range covers both) */
-	EXPECT(m, ss_mapping_pin(m, map, 2 * PG + 100, PG, &sig, &pin), 0);
+	EXPECT(m, ss_mapping_pin(m, map, 2 * PG + 100, PG, 0, &sig, &pin), 0);
 	EXPECT(m, sig, 0);
 	EXPECT(m, pin, 1);
 	EXPECT(m, free_frames(m), before - 2);  /* faulted in as a host touch would */
@@ -110,7 +110,7 @@ static void test_pin_blocks_conversion(void)
 	/* the pages before it convert; the pinned ones do not */
 	EXPECT(m, ss_gmem_set_attributes(m, g, 0, 2 * PG, SS_MEMORY_ATTRIBUTE_PRIVATE, 0, &eo), 0);
 	/* a private page cannot be pinned: its fault is SIGBUS, GUP says EFAULT */
-	EXPECT(m, ss_mapping_pin(m, map, 0, PG, &sig, &pin), -EFAULT);
+	EXPECT(m, ss_mapping_pin(m, map, 0, PG, 0, &sig, &pin), -EFAULT);
 	EXPECT(m, sig, SS_SIGBUS);
 	EXPECT(m, ss_mapping_unpin(m, 7), -EINVAL);
 	RULE(m, SS_R_NO_PIN);
@@ -136,7 +136,7 @@ static void test_pin_punch_and_close(void)
 	int vm, map, sig, pin;
 	int g = shared_gmem(m, SS_VM_DEFAULT, &vm, &map);
 	uint64_t before = free_frames(m);
-	EXPECT(m, ss_mapping_pin(m, map, PG, 2 * PG, &sig, &pin), 0);
+	EXPECT(m, ss_mapping_pin(m, map, PG, 2 * PG, 0, &sig, &pin), 0);
 	uint64_t p1 = pin_pfn(m, pin, 0), p2 = pin_pfn(m, pin, 1);
 	EXPECT(m, ss_fallocate(m, g, PUNCH, (int64_t)PG, (int64_t)PG), 0);
 	EXPECT(m, frame_state(m, p1), SS_FRAME_ORPHAN);
@@ -153,7 +153,7 @@ static void test_pin_punch_and_close(void)
 	int fd = ss_memfd_create(m, "a", 0);
 	EXPECT(m, ss_ftruncate(m, fd, (int64_t)PG), 0);
 	int fmap = ss_mmap(m, fd, 0, (int64_t)PG, SS_PROT_READ, SS_MAP_SHARED);
-	EXPECT(m, ss_mapping_pin(m, fmap, 0, PG, &sig, &pin), 0);
+	EXPECT(m, ss_mapping_pin(m, fmap, 0, PG, 0, &sig, &pin), 0);
 	uint64_t fp = pin_pfn(m, pin, 0);
 	EXPECT(m, ss_munmap(m, fmap), 0);
 	EXPECT(m, ss_close(m, fd), 0);
@@ -182,7 +182,7 @@ static void test_pin_migrate_poison(void)
 	int map = ss_mmap(m, fd, 0, (int64_t)(2 * PG), SS_PROT_READ, SS_MAP_SHARED);
 	EXPECT(m, map >= 1, 1);
 	int sig, pin;
-	EXPECT(m, ss_mapping_pin(m, map, 0, PG, &sig, &pin), 0);
+	EXPECT(m, ss_mapping_pin(m, map, 0, PG, 0, &sig, &pin), 0);
 	uint64_t p = pin_pfn(m, pin, 0);
 	EXPECT(m, ss_migrate_page(m, p), -EBUSY);
 	EXPECT(m, ss_mapping_unpin(m, pin), 0);
@@ -191,16 +191,16 @@ static void test_pin_migrate_poison(void)
 	check(m, __LINE__);
 	int vm, gmap;
 	int gfd = shared_gmem(m, SS_VM_DEFAULT, &vm, &gmap);
-	EXPECT(m, ss_mapping_pin(m, gmap, 0, PG, &sig, &pin), 0);
+	EXPECT(m, ss_mapping_pin(m, gmap, 0, PG, 0, &sig, &pin), 0);
 	uint64_t gp = pin_pfn(m, pin, 0);
 	EXPECT(m, ss_mapping_unpin(m, pin), 0);
 	EXPECT(m, ss_memory_failure(m, gp), 0);
-	EXPECT(m, ss_mapping_pin(m, gmap, 0, 2 * PG, &sig, &pin), -EHWPOISON);
+	EXPECT(m, ss_mapping_pin(m, gmap, 0, 2 * PG, 0, &sig, &pin), -EHWPOISON);
 	RULE(m, SS_R_PIN_HWPOISON);
 	EXPECT(m, sig, SS_SIGBUS);
 	/* a pinned page that fails, then is punched: an orphan until the unpin, whose
 	 * last reference keeps the poisoned frame off the free lists */
-	EXPECT(m, ss_mapping_pin(m, gmap, PG, PG, &sig, &pin), 0);
+	EXPECT(m, ss_mapping_pin(m, gmap, PG, PG, 0, &sig, &pin), 0);
 	uint64_t pp = pin_pfn(m, pin, 0);
 	EXPECT(m, ss_memory_failure(m, pp), 0);
 	EXPECT(m, ss_fallocate(m, gfd, PUNCH, (int64_t)PG, (int64_t)PG), 0);
@@ -221,7 +221,7 @@ static void test_pin_huge_split(void)
 	EXPECT(m, ss_ftruncate(m, fd, (int64_t)(512 * PG)), 0);
 	int map = ss_mmap(m, fd, 0, (int64_t)(512 * PG), SS_PROT_READ | SS_PROT_WRITE, SS_MAP_SHARED);
 	int sig, pin;
-	EXPECT(m, ss_mapping_pin(m, map, 4 * PG, 2 * PG, &sig, &pin), 0);
+	EXPECT(m, ss_mapping_pin(m, map, 4 * PG, 2 * PG, 0, &sig, &pin), 0);
 	struct ss_page_run pr;
 	uint64_t next;
 	EXPECT(m, ss_file_runs(m, fd, 4, 5, &pr, 1, &next), 1);
