@@ -19,6 +19,10 @@ requests, well-formed and not, to both paths of every route and compares the ans
 
 The app turns FastAPI's native OpenTelemetry off (app/main.py): it configures no
 provider, and the lean path opens no telemetry spans.
+
+This follows FastAPI's internals of the pinned version (pyproject.toml): an upgrade that
+moves the private helpers imported here fails at import; one that changes what FastAPI
+answers fails tests/api/test_lean.py, which holds the two paths to each other.
 """
 
 from __future__ import annotations
