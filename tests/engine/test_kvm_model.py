@@ -46,7 +46,7 @@ def gmem_flags(vm_type: str) -> st.SearchStrategy[list[str]]:
 
 def drawn_logs(vm_type: str) -> st.SearchStrategy[list[Step]]:
     return gmem_flags(vm_type).flatmap(
-        lambda f: log_strategy(bool(f), vm_type, smm=True).map(
+        lambda f: log_strategy(bool(f), vm_type, smm=True, pins=True).map(
             lambda log: [*setup(f, vm_type), *log]
         )
     )
@@ -68,6 +68,8 @@ def run_both(log: list[Step]) -> None:
 
     def after(op: str) -> None:
         engine.m.check()
+        used = engine.m.phys().used  # orphans of pins included: free only at the unpin
+        assert used == model.used_frames(), (op, used, model.used_frames())
         for vm_id, vm in model.vms.items():
             assert engine.m.is_vm(int(vm_id)) == (not vm.dead), (op, vm_id)
             if vm.dead:
