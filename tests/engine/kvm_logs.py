@@ -41,14 +41,17 @@ class Runner(Protocol):
     def run(self, op: str, args: dict[str, Any]) -> tuple[bool, object]: ...
 
 
-def setup(gmem_flags: list[str], vm_type: str = "KVM_X86_DEFAULT_VM") -> list[Step]:
+def setup(
+    gmem_flags: list[str], vm_type: str = "KVM_X86_DEFAULT_VM", sealable: bool = False
+) -> list[Step]:
     """A VM with one vCPU, a memfd of RAM mapped by the VMM, a guest_memfd (mapped too
     when it may be), a guest_memfd slot at GPA and a plain one at 2 * GPA, and the RAM
-    mapped MAP_PRIVATE too (slots may point at it: copy-on-write)."""
+    mapped MAP_PRIVATE too (slots may point at it: copy-on-write). `sealable`: the RAM
+    is MFD_ALLOW_SEALING (the pin logs try F_SEAL_WRITE)."""
     steps = [
         Step("vm", "vm_create", {"name": "vm0", "type": vm_type}),
         Step("cpu", "vcpu_create", {"vm_id": "$vm"}),
-        Step("mfd", "memfd_create", {"name": "ram", "flags": []}),
+        Step("mfd", "memfd_create", {"name": "ram", "flags": ["MFD_ALLOW_SEALING"] * sealable}),
         Step(None, "ftruncate", {"fd": "$mfd", "length": 16 * P}),
         Step(
             "m", "mmap", {"fd": "$mfd", "offset": 0, "length": 16 * P, "prot": RW, "flags": SHARED}

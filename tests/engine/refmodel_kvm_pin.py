@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from tests.engine.refmodel import PAGE, Inode, ModelError, Page
+from tests.engine.refmodel import PAGE, SEAL_WRITE, Inode, ModelError, Page
 from tests.engine.refmodel_kvm_slots import SlotsMixin
 
 PIN_MAX_PAGES = 4096  # engine_c/sealscope.h SS_PIN_MAX_PAGES
@@ -151,6 +151,12 @@ class PinMixin(SlotsMixin):
         super()._drop(ino, idx)
         if page is not None and page.refs and self.pins_hold(page):
             self.reached["orphan"] += 1
+
+    def _do_add_seals(self, ino: Inode, s: int) -> int:
+        pinned = any(p.refs for p in ino.pages.values())
+        if s & SEAL_WRITE and not ino.seals & SEAL_WRITE and not ino.shared_maps and pinned:
+            self.reached["seal_write_pinned"] += 1  # EBUSY (refmodel.py: pages with refs)
+        return super()._do_add_seals(ino, s)
 
     def pins_hold(self, page: Page) -> bool:
         return any(page is p for pin in self.pins.values() for p in pin.pages)

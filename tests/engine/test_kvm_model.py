@@ -47,7 +47,7 @@ def gmem_flags(vm_type: str) -> st.SearchStrategy[list[str]]:
 def drawn_logs(vm_type: str) -> st.SearchStrategy[list[Step]]:
     return gmem_flags(vm_type).flatmap(
         lambda f: log_strategy(bool(f), vm_type, smm=True, pins=True).map(
-            lambda log: [*setup(f, vm_type), *log]
+            lambda log: [*setup(f, vm_type, sealable=True), *log]
         )
     )
 

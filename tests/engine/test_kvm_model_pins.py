@@ -27,6 +27,9 @@ def reached(log: list[Step]) -> dict[str, int]:
     return dict(model.reached)
 
 
+# (F_SEAL_WRITE's EBUSY at a pinned page, "seal_write_pinned", needs a pin, the shared
+# mapping gone and the seal in that order: fresh draws reach it, about one log in six,
+# the derandomized budget does not; test_f_seal_write_is_ebusy_while_a_page_is_pinned)
 REACH = ("pin", "write_pin", "pinned_copy", "orphan", "pin_efault", "pin_efault_readonly")
 
 
@@ -46,7 +49,8 @@ def test_the_random_logs_reach_pins() -> None:
 
     for vm_type in TYPES:
         per_type(vm_type)
-    assert all(seen[k] for k in REACH), dict(seen)
+    missing = [k for k in REACH if not seen[k]]
+    assert not missing, (missing, dict(seen))
 
 
 def model_answers(log: list[Step]) -> list[tuple[bool, object]]:
@@ -55,6 +59,9 @@ def model_answers(log: list[Step]) -> list[tuple[bool, object]]:
     out: list[tuple[bool, object]] = []
     results: dict[str, Any] = {}
     for label, op, raw in log:
+        if op == "nop":
+            out.append((True, None))
+            continue
         out.append(model.run(op, {k: resolve(v, results, model.map_addr) for k, v in raw.items()}))
         if label and out[-1][0]:
             results[label] = out[-1][1]
