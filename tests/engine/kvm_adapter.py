@@ -18,6 +18,8 @@ KVM_OPS = (
     "vcpu_create",
     "vcpu_access",
     "mapping_access",
+    "mapping_pin",
+    "mapping_unpin",
     "vm_close",
 )
 
@@ -38,6 +40,8 @@ def exit_dict(e: Any) -> dict[str, Any] | None:
 
 class EngineKvmRunner(EngineRunner):
     """One engine machine driven with the oracle's step vocabulary, KVM ops too."""
+
+    gup_pins = True  # mapping_pin / mapping_unpin (kvm_logs.PIN_OPS)
 
     def __init__(self, machine: Machine) -> None:
         super().__init__(machine)
@@ -79,6 +83,13 @@ class EngineKvmRunner(EngineRunner):
             }
         if op == "mapping_access":
             return True, {"signal": value.signal, "value": value.value}
-        if op in ("set_user_memory_region", "set_memory_attributes", "vm_close"):
+        if op == "mapping_pin":
+            return True, {
+                "pin_id": value.pin_id,
+                "offset": value.offset,
+                "pages": value.pages,
+                "pfns": value.pfns,
+            }
+        if op in ("set_user_memory_region", "set_memory_attributes", "vm_close", "mapping_unpin"):
             return True, None
         return True, value

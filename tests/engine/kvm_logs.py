@@ -6,6 +6,9 @@ values: "$x" the result of an earlier step labelled x (vm id, fd, map id), "@x" 
 VMM address plus an offset. Only what this machine's KVM can answer is drawn: the
 default VM, accesses whose private-ness the attributes decide, no attribute changes
 (KVM_SET_MEMORY_ATTRIBUTES is ENOTTY here; tests/api and the model tests cover them).
+GUP pins (`pins=True`: mapping_pin / mapping_unpin) are the kernel's internal interface,
+with no syscall to drive them: only the engine-vs-model runs draw them, and `play` skips
+them (for every runner) when a runner cannot pin.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ GPA = 1 << 30  # slot bases: GPA and 2 * GPA
 GMEM = "KVM_MEM_GUEST_MEMFD"
 RW, SHARED = ["PROT_READ", "PROT_WRITE"], ["MAP_SHARED"]
 KEEP, PUNCH = "FALLOC_FL_KEEP_SIZE", "FALLOC_FL_PUNCH_HOLE"
+PIN_OPS = ("mapping_pin", "mapping_unpin")
 GMEM_FLAGS = [
     [],
     ["GUEST_MEMFD_FLAG_MMAP"],
@@ -37,14 +41,17 @@ class Runner(Protocol):
     def run(self, op: str, args: dict[str, Any]) -> tuple[bool, object]: ...
 
 
-def setup(gmem_flags: list[str], vm_type: str = "KVM_X86_DEFAULT_VM") -> list[Step]:
+def setup(
+    gmem_flags: list[str], vm_type: str = "KVM_X86_DEFAULT_VM", sealable: bool = False
+) -> list[Step]:
     """A VM with one vCPU, a memfd of RAM mapped by the VMM, a guest_memfd (mapped too
     when it may be), a guest_memfd slot at GPA and a plain one at 2 * GPA, and the RAM
-    mapped MAP_PRIVATE too (slots may point at it: copy-on-write)."""
+    mapped MAP_PRIVATE too (slots may point at it: copy-on-write). `sealable`: the RAM
+    is MFD_ALLOW_SEALING (the pin logs try F_SEAL_WRITE)."""
     steps = [
         Step("vm", "vm_create", {"name": "vm0", "type": vm_type}),
         Step("cpu", "vcpu_create", {"vm_id": "$vm"}),
-        Step("mfd", "memfd_create", {"name": "ram", "flags": []}),
+        Step("mfd", "memfd_create", {"name": "ram", "flags": ["MFD_ALLOW_SEALING"] * sealable}),
         Step(None, "ftruncate", {"fd": "$mfd", "length": 16 * P}),
         Step(
             "m", "mmap", {"fd": "$mfd", "offset": 0, "length": 16 * P, "prot": RW, "flags": SHARED}
@@ -72,11 +79,12 @@ def _step(op: str, **kw: st.SearchStrategy[Any]) -> st.SearchStrategy[Step]:
 
 
 def log_strategy(
-    mapped_gmem: bool, private_vm: str | None = None, smm: bool = False
+    mapped_gmem: bool, private_vm: str | None = None, smm: bool = False, pins: bool = False
 ) -> st.SearchStrategy[list[Step]]:
     """Logs for the setup above; `private_vm` (a VM type) adds attribute changes and,
     on SNP / TDX, the guest's own private or shared view; `smm` slots in address space 1
-    (mainline with SMM; this machine's KVM has one address space)."""
+    (mainline with SMM; this machine's KVM has one address space); `pins` GUP pins and
+    unpins of the VMM's mappings (ranges past a mapping and past EOF too)."""
     pages = st.integers(0, 20).map(lambda k: k * P)
     maps = ["@m", "@gm", "@pm"] if mapped_gmem else ["@m", "@pm"]
     map_ids = [m.replace("@", "$") for m in maps]
@@ -181,6 +189,10 @@ def log_strategy(
     ]
     if private_vm is not None:
         ops += [attrs] * 4
+    if pins:
+        from tests.engine.kvm_log_pins import pin_ops  # (it builds on this module)
+
+        ops += pin_ops(map_ids)
     return st.lists(st.sampled_from(ops).flatmap(lambda s: s), min_size=10, max_size=40)
 
 
@@ -198,6 +210,11 @@ def comparable(op: str, ok: bool, value: object, rich: bool = False) -> tuple[bo
     if ok and op == "vcpu_access" and isinstance(value, dict):
         keys = ("exit", "value", "backing", "fd", "index") if rich else ("exit", "value")
         return ok, {k: value.get(k) for k in keys}
+    if ok and op == "mapping_pin" and isinstance(value, dict):
+        # the model knows no frames: the engine's pfns are checked for their count only
+        pfns = value.get("pfns")
+        n = len(pfns) if isinstance(pfns, list) else value.get("pages")
+        return ok, {k: value.get(k) for k in ("pin_id", "offset", "pages")} | {"npfns": n}
     if ok and op in ("mmap", "memfd_create", "vm_guest_memfd", "vm_create"):
         return ok, value
     if ok and op in ("set_user_memory_region", "fallocate", "ftruncate", "close", "munmap"):
@@ -218,6 +235,8 @@ def play(
     for label, op, raw in log:
         if op == "nop":
             continue
+        if op in PIN_OPS and not all(getattr(r, "gup_pins", False) for r, _ in runners.values()):
+            continue  # a runner that cannot pin (the real kernel): nobody does
         answers = {}
         for name, (runner, addr) in runners.items():
             args = {k: resolve(v, results[name], addr) for k, v in raw.items()}

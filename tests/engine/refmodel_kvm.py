@@ -6,7 +6,8 @@ kvm_vm_ioctl_set_mem_attributes()) and this machine's measurements
 (tests/oracle/kvm_binding_cases.py), not from the engine. It extends the file model
 (tests/engine/refmodel.py): a VM is an owner of kind "kvm" (owner ids and VM ids share
 one counter), a guest_memfd is one of its Inodes. The access path, the VMM's address
-space and the secondary MMU are in refmodel_kvm_access.py.
+space and the secondary MMU are in refmodel_kvm_access.py, GUP pins in
+refmodel_kvm_pin.py.
 
 Every method takes the op's args as the session log spells them (KVM_CONTRACT.md) and
 returns what the engine's face should, or raises ModelError(errno name).
@@ -22,6 +23,7 @@ from typing import Any
 
 from app.oracle import call_args
 from tests.engine.refmodel import PAGE, Inode, ModelError
+from tests.engine.refmodel_kvm_pin import PinMixin
 from tests.engine.refmodel_kvm_slots import (
     ATTRS,
     DEFAULT,
@@ -37,7 +39,6 @@ from tests.engine.refmodel_kvm_slots import (
     TDX,
     U64,
     VM_TYPES,
-    SlotsMixin,
     Vm,
     bits,
     set_runs,
@@ -46,7 +47,7 @@ from tests.engine.refmodel_kvm_slots import (
 __all__ = ["DEFAULT", "KVM_QUIRKS", "KvmModel", "set_runs"]
 
 
-class KvmModel(SlotsMixin):
+class KvmModel(PinMixin):
     """The file model plus the KVM side (see the module docstring)."""
 
     def __init__(

@@ -48,6 +48,8 @@ KVM_OPS = (
     "vcpu_create",
     "vcpu_access",
     "mapping_access",
+    "mapping_pin",
+    "mapping_unpin",
     "vm_close",
 )
 

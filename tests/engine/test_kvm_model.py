@@ -46,8 +46,8 @@ def gmem_flags(vm_type: str) -> st.SearchStrategy[list[str]]:
 
 def drawn_logs(vm_type: str) -> st.SearchStrategy[list[Step]]:
     return gmem_flags(vm_type).flatmap(
-        lambda f: log_strategy(bool(f), vm_type, smm=True).map(
-            lambda log: [*setup(f, vm_type), *log]
+        lambda f: log_strategy(bool(f), vm_type, smm=True, pins=True).map(
+            lambda log: [*setup(f, vm_type, sealable=True), *log]
         )
     )
 
@@ -62,12 +62,34 @@ def engine_mapped(e: EngineKvmRunner, vm: int) -> set[int]:
     return out
 
 
+def same_pins(model: KvmModel, engine: EngineKvmRunner, op: str) -> None:
+    """The same live pin ids, each over the same range; and the pinned pages agree with
+    the engine's pfns: one page of the model is one frame of the engine, two are two
+    (pinned pages cannot move, so this holds across all live pins)."""
+    frame: dict[int, int] = {}  # id(model page) -> pfn
+    for pin_id in range(1, max(model.pins, default=0) + 3):
+        want = model.pins.get(pin_id)
+        try:
+            got = engine.m.pin_info(pin_id)
+        except LookupError:
+            assert want is None, (op, pin_id)
+            continue
+        assert want is not None, (op, pin_id)
+        assert (got.offset, got.pages) == (want.offset, len(want.pages)), (op, pin_id)
+        for page, pfn in zip(want.pages, got.pfns, strict=True):
+            assert frame.setdefault(id(page), pfn) == pfn, (op, pin_id, pfn)
+    assert len(set(frame.values())) == len(frame), (op, frame)
+
+
 def run_both(log: list[Step]) -> None:
     model = KvmModel(profile="guest-memfd", phys_pages=1 << 16)
     engine = EngineKvmRunner(Machine(Config(profile="guest-memfd", phys_pages=1 << 16)))
 
     def after(op: str) -> None:
         engine.m.check()
+        used = engine.m.phys().used  # orphans of pins included: free only at the unpin
+        assert used == model.used_frames(), (op, used, model.used_frames())
+        same_pins(model, engine, op)
         for vm_id, vm in model.vms.items():
             assert engine.m.is_vm(int(vm_id)) == (not vm.dead), (op, vm_id)
             if vm.dead:

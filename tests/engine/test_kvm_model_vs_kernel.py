@@ -150,3 +150,17 @@ def test_a_guest_memfd_keeps_its_vm_after_close_vm_fd() -> None:
         Step(None, "vm_close", {"vm_id": "$vm"}),  # EBADF: destroyed with its last file
     ]
     both(log)
+
+
+def test_pin_steps_are_skipped_against_the_kernel() -> None:
+    """GUP pins have no syscall: a log with them plays on the kernel, the model and the
+    engine with the pin steps left out for all three (kvm_logs.play), not failing."""
+    pin = {"map_id": "$pm", "offset": 0, "length": P, "write": True}
+    log = [
+        *setup([]),
+        Step(None, "mapping_pin", pin),
+        Step(None, "pwrite", {"fd": "$mfd", "offset": 0, "data": b"\x05"}),
+        Step(None, "mapping_access", {"map_id": "$pm", "offset": 0, "write": False, "value": 0}),
+        Step(None, "mapping_unpin", {"pin_id": 1}),
+    ]
+    both(log)
