@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *msg, size_t len, const char *fmt, ...)
+/* the checkers' one way to fail: the message into msg (when given), -EUCLEAN */
+int check_fail(char *msg, size_t len, const char *fmt, ...)
 {
 	if (msg && len) {
 		va_list ap;
@@ -32,7 +33,7 @@ static int fail(char *msg, size_t len, const char *fmt, ...)
 	return -EUCLEAN;
 }
 
-#define CHECK(cond, ...) do { if (!(cond)) return fail(msg, len, __VA_ARGS__); } while (0)
+#define CHECK(cond, ...) do { if (!(cond)) return check_fail(msg, len, __VA_ARGS__); } while (0)
 
 static int check_free_lists(const struct ss_machine *m, char *msg, size_t len)
 {
@@ -278,7 +279,7 @@ int ss_check(const struct ss_machine *m, char *msg, size_t len)
 	    (r = check_kvm(m, mapped, msg, len)) || (r = check_pins(m, msg, len)))
 		return r;
 	if (ncow != ncopies)
-		return fail(msg, len, "%llu copy frames but the mappings hold %llu copies",
+		return check_fail(msg, len, "%llu copy frames but the mappings hold %llu copies",
 			    (unsigned long long)ncow, (unsigned long long)ncopies);
 	return 0;
 }

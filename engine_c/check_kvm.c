@@ -23,22 +23,9 @@
  *    at each zap of a whole folio, added at each private fault).
  */
 #include "internal.h"
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 
-static int fail(char *msg, size_t len, const char *fmt, ...)
-{
-	if (msg && len) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, len, fmt, ap);
-		va_end(ap);
-	}
-	return -EUCLEAN;
-}
-
-#define CHECK(cond, ...) do { if (!(cond)) { free(seen); return fail(msg, len, __VA_ARGS__); } } while (0)
+#define CHECK(cond, ...) do { if (!(cond)) { free(seen); return check_fail(msg, len, __VA_ARGS__); } } while (0)
 #define ULL(x) ((unsigned long long)(x))
 
 /* the file page gfn must map: 0 with *ino, *index (and *copy: pfn + 1 of the
@@ -153,13 +140,13 @@ static int check_vm(const struct ss_machine *m, const struct owner *o, uint64_t 
 static int check_hwpoison_list(const struct ss_machine *m, uint64_t raw, char *msg, size_t len)
 {
 	if (raw != m->nhwpoison)
-		return fail(msg, len, "%llu raw poisoned frames but %u in the hwpoison list",
+		return check_fail(msg, len, "%llu raw poisoned frames but %u in the hwpoison list",
 			    ULL(raw), m->nhwpoison);
 	for (uint32_t k = 0; k < m->nhwpoison; k++) {
 		uint32_t pfn = m->hwpoison[k];
 		if (pfn >= m->cfg.phys_pages || frame_ro(m, pfn)->state == SS_FRAME_FREE ||
 		    !(frame_ro(m, pfn)->xflags & X_HWPOISON_RAW))
-			return fail(msg, len, "hwpoison list entry %u (pfn %u) is not a poisoned "
+			return check_fail(msg, len, "hwpoison list entry %u (pfn %u) is not a poisoned "
 				    "frame", k, pfn);
 	}
 	return 0;
@@ -173,11 +160,11 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 		raw += f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON_RAW);
 		if (f->state != SS_FRAME_FREE && (f->xflags & X_HWPOISON) &&
 		    (f->mapped || frame_ro(m, frame_head(m, (uint32_t)p))->mapped))
-			return fail(msg, len, "pfn %llu is hwpoisoned but still mapped", ULL(p));
+			return check_fail(msg, len, "pfn %llu is hwpoisoned but still mapped", ULL(p));
 		if (f->state != SS_FRAME_FREE && (f->xflags & X_NO_DIRECT_MAP) &&
 		    (!(m->cfg.variants & SS_VAR_NO_DIRECT_MAP) || (f->flags & F_TAIL) || !f->ino ||
 		     f->ino > (uint32_t)m->ninodes || m->inodes[f->ino - 1].kind != SS_KIND_GMEM))
-			return fail(msg, len, "pfn %llu is out of the direct map but not a guest_memfd "
+			return check_fail(msg, len, "pfn %llu is out of the direct map but not a guest_memfd "
 				    "page of variant no_direct_map", ULL(p));
 		if (!(f->flags & F_PREPARED))
 			continue;
@@ -186,7 +173,7 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 		const struct owner *o = in && in->vm ? vm_get_const(m, in->vm - 1) : NULL;
 		if (f->state == SS_FRAME_FREE || (f->flags & F_TAIL) || !(f->flags & F_UPTODATE) ||
 		    !in || in->kind != SS_KIND_GMEM || !o || !vm_is_coco(o->vm))
-			return fail(msg, len, "pfn %llu is prepared but not an uptodate page of a "
+			return check_fail(msg, len, "pfn %llu is prepared but not an uptodate page of a "
 				    "confidential VM's guest_memfd", ULL(p));
 	}
 	int hr = check_hwpoison_list(m, raw, msg, len);
@@ -196,7 +183,7 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 		const struct owner *o = &m->owners[i];
 		const struct kvm_vm *vm = o->vm;
 		if (vm && (vm->launch != SS_LAUNCH_NONE) != vm_is_coco(vm))
-			return fail(msg, len, "VM %d: launch state %d on a VM of type %d", i,
+			return check_fail(msg, len, "VM %d: launch state %d on a VM of type %d", i,
 				    vm->launch, vm->type);
 		if (!vm || !is_inplace(m))
 			continue;
@@ -209,7 +196,7 @@ static int check_prepared(const struct ss_machine *m, char *msg, size_t len)
 				continue;
 			for (uint64_t g = 0; g < s->npages;) {
 				if (attrs_get(&vm->attrs, s->gfn + g) != attrs_get(&in->gattrs, s->index + g))
-					return fail(msg, len, "VM %d gfn %llu: attributes differ from its "
+					return check_fail(msg, len, "VM %d gfn %llu: attributes differ from its "
 						    "guest_memfd's", i, ULL(s->gfn + g));
 				uint64_t a = attrs_run_end(&vm->attrs, s->gfn + g, s->gfn + s->npages) - s->gfn;
 				uint64_t b = attrs_run_end(&in->gattrs, s->index + g, s->index + s->npages) -

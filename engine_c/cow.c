@@ -33,20 +33,7 @@
  * (hva_to_pfn with FOLL_WRITE, virt/kvm/kvm_main.c).
  */
 #include "internal.h"
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
-
-static int check_fail_msg(char *msg, size_t len, const char *fmt, ...)
-{
-	if (msg && len) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, len, fmt, ap);
-		va_end(ap);
-	}
-	return -EUCLEAN;
-}
 
 uint64_t cow_lookup(const struct mapping *mp, uint64_t index)
 {
@@ -224,34 +211,34 @@ int cow_check(const struct ss_machine *m, uint64_t *ncow, char *msg, size_t len)
 		const struct mapping *mp = &m->maps[i];
 		if (!mp->id) {
 			if (mp->cow.count)
-				return check_fail_msg(msg, len, "unmapped slot %d keeps copies", i + 1);
+				return check_fail(msg, len, "unmapped slot %d keeps copies", i + 1);
 			continue;
 		}
 		if (mp->cow.count && !map_is_private(mp))
-			return check_fail_msg(msg, len, "shared mapping %d has copies", mp->id);
+			return check_fail(msg, len, "shared mapping %d has copies", mp->id);
 		const struct inode *in = &m->inodes[mp->ino - 1];
 		uint64_t idx = 0, v, seen = 0;
 		while ((v = tree_find(&mp->cow, &idx, UINT64_MAX))) {
 			if (v - 1 >= m->cfg.phys_pages)
-				return check_fail_msg(msg, len, "mapping %d copy %llu past memory", mp->id,
+				return check_fail(msg, len, "mapping %d copy %llu past memory", mp->id,
 						      (unsigned long long)idx);
 			const struct frame *f = frame_ro(m, v - 1);
 			if (f->state != SS_FRAME_COW || f->ino != mp->ino || f->index != idx ||
 			    f->xspare != (uint32_t)mp->id || f->refcount < 1 || f->order ||
 			    (f->flags & ~(F_DIRTY | F_UPTODATE)))
-				return check_fail_msg(msg, len,
+				return check_fail(msg, len,
 						      "mapping %d index %llu -> frame %llu that is not its copy",
 						      mp->id, (unsigned long long)idx,
 						      (unsigned long long)(v - 1));
 			if (idx >= (((uint64_t)in->size + SS_PAGE_SIZE - 1) >> SS_PAGE_SHIFT))
-				return check_fail_msg(msg, len, "mapping %d keeps a copy at %llu past EOF",
+				return check_fail(msg, len, "mapping %d keeps a copy at %llu past EOF",
 						      mp->id, (unsigned long long)idx);
 			seen++;
 			if (++idx == 0)
 				break;
 		}
 		if (seen != mp->cow.count)
-			return check_fail_msg(msg, len, "mapping %d: %llu copies, tree says %llu", mp->id,
+			return check_fail(msg, len, "mapping %d: %llu copies, tree says %llu", mp->id,
 					      (unsigned long long)seen, (unsigned long long)mp->cow.count);
 		n += seen;
 	}

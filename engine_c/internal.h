@@ -631,6 +631,10 @@ int pins_clone(struct ss_machine *dst, const struct ss_machine *src);
 void pins_free(struct ss_machine *m);
 int check_pins(const struct ss_machine *m, char *msg, size_t len);
 
+/* check.c: the checkers' failure (message into msg, -EUCLEAN) */
+int check_fail(char *msg, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* check_kvm.c */
 int check_kvm(const struct ss_machine *m, const uint64_t *mapped_per_owner, char *msg, size_t len);
 

@@ -40,21 +40,8 @@
  * outlives its mapping (munmap does not unpin), as in the kernel.
  */
 #include "internal.h"
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int check_fail(char *msg, size_t len, const char *fmt, ...)
-{
-	if (msg && len) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, len, fmt, ap);
-		va_end(ap);
-	}
-	return -EUCLEAN;
-}
 
 static struct pin *pin_get(struct ss_machine *m, int id)
 {
