@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "maptest.h"
 
 #define PG 4096ull
 #define RW (SS_PROT_READ | SS_PROT_WRITE)
@@ -27,39 +28,6 @@ static struct ss_machine *machine(unsigned int variants)
 	if (!m)
 		exit(2);
 	return m;
-}
-
-static int touch(struct ss_machine *m, int map, uint64_t off, int write, uint8_t v)
-{
-	int sig = -1;
-	uint8_t out = 0;
-	int r = ss_mapping_access(m, map, off, write, v, &sig, &out);
-	check(m, __LINE__);
-	return r < 0 ? r : sig ? 1000 + sig : out;
-}
-
-static uint8_t pread1(struct ss_machine *m, int fd, int64_t off)
-{
-	uint8_t b = 0xee;
-	EXPECT(m, ss_pread(m, fd, &b, 1, off), 1);
-	return b;
-}
-
-static uint64_t used(struct ss_machine *m)
-{
-	struct ss_phys_info pi;
-	ss_phys_info(m, &pi);
-	return pi.used;
-}
-
-/* the touches of the last event of kind what: how many */
-static int last_touches(struct ss_machine *m, int what)
-{
-	struct ss_touch t[32];
-	int n = ss_event_touches(m, ss_event_count(m), 0, t, 32), k = 0;
-	for (int i = 0; i < n; i++)
-		k += t[i].what == what;
-	return k;
 }
 
 /* the pages the last event's touches of kind what name (adjacent ones merge) */
