@@ -76,8 +76,9 @@ void tree_destroy(struct tree *t)
 	tree_init(t);
 }
 
-/* a copy of n held once, its children shared with n (NULL when out of memory) */
-static struct tnode *node_copy(const struct tnode *n)
+/* a new node held once with n's bitmap, shift and slots as they are (children not
+ * yet referenced: the callers share or copy them); NULL when out of memory */
+static struct tnode *node_dup(const struct tnode *n)
 {
 	struct tnode *c = malloc(sizeof(*c));
 	if (!c)
@@ -86,6 +87,15 @@ static struct tnode *node_copy(const struct tnode *n)
 	c->shift = n->shift;
 	atomic_init(&c->refs, 1);
 	memcpy(c->slots, n->slots, sizeof(c->slots));
+	return c;
+}
+
+/* a copy of n held once, its children shared with n (NULL when out of memory) */
+static struct tnode *node_copy(const struct tnode *n)
+{
+	struct tnode *c = node_dup(n);
+	if (!c)
+		return NULL;
 	if (n->shift) {
 		uint64_t b = n->bitmap;
 		while (b) {
@@ -135,13 +145,9 @@ static struct tnode *own_child(struct tnode *p, unsigned int off)
 /* a deep copy: every node new (the baseline ss_machine_clone_full) */
 static struct tnode *node_clone(const struct tnode *n)
 {
-	struct tnode *c = malloc(sizeof(*c));
+	struct tnode *c = node_dup(n);
 	if (!c)
 		return NULL;
-	c->bitmap = n->bitmap;
-	c->shift = n->shift;
-	atomic_init(&c->refs, 1);
-	memcpy(c->slots, n->slots, sizeof(c->slots));
 	if (n->shift) {
 		uint64_t b = n->bitmap;
 		while (b) {
