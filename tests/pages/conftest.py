@@ -56,3 +56,17 @@ async def act(c: httpx.AsyncClient, sid: str, op: str, **form: Any) -> httpx.Res
     """An action form posted as htmx does (urlencoded, HX-Request), fd 3 selected."""
     data = {"fd": "3", **form}
     return await c.post(f"/s/{sid}/do/{op}", data=data, headers=HX)
+
+
+async def private_copy(client: httpx.AsyncClient, offset: int) -> tuple[str, int]:
+    """A guest-memfd session whose memfd "ram" (fd 3, 8 KiB) is mapped MAP_PRIVATE (map 1)
+    and written through it at offset: (the session id, the frame of the copy)."""
+    sid = await session(client, profile="guest-memfd")
+    s = f"/sessions/{sid}"
+    await api(client, "POST", f"{s}/memfds", name="ram")
+    await api(client, "POST", f"{s}/files/3/ftruncate", length=8192)
+    body = {"offset": 0, "length": 8192, "prot": ["PROT_READ", "PROT_WRITE"]}
+    await api(client, "POST", f"{s}/files/3/mmap", **body, flags=["MAP_PRIVATE"])
+    await api(client, "POST", f"{s}/mappings/1/access", offset=offset, write=True, value=1)
+    cow = [e for e in (await api(client, "GET", f"{s}/phys"))["extents"] if e["state"] == "cow"]
+    return sid, int(cow[0]["start"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.pages.conftest import HX, api, guest_file, session
+from tests.pages.conftest import HX, api, guest_file, private_copy, session
 
 pytestmark = pytest.mark.anyio
 
@@ -47,14 +47,7 @@ async def test_find_in_a_preview_and_without_htmx(client: httpx.AsyncClient) -> 
 
 
 async def test_find_names_a_private_mappings_copy(client: httpx.AsyncClient) -> None:
-    sid = await session(client, profile="guest-memfd")
-    s = f"/sessions/{sid}"
-    await api(client, "POST", f"{s}/memfds", name="ram")
-    await api(client, "POST", f"{s}/files/3/ftruncate", length=8192)
-    body = {"offset": 0, "length": 8192, "prot": ["PROT_READ", "PROT_WRITE"]}
-    await api(client, "POST", f"{s}/files/3/mmap", **body, flags=["MAP_PRIVATE"])
-    await api(client, "POST", f"{s}/mappings/1/access", offset=4097, write=True, value=1)
-    cow = [e for e in (await api(client, "GET", f"{s}/phys"))["extents"] if e["state"] == "cow"]
-    r = await client.get(f"/s/{sid}/find", params={"q": f"pfn {cow[0]['start']}"}, headers=HX)
+    sid, pfn = await private_copy(client, 4097)
+    r = await client.get(f"/s/{sid}/find", params={"q": f"pfn {pfn}"}, headers=HX)
     assert r.status_code == 200
     assert "is mapping 1's MAP_PRIVATE copy of page 1 of ram (fd 3)" in r.text.replace("&#39;", "'")

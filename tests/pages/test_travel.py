@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.pages.maps import DASH
-from tests.pages.conftest import HX, PUNCH, api, guest_file, session
+from tests.pages.conftest import HX, PUNCH, api, guest_file, private_copy, session
 
 pytestmark = pytest.mark.anyio
 
@@ -188,15 +188,7 @@ async def test_timeline_pages_back(client: httpx.AsyncClient) -> None:
 async def test_a_frame_holding_a_private_mappings_copy(client: httpx.AsyncClient) -> None:
     """A write through a MAP_PRIVATE mapping copies the page: that frame is the
     mapping's copy (the frame view and the frame map say so), not the file's page."""
-    sid = await session(client, profile="guest-memfd")
-    s = f"/sessions/{sid}"
-    await api(client, "POST", f"{s}/memfds", name="ram")
-    await api(client, "POST", f"{s}/files/3/ftruncate", length=8192)
-    body = {"offset": 0, "length": 8192, "prot": ["PROT_READ", "PROT_WRITE"]}
-    await api(client, "POST", f"{s}/files/3/mmap", **body, flags=["MAP_PRIVATE"])
-    await api(client, "POST", f"{s}/mappings/1/access", offset=5, write=True, value=1)
-    cow = [e for e in (await api(client, "GET", f"{s}/phys"))["extents"] if e["state"] == "cow"]
-    pfn = cow[0]["start"]
+    sid, pfn = await private_copy(client, 5)
     text = html.unescape((await client.get(f"/s/{sid}?frame={pfn}", headers=HX)).text)
     assert "mapping 1's MAP_PRIVATE copy of page 0 of ram (fd 3)" in text
     assert f"frame {pfn}: mapping 1's copy of page 0 (MAP_PRIVATE)" in text
