@@ -31,16 +31,15 @@ import email.message
 import inspect
 import json
 from collections.abc import Callable, Coroutine
-from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import params
 from fastapi._compat import ModelField, Undefined
 from fastapi._compat.shared import field_annotation_is_sequence
-from fastapi._compat.v2 import get_missing_field_error
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.utils import _get_param_aliases, _get_param_model, _is_json_field
+from fastapi.dependencies.utils import _validate_value_with_model_field as validate
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.routing import APIRoute, _extract_endpoint_context
 from fastapi.utils import is_body_allowed_for_status_code
@@ -60,7 +59,6 @@ class Param:
     alias: str
     loc: tuple[str, str]
     field: ModelField
-    required: bool
 
 
 def _param(field: ModelField) -> Param | None:
@@ -82,21 +80,7 @@ def _param(field: ModelField) -> Param | None:
         alias=alias,
         loc=(info.in_.value, alias),
         field=field,
-        required=info.is_required(),
     )
-
-
-def _validate(
-    field: ModelField, required: bool, value: Any, values: dict[str, Any], loc: tuple[Any, ...]
-) -> tuple[Any, list[Any]]:
-    # fastapi.dependencies.utils._validate_value_with_model_field
-    if value is Undefined:
-        if required:
-            return None, [get_missing_field_error(loc=loc)]
-        value = deepcopy(field.default)
-        if not field.field_info.validate_default:
-            return value, []
-    return field.validate(value, values, loc=loc)
 
 
 def _solve(
@@ -108,7 +92,7 @@ def _solve(
         value = received.get(p.alias)
         if value is None:
             value = Undefined
-        v, errs = _validate(p.field, p.required, value, values, p.loc)
+        v, errs = validate(field=p.field, value=value, values=values, loc=p.loc)
         if errs:
             errors.extend(errs)
         else:
@@ -175,7 +159,6 @@ def _lean_app(
     body_field: ModelField | None,
 ) -> Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]:
     request_name = route.dependant.request_param_name
-    body_required = body_field is not None and body_field.field_info.is_required()
     response_field = route.response_field
     assert response_field is not None
     status_code = route.status_code
@@ -239,7 +222,7 @@ def _lean_app(
         if query_plan:
             _solve(query_plan, request.query_params, values, errors)
         if body_field is not None:
-            v, errs = _validate(body_field, body_required, body, {}, ("body",))
+            v, errs = validate(field=body_field, value=body, values={}, loc=("body",))
             if errs:
                 errors.extend(errs)
             else:
