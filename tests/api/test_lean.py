@@ -26,32 +26,34 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from app.lean import LeanRoute
-from app.main import create_app
 from app.routing import RouteIndex
 from app.settings import Settings
+from tests.api.helpers import running
 from tests.budget import DERANDOMIZE, examples
 
 API = "/api/v1/sessions"
 
 
+def _plain(app: FastAPI) -> None:
+    """Every LeanRoute of app back on FastAPI's own handler."""
+    # the route objects are the modules' routers' own, shared by every app: copies
+    routes = app.router.routes
+    for i, route in enumerate(routes):
+        if isinstance(route, LeanRoute):
+            plain = copy.copy(route)
+            plain.app = route.fastapi_app
+            routes[i] = plain
+    index = app.router.middleware_stack
+    assert isinstance(index, RouteIndex)
+    app.router.middleware_stack = RouteIndex(app.router, index.full)
+
+
 @asynccontextmanager
 async def _app(data: Path, lean: bool) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(Settings(data=data, log_requests=False, rate=0))
-    if not lean:
-        # the route objects are the modules' routers' own, shared by every app: copies
-        routes = app.router.routes
-        for i, route in enumerate(routes):
-            if isinstance(route, LeanRoute):
-                plain = copy.copy(route)
-                plain.app = route.fastapi_app
-                routes[i] = plain
-        index = app.router.middleware_stack
-        assert isinstance(index, RouteIndex)
-        app.router.middleware_stack = RouteIndex(app.router, index.full)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 1234))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield app, client
+    async with running(Settings(data=data, log_requests=False, rate=0)) as (app, client):
+        if not lean:
+            _plain(app)
+        yield app, client
 
 
 def _lean_routes(app: FastAPI) -> list[LeanRoute]:
