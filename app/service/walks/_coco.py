@@ -6,12 +6,11 @@ of the engine's SHA-384 (engine_c/sha384.c)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import struct
 from typing import Any
 
-from app.service.walks._dsl import PAGE, Step, step
+from app.service.walks._dsl import PAGE, Step, b64, step
 from app.service.walks._kvm import PRIVATE
 
 SNP = "KVM_X86_SNP_VM"
@@ -27,7 +26,7 @@ def source(tag: bytes, pages: int) -> bytes:
 
 def launch_update(note: str, gpa: int, data: bytes, vm_id: int = 0, **kw: Any) -> Step:
     """SNP KVM_SEV_SNP_LAUNCH_UPDATE / TDX KVM_TDX_INIT_MEM_REGION of `data` at gpa."""
-    args = {"vm_id": str(vm_id), "gpa": gpa, "data_b64": base64.b64encode(data).decode()}
+    args = {"vm_id": str(vm_id), "gpa": gpa, "data_b64": b64(data)}
     return step("launch_update", args, note, **kw)
 
 

@@ -20,6 +20,11 @@ KiB, MiB = 1024, 1 << 20
 Step = dict[str, Any]
 
 
+def b64(data: bytes) -> str:
+    """Bytes as the op log and the answers carry them (data_b64)."""
+    return base64.b64encode(data).decode("ascii")
+
+
 def step(op: str, args: dict[str, Any], note: str, **kw: Any) -> Step:
     """A step; kw: errno, rule, look, twin, expect (dict), callbacks (list)."""
     unknown = set(kw) - {"errno", "rule", "look", "twin", "expect", "callbacks"}
@@ -82,8 +87,7 @@ def pread(note: str, offset: int, count: int, fd: int = 3, **kw: Any) -> Step:
 
 
 def pwrite(note: str, offset: int, data: bytes, fd: int = 3, **kw: Any) -> Step:
-    b64 = base64.b64encode(data).decode("ascii")
-    return step("pwrite", {"fd": fd, "offset": offset, "data_b64": b64}, note, **kw)
+    return step("pwrite", {"fd": fd, "offset": offset, "data_b64": b64(data)}, note, **kw)
 
 
 def mmap(

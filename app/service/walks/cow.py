@@ -4,9 +4,18 @@ through hva_to_pfn with FOLL_WRITE), and why a VMM maps the memfd MAP_SHARED."""
 
 from __future__ import annotations
 
-import base64
-
-from app.service.walks._dsl import ALLOW, PAGE, RW, ftruncate, memfd, pread, punch, pwrite, seal
+from app.service.walks._dsl import (
+    ALLOW,
+    PAGE,
+    RW,
+    b64,
+    ftruncate,
+    memfd,
+    pread,
+    punch,
+    pwrite,
+    seal,
+)
 from app.service.walks._dsl import mmap as mmap_
 from app.service.walks._dsl import munmap as munmap_
 from app.service.walks._kvm import DEFAULT, access, addr, host, region, vcpu, vm
@@ -35,10 +44,6 @@ R_KVM = (
 )
 FILE_BYTES = b"\x11" * (2 * PAGE)
 SIZE = 16 * PAGE
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 PRIVATE_COW = {
@@ -74,7 +79,7 @@ PRIVATE_COW = {
             "pread of page 0 still reads the file's 0x11",
             0,
             4,
-            expect={"data_b64": _b64(b"\x11" * 4)},
+            expect={"data_b64": b64(b"\x11" * 4)},
         ),
         host("the mapping reads its copy: 0x42", 1, 0, expect={"value": 0x42}),
         mmap_(
@@ -109,7 +114,7 @@ PRIVATE_COW = {
             "the VMM's pread of page 1: still 0x11 (the guest's write is not in the file)",
             PAGE,
             4,
-            expect={"data_b64": _b64(b"\x11" * 4)},
+            expect={"data_b64": b64(b"\x11" * 4)},
         ),
         punch(
             "punch page 0 out of the file: its copy stays",
@@ -118,7 +123,7 @@ PRIVATE_COW = {
             rule=R_PUNCH,
         ),
         host("the mapping still reads its copy of page 0: 0x42", 1, 0, expect={"value": 0x42}),
-        pread("the file reads zeros there now", 0, 4, expect={"data_b64": _b64(bytes(4))}),
+        pread("the file reads zeros there now", 0, 4, expect={"data_b64": b64(bytes(4))}),
         seal(
             "F_SEAL_WRITE while map 2 is there: EBUSY (a shared mapping of a writable fd "
             "counts, PROT_READ or not)",
