@@ -100,6 +100,15 @@ class Conn:
         raw = await self.r.readexactly(length) if length else b""
         return status, json.loads(raw) if raw else None
 
+    async def timed(self, lat: list[float], method: str, path: str, body: Any = None) -> Any:
+        """call, its latency appended to lat; the answer when below 300, else raise."""
+        t0 = time.perf_counter()
+        status, answer = await self.call(method, path, body)
+        lat.append(time.perf_counter() - t0)
+        if status >= 300:
+            raise RuntimeError(f"{method} {path}: {status} {answer}")
+        return answer
+
     def close(self) -> None:
         self.w.close()
 
@@ -190,11 +199,7 @@ async def kvm_client(c: Conn, b: str, vm: str, until: float, lat: list[float]) -
             ("GET", f"{v}/gfns?start={page}&end={page + 64}", None),
         ]
         for method, path, body in steps:
-            t0 = time.perf_counter()
-            status, answer = await c.call(method, path, body)
-            lat.append(time.perf_counter() - t0)
-            if status >= 300:
-                raise RuntimeError(f"{method} {path}: {status} {answer}")
+            await c.timed(lat, method, path, body)
             n += 1
         i += 1
     return n
@@ -218,11 +223,7 @@ async def app_client(c: Conn, b: str, owner: str, until: float, lat: list[float]
         for method, path, body in steps:
             if method == "PUT_UNLOCK":
                 method, path, body = "POST", f"{b}/put_unlock_pfn", {"pfn": pfn}
-            t0 = time.perf_counter()
-            status, answer = await c.call(method, path, body)
-            lat.append(time.perf_counter() - t0)
-            if status >= 500 or status == 429:
-                raise RuntimeError(f"{method} {path}: {status} {answer}")
+            answer = await c.timed(lat, method, path, body)
             if path.endswith("get_lock_pfn"):
                 pfn = answer["pfn"]
             n += 1
