@@ -68,6 +68,7 @@ class Kvm(KvmCoco):
         self._sig = ffi.new("int *")
         self._byte = ffi.new("uint8_t *")
         self._addr = ffi.new("uint64_t *")
+        self._vinfo = ffi.new("struct ss_vm_info *")  # is_vm's answer, never read
 
     def _kvm_fail(self, op: str, rc: int, before: int, args: dict[str, int]) -> NoReturn:
         rule = int(lib.ss_kvm_rule(self._m))

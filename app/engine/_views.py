@@ -43,7 +43,6 @@ class Views(MapViews, LogViews):
     def _init_buffers(self) -> None:
         self._finfo = ffi.new("struct ss_file_info *")
         self._oinfo = ffi.new("struct ss_owner_info *")
-        self._vinfo = ffi.new("struct ss_vm_info *")  # is_vm's answer, never read
         self._pinfo = ffi.new("struct ss_phys_info *")
         self._pages = ffi.new("struct ss_page_run[]", CHUNK)
         self._frames = ffi.new("struct ss_frame_run[]", CHUNK)
